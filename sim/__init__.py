@@ -1,0 +1,1 @@
+"""sim package of thz-face."""
