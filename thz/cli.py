@@ -11,7 +11,6 @@ import click
 
 # name -> "module:attribute" of a click command or group, imported on first use
 COMMANDS: dict[str, str] = {
-    "sim": "sim.cli:sim",
     "acquire": "acquisition.cli:acquire",
     "recover": "acquisition.cli:recover",
     "train": "training.cli:train",
@@ -22,6 +21,11 @@ COMMANDS: dict[str, str] = {
     "verify": "inference.cli:verify",
     "identify": "inference.cli:identify",
     "calibrate": "calibration.cli:calibrate",
+}
+SIM_COMMANDS: dict[str, str] = {
+    "demo": "sim.cli:demo",
+    "scanner": "sim.emulators.cli:scanner",
+    "dataset": "training.synth_cli:dataset",
 }
 BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
@@ -136,6 +140,11 @@ def config_show(obj: AppContext, derived: bool) -> None:
             "raw_frame_mb": sc.raw_frame_bytes / 1e6,
         }
     click.echo(json.dumps(out, indent=2))
+
+
+@cli.group(cls=LazyGroup, lazy=SIM_COMMANDS)
+def sim() -> None:
+    """The virtual scanner: demo, device emulators, synthetic datasets."""
 
 
 @cli.group(cls=LazyGroup, lazy=BENCHES)
