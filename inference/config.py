@@ -1,15 +1,52 @@
-"""The `inference` config section: engine choice, model bundle, gallery, endpoints."""
+"""The `inference` config section: engine choice and tuning, model bundle, gallery, endpoints, decisions."""
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thzcore.config import Section
 
 
 class InferenceConfig(Section):
-    engine: Literal["auto", "tensorrt", "onnxruntime"] = Field("auto", description="inference engine")
-    bundle: str = Field("models/compact", description="model bundle directory (ONNX + manifest)")
-    gallery: str = Field("gallery.sqlite", description="SQLite gallery of enrolled subjects")
+    engine: Literal["auto", "tensorrt", "onnxruntime"] = Field(
+        "auto", description="inference engine: auto = TensorRT when an NVIDIA GPU and tensorrt are present, "
+                            "else ONNX Runtime on the CPU")
+    bundle: str = Field("models/compact", description="model bundle directory (model.onnx + manifest.json)")
+    gallery: str = Field("gallery.sqlite", description="SQLite gallery of enrolled subjects (created 0600)")
+    # ONNX Runtime on few cores (measured with `thz bench inference`, see docs/inference.md)
+    intra_op_threads: int = Field(1, ge=0, le=64, description="ONNX Runtime intra-op threads (0 = ORT default)")
+    allow_spinning: bool = Field(False, description="let ONNX Runtime worker threads spin-wait; off when Numba "
+                                                    "processing shares the CPU")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimisation level")
+    # TensorRT (GPU machines only)
+    trt_precision: Literal["fp32", "fp16"] = Field("fp16", description="TensorRT engine precision "
+                                                                       "(fp16 keeps the L2-normalise tail in fp32)")
+    trt_cache_dir: str = Field("~/.cache/thz-face/tensorrt", description="directory of serialised TensorRT "
+                                                                          "engines and the timing cache")
+    max_batch: int = Field(8, ge=1, le=256, description="largest batch (TensorRT optimisation profile max)")
+    # outputs and decisions
+    reconstruction: bool = Field(False, description="compute the reconstruction and put it in results "
+                                                    "(personal data: off unless asked for)")
+    top_k: int = Field(3, ge=1, le=100, description="best identities reported per result")
+    identify_threshold: float | None = Field(
+        None, ge=0.0, le=2.0, description="open-set rejection distance for 1:N identification "
+                                          "(cosine distance); None = the bundle's verification threshold")
+    stale_after_s: float = Field(10.0, gt=0, description="a ROI acquired longer ago than this is dropped as stale (s)")
+    # endpoints
+    roi_endpoint: str = Field("tcp://127.0.0.1:5557", description="ZMQ SUB endpoint of the `roi` topic")
     result_endpoint: str = Field("tcp://127.0.0.1:5558", description="ZMQ PUB endpoint of the `result` topic")
+    curve_secret_key_file: str = Field(
+        "", description="ZMQ CURVE secret key file (zmq.auth format) of the result publisher; required to bind "
+                        "a non-loopback endpoint")
+    curve_clients_dir: str = Field("", description="directory of authorised client public keys (*.key) for CURVE")
+    report_dir: str = Field("reports", description="where `thz run` writes its HTML report")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> "InferenceConfig":
+        for name in ("roi_endpoint", "result_endpoint"):
+            ep = getattr(self, name)
+            if not ep.startswith(("tcp://", "ipc://", "inproc://")):
+                raise ValueError(f"inference.{name}={ep!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+        return self

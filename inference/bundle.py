@@ -1,0 +1,102 @@
+"""Model bundle loading for inference: the manifest checked against the ONNX graph, and input preparation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thzcore.bundle import ONNX_NAME, BundleManifest, read_manifest
+from thzcore.labels import POSTURES
+
+INPUT_NAME = "thz"
+OUTPUTS = ("embedding", "posture_logits", "reconstruction")
+CORE_OUTPUTS = ("embedding", "posture_logits")  # verification + posture, without the decoder
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A validated bundle directory: `onnx_path` plus its `manifest` (model id, threshold, normalisation)."""
+
+    path: Path
+    manifest: BundleManifest
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX_NAME
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.verification_threshold
+
+    @property
+    def input_size(self) -> int:
+        return self.manifest.input_size
+
+    def prepare(self, rois: np.ndarray) -> np.ndarray:
+        """ROIs in [0, 1], (H, W), (B, H, W) or (B, 1, H, W) -> network input (B, 1, H, W) float32.
+
+        Applies the manifest normalisation x_net = (x - mean) / std. Values outside [0, 1] are
+        clipped (a processing glitch must not reach the network as huge activations); NaN is an error.
+        """
+        x = np.asarray(rois, dtype=np.float32)
+        n = self.input_size
+        if x.ndim == 2:
+            x = x[None, None]
+        elif x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1:] != (1, n, n) or x.shape[0] < 1:
+            raise ValueError(f"ROI batch of shape {np.shape(rois)}; expected (B, {n}, {n}) or (B, 1, {n}, {n})")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("ROI batch contains NaN or infinity")
+        x = np.clip(x, 0.0, 1.0)
+        norm = self.manifest.normalisation
+        if norm.mean != 0.0 or norm.std != 1.0:
+            x = (x - np.float32(norm.mean)) / np.float32(norm.std)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Read and check a bundle: manifest valid, model id = ONNX hash, graph I/O as the contract says."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise BundleError(
+            f"model bundle {str(p)!r} not found; train and export one (`thz train`, then "
+            f"`thz export RUN --out {p}`) or set inference.bundle / --bundle to an existing bundle")
+    try:
+        manifest = read_manifest(p)
+    except (FileNotFoundError, ValueError) as exc:
+        raise BundleError(str(exc)) from exc
+    if tuple(manifest.postures) != POSTURES:
+        raise BundleError(f"{p}: manifest postures {manifest.postures} differ from {POSTURES}; "
+                          "re-export the model with the current label order")
+    if manifest.distance != "cosine":
+        raise BundleError(f"{p}: distance {manifest.distance!r} is not supported (cosine only)")
+    _check_graph_io(p / ONNX_NAME, manifest)
+    return ModelBundle(p, manifest)
+
+
+def _check_graph_io(onnx_path: Path, manifest: BundleManifest) -> None:
+    import onnx  # the graph, without weights, is enough to check names and shapes
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME]:
+        raise BundleError(f"{onnx_path}: graph inputs {inputs}, the contract needs exactly [{INPUT_NAME!r}]")
+    missing = [o for o in OUTPUTS if o not in outputs]
+    if missing:
+        raise BundleError(f"{onnx_path}: graph lacks outputs {missing} (has {outputs})")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    n = manifest.input_size
+    if len(fixed) != 4 or fixed[1:] != [1, n, n]:
+        raise BundleError(f"{onnx_path}: input shape {fixed}, expected [B, 1, {n}, {n}]")
