@@ -1,4 +1,4 @@
-"""The `processing` config section: range gate, pixel rule, averaging, ROI."""
+"""The `processing` config section: range gate, pixel rule, de-warp, line phase, averaging, ROI."""
 from __future__ import annotations
 
 from typing import Literal
@@ -9,14 +9,38 @@ from thzcore.config import Section
 
 
 class ProcessingConfig(Section):
+    # --- range: beat signal -> one intensity per chirp
     gate_min_m: float = Field(5.75, gt=0, description="near edge of the range gate (m)")
     gate_max_m: float = Field(6.25, gt=0, description="far edge of the range gate (m)")
+    window: Literal["hann", "hamming", "blackman", "rect"] = Field(
+        "hann", description="window applied to each chirp's IF samples before the range transform")
     pixel_rule: Literal["peak", "sum"] = Field("peak", description="pixel = peak or summed power in the gate")
+    # --- fast axis: chirp positions -> uniform samples
+    position_source: Literal["feedback", "model"] = Field(
+        "feedback", description="beam position per chirp from the recorded galvo feedback, or from the "
+                                "commanded sinusoid (model) when no feedback is trusted")
+    line_lag_s: float | None = Field(
+        None, description="time (s) by which the beam trails the position source: the beam is at "
+                          "source(t - line_lag_s). None = derived: -scanner.raster.feedback_delay_s for "
+                          "feedback (the sensor reports late), +scanner servo lag for the model. "
+                          "A calibration record overrides it")
+    # --- frame
     frames_averaged: int = Field(3, ge=1, le=32, description="consecutive frames averaged into one output frame")
     output_scale: Literal["db", "linear"] = Field("db", description="frame intensity in dB (power) or linear power")
+    power_floor: float = Field(1e-3, gt=0, description="power (ADC counts^2) added before dB so empty pixels stay finite")
+    threads: int = Field(1, ge=0, le=256, description="Numba threads for the kernels: 1 = serial, 0 = all cores")
+    # --- face ROI
     roi_width_m: float = Field(0.26, gt=0, description="physical width of the face ROI box (m)")
     roi_height_m: float = Field(0.30, gt=0, description="physical height of the face ROI box (m)")
     roi_size: int = Field(64, ge=8, description="ROI side in pixels after bicubic resize")
+    roi_head_top_margin_m: float = Field(
+        0.02, ge=0, description="space kept above the top of the head inside the ROI box (m)")
+    roi_threshold_db: float = Field(
+        6.0, gt=0, description="a pixel is head when brighter than the frame's background level by this (dB power)")
+    roi_min_quality: float = Field(
+        0.25, ge=0, le=1, description="below this quality score the ROI is reported as 'no face'")
+    roi_norm_low_pct: float = Field(1.0, ge=0, lt=50, description="ROI percentile mapped to 0 (dB image)")
+    roi_norm_high_pct: float = Field(99.5, gt=50, le=100, description="ROI percentile mapped to 1 (dB image)")
 
     @model_validator(mode="after")
     def _gate_order(self) -> "ProcessingConfig":
