@@ -1,0 +1,218 @@
+"""The enrolment gallery: SQLite file (owner-only) of subjects, per-posture templates tagged with the model id, and an audit trail.
+
+Tables
+  subjects(subject_id PK, display_name, created)
+  templates(id, subject_id, posture, model_id, embedding BLOB float32 LE, source, created)
+  decisions(id, ts, kind enroll|verify|identify, model_id, frame_id, claim, subject, distance,
+            threshold, accepted, source)   -- the audit table: every decision, never an embedding
+Templates made with another model cannot be compared with the current one (different embedding
+spaces): matching refuses them and says to re-enrol.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inference.matching import Identification, Verification, identify, verify
+from thzcore.labels import POSTURES
+from thzcore.logs import get_logger
+
+log = get_logger(__name__)
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subjects (
+    subject_id TEXT PRIMARY KEY, display_name TEXT NOT NULL DEFAULT '', created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY, subject_id TEXT NOT NULL REFERENCES subjects(subject_id) ON DELETE CASCADE,
+    posture TEXT NOT NULL, model_id TEXT NOT NULL, embedding BLOB NOT NULL, source TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS templates_subject ON templates(subject_id, model_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, model_id TEXT NOT NULL, frame_id INTEGER,
+    claim TEXT, subject TEXT, distance REAL, threshold REAL, accepted INTEGER, source TEXT NOT NULL DEFAULT '');
+"""
+
+
+class GalleryError(ValueError):
+    """A gallery operation that cannot be done as asked (unknown subject, bad embedding...)."""
+
+
+class ModelMismatchError(GalleryError):
+    """Templates were made with another model; the subject must be re-enrolled."""
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable and writable by its owner only (biometric templates)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Gallery:
+    """Enrolled subjects and their templates for one model id. Use as a context manager or call close().
+
+    One connection per thread: open a Gallery in the thread that uses it.
+    """
+
+    def __init__(self, path: str | Path, model_id: str, embedding_size: int = 128, clock=time.time) -> None:
+        self.path = Path(path).expanduser()
+        if str(path) != ":memory:":
+            _create_private(self.path)
+        self.model_id = model_id
+        self.embedding_size = embedding_size
+        self._clock = clock
+        self._db = sqlite3.connect(str(self.path) if str(path) != ":memory:" else ":memory:")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")    # -wal/-shm get the database file's mode
+        self._db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; the audit stays cheap
+        self._cache: tuple[int, dict[str, np.ndarray], list[str]] | None = None
+        self._edits = 0  # template changes made through this connection (data_version counts the others')
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._db.commit()
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise GalleryError(f"{self.path}: gallery schema {row[0]}, this software reads {SCHEMA_VERSION}")
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- enrolment -------------------------------------------------------------------------------
+    def enroll(self, subject_id: str, embedding: np.ndarray, posture: str, source: str = "",
+               display_name: str = "", frame_id: int | None = None) -> int:
+        """Add one template for `subject_id` (created if new). Returns the template row id."""
+        if not subject_id or not isinstance(subject_id, str):
+            raise GalleryError(f"subject id {subject_id!r} must be a non-empty string")
+        if posture not in POSTURES:
+            raise GalleryError(f"posture {posture!r} not in {POSTURES}")
+        e = np.asarray(embedding, dtype="<f4").reshape(-1)
+        if e.size != self.embedding_size or not np.all(np.isfinite(e)):
+            raise GalleryError(f"embedding of {e.size} values (finite: {bool(np.all(np.isfinite(e)))}); "
+                               f"expected {self.embedding_size} finite values")
+        n = float(np.linalg.norm(e))
+        if not 0.99 < n < 1.01:
+            raise GalleryError(f"embedding norm {n:.4f}; the model's embeddings are L2-normalised")
+        now = self._clock()
+        with self._db:
+            self._db.execute("INSERT OR IGNORE INTO subjects(subject_id, display_name, created) VALUES (?, ?, ?)",
+                             (subject_id, display_name, now))
+            cur = self._db.execute(
+                "INSERT INTO templates(subject_id, posture, model_id, embedding, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (subject_id, posture, self.model_id, e.tobytes(), source, now))
+            self._audit("enroll", frame_id=frame_id, subject=subject_id, source=source)
+        self._edits += 1
+        log.info("enrolled template", extra={"subject": subject_id, "posture": posture, "model_id": self.model_id})
+        return int(cur.lastrowid)
+
+    def remove(self, subject_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
+        self._edits += 1
+
+    # --- queries -----------------------------------------------------------------------------------
+    def subjects(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT subject_id FROM subjects ORDER BY subject_id")]
+
+    def templates(self, subject_id: str) -> np.ndarray:
+        """(K, E) templates of `subject_id` for the current model; refuses other models' templates."""
+        rows = self._db.execute("SELECT model_id, embedding FROM templates WHERE subject_id = ?",
+                                (subject_id,)).fetchall()
+        if not rows:
+            known = self._db.execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)).fetchone()
+            raise GalleryError(f"subject {subject_id!r} is " + ("enrolled without templates" if known
+                                                                 else "not enrolled") + "; run `thz enroll`")
+        mine = [r[1] for r in rows if r[0] == self.model_id]
+        if not mine:
+            others = sorted({r[0] for r in rows})
+            raise ModelMismatchError(
+                f"subject {subject_id!r} was enrolled with model {', '.join(others)}, not the current model "
+                f"{self.model_id}: embeddings of different models cannot be compared; re-enrol the subject "
+                f"with `thz enroll --subject {subject_id}`")
+        return np.stack([np.frombuffer(b, dtype="<f4") for b in mine])
+
+    def templates_by_posture(self, subject_id: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT posture, COUNT(*) FROM templates WHERE subject_id = ? AND model_id = ? "
+                                "GROUP BY posture", (subject_id, self.model_id))
+        return dict(rows.fetchall())
+
+    def _version(self) -> int:
+        """Changes when this or another connection (another `thz enroll`) modified the file."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0]) * 1_000_003 + self._edits
+
+    def has_templates(self) -> bool:
+        return bool(self.current_gallery()[0])
+
+    def current_gallery(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """({subject: templates} for the current model, [subjects only enrolled with other models]), cached."""
+        v = self._version()
+        if self._cache is None or self._cache[0] != v:
+            self._cache = (v, *self._load_gallery())
+        return self._cache[1], self._cache[2]
+
+    def _load_gallery(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        out: dict[str, list[np.ndarray]] = {}
+        stale: set[str] = set()
+        for sid, mid, blob in self._db.execute("SELECT subject_id, model_id, embedding FROM templates"):
+            if mid == self.model_id:
+                out.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f4"))
+            else:
+                stale.add(sid)
+        return {s: np.stack(v) for s, v in out.items()}, sorted(stale - set(out))
+
+    # --- decisions (each audited) -------------------------------------------------------------------
+    def verify(self, embedding: np.ndarray, claim: str, threshold: float, frame_id: int | None = None,
+               source: str = "") -> Verification:
+        """1:1 verification of `claim`; raises ModelMismatchError for templates of another model."""
+        v = verify(embedding, claim, self.templates(claim), threshold)
+        with self._db:
+            self._audit("verify", frame_id=frame_id, claim=claim, subject=claim if v.accepted else None,
+                        distance=v.distance, threshold=threshold, accepted=v.accepted, source=source)
+        return v
+
+    def identify(self, embedding: np.ndarray, threshold: float, top_k: int = 3, frame_id: int | None = None,
+                 source: str = "") -> Identification:
+        """1:N identification with open-set rejection over the subjects enrolled with the current model."""
+        gallery, stale = self.current_gallery()
+        if not gallery:
+            msg = f"no subject is enrolled with the current model {self.model_id}"
+            if stale:
+                msg += f" ({len(stale)} enrolled with other models: re-enrol them with `thz enroll`)"
+                raise ModelMismatchError(msg)
+            raise GalleryError(msg + "; enrol subjects with `thz enroll`")
+        if stale:
+            log.warning("subjects enrolled with another model are not searched; re-enrol them",
+                        extra={"stale_subjects": len(stale)})
+        ident = identify(embedding, gallery, threshold, top_k)
+        best = ident.candidates[0][1] if ident.candidates else None
+        with self._db:
+            self._audit("identify", frame_id=frame_id, subject=ident.identity, distance=best, threshold=threshold,
+                        accepted=ident.identity is not None, source=source)
+        return ident
+
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        cur = self._db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def _audit(self, kind: str, frame_id: int | None = None, claim: str | None = None, subject: str | None = None,
+               distance: float | None = None, threshold: float | None = None, accepted: bool | None = None,
+               source: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO decisions(ts, kind, model_id, frame_id, claim, subject, distance, threshold, accepted, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._clock(), kind, self.model_id, frame_id, claim, subject, distance, threshold,
+             None if accepted is None else int(accepted), source))

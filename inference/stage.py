@@ -1,0 +1,304 @@
+"""The inference stage: SUB `roi` -> engine -> gallery decisions -> XPUB `result`.
+
+The publisher is an XPUB socket, so the stage sees subscriptions arrive: with
+`min_subscribers=N` it reads no ROI until N subscriptions to `result` have come in, and a
+subscriber that connected before the run starts gets the very first result (no sleep involved).
+Malformed ROI messages (bad header, payload, shape, NaN) and stale ones (acquired longer ago than
+`stale_after_s`, or not newer than the last frame from the same scanner) are counted and dropped.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from inference.config import InferenceConfig
+from inference.engine import Engine
+from inference.gallery import Gallery, GalleryError
+from inference.matching import softmax
+from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
+                               encode_result)
+from inference.transport import secure_bind
+from thzcore.labels import POSTURES
+from thzcore.logs import get_logger
+from thzcore.wire import Message, WireError, decode
+
+log = get_logger(__name__)
+
+
+@dataclass
+class StageCounters:
+    received: int = 0
+    processed: int = 0
+    published: int = 0
+    dropped_malformed: int = 0
+    dropped_stale: int = 0
+    decision_errors: int = 0
+    enrolled: int = 0
+    subscribers: int = 0
+    batches: int = 0
+    last_error: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Roi:
+    msg: Message
+    image: np.ndarray
+    t_received: float
+    claims: list[str] = field(default_factory=list)
+
+
+def roi_from_message(msg: Message, size: int) -> np.ndarray:
+    """The (size, size) float32 image of a `roi` message: array `roi`, or the only array carried."""
+    if "roi" in msg.arrays:
+        a = msg.arrays["roi"]
+    elif len(msg.arrays) == 1:
+        a = next(iter(msg.arrays.values()))
+    else:
+        raise WireError(f"roi message carries {sorted(msg.arrays)}; expected an array named 'roi'")
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise WireError(f"roi dtype {a.dtype}; expected float")
+    a = a.reshape(a.shape[-2:]) if a.ndim > 2 and all(s == 1 for s in a.shape[:-2]) else a
+    if a.shape != (size, size):
+        raise WireError(f"roi shape {a.shape}; expected ({size}, {size})")
+    if not np.all(np.isfinite(a)):
+        raise WireError("roi contains NaN or infinity")
+    return a.astype(np.float32, copy=False)
+
+
+class InferenceStage:
+    """Run with `start()` (a thread) or `run(stop_event)`; sockets live in the running thread only.
+
+    The operator's side: `set_claims([...])` sets the identities claimed for the next scans (each is
+    verified 1:1 and audited), `set_enrolment(subject)` turns the next scans into enrolment
+    templates for `subject` (None stops enrolling). ROI messages may carry `meta.claims` too.
+    """
+
+    def __init__(self, engine: Engine, settings: InferenceConfig | None = None, roi_endpoint: str | None = None,
+                 result_endpoint: str | None = None, gallery_path: str | Path | None = None,
+                 min_subscribers: int = 0, reconstruction: bool | None = None,
+                 context: zmq.Context | None = None, clock: Callable[[], float] = time.time,
+                 on_result: Callable[[ResultMeta], None] | None = None) -> None:
+        self.engine = engine
+        self.cfg = settings or InferenceConfig()
+        self.roi_endpoint = roi_endpoint or self.cfg.roi_endpoint
+        self.result_endpoint = result_endpoint or self.cfg.result_endpoint
+        self.gallery_path = Path(gallery_path or self.cfg.gallery).expanduser()
+        self.min_subscribers = min_subscribers
+        self.reconstruction = self.cfg.reconstruction if reconstruction is None else reconstruction
+        self.identify_threshold = (self.cfg.identify_threshold if self.cfg.identify_threshold is not None
+                                   else engine.bundle.threshold)
+        self.ctx = context or zmq.Context.instance()
+        self.clock = clock
+        self.on_result = on_result
+        self.counters = StageCounters()
+        self.bound_endpoint: str | None = None
+        self.ready = threading.Event()        # sockets bound/connected
+        self.subscribed = threading.Event()   # min_subscribers reached
+        self.stopped = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._claims: list[str] = []
+        self._enrol_as: str | None = None
+        self._last_frame: dict[str, int] = {}
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # --- control (any thread) -----------------------------------------------------------------------
+    def set_claims(self, claims: list[str]) -> None:
+        with self._lock:
+            self._claims = [str(c) for c in claims]
+
+    def set_enrolment(self, subject: str | None) -> None:
+        with self._lock:
+            self._enrol_as = subject
+
+    def start(self) -> "InferenceStage":
+        self._thread = threading.Thread(target=self._thread_main, name="inference-stage", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(30.0) and self.error is None:
+            raise TimeoutError("inference stage did not come up in 30 s")
+        if self.error is not None:
+            raise RuntimeError(f"inference stage failed to start: {self.error}") from self.error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _thread_main(self) -> None:
+        try:
+            self.run(self._stop)
+        except BaseException as exc:  # reported to the owner through .error
+            self.error = exc
+            log.exception("inference stage died")
+            self.ready.set()
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        sub = self.ctx.socket(zmq.SUB)
+        pub = self.ctx.socket(zmq.XPUB)
+        auth = None
+        gallery = None
+        try:
+            for s in (sub, pub):
+                s.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 64)
+            sub.setsockopt(zmq.SUBSCRIBE, b"roi")
+            pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+            pub.setsockopt(zmq.SNDHWM, 1000)
+            self.bound_endpoint, auth = secure_bind(pub, self.result_endpoint, self.cfg.curve_secret_key_file,
+                                                    self.cfg.curve_clients_dir)
+            sub.connect(self.roi_endpoint)
+            gallery = Gallery(self.gallery_path, self.engine.model_id, self.engine.bundle.manifest.embedding_size)
+            poller = zmq.Poller()
+            poller.register(pub, zmq.POLLIN)
+            log.info("inference stage up", extra={"roi": self.roi_endpoint, "result": self.bound_endpoint,
+                                                  **self.engine.describe()})
+            self.ready.set()
+            if self.min_subscribers <= 0:
+                self.subscribed.set()
+            sub_registered = False
+            while not stop.is_set():
+                if self.subscribed.is_set() and not sub_registered:
+                    poller.register(sub, zmq.POLLIN)
+                    sub_registered = True
+                events = dict(poller.poll(100))
+                if pub in events:
+                    self._subscriptions(pub)
+                if sub_registered and sub in events:
+                    batch = self._drain(sub)
+                    if batch:
+                        self._process(batch, pub, gallery)
+        finally:
+            if gallery is not None:
+                gallery.close()
+            sub.close(0)
+            pub.close(0)
+            if auth is not None:
+                auth.stop()
+            log.info("inference stage stopped", extra=self.counters.to_json())
+            self.stopped.set()
+
+    def _subscriptions(self, pub: zmq.Socket) -> None:
+        while True:
+            try:
+                ev = pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not ev:
+                continue
+            topic = ev[1:]
+            if not b"result".startswith(topic):  # a subscription that does not cover `result`
+                continue
+            self.counters.subscribers += 1 if ev[0] == 1 else -1 if ev[0] == 0 else 0
+            if self.counters.subscribers >= self.min_subscribers:
+                self.subscribed.set()
+
+    def _drain(self, sub: zmq.Socket) -> list[_Roi]:
+        """Read what is queued, up to max_batch ROIs, dropping malformed and stale ones."""
+        out: list[_Roi] = []
+        size = self.engine.bundle.input_size
+        with self._lock:
+            claims = list(self._claims)
+        while len(out) < self.cfg.max_batch:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            self.counters.received += 1
+            now = self.clock()
+            try:
+                msg = decode(frames, expect_topic="roi")
+                image = roi_from_message(msg, size)
+                extra_claims = msg.meta.get("claims", [])
+                if not isinstance(extra_claims, list) or not all(isinstance(c, str) for c in extra_claims):
+                    raise WireError(f"meta.claims must be a list of strings, got {extra_claims!r}")
+            except WireError as exc:
+                self.counters.dropped_malformed += 1
+                self.counters.last_error = str(exc)
+                log.warning("dropped malformed roi", extra={"error": str(exc)})
+                continue
+            age = now - msg.t_acquired
+            last = self._last_frame.get(msg.scanner_id)
+            if age > self.cfg.stale_after_s or (last is not None and msg.frame_id <= last):
+                self.counters.dropped_stale += 1
+                log.warning("dropped stale roi", extra={"frame_id": msg.frame_id, "age_s": round(age, 3),
+                                                       "last_frame_id": last})
+                continue
+            self._last_frame[msg.scanner_id] = msg.frame_id
+            out.append(_Roi(msg, image, now, claims + [c for c in extra_claims if c not in claims]))
+        return out
+
+    def _process(self, batch: list[_Roi], pub: zmq.Socket, gallery: Gallery) -> None:
+        with self._lock:
+            enrol_as = self._enrol_as
+        t0 = self.clock()
+        out = self.engine.infer(np.stack([r.image for r in batch]), reconstruction=self.reconstruction)
+        t1 = self.clock()
+        self.counters.batches += 1
+        probs = softmax(out["posture_logits"])
+        for i, r in enumerate(batch):
+            errors: list[str] = []
+            k = int(np.argmax(probs[i]))
+            posture = PostureResult(name=POSTURES[k], index=k,
+                                    probabilities={p: round(float(v), 6) for p, v in zip(POSTURES, probs[i])})
+            emb = out["embedding"][i]
+            fid = r.msg.frame_id
+            source = f"{r.msg.scanner_id}:{fid}"
+            verifications, ident, enrolled = [], None, None
+            try:
+                if enrol_as is not None:
+                    gallery.enroll(enrol_as, emb, posture.name, source=source, frame_id=fid)
+                    enrolled = enrol_as
+                    self.counters.enrolled += 1
+                for claim in r.claims:
+                    try:
+                        v = gallery.verify(emb, claim, self.engine.bundle.threshold, frame_id=fid, source=source)
+                        verifications.append(VerificationResult(**v.to_json()))
+                    except GalleryError as exc:
+                        errors.append(f"verify {claim}: {exc}")
+                if enrol_as is None and gallery.has_templates():
+                    idn = gallery.identify(emb, self.identify_threshold, self.cfg.top_k, frame_id=fid, source=source)
+                    ident = IdentificationResult(**idn.to_json())
+            except GalleryError as exc:
+                errors.append(str(exc))
+            if errors:
+                self.counters.decision_errors += len(errors)
+                self.counters.last_error = errors[-1]
+            t2 = self.clock()
+            ts = {k2: float(v2) for k2, v2 in (r.msg.meta.get("timestamps") or {}).items()
+                  if isinstance(v2, (int, float)) and not isinstance(v2, bool)}
+            ts.update(acquired=r.msg.t_acquired, received=r.t_received, inference_start=t0, inference_end=t1,
+                      published=t2)
+            meta = ResultMeta(
+                calibration_id=_str_or_none(r.msg.meta.get("calibration_id")), model_id=self.engine.model_id,
+                engine=self.engine.name, posture=posture, verification=verifications, identification=ident,
+                enrolled=enrolled, errors=errors, timestamps=ts,
+                latency_ms={"inference": round((t1 - t0) * 1e3 / len(batch), 3),
+                            "queue": round((t0 - r.t_received) * 1e3, 3),
+                            "acquired_to_published": round((t2 - r.msg.t_acquired) * 1e3, 3)},
+                truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
+                roi_seq=r.msg.seq, batch=len(batch))
+            recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
+            self._seq += 1
+            pub.send_multipart(encode_result(self._seq, fid, r.msg.scanner_id, r.msg.t_acquired, meta, recon))
+            self.counters.processed += 1
+            self.counters.published += 1
+            if self.on_result is not None:
+                self.on_result(meta)
+
+
+def _str_or_none(v) -> str | None:
+    return v if isinstance(v, str) else None
