@@ -26,9 +26,15 @@ class ProcessingConfig(Section):
                           "A calibration record overrides it")
     # --- frame
     frames_averaged: int = Field(3, ge=1, le=32, description="consecutive frames averaged into one output frame")
+    averaging: Literal["sliding", "block"] = Field(
+        "sliding", description="stage output: every frame averaged with the previous ones (sliding), or one "
+                               "output per frames_averaged new frames (block)")
     output_scale: Literal["db", "linear"] = Field("db", description="frame intensity in dB (power) or linear power")
     power_floor: float = Field(1e-3, gt=0, description="power (ADC counts^2) added before dB so empty pixels stay finite")
     threads: int = Field(1, ge=0, le=256, description="Numba threads for the kernels: 1 = serial, 0 = all cores")
+    # --- stage transport
+    publish_endpoint: str = Field("tcp://127.0.0.1:5557", description="ZMQ PUB endpoint of the `frame` and "
+                                  "`roi` topics (loopback only: ROIs are face images)")
     # --- face ROI
     roi_width_m: float = Field(0.26, gt=0, description="physical width of the face ROI box (m)")
     roi_height_m: float = Field(0.30, gt=0, description="physical height of the face ROI box (m)")

@@ -1,0 +1,116 @@
+"""Where raw frames come from: memory (any iterable), an HDF5 recording, or the ZMQ `raw` topic.
+
+HDF5 layout read (the first group, depth-first, that holds a 4-D dataset `if_samples`):
+    if_samples  int16   (frames, lines, chirps, samples)
+    feedback_x  float32 (frames, lines, chirps)
+    feedback_y  float32 (frames, lines)
+    direction   int8    (frames, lines) or (lines,)
+    frame_id    int     (frames,)        optional, default 0..n-1
+    t_acquired  float   (frames,)        optional, default 0
+The file's (or group's) attribute `scanner_id` names the scanner; rows past the attribute or
+dataset `frames_written` (a recorder that crashed mid-frame) are skipped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+from thzcore.wire import WireError, decode
+
+log = get_logger(__name__)
+
+
+class RecordingError(ValueError):
+    """An HDF5 file that does not hold raw frames in the expected layout."""
+
+
+def _find_group(h5) -> object:
+    found = []
+
+    def visit(name, obj):
+        if name.split("/")[-1] == "if_samples" and getattr(obj, "ndim", 0) == 4:
+            found.append(obj.parent)
+            return True
+        return None
+    h5.visititems(visit)
+    if not found:
+        raise RecordingError(f"{h5.filename}: no 4-D dataset 'if_samples' (frames, lines, chirps, samples)")
+    return found[0]
+
+
+def read_recording(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[RawFrame]:
+    """Yield RawFrames from an HDF5 recording (opened read-only, SWMR when the file allows)."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise RecordingError(f"recording {str(p)!r} does not exist")
+    try:
+        fh = h5py.File(p, "r", swmr=True)
+    except (OSError, ValueError):
+        fh = h5py.File(p, "r")
+    with fh:
+        g = _find_group(fh)
+        for name in ("feedback_x", "feedback_y", "direction"):
+            if name not in g:
+                raise RecordingError(f"{p}: group {g.name} lacks dataset {name!r}")
+        x = g["if_samples"]
+        n = x.shape[0]
+        written = g.attrs.get("frames_written", fh.attrs.get("frames_written"))
+        if "frames_written" in g:
+            written = int(np.asarray(g["frames_written"]).reshape(-1)[0])
+        if written is not None:
+            n = min(n, int(written))
+        scanner_id = str(g.attrs.get("scanner_id", fh.attrs.get("scanner_id", "unknown")))
+        calibration_id = g.attrs.get("calibration_id", fh.attrs.get("calibration_id"))
+        d = g["direction"]
+        stop = n if stop is None else min(stop, n)
+        for i in range(start, stop):
+            direction = np.asarray(d[i] if d.ndim == 2 else d[()], dtype=np.int8)
+            meta: dict = {}
+            if calibration_id is not None:
+                meta["calibration_id"] = str(calibration_id)
+            if "meta" in g and g["meta"].shape[0] > i:
+                try:
+                    m = json.loads(g["meta"][i])
+                    if isinstance(m, dict):
+                        meta.update(m)
+                except (TypeError, ValueError):
+                    log.warning("unreadable frame meta in recording", extra={"file": str(p), "index": i})
+            yield RawFrame(int(g["frame_id"][i]) if "frame_id" in g else i,
+                           float(g["t_acquired"][i]) if "t_acquired" in g else 0.0, scanner_id,
+                           np.asarray(x[i], dtype=np.int16), np.asarray(g["feedback_x"][i], dtype=np.float32),
+                           np.asarray(g["feedback_y"][i], dtype=np.float32), direction, meta)
+
+
+def write_recording(path: str | Path, frames: list[RawFrame]) -> Path:
+    """Write frames in the layout read_recording reads (tests and hand-made recordings)."""
+    import h5py
+
+    if not frames:
+        raise ValueError("write_recording needs at least one frame")
+    p = Path(path)
+    with h5py.File(p, "w") as fh:
+        g = fh.create_group("entry/data")
+        g.attrs["scanner_id"] = frames[0].scanner_id
+        g.create_dataset("if_samples", data=np.stack([f.if_samples for f in frames]))
+        g.create_dataset("feedback_x", data=np.stack([f.feedback_x for f in frames]))
+        g.create_dataset("feedback_y", data=np.stack([f.feedback_y for f in frames]))
+        g.create_dataset("direction", data=np.stack([f.direction for f in frames]).astype(np.int8))
+        g.create_dataset("frame_id", data=np.array([f.frame_id for f in frames], np.int64))
+        g.create_dataset("t_acquired", data=np.array([f.t_acquired for f in frames], np.float64))
+        g.create_dataset("meta", data=[json.dumps(f.meta) for f in frames], dtype=h5py.string_dtype())
+    return p
+
+
+def raw_frame_from_parts(parts: list[bytes]) -> RawFrame:
+    """Decode one multipart `raw` message; raises WireError on anything malformed."""
+    return RawFrame.from_message(decode(parts, expect_topic="raw"))
+
+
+__all__ = ["RecordingError", "read_recording", "write_recording", "raw_frame_from_parts", "WireError"]

@@ -1,0 +1,212 @@
+"""The processing stage: raw frames (memory, HDF5 recording, ZMQ `raw`) -> averaged frames and face ROIs.
+
+Output per averaged frame (`feed` returns a StageOutput; `serve` publishes):
+  topic `frame`: array `frame` float32 (lines, samples_per_line) in the configured scale; header meta:
+                 frame_ids, n_averaged, calibration_id, scale, empty_lines, roi {found, quality, reason,
+                 box_px, box_m}, truth (passed through from the raw frame when simulated)
+  topic `roi`:   array `roi` float32 (roi_size, roi_size) in [0, 1], same meta; published only when a
+                 face was found (a frame without a face says why in its `frame` message).
+Averaging: "sliding" emits the mean of the last frames_averaged frames for every new frame once the
+window is full; "block" emits once per frames_averaged new frames. The window restarts when a
+frame id is not the previous + 1 (a dropped frame) or the scanner changes.
+Malformed `raw` messages are dropped and counted, never raised.
+"""
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from processing.calibration_model import ProcessingCalibration
+from processing.config import ProcessingConfig
+from processing.processor import FrameProcessor, ProcessedFrame
+from processing.roi import FaceLocator, RoiResult
+from processing.sources import raw_frame_from_parts, read_recording
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+from thzcore.scanner import ScannerConfig
+from thzcore.wire import Message, WireError, encode
+
+log = get_logger(__name__)
+
+
+@dataclass
+class StageOutput:
+    frame: ProcessedFrame
+    roi: RoiResult
+
+    def meta(self) -> dict:
+        m = self.frame.header_meta()
+        m["roi"] = self.roi.meta()
+        return m
+
+
+@dataclass
+class StageCounters:
+    received: int = 0
+    processed: int = 0
+    emitted: int = 0
+    faces: int = 0
+    no_face: int = 0
+    dropped_malformed: int = 0
+    errors: int = 0
+    window_restarts: int = 0
+    last_error: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def check_local_endpoint(endpoint: str) -> None:
+    """Refuse to bind anything but loopback/ipc/inproc: the stage publishes face images (biometric data)."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return
+    if not endpoint.startswith("tcp://"):
+        raise ValueError(f"endpoint {endpoint!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        raise ValueError(f"refusing to publish frames and face ROIs on {endpoint!r}: bind a loopback address "
+                         "(tcp://127.0.0.1:PORT, the default) and let a CURVE-secured stage relay them")
+
+
+class ProcessingStage:
+    """Owns a FrameProcessor and a FaceLocator; keeps the averaging window."""
+
+    def __init__(self, scanner: ScannerConfig, config: ProcessingConfig | None = None,
+                 calibration: ProcessingCalibration | None = None, calibration_dir: str | None = None,
+                 find_roi: bool = True, warm_up: bool = True) -> None:
+        self.config = config or ProcessingConfig()
+        self.processor = FrameProcessor(scanner, self.config, calibration, calibration_dir)
+        self.locator = FaceLocator(scanner, self.config)
+        self.find_roi = find_roi
+        self.counters = StageCounters()
+        self._window: deque[ProcessedFrame] = deque(maxlen=self.config.frames_averaged)
+        self._since_emit = 0
+        self._seq = 0
+        if warm_up:
+            self.processor.warm_up()
+
+    # ---- frame by frame
+    def _restart_needed(self, f: ProcessedFrame) -> bool:
+        if not self._window:
+            return False
+        last = self._window[-1]
+        return f.frame_ids[0] != last.frame_id + 1 or f.scanner_id != last.scanner_id
+
+    def feed(self, raw: RawFrame) -> StageOutput | None:
+        """Process one raw frame; return an output when the averaging window says so."""
+        self.counters.received += 1
+        single = self.processor.process(raw)
+        self.counters.processed += 1
+        if self._restart_needed(single):
+            self.counters.window_restarts += 1
+            log.info("averaging window restarted", extra={"frame_id": single.frame_id,
+                                                          "previous": self._window[-1].frame_id})
+            self._window.clear()
+            self._since_emit = 0
+        self._window.append(single)
+        self._since_emit += 1
+        n = self.config.frames_averaged
+        if len(self._window) < n:
+            return None
+        if self.config.averaging == "block" and self._since_emit < n:
+            return None
+        self._since_emit = 0
+        frame = self.processor.average(list(self._window))
+        if self.config.averaging == "block":
+            self._window.clear()
+        roi = (self.locator.locate(frame.image, frame.scale) if self.find_roi
+               else RoiResult(False, None, None, None, 0.0, "ROI search disabled"))
+        self.counters.emitted += 1
+        if roi.found:
+            self.counters.faces += 1
+        else:
+            self.counters.no_face += 1
+        return StageOutput(frame, roi)
+
+    def run(self, frames: Iterable[RawFrame]) -> Iterator[StageOutput]:
+        """Process frames from memory (any iterable), yielding outputs as they are ready."""
+        for raw in frames:
+            out = self.feed(raw)
+            if out is not None:
+                yield out
+
+    def run_recording(self, path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[StageOutput]:
+        yield from self.run(read_recording(path, start, stop))
+
+    # ---- wire
+    def messages(self, out: StageOutput) -> list[Message]:
+        """The `frame` message and, when a face was found, the `roi` message of one output."""
+        f = out.frame
+        meta = out.meta()
+        self._seq += 1
+        msgs = [Message("frame", self._seq, f.frame_id, f.scanner_id, f.t_acquired, {"frame": f.image}, meta)]
+        if out.roi.found and out.roi.image is not None:
+            msgs.append(Message("roi", self._seq, f.frame_id, f.scanner_id, f.t_acquired, {"roi": out.roi.image},
+                                meta))
+        return msgs
+
+    def serve(self, raw_endpoint: str, publish_endpoint: str | None = None, stop: threading.Event | None = None,
+              max_outputs: int | None = None, ready: threading.Event | None = None,
+              bound: list[str] | None = None, poll_ms: int = 100) -> StageCounters:
+        """SUB `raw` at raw_endpoint, PUB `frame`/`roi` on publish_endpoint, until `stop` is set or
+        max_outputs outputs were published. The bound endpoint is appended to `bound` (tcp://...:* ports)."""
+        import zmq
+
+        endpoint = publish_endpoint or self.config.publish_endpoint
+        check_local_endpoint(endpoint)
+        ctx = zmq.Context.instance()
+        sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+        try:
+            for s in (sub, pub):
+                s.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 8)  # 8 raw frames = 67 MB: drop rather than fall behind
+            sub.setsockopt(zmq.SUBSCRIBE, b"raw")
+            pub.bind(endpoint)
+            if bound is not None:
+                bound.append(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+            sub.connect(raw_endpoint)
+            log.info("processing stage up", extra={"raw": raw_endpoint, "publish": endpoint})
+            if ready is not None:
+                ready.set()
+            published = 0
+            while not (stop is not None and stop.is_set()):
+                if not sub.poll(poll_ms):
+                    continue
+                parts = sub.recv_multipart()
+                try:
+                    raw = raw_frame_from_parts(parts)
+                except WireError as exc:
+                    self.counters.dropped_malformed += 1
+                    self.counters.last_error = str(exc)
+                    log.warning("dropped malformed raw message", extra={"error": str(exc)})
+                    continue
+                try:
+                    out = self.feed(raw)
+                except (ValueError, FloatingPointError) as exc:
+                    self.counters.errors += 1
+                    self.counters.last_error = str(exc)
+                    log.warning("frame not processed", extra={"frame_id": raw.frame_id, "error": str(exc)})
+                    continue
+                if out is None:
+                    continue
+                for m in self.messages(out):
+                    pub.send_multipart(encode(m))
+                published += 1
+                if max_outputs is not None and published >= max_outputs:
+                    break
+        finally:
+            sub.close(0)
+            pub.close(0)
+            log.info("processing stage stopped", extra=self.counters.to_json())
+        return self.counters
+
+
+__all__ = ["ProcessingStage", "StageOutput", "StageCounters", "check_local_endpoint"]
