@@ -90,7 +90,7 @@ class FrameProcessor:
         elif cfg.line_lag_s is not None:
             self.line_lag_s = cfg.line_lag_s
         else:
-            self.line_lag_s = -ra.feedback_delay_s if cfg.position_source == "feedback" else scanner.servo_lag_s
+            self.line_lag_s = -ra.feedback_delay_s if cfg.position_source == "feedback" else ra.servo_lag_s
         self.gain = calibration.feedback_gain if calibration is not None else 1.0
         self.offset_m = calibration.feedback_offset_m if calibration is not None else 0.0
         self.background, self.flat_field = (calibration.load_arrays(calibration_dir) if calibration is not None
