@@ -5,6 +5,7 @@ import ipaddress
 from pathlib import Path
 
 import zmq
+import zmq.auth
 
 
 class InsecureBindError(ValueError):
@@ -40,7 +41,6 @@ def secure_bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str = ""
                 f"refusing to bind {endpoint!r} without authentication: results are biometric data. Bind "
                 "127.0.0.1 (the default), or create CURVE keys (python -m zmq.auth or zmq.auth.create_certificates) "
                 "and set inference.curve_secret_key_file (and inference.curve_clients_dir for the allowed clients)")
-        import zmq.auth
         public, secret = zmq.auth.load_certificate(str(Path(curve_secret_key_file).expanduser()))
         if secret is None:
             raise InsecureBindError(f"{curve_secret_key_file} holds no secret key")

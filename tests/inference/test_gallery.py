@@ -1,0 +1,125 @@
+"""Gallery round trips, owner-only file, model-id refusal, audit; decisions on known pairs."""
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from inference.gallery import Gallery, GalleryError, ModelMismatchError
+from inference.matching import cosine_distance, identify, softmax, verify
+
+
+def unit(*v):
+    a = np.zeros(128, np.float32)
+    a[: len(v)] = v
+    return a / np.linalg.norm(a)
+
+
+def test_cosine_distance_closed_forms():
+    a, b = unit(1, 0), unit(0, 1)
+    assert cosine_distance(a, a)[0] == pytest.approx(0.0, abs=1e-7)
+    assert cosine_distance(a, b)[0] == pytest.approx(1.0)         # orthogonal
+    assert cosine_distance(a, -a)[0] == pytest.approx(2.0)        # opposite
+    assert cosine_distance(a, unit(1, 1))[0] == pytest.approx(1 - np.sqrt(0.5), abs=1e-7)  # 45 deg: 0.2929
+    with pytest.raises(ValueError, match="sizes"):
+        cosine_distance(a, np.ones((1, 3)))
+
+
+def test_verify_known_pairs():
+    templates = np.stack([unit(1, 0), unit(0, 1)])
+    # 30 deg from the first template: d = 1 - cos 30 = 0.1340 -> accepted at 0.2, rejected at 0.1
+    probe = unit(np.cos(np.pi / 6), np.sin(np.pi / 6))
+    assert verify(probe, "a", templates, 0.2).accepted
+    v = verify(probe, "a", templates, 0.1)
+    assert not v.accepted and v.distance == pytest.approx(1 - np.cos(np.pi / 6), abs=1e-6)
+    assert verify(unit(0, 0, 1), "a", templates, 0.5).distance == pytest.approx(1.0)  # orthogonal to both
+
+
+def test_identify_open_set():
+    g = {"alice": np.stack([unit(1, 0, 0)]), "bob": np.stack([unit(0, 1, 0), unit(0, 0, 1)])}
+    r = identify(unit(0.1, 1, 0), g, threshold=0.2, top_k=2)
+    assert r.identity == "bob" and [c[0] for c in r.candidates] == ["bob", "alice"]
+    r = identify(unit(1, 1, 1), g, threshold=0.2)  # 1 - 1/sqrt(3) = 0.4226 from everyone: rejected
+    assert r.identity is None and r.candidates[0][1] == pytest.approx(1 - 1 / np.sqrt(3), abs=1e-6)
+
+
+def test_softmax_rows_sum_to_one():
+    p = softmax(np.array([[0.0, np.log(3.0)], [1000.0, 0.0]]))
+    np.testing.assert_allclose(p[0], [0.25, 0.75])
+    np.testing.assert_allclose(p.sum(1), 1.0)
+
+
+def test_round_trip_and_owner_only_file(tmp_path):
+    path = tmp_path / "sub" / "g.sqlite"
+    with Gallery(path, "model-A", clock=lambda: 1000.0) as g:
+        g.enroll("s1", unit(1, 0), "front-center", source="scan:1")
+        g.enroll("s1", unit(1, 0.1), "full-left")
+        g.enroll("s2", unit(0, 1), "front-left")
+        assert g.subjects() == ["s1", "s2"]
+        assert g.templates_by_posture("s1") == {"front-center": 1, "full-left": 1}
+    for f in path.parent.iterdir():  # the database and its WAL files: owner read/write only
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    with Gallery(path, "model-A") as g:  # reopened: the same templates, bit for bit
+        t = g.templates("s1")
+        np.testing.assert_array_equal(t[0], unit(1, 0))
+        assert t.shape == (2, 128)
+
+
+def test_other_model_refuses_and_says_re_enrol(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "model-A") as g:
+        g.enroll("s1", unit(1, 0), "front-center")
+    with Gallery(path, "model-B") as g:
+        with pytest.raises(ModelMismatchError, match="re-enrol.*thz enroll --subject s1"):
+            g.verify(unit(1, 0), "s1", 0.3)
+        with pytest.raises(ModelMismatchError, match="re-enrol"):
+            g.identify(unit(1, 0), 0.3)
+        g.enroll("s2", unit(0, 1), "front-center")  # re-enrolled subjects match again, stale ones are skipped
+        assert g.identify(unit(0, 1), 0.3).identity == "s2"
+        assert g.current_gallery()[1] == ["s1"]
+
+
+def test_decisions_are_audited_without_embeddings(tmp_path):
+    with Gallery(tmp_path / "g.sqlite", "m", clock=lambda: 5.0) as g:
+        g.enroll("s1", unit(1, 0), "front-center")
+        g.enroll("s2", unit(0, 1), "front-center")
+        assert g.verify(unit(1, 0.05), "s1", 0.3, frame_id=7).accepted
+        assert not g.verify(unit(1, 0.05), "s2", 0.3, frame_id=7).accepted
+        assert g.identify(unit(1, 0.05), 0.3, frame_id=8).identity == "s1"
+        log = g.audit_log()
+        assert [r["kind"] for r in log] == ["identify", "verify", "verify", "enroll", "enroll"]
+        assert log[1]["claim"] == "s2" and log[1]["accepted"] == 0 and log[1]["frame_id"] == 7
+        assert log[0]["subject"] == "s1" and log[0]["distance"] < 0.01
+        assert all("embedding" not in r for r in log)
+
+
+@pytest.mark.parametrize("emb, posture, match", [
+    (np.ones(64, np.float32) / 8, "front-center", "128"),
+    (np.full(128, np.nan, np.float32), "front-center", "finite"),
+    (np.ones(128, np.float32), "front-center", "norm"),
+    (unit(1), "sideways", "posture"),
+])
+def test_bad_enrolments_rejected(tmp_path, emb, posture, match):
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        with pytest.raises(GalleryError, match=match):
+            g.enroll("s1", emb, posture)
+        assert g.subjects() == []
+
+
+def test_unknown_subject_and_empty_gallery(tmp_path):
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        with pytest.raises(GalleryError, match="not enrolled"):
+            g.verify(unit(1), "ghost", 0.3)
+        with pytest.raises(GalleryError, match="no subject"):
+            g.identify(unit(1), 0.3)
+
+
+def test_enrolment_by_another_connection_is_seen(tmp_path):
+    """A long-running stage sees subjects that `thz enroll` adds from another process (connection)."""
+    p = tmp_path / "g.sqlite"
+    with Gallery(p, "m") as stage, Gallery(p, "m") as cli:
+        assert not stage.has_templates()
+        cli.enroll("s9", unit(0, 0, 1), "front-right")
+        assert stage.identify(unit(0, 0, 1), 0.2).identity == "s9"
