@@ -1,0 +1,52 @@
+"""The training objectives: Model A's multi-task loss and Model B's (student + teacher + distillation).
+
+Model A (paper eq. 7):  L_A = w_sc L_supcon(e; identity) + w_ce L_ce(logits; posture) + w_rec L_rec(x_hat, y)
+    SupCon and CE run over all 3B images of a triplet batch (anchors, positives, negatives), labels per
+    IDENTITY (not per triplet); the decoder runs on the B concealed anchors, each routed to the expert
+    of its ground-truth posture, and y is the anchor's paired unconcealed capture.
+Model B (eq. 14): L_B = L_A(student) + w_T L_teacher + w_f L_feat + w_kd L_KD on samples with a visible image.
+"""
+from __future__ import annotations
+
+import torch
+
+from training.batches import Batch
+from training.config import TrainingConfig
+from training.distill import ModelB, feature_distill, kl_distill
+from training.losses import posture_ce, reconstruction_loss, supcon_loss
+from training.model import MultiTaskNet
+
+
+def model_a_loss(net: MultiTaskNet, batch: Batch, cfg: TrainingConfig, perceptual=None
+                 ) -> tuple[torch.Tensor, dict[str, float], dict]:
+    w = cfg.loss
+    out = net.encode(batch.thz)
+    b = batch.anchor.shape[0]
+    l_sup = supcon_loss(out["embedding"], batch.identity, cfg.supcon_tau)
+    l_ce = posture_ce(out["posture_logits"], batch.posture, cfg.label_smoothing)
+    rec = net.decode(out["fmap"][:b], [s[:b] for s in out["skips"]], out["posture_logits"][:b],
+                     route="gt", posture=batch.anchor_posture)
+    l_rec, parts = reconstruction_loss(rec, batch.target, w.charbonnier, w.ssim, w.perceptual, perceptual,
+                                       cfg.charbonnier_eps)
+    total = w.supcon * l_sup + w.posture * l_ce + w.reconstruction * l_rec
+    parts.update(supcon=float(l_sup.detach()), posture_ce=float(l_ce.detach()),
+                 reconstruction=float(l_rec.detach()))
+    return total, parts, out
+
+
+def model_b_loss(model: ModelB, batch: Batch, cfg: TrainingConfig, perceptual=None
+                 ) -> tuple[torch.Tensor, dict[str, float], dict]:
+    total, parts, out = model_a_loss(model.student, batch, cfg, perceptual)
+    m = batch.has_visible
+    dc = cfg.distill
+    if bool(m.any()):
+        t = model.teacher(out["fmap"][m], batch.visible[m])
+        l_teacher = (supcon_loss(t["embedding"], batch.identity[m], cfg.supcon_tau)
+                     + posture_ce(t["posture_logits"], batch.posture[m], cfg.label_smoothing))
+        l_feat = feature_distill(model.proj(out["h"][m]), t["z"])
+        l_kd = kl_distill(out["posture_logits"][m], t["posture_logits"], dc.tau)
+        total = total + dc.teacher * l_teacher + dc.feature * l_feat + dc.logit * l_kd
+        parts.update(teacher=float(l_teacher.detach()), feature_distill=float(l_feat.detach()),
+                     logit_distill=float(l_kd.detach()))
+    parts["visible_fraction"] = float(m.float().mean())
+    return total, parts, out
