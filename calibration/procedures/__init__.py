@@ -1,0 +1,1 @@
+"""One module per calibration measurement; each `run(ctx)` scans, fits, checks and returns a record draft."""

@@ -1,0 +1,176 @@
+"""What every calibration procedure shares: the run context, the processor, images and coordinates.
+
+Image convention (FrameProcessor): rows are lines, top line first, at
+    y_l = fov_y / 2 - (l + 1/2) pitch_y,
+columns the fast axis at x_j = -fov_x / 2 + (j + 1/2) pitch_x.
+
+Detection model (sim/beam.py; a monostatic coherent receiver): the received *amplitude* of a
+target is its reflectivity map convolved with the two-way pattern g(r) = exp(-2 r^2 / w^2), which
+is the one-way intensity profile. So the fits run on the amplitude image sqrt(P): a knife edge
+gives an erf of 1/e^2 radius w and a point target a Gaussian of 1/e^2 radius w (its power image
+has radius w / sqrt 2). That is why spot sizes here are the one-way beam's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from calibration.source import MeasurementSource
+from calibration.store import CalibrationError, CalibrationRecord, CalibrationStore, software_version, utc_now
+from calibration.values import Check, Measured
+from processing.calibration_model import ProcessingCalibration
+from processing.processor import FrameProcessor
+from thzcore.logs import get_logger
+from thzcore.scanner import ScannerConfig
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Context:
+    settings: Any                      # thz.settings.Settings
+    source: MeasurementSource
+    store: CalibrationStore
+    report_dir: Path
+    now: datetime = field(default_factory=utc_now)
+    notes: list[str] = field(default_factory=list)
+    quick: bool = False                # fewer points (tests, smoke runs); said in the report
+
+    @property
+    def cal(self):
+        return self.settings.calibration
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.report_dir / "plots"
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log.info(text)
+
+    def current_processing(self) -> ProcessingCalibration | None:
+        """The processing calibration in force, or None (reported in the notes, never silently skipped)."""
+        try:
+            pc = self.store.processing_calibration(self.source.scanner.scanner_id, self.cal.max_age_days,
+                                                   now=self.now)
+        except CalibrationError as exc:
+            self.note(f"current processing calibration not used: {exc}; measured with the configured defaults")
+            return None
+        if pc is None:
+            self.note("no processing calibration in the store yet: measured with the configured line lag")
+        return pc
+
+    def processor(self, scanner: ScannerConfig | None = None,
+                  calibration: ProcessingCalibration | None | str = "current") -> FrameProcessor:
+        """A FrameProcessor with linear output, applying the current processing calibration."""
+        cfg = self.settings.processing.model_copy(update={"output_scale": "linear"})
+        pc = self.current_processing() if calibration == "current" else calibration
+        return FrameProcessor(scanner or self.source.scanner, cfg, pc)  # type: ignore[arg-type]
+
+
+def image_axes(scanner: ScannerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(x of each column, y of each row) in metres, see the module docstring."""
+    ra = scanner.raster
+    x = -ra.fov_x_m / 2 + (np.arange(ra.samples_per_line) + 0.5) * ra.pixel_pitch_x_m
+    y = ra.fov_y_m / 2 - (np.arange(ra.lines_per_frame) + 0.5) * ra.pixel_pitch_y_m
+    return x, y
+
+
+def scan_power(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int) -> np.ndarray:
+    """Place `scene`, acquire n frames, return their mean linear power (lines, samples_per_line)."""
+    ctx.source.place(scene)
+    raws = ctx.source.acquire(n_frames)
+    return proc.average(raws).power.astype(np.float64)
+
+
+def amplitude(power: np.ndarray) -> np.ndarray:
+    """sqrt of linear power (negative values after a background subtraction are clipped to 0)."""
+    return np.sqrt(np.clip(power, 0.0, None))
+
+
+def dithers(pitch_m: float, k: int) -> list[float]:
+    """k target offsets that split one line pitch evenly: 0, p/k, ..., (k-1) p/k, centred on 0."""
+    return [(i - (k - 1) / 2) * pitch_m / k for i in range(k)]
+
+
+def dithered_scans(ctx: Context, proc: FrameProcessor, scene_at: Callable[[float], dict[str, Any]],
+                   k: int, n_frames: int) -> list[tuple[float, np.ndarray]]:
+    """[(dy, mean power)] with the target moved by dy along y: over-samples the coarse slow axis.
+
+    A line pitch of 7 mm against a 15 mm spot leaves ~2 lines per spot; shifting the target by
+    pitch / k between scans and pooling the samples at (y - dy) gives an effective pitch of pitch / k.
+    """
+    pitch = proc.scanner.raster.pixel_pitch_y_m
+    return [(dy, scan_power(ctx, proc, scene_at(dy), n_frames)) for dy in dithers(pitch, k)]
+
+
+def target(kind: str, range_m: float, **kw: Any) -> dict[str, Any]:
+    """A calibration target as the JSON the sim backdoor takes (sim.scene.Target fields)."""
+    return {"kind": kind, "range_m": float(range_m), **{k: float(v) if isinstance(v, (int, float)) and
+                                                        not isinstance(v, bool) else v for k, v in kw.items()}}
+
+
+@dataclass
+class Outcome:
+    """A procedure's result before sealing: values, checks, tables, plots (made after sealing), notes."""
+
+    kind: str
+    values: dict[str, Measured]
+    checks: list[Check]
+    tables: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    processing: ProcessingCalibration | None = None
+    plot: Callable[[Path], dict[str, Path]] | None = None   # draws the PNGs into the plots dir
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def make_record(ctx: Context, out: Outcome) -> CalibrationRecord:
+    s = ctx.settings
+    meta = dict(out.meta)
+    meta["source"] = ctx.source.description
+    if ctx.quick:
+        meta["quick"] = True
+    truth = ctx.source.truth()
+    if truth:
+        meta["truth"] = truth
+    meta["notes"] = list(ctx.notes)
+    return CalibrationRecord(
+        kind=out.kind, created=ctx.now.isoformat(), scanner_id=ctx.source.scanner.scanner_id,
+        software_version=software_version(), source="sim" if ctx.source.source_kind == "sim" else "hardware",
+        values=out.values, checks=out.checks, tables=out.tables, processing=out.processing,
+        config={"scanner": ctx.source.scanner.model_dump(mode="json"),
+                "processing": s.processing.model_dump(mode="json"),
+                "calibration": s.calibration.model_dump(mode="json")},
+        meta=_jsonable(meta))
+
+
+def _jsonable(x: Any) -> Any:
+    """Floats that JSON can carry (NaN/inf -> None), numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x
+
+
+def carry_processing(ctx: Context, **update: Any) -> ProcessingCalibration:
+    """The processing calibration in force with `update` applied (id filled when the record is sealed)."""
+    base = ctx.current_processing()
+    scanner_id = ctx.source.scanner.scanner_id
+    if base is None:
+        base = ProcessingCalibration(calibration_id="pending", scanner_id=scanner_id)
+    notes = dict(base.notes)
+    notes.update(update.pop("notes", {}))
+    return base.model_copy(update={**update, "calibration_id": "pending", "created": ctx.now.isoformat(),
+                                   "notes": notes})
