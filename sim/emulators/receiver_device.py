@@ -1,0 +1,355 @@
+"""The emulated FMCW receiver: SCPI interpreter, settings, error queue and frame acquisition (no sockets).
+
+Implements the instrument side of docs/protocols.md section 2 independently of the host driver.
+A frame is acquired on INIT: it starts at the next slow-axis frame boundary of the galvo (line
+triggers come from the galvo, so a parked or stalled galvo gives none and the frame aborts after
+TRIG:TIM with error -231) and completes one frame period later (`realtime`), or as soon as it is
+computed (`realtime=False`, frames then numbered 1, 2, ... per INIT).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from sim.emulators.galvo_device import GalvoDevice, MirrorState
+from sim.emulators.physics import Physics
+from thzcore.logs import get_logger
+
+log = get_logger(__name__)
+
+IDN = "THZLAB,FMCW-340R,SN1001,2.1.0"
+ERRQ_LEN = 32
+
+# long form -> short form of every node of the dialect; both (any case) are accepted
+_NODES = {
+    "SENSE": "SENS", "SWEEP": "SWE", "BWIDTH": "BWID", "TIME": "TIME", "POINTS": "POIN", "COUNT": "COUN",
+    "RANGE": "RANG", "REFERENCE": "REF", "ACQUIRE": "ACQ", "SRATE": "SRAT", "LINES": "LINE", "LINE": "LINE",
+    "TRIGGER": "TRIG", "SOURCE": "SOUR", "TIMEOUT": "TIM", "FORMAT": "FORM", "DATA": "DATA", "BORDER": "BORD",
+    "INITIATE": "INIT", "IMMEDIATE": "IMM", "ABORT": "ABOR", "FETCH": "FETC", "HEADER": "HEAD", "FRAME": "FRAM",
+    "FEEDBACK": "FEED", "SYSTEM": "SYST", "ERROR": "ERR", "NEXT": "NEXT", "STATE": "STAT", "STATUS": "STAT",
+}
+_SHORT = set(_NODES.values())
+_DEFAULT_SENS = ("SWE:", "RANG:")  # SENSe is the default root node
+
+
+def canonical(header: str) -> str | None:
+    """'sense:sweep:points?' -> 'SENS:SWE:POIN?'; None when a node is unknown."""
+    h = header.strip()
+    if h.startswith("*"):
+        return h.upper()
+    query = h.endswith("?")
+    nodes = []
+    for tok in h.rstrip("?").lstrip(":").split(":"):
+        t = tok.upper()
+        if t in _NODES:
+            nodes.append(_NODES[t])
+        elif t in _SHORT:
+            nodes.append(t)
+        else:
+            return None
+    c = ":".join(nodes)
+    if c.startswith(_DEFAULT_SENS):
+        c = "SENS:" + c
+    c = {"INIT:IMM": "INIT", "SYST:ERR:NEXT": "SYST:ERR"}.get(c, c)
+    return c + ("?" if query else "")
+
+
+@dataclass(frozen=True)
+class _Setting:
+    kind: str            # "float" | "int" | "enum"
+    lo: float = 0.0
+    hi: float = 0.0
+    choices: tuple[tuple[str, str], ...] = ()  # (accepted spelling, canonical value)
+
+
+SETTINGS: dict[str, _Setting] = {
+    "SENS:SWE:BWID": _Setting("float", 1e9, 40e9),
+    "SENS:SWE:TIME": _Setting("float", 1e-6, 1e-3),
+    "ACQ:SRAT": _Setting("float", 1e5, 50e6),
+    "SENS:SWE:POIN": _Setting("int", 8, 4096),
+    "SENS:SWE:COUN": _Setting("int", 16, 8192),
+    "ACQ:LINE": _Setting("int", 1, 1024),
+    "SENS:RANG:REF": _Setting("float", 0.5, 50.0),
+    "TRIG:SOUR": _Setting("enum", choices=(("EXT", "EXT"), ("EXTERNAL", "EXT"), ("IMM", "IMM"),
+                                           ("IMMEDIATE", "IMM"))),
+    "TRIG:TIM": _Setting("float", 0.01, 60.0),
+    "FORM:DATA": _Setting("enum", choices=(("INT,16", "INT,16"), ("INTEGER,16", "INT,16"))),
+    "FORM:BORD": _Setting("enum", choices=(("NORM", "NORM"), ("NORMAL", "NORM"), ("SWAP", "SWAP"),
+                                           ("SWAPPED", "SWAP"))),
+}
+RST_DEFAULTS: dict[str, float | int | str] = {
+    "SENS:SWE:BWID": 10e9, "SENS:SWE:TIME": 20e-6, "ACQ:SRAT": 5e6, "SENS:SWE:POIN": 100,
+    "SENS:SWE:COUN": 256, "ACQ:LINE": 32, "SENS:RANG:REF": 5.5, "TRIG:SOUR": "IMM", "TRIG:TIM": 1.0,
+    "FORM:DATA": "INT,16", "FORM:BORD": "NORM",
+}
+
+
+class Block(bytes):
+    """A reply that is a definite-length binary block (the server frames and may corrupt it)."""
+
+
+@dataclass
+class _Frame:
+    frame_no: int
+    t_start: float
+    shape: tuple[int, int, int]
+    if_bytes: bytes
+    fb_bytes: bytes
+    line_bytes: int
+
+    def head(self) -> str:
+        lines, chirps, samples = self.shape
+        return (f"{self.frame_no},{self.t_start:.6f},{lines},{chirps},{samples},"
+                f"{zlib.crc32(self.if_bytes)},{zlib.crc32(self.fb_bytes)}")
+
+
+class _ScpiError(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+class ReceiverDevice:
+    """The instrument's state. `handle` may block (frame wait) without holding the state lock."""
+
+    def __init__(self, physics: Physics, galvo: GalvoDevice, realtime: bool = True,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.physics, self.galvo, self.realtime = physics, galvo, realtime
+        self.clock, self.wall = clock, wall
+        self._lock = threading.RLock()
+        self.settings: dict[str, float | int | str] = dict(RST_DEFAULTS)
+        self.errors: deque[tuple[int, str]] = deque()
+        self.state = "IDLE"  # IDLE | ARMED | DONE
+        self._gen = 0        # bumped by INIT/ABOR/*RST: a wait of an older generation gives up
+        self._armed_t = 0.0
+        self._counter = 0
+        self._last: tuple[float, int] = (-1.0, -1)  # (galvo start time, frame number) last delivered
+        self._frame: _Frame | None = None
+        self.frames_served = 0
+
+    # --- errors ---
+    def push_error(self, code: int, text: str) -> None:
+        with self._lock:
+            if len(self.errors) >= ERRQ_LEN:
+                self.errors.pop()
+                self.errors.append((-350, "Queue overflow"))
+                return
+            self.errors.append((int(code), str(text).replace('"', "'")))
+
+    # --- interpreter ---
+    def handle(self, line: str) -> str | Block | None:
+        """One command line -> reply text, a Block, or None (commands without a reply)."""
+        line = line.strip()
+        if not line:
+            return None
+        header, _, arg = line.partition(" ")
+        arg = arg.strip()
+        c = canonical(header)
+        try:
+            if c is None:
+                raise _ScpiError(-113, f"Undefined header;{header}")
+            return self._dispatch(c, arg)
+        except _ScpiError as e:
+            self.push_error(e.code, e.text)
+            return None
+
+    def _dispatch(self, c: str, arg: str) -> str | Block | None:
+        if c == "*IDN?":
+            return IDN
+        if c == "*RST":
+            with self._lock:
+                self.settings = dict(RST_DEFAULTS)
+                self.state, self._frame = "IDLE", None
+                self._gen += 1
+            return None
+        if c == "*CLS":
+            with self._lock:
+                self.errors.clear()
+            return None
+        if c == "*OPC?":
+            self._complete()
+            return "1"
+        if c == "SYST:ERR?":
+            with self._lock:
+                code, text = self.errors.popleft() if self.errors else (0, "No error")
+            return f'{code:+d},"{text}"'
+        if c in SETTINGS:
+            self._set(c, arg)
+            return None
+        if c.endswith("?") and c[:-1] in SETTINGS:
+            v = self.settings[c[:-1]]
+            return v if isinstance(v, str) else (str(v) if isinstance(v, int) else f"{v:.9g}")
+        if c == "INIT":
+            self._init()
+            return None
+        if c == "ABOR":
+            with self._lock:
+                self.state = "IDLE"
+                self._gen += 1
+            return None
+        if c == "ACQ:STAT?":
+            with self._lock:
+                return self.state
+        if c in ("FETC:HEAD?", "FETC:FRAM?", "FETC:FEED?", "FETC:LINE?"):
+            self._complete()
+            with self._lock:
+                f = self._frame
+            if f is None:
+                raise _ScpiError(-230, "Data corrupt or stale;no acquired frame")
+            if c == "FETC:HEAD?":
+                return f.head()
+            if c == "FETC:FRAM?":
+                self.frames_served += 1
+                return Block(f.if_bytes)
+            if c == "FETC:FEED?":
+                return Block(f.fb_bytes)
+            try:
+                n = int(arg)
+            except ValueError:
+                raise _ScpiError(-104, f"Data type error;{arg!r}") from None
+            if not 0 <= n < f.shape[0]:
+                raise _ScpiError(-222, f"Data out of range;line {n}")
+            return Block(f.if_bytes[n * f.line_bytes:(n + 1) * f.line_bytes])
+        raise _ScpiError(-113, f"Undefined header;{c}")
+
+    def _set(self, c: str, arg: str) -> None:
+        s = SETTINGS[c]
+        if not arg:
+            raise _ScpiError(-109, f"Missing parameter;{c}")
+        if s.kind == "enum":
+            a = arg.replace(" ", "").upper()
+            for spelling, value in s.choices:
+                if a == spelling:
+                    with self._lock:
+                        self.settings[c] = value
+                    return
+            raise _ScpiError(-224, f"Illegal parameter value;{c} {arg}")
+        try:
+            v = float(arg)
+        except ValueError:
+            raise _ScpiError(-104, f"Data type error;{c} {arg}") from None
+        if not math.isfinite(v) or not s.lo <= v <= s.hi:
+            raise _ScpiError(-222, f"Data out of range;{c} {arg}")
+        if s.kind == "int":
+            if v != int(v):
+                raise _ScpiError(-104, f"Data type error;{c} {arg} is not an integer")
+            v = int(v)
+        with self._lock:
+            self.settings[c] = v
+
+    # --- acquisition ---
+    def _init(self) -> None:
+        st = self.settings
+        n = float(st["ACQ:SRAT"]) * float(st["SENS:SWE:TIME"])
+        if abs(n - int(st["SENS:SWE:POIN"])) > 1e-6 * n:
+            raise _ScpiError(-221, f"Settings conflict;ACQ:SRAT*SENS:SWE:TIME={n:g} != SENS:SWE:POIN")
+        with self._lock:
+            if self.state == "ARMED":
+                raise _ScpiError(-213, "Init ignored;already armed")
+            self.state = "ARMED"
+            self._gen += 1
+            self._armed_t = self.clock()
+            self._frame = None
+
+    def _complete(self) -> None:
+        """Block until the armed frame is done or aborted (no line trigger for TRIG:TIM)."""
+        with self._lock:
+            if self.state != "ARMED":
+                return
+            gen, armed_t = self._gen, self._armed_t
+            st = dict(self.settings)
+        trig_timeout = float(st["TRIG:TIM"])
+        external = st["TRIG:SOUR"] == "EXT"
+        # wait for the galvo's line triggers (a running, unstalled raster)
+        t_wait0 = self.clock()
+        while True:
+            m = self.galvo.mirror()
+            if not external or (m.running and not m.stalled):
+                break
+            if self.clock() - t_wait0 > trig_timeout:
+                self._abort(gen, -231, f"Data questionable;no line trigger for {trig_timeout:g} s")
+                return
+            if self._gen != gen:
+                return
+            time.sleep(0.01)
+        if external:
+            period = 1.0 / m.slow_hz
+            if self.realtime:
+                # the digitizer records continuously into frame memory: INIT takes the frame in
+                # progress unless it was already delivered, so a host that keeps up loses none
+                k = max(0, math.floor((armed_t - m.t_start) / period))
+                with self._lock:
+                    if self._last == (m.t_start, k) or (self._last[0] == m.t_start and k <= self._last[1]):
+                        k = self._last[1] + 1
+                    self._last = (m.t_start, k)
+                t_begin = m.t_start + k * period
+            else:
+                with self._lock:
+                    self._counter += 1
+                    k = self._counter
+                t_begin = self.clock()
+            lines = int(round(2 * m.fast_hz / m.slow_hz))
+            if lines != int(st["ACQ:LINE"]):
+                self._abort(gen, -221, f"Settings conflict;ACQ:LINE {st['ACQ:LINE']} but the galvo gives {lines} "
+                                       f"lines per frame (2 x {m.fast_hz:g} Hz / {m.slow_hz:g} Hz)")
+                return
+            fast_hz, slow_hz = m.fast_hz, m.slow_hz
+        else:
+            cfg = self.physics.scanner_cfg.raster
+            fast_hz, slow_hz = cfg.fast_axis_hz, cfg.slow_axis_hz
+            period = 1.0 / slow_hz
+            with self._lock:
+                self._counter += 1
+                k = self._counter
+            t_begin = self.clock()
+        fmcw = {"chirp_bandwidth_hz": float(st["SENS:SWE:BWID"]), "chirp_duration_s": float(st["SENS:SWE:TIME"]),
+                "sample_rate_hz": float(st["ACQ:SRAT"]), "samples_per_chirp": int(st["SENS:SWE:POIN"]),
+                "chirps_per_line": int(st["SENS:SWE:COUN"]), "reference_range_m": float(st["SENS:RANG:REF"])}
+        try:
+            self.physics.ensure(fmcw, fast_hz, slow_hz)
+        except ValueError as exc:
+            self._abort(gen, -221, f"Settings conflict;{exc}")
+            return
+        raw = self.physics.acquire(k, m)
+        # the frame is complete one frame period after it began (realtime); watch the triggers meanwhile
+        t_end = t_begin + period
+        no_trig_since = None
+        while self.realtime and self.clock() < t_end:
+            if self._gen != gen:
+                return
+            m2 = self.galvo.mirror()
+            if external and not (m2.running and not m2.stalled):
+                no_trig_since = no_trig_since or self.clock()
+                if self.clock() - no_trig_since > min(trig_timeout, 0.5 * period) or not m2.running:
+                    self._abort(gen, -231, "Data questionable;line triggers stopped during the frame")
+                    return
+            time.sleep(min(0.01, max(0.0, t_end - self.clock())))
+        if external and not self.realtime:
+            m2 = self.galvo.mirror()
+            if not (m2.running and not m2.stalled):
+                self._abort(gen, -231, "Data questionable;line triggers stopped during the frame")
+                return
+        big = st["FORM:BORD"] == "NORM"
+        if_arr = raw.if_samples.astype(">i2" if big else "<i2")
+        fb = np.concatenate([raw.feedback_x.ravel(), raw.feedback_y.ravel(),
+                             raw.direction.astype(np.float32).ravel()]).astype(">f4" if big else "<f4")
+        lines_, chirps, samples = raw.if_samples.shape
+        frame = _Frame(k, self.wall() - (self.clock() - t_begin), (lines_, chirps, samples),
+                       if_arr.tobytes(), fb.tobytes(), chirps * samples * 2)
+        with self._lock:
+            if self._gen == gen and self.state == "ARMED":
+                self._frame, self.state = frame, "DONE"
+
+    def _abort(self, gen: int, code: int, text: str) -> None:
+        with self._lock:
+            if self._gen == gen and self.state == "ARMED":
+                self.state = "IDLE"
+                self._frame = None
+        self.push_error(code, text)
