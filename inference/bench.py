@@ -1,0 +1,103 @@
+"""`thz bench inference`: engine latency per ROI at batch 1 and small batches; threads 1 vs 2, spinning on/off.
+
+Each row times `engine.infer` on seeded ROIs after a warm-up: median and p99 per call, ms per ROI,
+ROIs per second. `--load` runs a CPU-bound NumPy process beside the engine (as the Numba
+processing stage does in `thz run`), which is where worker spinning hurts. The last line is
+`ms_per_roi: N` for the configured engine at batch 1 (verification + posture, plus the
+reconstruction when inference.reconstruction is on).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+
+import click
+import numpy as np
+
+
+def _busy(stop_at: float) -> None:
+    """CPU load standing in for the processing stage: FFTs and reductions in a loop."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 512, 128)).astype(np.float32)
+    while time.time() < stop_at:
+        np.abs(np.fft.rfft(x[:16], axis=-1)).sum()
+
+
+def time_engine(engine, batch: int, reconstruction: bool, repeats: int, rng: np.random.Generator) -> dict:
+    n = engine.bundle.input_size
+    rois = rng.random((batch, n, n), dtype=np.float32)
+    for _ in range(max(3, repeats // 10)):
+        engine.infer(rois, reconstruction=reconstruction)
+    t = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        engine.infer(rois, reconstruction=reconstruction)
+        t[i] = time.perf_counter() - t0
+    ms = t * 1e3
+    return {"batch": batch, "median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+            "ms_per_roi": float(np.median(ms) / batch), "rois_per_s": float(batch / np.median(t))}
+
+
+@click.command("inference")
+@click.option("--bundle", default=None, help="model bundle (default: inference.bundle)")
+@click.option("--engine", "kind", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None)
+@click.option("--batches", default="1,2,4,8", show_default=True, help="batch sizes")
+@click.option("--threads", default="1,2", show_default=True, help="ONNX Runtime intra-op threads to compare")
+@click.option("--repeats", type=int, default=200, show_default=True)
+@click.option("--load/--no-load", default=False, help="run a CPU-bound process beside the engine")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_obj
+def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
+    """Latency table of the inference engines on this machine; last line `ms_per_roi: N`."""
+    from inference.bundle import BundleError, load_bundle
+    from inference.engine import make_engine
+
+    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    cfg = s.inference
+    try:
+        b = load_bundle(bundle or cfg.bundle)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    kind = kind or cfg.engine
+    batch_list = [int(x) for x in batches.split(",")]
+    thread_list = [int(x) for x in threads.split(",")]
+    rng = np.random.default_rng(seed)
+    proc = None
+    if load:
+        proc = mp.get_context("spawn").Process(target=_busy, args=(time.time() + 3600,), daemon=True)
+        proc.start()
+    rows = []
+    try:
+        probe = make_engine(b, kind, cfg, reconstruction=False)
+        if probe.name == "onnxruntime":
+            variants = [(t, sp) for t in thread_list for sp in (False, True)]
+        else:
+            variants = [(None, None)]
+        probe.close()
+        for t, sp in variants:
+            c = cfg.model_copy(update={} if t is None else {"intra_op_threads": t, "allow_spinning": sp})
+            eng = make_engine(b, kind, c, reconstruction=True)
+            for recon in (False, True):
+                for bs in batch_list:
+                    r = time_engine(eng, bs, recon, repeats, rng)
+                    r.update(engine=eng.name, threads=t, spinning=sp, reconstruction=recon)
+                    rows.append(r)
+            eng.close()
+        default = make_engine(b, kind, cfg)
+        dflt = time_engine(default, 1, cfg.reconstruction, repeats, rng)
+        info = default.describe()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.join()
+    click.echo(f"inference engine latency, bundle {b.model_id} ({b.manifest.preset}), {repeats} repeats, "
+               f"load={'on' if load else 'off'}")
+    click.echo(f"{'engine':<12}{'thr':>4}{'spin':>6}{'recon':>7}{'batch':>6}{'median ms':>11}{'p99 ms':>9}"
+               f"{'ms/ROI':>9}{'ROI/s':>9}")
+    for r in rows:
+        click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{('on' if r['spinning'] else 'off') if r['spinning'] is not None else '-':>6}"
+                   f"{'yes' if r['reconstruction'] else 'no':>7}{r['batch']:>6}{r['median_ms']:>11.3f}"
+                   f"{r['p99_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
+    click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows}))
+    click.echo(f"ms_per_roi: {dflt['ms_per_roi']:.3f}")

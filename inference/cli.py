@@ -1,0 +1,224 @@
+"""`thz run`, `thz enroll`, `thz verify`, `thz identify`: the main job and gallery decisions from the command line.
+
+Each gallery command takes its ROIs from PNG files (--image, repeatable), an HDF5 raw recording
+(--recording) or a live scan (--sim: the virtual scanner, or the configured hardware with --live).
+Human-readable lines go to stderr; the last stdout line is a JSON summary.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from thzcore.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def _settings(obj):
+    return obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+
+
+def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bool = False):
+    from inference.bundle import BundleError, load_bundle
+    from inference.engine import EngineUnavailable, make_engine
+
+    path = bundle or settings.inference.bundle
+    try:
+        b = load_bundle(path)
+        return make_engine(b, engine or settings.inference.engine, settings.inference, reconstruction=reconstruction)
+    except (BundleError, EngineUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
+          posture: str | None, concealed: bool, scans: int, size: int):
+    from inference.sources import rois_from_images, rois_from_recording
+
+    chosen = sum([bool(images), recording is not None, sim or live])
+    if chosen != 1:
+        raise click.UsageError("give exactly one source: --image PNG (repeatable), --recording H5, --sim or --live")
+    if images:
+        return list(rois_from_images(list(images), size))
+    if recording is not None:
+        if not Path(recording).is_file():
+            raise click.ClickException(f"recording {recording!r} does not exist")
+        rois = list(rois_from_recording(recording, settings, limit=scans if scans > 0 else None))
+        if not rois:
+            raise click.ClickException(f"no face ROI found in {recording}")
+        return rois
+    from inference.job import live_rois
+    if sim and identity is None:
+        raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
+    return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
+                     n=max(scans, 1))
+
+
+def _source_options(f):
+    opts = [
+        click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+                     help="ROI image file (PNG, 64x64 grayscale); repeatable"),
+        click.option("--recording", type=click.Path(dir_okay=False), help="HDF5 raw recording to process"),
+        click.option("--sim", is_flag=True, help="scan live with the virtual scanner"),
+        click.option("--live", is_flag=True, help="scan live with the configured hardware"),
+        click.option("--identity", type=int, default=None, help="--sim: population index of the subject"),
+        click.option("--posture", default=None, help="--sim: posture to scan; enroll: posture to record "
+                                                     "(default: the model's prediction)"),
+        click.option("--concealed/--unconcealed", default=False, help="--sim: subject wears the balaclava"),
+        click.option("--scans", type=int, default=1, show_default=True, help="ROIs to use from a live scan / recording"),
+        click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)"),
+        click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None),
+        click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _open_gallery(settings, gallery: str | None, engine):
+    from inference.gallery import Gallery
+    return Gallery(gallery or settings.inference.gallery, engine.model_id, engine.bundle.manifest.embedding_size)
+
+
+@click.command("enroll")
+@click.option("--subject", required=True, help="subject id to enrol")
+@_source_options
+@click.pass_obj
+def enroll(obj, subject, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine, gallery):
+    """Enrol SUBJECT from unconcealed scans: one template per ROI, tagged with posture and model id."""
+    from inference.matching import softmax
+    from thzcore.labels import POSTURES
+
+    s = _settings(obj)
+    eng = _engine(s, bundle, engine)
+    if posture is not None and posture not in POSTURES:
+        raise click.BadParameter(f"{posture!r} is not one of {POSTURES}", param_hint="--posture")
+    rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
+    out = eng.infer(__import__("numpy").stack([r.image for r in rois]))
+    probs = softmax(out["posture_logits"])
+    added = []
+    with _open_gallery(s, gallery, eng) as g:
+        from inference.gallery import GalleryError
+        for r, e, p in zip(rois, out["embedding"], probs):
+            pst = posture or POSTURES[int(p.argmax())]
+            try:
+                g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)
+            except GalleryError as exc:
+                raise click.ClickException(str(exc)) from None
+            added.append(pst)
+            click.echo(f"enrolled {subject}: posture {pst} from {r.source}", err=True)
+        per_posture = g.templates_by_posture(subject)
+    click.echo(json.dumps({"subject": subject, "templates_added": len(added), "postures": per_posture,
+                           "model_id": eng.model_id}))
+
+
+def _decide(kind: str, obj, claim, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
+            gallery, threshold):
+    from inference.gallery import GalleryError
+    from inference.matching import softmax
+    from thzcore.labels import POSTURES
+
+    s = _settings(obj)
+    eng = _engine(s, bundle, engine)
+    rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
+    out = eng.infer(__import__("numpy").stack([r.image for r in rois]))
+    probs = softmax(out["posture_logits"])
+    results = []
+    with _open_gallery(s, gallery, eng) as g:
+        for r, e, p in zip(rois, out["embedding"], probs):
+            rec = {"source": r.source, "frame_id": r.frame_id, "posture": POSTURES[int(p.argmax())],
+                   "posture_probability": round(float(p.max()), 4)}
+            try:
+                if kind == "verify":
+                    t = eng.bundle.threshold if threshold is None else threshold
+                    v = g.verify(e, claim, t, frame_id=r.frame_id, source=r.source)
+                    rec.update(v.to_json())
+                    click.echo(f"{r.source}: claim {claim} {'ACCEPTED' if v.accepted else 'REJECTED'} "
+                               f"(distance {v.distance:.4f}, threshold {t:.4f})", err=True)
+                else:
+                    t = threshold if threshold is not None else (
+                        s.inference.identify_threshold if s.inference.identify_threshold is not None
+                        else eng.bundle.threshold)
+                    idn = g.identify(e, t, s.inference.top_k, frame_id=r.frame_id, source=r.source)
+                    rec.update(idn.to_json())
+                    best = ", ".join(f"{c}:{d:.4f}" for c, d in idn.candidates)
+                    click.echo(f"{r.source}: {'identified ' + idn.identity if idn.identity else 'REJECTED (unknown)'}"
+                               f" [{best}]", err=True)
+            except GalleryError as exc:
+                raise click.ClickException(str(exc)) from None
+            results.append(rec)
+    return eng, results
+
+
+@click.command("verify")
+@click.option("--claim", required=True, help="the subject id the person claims to be")
+@click.option("--threshold", type=float, default=None, help="distance threshold (default: the bundle's calibrated one)")
+@_source_options
+@click.pass_obj
+def verify(obj, claim, threshold, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
+           gallery):
+    """1:1 verification of --claim against its enrolled templates; exit 1 when any scan is rejected."""
+    eng, results = _decide("verify", obj, claim, images, recording, sim, live, identity, posture, concealed, scans,
+                           bundle, engine, gallery, threshold)
+    accepted = all(r["accepted"] for r in results)
+    click.echo(json.dumps({"claim": claim, "accepted": accepted, "scans": results, "model_id": eng.model_id}))
+    sys.exit(0 if accepted else 1)
+
+
+@click.command("identify")
+@click.option("--threshold", type=float, default=None, help="open-set rejection distance (default: "
+                                                            "inference.identify_threshold, else the bundle's)")
+@_source_options
+@click.pass_obj
+def identify(obj, threshold, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
+             gallery):
+    """1:N identification against the gallery, rejecting unknown faces (open set)."""
+    eng, results = _decide("identify", obj, None, images, recording, sim, live, identity, posture, concealed, scans,
+                           bundle, engine, gallery, threshold)
+    click.echo(json.dumps({"scans": results, "model_id": eng.model_id}))
+
+
+@click.command("run")
+@click.option("--sim", is_flag=True, help="run against the virtual scanner (emulated devices) instead of hardware")
+@click.option("--subjects", type=int, default=4, show_default=True, help="--sim: simulated subjects to enrol and scan")
+@click.option("--postures", default="all", show_default=True,
+              help="--sim: comma-separated postures to scan concealed, or 'all'")
+@click.option("--scans-per-posture", type=int, default=1, show_default=True,
+              help="--sim: averaged results collected per subject and posture")
+@click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)")
+@click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None)
+@click.option("--gallery", default=None, help="gallery file (default for --sim: a fresh one in the report folder)")
+@click.option("--reconstruction/--no-reconstruction", default=None,
+              help="compute and publish reconstructions (default: on for --sim, inference.reconstruction otherwise)")
+@click.option("--report", "report_dir", default=None, help="report folder (default: inference.report_dir/run-TIME)")
+@click.option("--max-results", type=int, default=None, help="hardware: stop after this many results")
+@click.pass_obj
+def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery, reconstruction, report_dir,
+        max_results):
+    """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
+
+    With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
+    posture, verify each scan against its true identity and one impostor claim, then print a
+    summary, write an HTML report, and end with a JSON line.
+    """
+    from inference.job import JobError, run_hardware, run_sim
+    from thzcore.labels import POSTURES
+
+    s = _settings(obj)
+    eng = _engine(s, bundle, engine, reconstruction=True if reconstruction is None and sim else bool(
+        reconstruction if reconstruction is not None else s.inference.reconstruction))
+    try:
+        if sim:
+            plist = list(POSTURES) if postures == "all" else [p.strip() for p in postures.split(",") if p.strip()]
+            bad = [p for p in plist if p not in POSTURES]
+            if bad:
+                raise click.BadParameter(f"{bad} not in {POSTURES}", param_hint="--postures")
+            summary = run_sim(s, eng, n_subjects=subjects, postures=plist, scans_per_posture=scans_per_posture,
+                              gallery_path=gallery, report_dir=report_dir)
+        else:
+            summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results)
+    except JobError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary))
