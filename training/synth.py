@@ -1,0 +1,417 @@
+"""The synthetic dataset: the virtual scanner and the live processor make the paper's data shape.
+
+Shape (paper sec. 4.1): n identities x 5 postures x K captures x {concealed, unconcealed} THz face
+ROIs (64x64, 16-bit grey PNG, value = round(65535 x ROI), the ROI in [0, 1] exactly as
+processing.roi emits it live), plus one visible image per identity x posture x concealment
+(64x64 8-bit PNG, nominal pose). Default 20 x 5 x 7 x 2 = 1400 THz + 200 visible.
+
+Each THz image is one capture: a Subject placed in the field, scanned for `frames_per_capture`
+consecutive raw frames by sim.scanner.VirtualScanner, processed by processing.FrameProcessor
+(range gate, de-warp, line phase, 3-frame average, dB) and cut by processing.FaceLocator: the very
+code of the live pipeline, so the network trains on what it will see.
+
+Seeds. `seed` draws everything about captures: the placement of the head in the field
+(uniform +-placement_x_m, +-placement_y_m), the Subject's capture_seed (pose jitter, range,
+expression, balaclava fit) and the scanner noise; `population_seed` draws the identities
+(sim.population). Every draw is keyed by (seed, identity, posture, capture, concealed) through
+numpy SeedSequence, so a unit's image does not depend on worker count or order. By default a
+capture's concealed and unconcealed scans are separate sittings (different pose draws); with
+paired_pose they share the pose (only the balaclava and the noise differ).
+
+Split (seeded, documented): for every identity and posture the capture indices 0..K-1 are
+permuted with SeedSequence([seed, 0x5B1, identity, posture]); the first goes to test, the second to
+val (when K >= 3), the rest to train. A capture index carries both its concealed and its
+unconcealed scan, so the test set holds exactly one concealed and one unconcealed capture per
+identity and posture and no capture is shared across splits. Visible images are listed with
+split "train" (the teacher's privileged input; they are looked up by identity, posture and
+concealment, never scored).
+
+Resumable: every unit writes its PNG then its JSON sidecar atomically (temp file + rename); a unit
+whose JSON exists is skipped. A scan where no face is found writes only the JSON (found = false)
+and is left out of the manifest, like the paper's unusable captures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from thzcore.labels import POSTURES
+from thzcore.logs import get_logger
+from training.manifest import Row, write_manifest
+
+log = get_logger(__name__)
+SUMMARY_FILE = "dataset.json"
+CONTACT_SHEET = "contact_sheet.png"
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What to make. `small()` is the test size (4 identities x 5 postures x 3 captures)."""
+
+    n_identities: int = 20
+    captures: int = 7
+    postures: tuple[str, ...] = POSTURES
+    frames_per_capture: int = 3
+    seed: int = 0
+    population_seed: int = 1234
+    paired_pose: bool = False
+    placement_x_m: float = 0.05   # head centre drawn uniformly within +- this of the field centre (m)
+    placement_y_m: float = 0.03
+    bits: int = 16                # THz PNG bit depth (8 or 16)
+    size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.n_identities < 2:
+            raise ValueError(f"n_identities={self.n_identities}: triplets need at least 2 identities")
+        if self.captures < 2:
+            raise ValueError(f"captures={self.captures}: the split needs at least 2 captures (test + train)")
+        if self.bits not in (8, 16):
+            raise ValueError(f"bits={self.bits}: choose 8 or 16")
+        for p in self.postures:
+            if p not in POSTURES:
+                raise ValueError(f"posture {p!r} not in {POSTURES}")
+
+    @classmethod
+    def small(cls, **kw: Any) -> "DatasetPlan":
+        return cls(**{"n_identities": 4, "captures": 3, **kw})
+
+    def units(self) -> list["Unit"]:
+        return [Unit(i, p, k, c) for i in range(self.n_identities) for p in self.postures
+                for k in range(self.captures) for c in (True, False)]
+
+    def split_of(self, identity: int, posture: str, capture: int) -> str:
+        ss = np.random.SeedSequence([self.seed & 0xFFFFFFFF, 0x5B1, identity, POSTURES.index(posture)])
+        order = list(np.random.default_rng(ss).permutation(self.captures))
+        pos = order.index(capture)
+        if pos == 0:
+            return "test"
+        if pos == 1 and self.captures >= 3:
+            return "val"
+        return "train"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One THz scan of the dataset."""
+
+    identity: int
+    posture: str
+    capture: int
+    concealed: bool
+
+    @property
+    def stem(self) -> str:
+        return f"thz/id{self.identity:03d}/{self.posture}/{'concealed' if self.concealed else 'unconcealed'}_c{self.capture}"
+
+    def draws(self, plan: DatasetPlan) -> tuple[float, float, int, int]:
+        """(offset_x_m, offset_y_m, capture_seed, scanner_seed) of this unit."""
+        pose_key = 2 if plan.paired_pose else int(self.concealed)
+        ss = np.random.SeedSequence([plan.seed & 0xFFFFFFFF, 0xCA7, self.identity, POSTURES.index(self.posture),
+                                     self.capture, pose_key])
+        rng = np.random.default_rng(ss)
+        ox = float(rng.uniform(-plan.placement_x_m, plan.placement_x_m))
+        oy = float(rng.uniform(-plan.placement_y_m, plan.placement_y_m))
+        capture_seed = int(rng.integers(0, 2**31 - 1))
+        noise = np.random.default_rng(np.random.SeedSequence(
+            [plan.seed & 0xFFFFFFFF, 0x401, self.identity, POSTURES.index(self.posture), self.capture,
+             int(self.concealed)]))
+        return ox, oy, capture_seed, int(noise.integers(0, 2**31 - 1))
+
+
+def visible_path(identity: int, posture: str, concealed: bool) -> str:
+    return f"visible/id{identity:03d}/{posture}_{'concealed' if concealed else 'unconcealed'}.png"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    import io
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def roi_to_png(roi: np.ndarray, bits: int) -> Image.Image:
+    """[0, 1] float ROI -> grey PNG image: round(x (2^bits - 1)); 16-bit is mode I;16."""
+    x = np.clip(np.asarray(roi, dtype=np.float64), 0.0, 1.0)
+    if bits == 16:
+        return Image.fromarray(np.rint(x * 65535).astype(np.uint16))
+    return Image.fromarray(np.rint(x * 255).astype(np.uint8), mode="L")
+
+
+def visible_to_png(img: np.ndarray) -> Image.Image:
+    """Visible render (H, W) or (H, W, 3) float in [0, 1] -> 8-bit grey or RGB PNG image."""
+    a = np.rint(np.clip(np.asarray(img, dtype=np.float64), 0.0, 1.0) * 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return Image.fromarray(a, mode="L" if a.ndim == 2 else "RGB")
+
+
+# ---------------------------------------------------------------- worker side (one per process)
+class _Worker:
+    """Holds the virtual scanner, processor and face locator of one process."""
+
+    def __init__(self, settings_json: str, plan: DatasetPlan, out: str) -> None:
+        from processing.processor import FrameProcessor
+        from processing.roi import FaceLocator
+        from sim.scanner import VirtualScanner
+        from thz.settings import Settings
+
+        s = Settings.model_validate_json(settings_json)
+        self.settings = s
+        self.plan = plan
+        self.out = Path(out)
+        self.sim_cfg = s.sim.model_copy(update={"seed": plan.seed, "population_seed": plan.population_seed,
+                                                "n_identities": max(plan.n_identities, s.sim.n_identities)})
+        self.proc_cfg = s.processing.model_copy(update={"threads": 1, "frames_averaged": plan.frames_per_capture,
+                                                        "roi_size": plan.size})
+        self.VirtualScanner = VirtualScanner
+        self.processor = FrameProcessor(s.scanner, self.proc_cfg)
+        self.processor.warm_up()
+        self.locator = FaceLocator(s.scanner, self.proc_cfg)
+        self.scanner = VirtualScanner(s.scanner, self.sim_cfg, plan.seed)
+
+    def thz(self, unit: Unit) -> dict[str, Any]:
+        from sim.scene import Subject
+
+        t0 = time.perf_counter()
+        ox, oy, capture_seed, noise_seed = unit.draws(self.plan)
+        vs = self.VirtualScanner(self.settings.scanner, self.sim_cfg, noise_seed)
+        vs.set_scene(Subject(identity=unit.identity, posture=unit.posture, concealed=unit.concealed,
+                             offset_x_m=ox, offset_y_m=oy, capture_seed=capture_seed))
+        raws = [vs.acquire_frame(f) for f in range(self.plan.frames_per_capture)]
+        t_sim = time.perf_counter() - t0
+        frame = self.processor.average(raws)
+        roi = self.locator.locate(frame.image, frame.scale)
+        t_all = time.perf_counter() - t0
+        meta: dict[str, Any] = {**asdict(unit), "offset_x_m": ox, "offset_y_m": oy, "capture_seed": capture_seed,
+                                "scanner_seed": noise_seed, "frame_ids": frame.frame_ids, "roi": roi.meta(),
+                                "t_sim_s": round(t_sim, 4), "t_total_s": round(t_all, 4),
+                                "truth": raws[-1].meta.get("truth")}
+        if roi.found and roi.image is not None:
+            _atomic_write_bytes(self.out / f"{unit.stem}.png", _png_bytes(roi_to_png(roi.image, self.plan.bits)))
+        _atomic_write_bytes(self.out / f"{unit.stem}.json", json.dumps(meta, default=str).encode())
+        return meta
+
+    def visible(self, identity: int, posture: str, concealed: bool) -> str:
+        img = self.scanner.render_visible(identity, posture, concealed, size=self.plan.size, capture_seed=None)
+        rel = visible_path(identity, posture, concealed)
+        _atomic_write_bytes(self.out / rel, _png_bytes(visible_to_png(img)))
+        return rel
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(settings_json: str, plan: DatasetPlan, out: str) -> None:
+    global _WORKER
+    _WORKER = _Worker(settings_json, plan, out)
+
+
+def _run_job(job: tuple) -> tuple[str, Any]:
+    assert _WORKER is not None
+    try:
+        if job[0] == "thz":
+            return "thz", _WORKER.thz(job[1])
+        return "visible", _WORKER.visible(*job[1:])
+    except Exception as exc:  # reported and retried on the next run, never half-written
+        return "error", f"{job!r}: {type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------- driver
+@dataclass
+class DatasetSummary:
+    out: str
+    plan: dict[str, Any]
+    thz_images: int = 0
+    visible_images: int = 0
+    no_face: int = 0
+    failed: int = 0
+    made_now: int = 0
+    skipped_done: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+    splits: dict[str, int] = field(default_factory=dict)
+    mean_quality: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def pending_jobs(out: Path, plan: DatasetPlan) -> tuple[list[tuple], int]:
+    """Jobs whose outputs are missing, and the count already done."""
+    jobs: list[tuple] = []
+    done = 0
+    for u in plan.units():
+        if (out / f"{u.stem}.json").is_file():
+            done += 1
+        else:
+            jobs.append(("thz", u))
+    for i in range(plan.n_identities):
+        for p in plan.postures:
+            for c in (True, False):
+                if (out / visible_path(i, p, c)).is_file():
+                    done += 1
+                else:
+                    jobs.append(("visible", i, p, c))
+    return jobs, done
+
+
+def collect_rows(out: Path, plan: DatasetPlan) -> tuple[list[Row], list[dict]]:
+    """Manifest rows of the finished units (THz with a face, then visible) and every THz unit's meta."""
+    rows: list[Row] = []
+    metas: list[dict] = []
+    for u in plan.units():
+        jp = out / f"{u.stem}.json"
+        if not jp.is_file():
+            continue
+        m = json.loads(jp.read_text())
+        metas.append(m)
+        if m["roi"]["found"] and (out / f"{u.stem}.png").is_file():
+            rows.append(Row(path=f"{u.stem}.png", identity=u.identity, posture=u.posture, concealed=u.concealed,
+                            modality="thz", capture=u.capture, split=plan.split_of(u.identity, u.posture, u.capture)))
+    for i in range(plan.n_identities):
+        for p in plan.postures:
+            for c in (True, False):
+                rel = visible_path(i, p, c)
+                if (out / rel).is_file():
+                    rows.append(Row(path=rel, identity=i, posture=p, concealed=c, modality="visible", capture=-1,
+                                    split="train"))
+    return rows, metas
+
+
+def make_dataset(out: str | Path, plan: DatasetPlan, settings: Any, workers: int = 1, progress: bool = True,
+                 on_done: Callable[[str, Any], None] | None = None) -> DatasetSummary:
+    """Make (or finish) the dataset in `out`; returns the summary also written to out/dataset.json."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_plan_file(out, plan)
+    jobs, done = pending_jobs(out, plan)
+    summary = DatasetSummary(str(out), asdict(plan), skipped_done=done, workers=workers)
+    t0 = time.perf_counter()
+    settings_json = settings.model_dump_json()
+    bar = tqdm(total=len(jobs) + done, initial=done, desc="dataset", unit="img", disable=not progress,
+               dynamic_ncols=True)
+
+    def handle(kind: str, value: Any) -> None:
+        if kind == "error":
+            summary.failed += 1
+            summary.errors.append(str(value))
+            log.error("dataset unit failed", extra={"error": str(value)})
+        else:
+            summary.made_now += 1
+            if kind == "thz" and not value["roi"]["found"]:
+                log.warning("no face found; capture left out", extra={"unit": value["identity"],
+                                                                      "reason": value["roi"]["reason"]})
+        if on_done is not None:
+            on_done(kind, value)
+        bar.update(1)
+
+    if jobs:
+        if workers <= 1:
+            _init_worker(settings_json, plan, str(out))
+            for job in jobs:
+                handle(*_run_job(job))
+        else:
+            ctx = get_context("spawn")
+            os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(settings_json, plan, str(out))) as ex:
+                futs = [ex.submit(_run_job, j) for j in jobs]
+                for f in as_completed(futs):
+                    handle(*f.result())
+    bar.close()
+    rows, metas = collect_rows(out, plan)
+    write_manifest(out, rows)
+    thz_rows = [r for r in rows if r.modality == "thz"]
+    summary.thz_images = len(thz_rows)
+    summary.visible_images = len(rows) - len(thz_rows)
+    summary.no_face = sum(1 for m in metas if not m["roi"]["found"])
+    summary.splits = {s: sum(1 for r in thz_rows if r.split == s) for s in ("train", "val", "test")}
+    q = [m["roi"]["quality"] for m in metas if m["roi"]["found"]]
+    summary.mean_quality = float(np.mean(q)) if q else 0.0
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    if thz_rows:
+        write_contact_sheet(out, rows, out / CONTACT_SHEET, seed=plan.seed)
+    (out / SUMMARY_FILE).write_text(json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
+                                               indent=2, default=str))
+    return summary
+
+
+def _check_plan_file(out: Path, plan: DatasetPlan) -> None:
+    """Refuse to resume a directory made with a different plan (seeds, sizes): it would mix datasets."""
+    p = out / "plan.json"
+    mine = json.dumps(asdict(plan), sort_keys=True)
+    if p.is_file():
+        theirs = p.read_text()
+        if json.loads(theirs) != json.loads(mine):
+            raise ValueError(f"{out} holds a dataset made with a different plan ({p}); choose another --out "
+                             "or delete it to start over")
+    else:
+        _atomic_write_bytes(p, mine.encode())
+
+
+def _tile(path: Path, px: int) -> Image.Image:
+    with Image.open(path) as im:
+        if im.mode.startswith("I"):
+            a = np.asarray(im, dtype=np.float64) / 65535.0
+            im2 = Image.fromarray(np.rint(a * 255).astype(np.uint8), mode="L")
+        else:
+            im2 = im.convert("L")
+        return im2.convert("RGB").resize((px, px), Image.Resampling.NEAREST)
+
+
+def write_contact_sheet(root: Path, rows: list[Row], path: Path, seed: int = 0, n_identities: int = 4,
+                        px: int = 96) -> Path:
+    """A labelled grid: for up to n_identities identities (seeded sample), per posture the THz concealed
+    (b), THz unconcealed (n) ROI of one capture and the unconcealed visible image (v)."""
+    from PIL import ImageDraw
+
+    ids = sorted({r.identity for r in rows if r.modality == "thz"})
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(ids, size=min(n_identities, len(ids)), replace=False).tolist())
+    by_key: dict[tuple, Row] = {}
+    for r in sorted(rows, key=lambda r: (r.capture, r.path)):
+        by_key.setdefault((r.identity, r.posture, r.concealed, r.modality), r)
+    kinds = (("b", True, "thz"), ("n", False, "thz"), ("v", False, "visible"))
+    label_w, head_h, gap = 70, 34, 6
+    cols = len(POSTURES) * len(kinds)
+    W = label_w + cols * px + (len(POSTURES) - 1) * gap
+    H = head_h + len(pick) * (px + 4)
+    sheet = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for pi, p in enumerate(POSTURES):
+        x0 = label_w + pi * (len(kinds) * px + gap)
+        draw.text((x0 + 4, 2), p, fill=(0, 0, 0))
+        for ki, (tag, _, _) in enumerate(kinds):
+            draw.text((x0 + ki * px + px // 2 - 3, 18), tag, fill=(90, 90, 90))
+    for ri, i in enumerate(pick):
+        y0 = head_h + ri * (px + 4)
+        draw.text((4, y0 + px // 2 - 6), f"id {i}", fill=(0, 0, 0))
+        for pi, p in enumerate(POSTURES):
+            x0 = label_w + pi * (len(kinds) * px + gap)
+            for ki, (_, conc, mod) in enumerate(kinds):
+                r = by_key.get((i, p, conc, mod))
+                if r is not None and (root / r.path).is_file():
+                    sheet.paste(_tile(root / r.path, px), (x0 + ki * px, y0))
+                else:
+                    draw.rectangle([x0 + ki * px, y0, x0 + (ki + 1) * px - 1, y0 + px - 1], outline=(200, 0, 0))
+    _atomic_write_bytes(path, _png_bytes(sheet))
+    return path
