@@ -1,0 +1,72 @@
+"""Scoring of a `thz run --sim` session: per-scan records -> accuracies and latency percentiles (pure)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ScanRecord:
+    """One scored concealed scan: truth, posture prediction, the genuine and the impostor claim."""
+
+    frame_id: int
+    subject: str
+    posture_true: str
+    posture_pred: str
+    posture_prob: float
+    genuine_distance: float | None
+    genuine_accepted: bool | None
+    impostor_claim: str | None
+    impostor_distance: float | None
+    impostor_accepted: bool | None
+    identified: str | None
+    latency_ms: float
+    inference_ms: float
+    errors: list[str] = field(default_factory=list)
+    roi: np.ndarray | None = None
+    reconstruction: np.ndarray | None = None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarise(records: list[ScanRecord], threshold: float) -> dict:
+    """Accuracies over the scored scans.
+
+    verification_accuracy = (genuine claims accepted + impostor claims rejected) / all claims;
+    posture_accuracy = predicted == true posture; identification_rank1 = the open-set answer is
+    the true subject. Latency is scan complete (t_acquired of the last averaged frame) to result
+    published.
+    """
+    n = len(records)
+    gen = [r.genuine_accepted for r in records if r.genuine_accepted is not None]
+    imp = [r.impostor_accepted for r in records if r.impostor_accepted is not None]
+    claims = len(gen) + len(imp)
+    correct = sum(gen) + sum(not a for a in imp)
+    lat = [r.latency_ms for r in records]
+    inf = [r.inference_ms for r in records]
+    postures: dict[str, list[bool]] = {}
+    for r in records:
+        postures.setdefault(r.posture_true, []).append(r.posture_pred == r.posture_true)
+    gd = [r.genuine_distance for r in records if r.genuine_distance is not None]
+    idist = [r.impostor_distance for r in records if r.impostor_distance is not None]
+    return {
+        "frames": n,
+        "posture_accuracy": (sum(r.posture_pred == r.posture_true for r in records) / n) if n else None,
+        "verification_accuracy": (correct / claims) if claims else None,
+        "genuine_accept_rate": (sum(gen) / len(gen)) if gen else None,
+        "impostor_reject_rate": (sum(not a for a in imp) / len(imp)) if imp else None,
+        "identification_rank1": (sum(r.identified == r.subject for r in records) / n) if n else None,
+        "claims": claims,
+        "threshold": threshold,
+        "mean_genuine_distance": float(np.mean(gd)) if gd else None,
+        "mean_impostor_distance": float(np.mean(idist)) if idist else None,
+        "posture_accuracy_by_posture": {p: sum(v) / len(v) for p, v in sorted(postures.items())},
+        "p50_latency_ms": percentile(lat, 50),
+        "p99_latency_ms": percentile(lat, 99),
+        "max_latency_ms": max(lat) if lat else None,
+        "inference_ms_p50": percentile(inf, 50),
+        "decision_errors": sum(len(r.errors) for r in records),
+    }
