@@ -1,0 +1,120 @@
+"""ProcessingStage: memory, HDF5 recording and real ZMQ in/out; averaging windows; malformed input."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from processing.config import ProcessingConfig
+from processing.sources import RecordingError, read_recording, write_recording
+from processing.stage import ProcessingStage, check_local_endpoint
+from processing.synthetic import make_raw_frame
+from tests.processing.test_roi import head_scene
+from thzcore.scanner import ScannerConfig
+from thzcore.wire import decode, encode
+
+SC = ScannerConfig()
+
+
+@pytest.fixture(scope="module")
+def raws():
+    out = []
+    for i in range(4):
+        r = make_raw_frame(SC, head_scene(0.03, 0.02), feedback_delay_s=SC.raster.feedback_delay_s, noise_counts=3,
+                           seed=i, frame_id=100 + i)
+        r.meta["truth"] = {"identity": 3, "posture": "front-center", "concealed": False}
+        out.append(r)
+    return out
+
+
+def test_sliding_and_block_averaging(raws):
+    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=3, averaging="sliding"))
+    outs = list(st.run(raws))
+    assert [o.frame.frame_ids for o in outs] == [[100, 101, 102], [101, 102, 103]]
+    assert all(o.roi.found for o in outs)
+    assert outs[0].meta()["truth"]["identity"] == 3 and outs[0].meta()["n_averaged"] == 3
+    blk = ProcessingStage(SC, ProcessingConfig(frames_averaged=2, averaging="block"), warm_up=False)
+    assert [o.frame.frame_ids for o in blk.run(raws)] == [[100, 101], [102, 103]]
+
+
+def test_window_restarts_on_dropped_frame(raws):
+    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=2), warm_up=False)
+    seq = [raws[0], raws[2], raws[3]]  # 101 was lost
+    outs = list(st.run(seq))
+    assert [o.frame.frame_ids for o in outs] == [[102, 103]]
+    assert st.counters.window_restarts == 1
+
+
+def test_recording_round_trip(raws, tmp_path):
+    p = write_recording(tmp_path / "session.h5", raws[:3])
+    back = list(read_recording(p))
+    assert [r.frame_id for r in back] == [100, 101, 102]
+    np.testing.assert_array_equal(back[1].if_samples, raws[1].if_samples)
+    assert back[0].meta["truth"]["identity"] == 3
+    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=3), warm_up=False)
+    outs = list(st.run_recording(p))
+    assert len(outs) == 1 and outs[0].frame.frame_ids == [100, 101, 102]
+    with pytest.raises(RecordingError, match="does not exist"):
+        list(read_recording(tmp_path / "none.h5"))
+    import h5py
+    with h5py.File(tmp_path / "bad.h5", "w") as fh:
+        fh["x"] = np.zeros(3)
+    with pytest.raises(RecordingError, match="no 4-D dataset"):
+        list(read_recording(tmp_path / "bad.h5"))
+
+
+def test_zmq_raw_in_frame_and_roi_out(raws):
+    ctx = zmq.Context.instance()
+    raw_pub = ctx.socket(zmq.PUB)
+    raw_pub.setsockopt(zmq.LINGER, 0)
+    raw_pub.bind("tcp://127.0.0.1:*")
+    raw_ep = raw_pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=3), warm_up=True)
+    ready, stop, bound = threading.Event(), threading.Event(), []
+    th = threading.Thread(target=st.serve, kwargs=dict(raw_endpoint=raw_ep, publish_endpoint="tcp://127.0.0.1:*",
+                                                        stop=stop, max_outputs=1, ready=ready, bound=bound))
+    th.start()
+    sub = None
+    try:
+        assert ready.wait(10)
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(bound[0])
+        # wait until the stage's SUB is connected: send malformed messages until one is counted
+        for _ in range(200):
+            raw_pub.send_multipart([b"raw", b"{not json"])
+            if st.counters.dropped_malformed:
+                break
+            threading.Event().wait(0.02)
+        assert st.counters.dropped_malformed >= 1
+        threading.Event().wait(0.2)  # the test subscriber's connection settles too
+        for i, r in enumerate(raws[:3]):
+            raw_pub.send_multipart(encode(r.to_message(seq=i)))
+        got = {}
+        while len(got) < 2 and sub.poll(20000):
+            m = decode(sub.recv_multipart())
+            got[m.topic] = m
+        assert set(got) == {"frame", "roi"}
+        f, roi = got["frame"], got["roi"]
+        assert f.arrays["frame"].shape == (64, 256) and f.arrays["frame"].dtype == np.float32
+        assert roi.arrays["roi"].shape == (64, 64) and 0 <= roi.arrays["roi"].min() <= roi.arrays["roi"].max() <= 1
+        assert f.meta["frame_ids"] == [100, 101, 102] and f.frame_id == 102
+        assert f.meta["roi"]["found"] and f.meta["truth"]["identity"] == 3
+        assert roi.meta["calibration_id"] is None
+    finally:
+        stop.set()
+        th.join(10)
+        raw_pub.close(0)
+        if sub is not None:
+            sub.close(0)
+    assert not th.is_alive()
+
+
+def test_refuses_public_bind():
+    with pytest.raises(ValueError, match="refusing to publish"):
+        check_local_endpoint("tcp://0.0.0.0:5557")
+    check_local_endpoint("tcp://127.0.0.1:5557")
+    check_local_endpoint("ipc:///tmp/x")
