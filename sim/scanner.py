@@ -1,0 +1,296 @@
+"""The virtual scanner: scene + galvo dynamics + beam + FMCW synthesis -> one RawFrame per call.
+
+Timing of a frame (bidirectional raster, defaults in brackets): a frame starts at t0 with the fast
+axis commanded at its left turnaround; line l (of 64) lasts T_line = 1 / (2 f_fast) [15.625 ms]
+and holds C chirps [512] starting every T_line / C [30.52 us] at t_lc = t0 + l T_line + c T_line / C.
+Even lines sweep forward (+x), odd lines backward.
+
+True and reported positions:
+    beam of chirp (l, c):   x_true(t_lc + j_l + T_c / 2)  (mid-chirp; j_l the line trigger jitter)
+    feedback_x[l, c]:       x_true(t_lc - d) + sensor noise  (d = feedback delay)
+    feedback_y[l]:          y_true(t0 + (l + 1/2) T_line - d) + sensor noise
+so the feedback trails the beam by `true_line_lag_s` = d + T_c / 2, and the beam trails the
+command by `true_servo_lag_s` = phi / omega of the 2nd-order servo (their sum is the lag of the
+feedback behind the command).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from sim import galvo
+from sim.capture import draw_capture
+from sim.config import NoiseConfig, SimConfig
+from sim.fmcw import synth_if
+from sim.maps import MapGrid, Optics, SceneMaps, subject_maps, target_maps
+from sim.population import Population
+from sim.sampling import SpeckleSynth, sample_layers
+from sim.scene import Scene, Subject, Target
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+from thzcore.scanner import SPEED_OF_LIGHT, RasterConfig, ScannerConfig
+
+log = get_logger(__name__)
+
+_BANK = 1 << 20          # samples in the thermal and phase-noise banks
+_SERVO_DT = 5e-6         # servo integration step (s)
+_SERVO_WARMUP = 0.04     # servo run-in before the frame (s), > 30 time constants
+
+
+class RasterDrive(BaseModel):
+    """The commanded galvo state, metres at the standoff plane and Hz."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fast_amplitude_m: float = Field(gt=0, description="fast-axis half amplitude (m)")
+    fast_offset_m: float = Field(0.0, description="fast-axis centre (m)")
+    fast_hz: float = Field(gt=0, description="fast-axis sinusoid frequency (Hz)")
+    slow_amplitude_m: float = Field(ge=0, description="slow-axis half amplitude (m)")
+    slow_offset_m: float = Field(0.0, description="slow-axis centre (m)")
+    slow_hz: float = Field(gt=0, description="slow-axis sawtooth frequency (Hz)")
+
+    @classmethod
+    def from_config(cls, scanner_cfg: ScannerConfig) -> "RasterDrive":
+        r = scanner_cfg.raster
+        return cls(fast_amplitude_m=r.fast_amplitude_m, fast_offset_m=0.0, fast_hz=r.fast_axis_hz,
+                   slow_amplitude_m=0.5 * r.fov_y_m, slow_offset_m=0.0, slow_hz=r.slow_axis_hz)
+
+    def check_limits(self, raster: RasterConfig) -> None:
+        """Refuse a command outside the galvo's configured limits."""
+        if abs(self.fast_offset_m) + self.fast_amplitude_m > raster.max_fast_amplitude_m + 1e-12:
+            raise ValueError(f"fast axis |offset| + amplitude = {abs(self.fast_offset_m) + self.fast_amplitude_m:.4f} m "
+                             f"exceeds raster.max_fast_amplitude_m={raster.max_fast_amplitude_m}")
+        if abs(self.slow_offset_m) + self.slow_amplitude_m > raster.max_slow_amplitude_m + 1e-12:
+            raise ValueError(f"slow axis |offset| + amplitude = {abs(self.slow_offset_m) + self.slow_amplitude_m:.4f} m "
+                             f"exceeds raster.max_slow_amplitude_m={raster.max_slow_amplitude_m}")
+
+
+class VirtualScanner:
+    """A 340 GHz FMCW standoff scanner in software (see the module docstring for timing).
+
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed); vs.set_scene(Subject(...) | Target(...) | None);
+    raw = vs.acquire_frame(frame_id). A frame depends only on (seed, frame_id, scene, drive, true
+    parameters): the same inputs give bit-identical frames.
+    """
+
+    def __init__(self, scanner_cfg: ScannerConfig | None = None, sim_cfg: SimConfig | None = None, seed: int = 0) -> None:
+        self.cfg = scanner_cfg or ScannerConfig()
+        self.sim_cfg = sim_cfg or SimConfig()
+        self.seed = int(seed)
+        self.population = Population(self.sim_cfg.n_identities, self.sim_cfg.population_seed, self.sim_cfg.difficulty)
+        o = self.cfg.optics
+        self.optics = Optics(o.carrier_hz, o.wavelength_m, o.w0_m, o.waist_range_m, o.standoff_m)
+        self.noise: NoiseConfig = self.sim_cfg.noise.model_copy()
+        r = self.cfg.raster
+        self.servo_natural_hz, self.servo_damping, self.feedback_delay_s = r.servo_natural_hz, r.servo_damping, r.feedback_delay_s
+        self.scene: Scene | None = None
+        self._maps: tuple[Any, SceneMaps] | None = None
+        self._speckle: tuple[Any, SpeckleSynth] | None = None
+        bank_rng = np.random.default_rng([self.seed, 0xBA4C])
+        self._thermal_bank = bank_rng.standard_normal(_BANK + 4096)
+        self._pn_walk = np.cumsum(bank_rng.standard_normal(_BANK + 4096))
+        self._pn_walk -= np.linspace(0.0, self._pn_walk[-1], self._pn_walk.size)   # keep the walk bounded
+
+    # -- configuration of the true state ----------------------------------------------------------
+    def set_scene(self, scene: Scene | None) -> None:
+        if scene is not None and not isinstance(scene, (Subject, Target)):
+            raise TypeError(f"scene must be a Subject, a Target or None, got {type(scene).__name__}")
+        if isinstance(scene, Subject):
+            self.population.identity(scene.identity)      # validates the identity index
+        self.scene = scene
+        self._maps = None
+
+    def set_noise(self, **overrides: Any) -> None:
+        """Override noise fields (names of sim.config.NoiseConfig); unknown names are rejected."""
+        self.noise = NoiseConfig.model_validate({**self.noise.model_dump(), **overrides})
+
+    def set_beam(self, waist_diameter_m: float | None = None, waist_range_m: float | None = None) -> None:
+        """Set the TRUE beam (calibration tests measure it back)."""
+        if waist_diameter_m is not None:
+            if not waist_diameter_m > 0:
+                raise ValueError(f"{waist_diameter_m=} must be > 0")
+            self.optics.w0_m = 0.5 * float(waist_diameter_m)
+        if waist_range_m is not None:
+            if not waist_range_m > 0:
+                raise ValueError(f"{waist_range_m=} must be > 0")
+            self.optics.waist_range_m = float(waist_range_m)
+        self._maps = None
+
+    def set_galvo(self, servo_natural_hz: float | None = None, servo_damping: float | None = None,
+                  feedback_delay_s: float | None = None) -> None:
+        """Set the TRUE servo and feedback-sensor parameters (calibration tests measure the lag back)."""
+        if servo_natural_hz is not None:
+            if not servo_natural_hz > 0:
+                raise ValueError(f"{servo_natural_hz=} must be > 0")
+            self.servo_natural_hz = float(servo_natural_hz)
+        if servo_damping is not None:
+            if not servo_damping > 0:
+                raise ValueError(f"{servo_damping=} must be > 0")
+            self.servo_damping = float(servo_damping)
+        if feedback_delay_s is not None:
+            if not feedback_delay_s >= 0:
+                raise ValueError(f"{feedback_delay_s=} must be >= 0")
+            self.feedback_delay_s = float(feedback_delay_s)
+
+    # -- true values for tests ---------------------------------------------------------------------
+    @property
+    def true_feedback_delay_s(self) -> float:
+        return self.feedback_delay_s
+
+    @property
+    def true_line_lag_s(self) -> float:
+        """Time by which the feedback trails the beam position of a chirp: d + T_c / 2 (s)."""
+        return self.feedback_delay_s + 0.5 * self.cfg.fmcw.chirp_duration_s
+
+    @property
+    def true_servo_lag_s(self) -> float:
+        """Time by which the beam trails the fast-axis command at the configured frequency (s)."""
+        return galvo.servo_phase_lag_s(self.cfg.raster.fast_axis_hz, self.servo_natural_hz, self.servo_damping)
+
+    @property
+    def true_beam(self) -> dict[str, float]:
+        return {"waist_diameter_m": 2 * self.optics.w0_m, "waist_range_m": self.optics.waist_range_m,
+                "rayleigh_range_m": self.optics.rayleigh_range_m, "depth_of_focus_m": 2 * self.optics.rayleigh_range_m,
+                "divergence_rad": self.optics.theta0}
+
+    def truth(self) -> dict[str, Any]:
+        """The scene and the true parameters, as written into every frame's meta."""
+        sc = self.scene
+        d: dict[str, Any] = {"scene": None if sc is None else sc.model_dump(mode="json")}
+        if isinstance(sc, Subject):
+            d.update(identity=sc.identity, posture=sc.posture, concealed=sc.concealed)
+        if self._maps is not None:
+            d.update(self._maps[1].truth)
+        d.update(beam=self.true_beam, line_lag_s=self.true_line_lag_s, servo_lag_s=self.true_servo_lag_s,
+                 feedback_delay_s=self.feedback_delay_s)
+        return d
+
+    # -- the scene maps ----------------------------------------------------------------------------
+    def _grid_for(self, drive: RasterDrive) -> MapGrid:
+        margin = 3.0 * self.optics.w0_m * 2.0 + 0.01
+        return MapGrid.covering(drive.fast_amplitude_m + margin, drive.slow_amplitude_m + margin,
+                                self.sim_cfg.map_pitch_m, drive.fast_offset_m, drive.slow_offset_m)
+
+    def scene_maps(self, drive: RasterDrive | None = None) -> SceneMaps:
+        """The maps of the current scene on the grid the drive covers (cached)."""
+        drive = drive or RasterDrive.from_config(self.cfg)
+        grid = self._grid_for(drive)
+        key = (grid, self.optics.w0_m, self.optics.waist_range_m, self.scene)
+        if self._maps is not None and self._maps[0] == key:
+            return self._maps[1]
+        sc = self.scene
+        if sc is None:
+            w = float(self.optics.w(self.optics.standoff_m))
+            maps = SceneMaps.empty(grid, self.optics.standoff_m, w)
+        elif isinstance(sc, Subject):
+            cap = draw_capture(sc, self.sim_cfg, self.optics.standoff_m)
+            maps = subject_maps(self.population.identity(sc.identity), cap, sc.concealed, grid, self.optics,
+                                self.sim_cfg)
+        else:
+            maps = target_maps(sc, grid, self.optics, self.sim_cfg)
+        self._maps = (key, maps)
+        return maps
+
+    def _speckle_synth(self, maps: SceneMaps) -> SpeckleSynth:
+        key = (maps.grid, round(maps.w_map_m, 9))
+        if self._speckle is None or self._speckle[0] != key:
+            self._speckle = (key, SpeckleSynth((maps.grid.ny, maps.grid.nx), maps.w_map_m, maps.grid.pitch))
+        return self._speckle[1]
+
+    # -- one frame -----------------------------------------------------------------------------------
+    def acquire_frame(self, frame_id: int, drive: RasterDrive | None = None, t0: float | None = None) -> RawFrame:
+        """Simulate one raster frame: int16 IF (lines, chirps, samples) plus the galvo feedback."""
+        drive = drive or RasterDrive.from_config(self.cfg)
+        raster, fm = self.cfg.raster, self.cfg.fmcw
+        drive.check_limits(raster)
+        n_lines, n_chirps, n_samp = self.cfg.raw_frame_shape
+        t_line = 1.0 / ((2.0 if raster.bidirectional else 1.0) * drive.fast_hz)
+        t_chirp = t_line / n_chirps
+        if t_chirp < fm.chirp_duration_s:
+            raise ValueError(f"drive.fast_hz={drive.fast_hz}: {n_chirps} chirps of {fm.chirp_duration_s * 1e6:.2f} us "
+                             f"do not fit in a line of {t_line * 1e3:.3f} ms")
+        t_frame = float(frame_id) * n_lines * t_line if t0 is None else float(t0)
+        scene_key = 0 if self.scene is None else self.scene.key()
+        rng = np.random.default_rng([self.seed, int(frame_id) & 0xFFFFFFFF, scene_key, 0xF4A])
+        nz = self.noise
+
+        # galvo: servo response to the commanded raster, sampled on a fine grid
+        n_t = int(math.ceil((_SERVO_WARMUP + n_lines * t_line + 0.002) / _SERVO_DT)) + 1
+        t_start = t_frame - _SERVO_WARMUP
+        tt = t_start + _SERVO_DT * np.arange(n_t)
+        ux = galvo.fast_command(tt, drive.fast_amplitude_m, drive.fast_offset_m, drive.fast_hz, t_frame)
+        uy = galvo.slow_command(tt, drive.slow_amplitude_m, drive.slow_offset_m, drive.slow_hz, t_frame)
+        x_true = galvo.simulate_servo(ux, _SERVO_DT, self.servo_natural_hz, self.servo_damping)
+        y_true = galvo.simulate_servo(uy, _SERVO_DT, self.servo_natural_hz, self.servo_damping)
+
+        line_start = t_frame + t_line * np.arange(n_lines)
+        t_lc = (line_start[:, None] + t_chirp * np.arange(n_chirps)[None, :]).ravel()
+        jitter = np.repeat(nz.line_jitter_s * rng.standard_normal(n_lines), n_chirps)
+        t_beam = t_lc + jitter + 0.5 * fm.chirp_duration_s
+        u_beam = galvo.interp_uniform(t_beam, t_start, _SERVO_DT, x_true)
+        v_beam = galvo.interp_uniform(t_beam, t_start, _SERVO_DT, y_true)
+        fb_x = galvo.interp_uniform(t_lc - self.feedback_delay_s, t_start, _SERVO_DT, x_true)
+        fb_x += nz.feedback_noise_m * rng.standard_normal(fb_x.size)
+        fb_y = galvo.interp_uniform(line_start + 0.5 * t_line - self.feedback_delay_s, t_start, _SERVO_DT, y_true)
+        fb_y += nz.feedback_noise_m * rng.standard_normal(n_lines)
+
+        # scene returns along the true beam path
+        maps = self.scene_maps(drive)
+        layers = [(maps.skin_amp, maps.skin_range, maps.skin_diff)]
+        if maps.fabric_amp is not None:
+            layers.append((maps.fabric_amp, maps.fabric_range, maps.fabric_diff))
+        synth = self._speckle_synth(maps)
+        spk = [synth.draw(d, rng) if nz.speckle else np.zeros(d.shape, complex) for _, _, d in layers]
+        dr = maps.breathing_amplitude_m * np.sin(2 * math.pi * self.sim_cfg.capture.breathing_hz * t_beam
+                                                 + maps.breathing_phase_rad)
+        phase_per_m = 4.0 * math.pi * self.optics.carrier_hz / SPEED_OF_LIGHT
+        cyc_per_m = 2.0 * fm.slope_hz_per_s / (SPEED_OF_LIGHT * fm.sample_rate_hz)
+        amp, phase, cyc = sample_layers(
+            u_beam, v_beam, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch,
+            np.stack([a for a, _, _ in layers]), np.stack([r for _, r, _ in layers]),
+            np.stack([s.real for s in spk]), np.stack([s.imag for s in spk]),
+            phase_per_m, cyc_per_m, fm.reference_range_m)
+
+        # receiver: gain drift, leakage with phase noise, thermal noise, ADC
+        gain = self._gain_drift(t_lc - t_frame, rng)
+        leak_cyc = cyc_per_m * (nz.leakage_range_m - fm.reference_range_m)
+        leak_phase = rng.uniform(0, 2 * math.pi) + 0.1 * rng.standard_normal(t_lc.size)
+        pn_off = rng.integers(0, _BANK, t_lc.size)
+        th_off = rng.integers(0, _BANK, t_lc.size)
+        adc_max = 2 ** (fm.adc_bits - 1) - 1
+        iq = synth_if(amp, phase, cyc, gain, nz.leakage_amplitude, leak_cyc, leak_phase,
+                      nz.phase_noise_rad, self._pn_walk, pn_off, nz.thermal_counts, self._thermal_bank, th_off,
+                      adc_max / nz.full_scale_amplitude, n_samp, adc_max)
+
+        direction = np.ones(n_lines, dtype=np.int8)
+        if raster.bidirectional:
+            direction[1::2] = -1
+        meta = {"truth": self.truth(), "sim_seed": self.seed, "t0": t_frame, "drive": drive.model_dump()}
+        return RawFrame(frame_id=int(frame_id), t_acquired=t_frame, scanner_id=self.cfg.scanner_id,
+                        if_samples=iq.reshape(n_lines, n_chirps, n_samp),
+                        feedback_x=fb_x.reshape(n_lines, n_chirps).astype(np.float32),
+                        feedback_y=fb_y.astype(np.float32), direction=direction, meta=meta)
+
+    def _gain_drift(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Slow receiver gain 10^(delta(t)/20), delta a sum of random sinusoids with rms gain_drift_db."""
+        nz = self.noise
+        if nz.gain_drift_db == 0:
+            return np.ones(t.size)
+        m = 6
+        f = rng.uniform(0.05, 1.0, m) * nz.gain_drift_hz
+        ph = rng.uniform(0, 2 * math.pi, m)
+        a = rng.standard_normal(m)
+        a *= nz.gain_drift_db * math.sqrt(2.0) / math.sqrt(float((a * a).sum()))
+        delta = (a[None, :] * np.sin(2 * math.pi * t[:, None] * f[None, :] + ph[None, :])).sum(axis=1)
+        return 10.0 ** (delta / 20.0)
+
+    # -- visible -------------------------------------------------------------------------------------
+    def render_visible(self, identity: int, posture: str, concealed: bool, size: int = 64,
+                       capture_seed: int | None = None) -> np.ndarray:
+        """Shaded visible image (size, size) float32 in [0, 1] of the same head (see sim.visible)."""
+        from sim.visible import render_visible
+        return render_visible(self.population, self.sim_cfg, identity, posture, concealed, size, capture_seed,
+                              self.optics.standoff_m)
