@@ -1,0 +1,92 @@
+"""Click commands `thz train`, `thz evaluate`, `thz export` (registered lazily by thz/cli.py).
+
+Each prints its result as ONE JSON object on the last stdout line; logs and progress go to stderr.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+
+import click
+
+
+def _echo_json(obj: dict) -> None:
+    click.echo(json.dumps(obj, default=float))
+
+
+def _training_config(obj, **overrides):
+    cfg = obj.settings.training if obj is not None else None
+    if cfg is None:
+        from training.config import TrainingConfig
+        cfg = TrainingConfig()
+    data = cfg.model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    from pydantic import ValidationError
+
+    from training.config import TrainingConfig
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--model", "kind", type=click.Choice(["a", "b"]), required=True,
+              help="a = multi-task THz network; b = visible teacher distilled into the THz student")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="dataset directory with manifest.csv (thz sim dataset --out DIR)")
+@click.option("--preset", type=click.Choice(["compact", "paper"]), default=None,
+              help="network widths (default: training.preset)")
+@click.option("--epochs", type=int, default=None, help="maximum epochs (default: training.epochs)")
+@click.option("--seed", type=int, default=None, help="seed (default: training.seed)")
+@click.option("--threads", type=int, default=None, help="torch threads (default: training.num_threads)")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="run directory")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--progress/--no-progress", default=True, help="tqdm progress bar on stderr")
+@click.pass_obj
+def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, out: str, resume: bool,
+          progress: bool) -> None:
+    """Train Model A or Model B; write checkpoints, metrics.csv and loss_curve.png into --out."""
+    from training.trainer import train as run_train
+    cfg = _training_config(obj, preset=preset, epochs=epochs, seed=seed, num_threads=threads)
+    try:
+        summary = run_train(data_dir, out, kind, cfg, resume=resume, progress=progress)
+    except (FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(summary)
+
+
+@click.command()
+@click.argument("source", type=click.Path(file_okay=False, exists=True))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="dataset directory with manifest.csv")
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--other", type=click.Path(file_okay=False, exists=True), default=None,
+              help="a second run or bundle (e.g. Model A beside Model B) for the reconstruction panel")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="report directory (default: RUN/eval_<split>, or runs/eval_<model_id>_<split> for a bundle)")
+@click.option("--threads", type=int, default=2, show_default=True)
+def evaluate(source: str, data_dir: str, split: str, other, out, threads: int) -> None:
+    """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split."""
+    from training.evaluate import evaluate as run_eval
+    try:
+        result = run_eval(source, data_dir, split, out, other, threads)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(result)
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle directory")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="dataset for threshold calibration (val) and metrics (test); default: the run's dataset")
+def export(run: str, out: str, data_dir) -> None:
+    """Export RUN's student to ONNX with a manifest (threshold calibrated on val, parity checked)."""
+    from training.export import ParityError, export_bundle
+    warnings.filterwarnings("ignore", module="torch.onnx")
+    try:
+        result = export_bundle(run, out, data_dir)
+    except (FileNotFoundError, ValueError, ParityError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(result)

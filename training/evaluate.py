@@ -1,0 +1,163 @@
+"""`thz evaluate`: every metric on a split, a Markdown report, a reconstruction panel and an embedding plot.
+
+Metric definitions live in `training.metrics` (one each); this module runs a predictor (torch run or
+ONNX bundle), formats the paper's Tables 1-3 plus the biometric numbers, and draws the figures.
+The reconstruction panel shows, per row, the concealed input, Model A's and Model B's reconstructions
+(whichever of the evaluated and `--other` sources are given) and the unconcealed ground truth.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from thzcore.labels import POSTURES
+from thzcore.logs import get_logger
+from training.data import ThzData
+from training.predict import evaluate_split, headline, predictor_for
+
+log = get_logger(__name__)
+
+PAPER = {  # Bergman et al. 2026 on their private data: Model A, Model B
+    "triplet_accuracy": (0.9608, 0.9412), "avg_positive_distance": (0.0540, 0.1028),
+    "avg_negative_distance": (0.7459, 0.7891), "posture_accuracy": (1.0, 1.0),
+    "avg_correct_confidence": (0.8604, 0.8866), "ssim": (0.4833, 0.4790), "psnr": (24.26, 24.18),
+    "weakest_posture_ssim": (0.4441, 0.4429),
+}
+
+
+def _label(desc: dict) -> str:
+    name = f"Model {desc['kind'].upper()}" + (" student" if desc["kind"] == "b" else "")
+    return name + (" (ONNX)" if desc["source"] == "bundle" else "")
+
+
+def reconstruction_panel(path: Path, data: ThzData, m: dict, desc: dict, other: tuple[dict, dict] | None,
+                         per_posture: int = 2) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    o = m["_outputs"]
+    anchors, targets = o["anchors"], o["targets"]
+    rows = []
+    for k in range(len(POSTURES)):
+        rows += [j for j in range(len(anchors)) if data.posture[anchors[j]] == k][:per_posture]
+    cols = [("concealed input", lambda j: data.images[anchors[j], 0])]
+    sources = [(desc, o["reconstructions"]["predicted"])]
+    if other is not None:
+        sources.append((other[1], other[0]["_outputs"]["reconstructions"]["predicted"]))
+    sources.sort(key=lambda s: s[0]["kind"])  # Model A left of Model B
+    for d, rec in sources:
+        cols.append((_label(d), lambda j, rec=rec: rec[j, 0]))
+    cols.append(("ground truth (unconcealed)", lambda j: data.images[targets[j], 0]))
+    fig, ax = plt.subplots(len(rows), len(cols), figsize=(1.9 * len(cols), 1.9 * len(rows)), squeeze=False)
+    for r, j in enumerate(rows):
+        for c, (title, get) in enumerate(cols):
+            ax[r, c].imshow(get(j), cmap="gray", vmin=0, vmax=1)
+            ax[r, c].set_xticks([])
+            ax[r, c].set_yticks([])
+            if r == 0:
+                ax[r, c].set_title(title, fontsize=8)
+            if c == 0:
+                a = anchors[j]
+                ax[r, c].set_ylabel(f"id {data.identity[a]}\n{POSTURES[data.posture[a]]}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def embedding_plot(path: Path, data: ThzData, m: dict, desc: dict) -> None:
+    """PCA to 2-D of the split's embeddings: colour = identity, filled = unconcealed, hollow = concealed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    o = m["_outputs"]
+    e = o["embedding"] - o["embedding"].mean(0)
+    _, _, vt = np.linalg.svd(e, full_matrices=False)
+    xy = e @ vt[:2].T
+    ident, conc = data.identity[o["idx"]], data.concealed[o["idx"]]
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for i in np.unique(ident):
+        for c, face in ((False, None), (True, "none")):
+            s = (ident == i) & (conc == c)
+            col = cmap(int(i) % 20)
+            ax.scatter(xy[s, 0], xy[s, 1], s=18, edgecolors=col, facecolors=col if face is None else "none",
+                       label=f"id {i}" if not c else None)
+    ax.set_title(f"{_label(desc)}: embeddings (PCA), filled = unconcealed, hollow = concealed", fontsize=9)
+    if len(np.unique(ident)) <= 20:
+        ax.legend(fontsize=6, ncol=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _f(v: float, pct: bool = False) -> str:
+    return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
+
+
+def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict] | None) -> str:
+    kind = desc["kind"]
+    col = 0 if kind == "a" else 1
+    lines = [f"# Evaluation of {_label(desc)} ({desc['preset']})", "",
+             f"- source: {desc['source']} `{desc['path']}`" + (f", model id `{desc['model_id']}`"
+                                                               if "model_id" in desc else ""),
+             f"- dataset: `{data.root}`, split `{m['split']}`: {m['n_images']} THz images, "
+             f"{m['n_anchors']} concealed anchors",
+             "- distance: cosine, d = 1 - a.b on L2-normalised embeddings; triplets use every same-posture "
+             "negative of another identity; SSIM 11x11 Gaussian sigma 1.5 (the training loss's own).",
+             "- decoder routing: predicted posture (what runs live); other routings below.", "",
+             f"| metric | this project | paper Model {kind.upper()} |", "|---|---:|---:|"]
+    for k, pct in (("triplet_accuracy", True), ("avg_positive_distance", False), ("avg_negative_distance", False),
+                   ("posture_accuracy", True), ("avg_correct_confidence", False), ("ssim", False),
+                   ("psnr", False), ("weakest_posture_ssim", False)):
+        paper = PAPER[k][col]
+        lines.append(f"| {k} | {_f(m[k], pct)} | {_f(paper, pct)} |")
+    lines += ["", f"Weakest posture: **{m['weakest_posture']}**.", "",
+              "| posture | SSIM | PSNR (dB) | n | posture accuracy |", "|---|---:|---:|---:|---:|"]
+    for p, v in m["per_posture"].items():
+        lines.append(f"| {p} | {v['ssim']:.4f} | {v['psnr']:.2f} | {v['n']} | "
+                     f"{100 * m['posture_accuracy_per_posture'].get(p, float('nan')):.1f}% |")
+    lines += ["", "| routing | SSIM | PSNR (dB) |", "|---|---:|---:|",
+              f"| predicted posture | {m['ssim']:.4f} | {m['psnr']:.2f} |"]
+    for r in ("gt", "soft"):
+        if f"ssim_{r}_routing" in m:
+            lines.append(f"| {'ground truth' if r == 'gt' else 'soft (probability blend)'} | "
+                         f"{m[f'ssim_{r}_routing']:.4f} | {m[f'psnr_{r}_routing']:.2f} |")
+    lines += ["", "Biometric verification (concealed probe vs unconcealed reference, all postures):", "",
+              "| ROC AUC | EER | TAR @ FAR 1% | rank-1 identification | genuine / impostor pairs |",
+              "|---:|---:|---:|---:|---:|",
+              f"| {m['roc_auc']:.4f} | {100 * m['eer']:.2f}% | {100 * m['tar_at_far1']:.2f}% | "
+              f"{100 * m['rank1_identification']:.2f}% | {m['n_genuine']} / {m['n_impostor']} |", ""]
+    if other is not None:
+        om, od = other
+        lines += [f"Compared with {_label(od)} (`{od['path']}`): triplet accuracy {100 * om['triplet_accuracy']:.2f}%,"
+                  f" posture accuracy {100 * om['posture_accuracy']:.2f}%, SSIM {om['ssim']:.4f}, "
+                  f"PSNR {om['psnr']:.2f} dB, EER {100 * om['eer']:.2f}%.", ""]
+    lines += ["![reconstructions](reconstructions.png)", "", "![embeddings](embeddings.png)", ""]
+    return "\n".join(lines)
+
+
+def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
+             other: str | Path | None = None, threads: int = 2) -> dict:
+    """Evaluate a run or bundle on `split` (test | val | train | all); write the report; return the metrics."""
+    splits = ("train", "val", "test") if split == "all" else (split,)
+    pred, desc = predictor_for(source, threads)
+    data = ThzData.load(data_dir)
+    m = evaluate_split(pred, data, splits, keep_outputs=True)
+    oth = None
+    if other is not None:
+        opred, odesc = predictor_for(other, threads)
+        oth = (evaluate_split(opred, data, splits, routes=("predicted",), keep_outputs=True), odesc)
+    if out is None:
+        src = Path(source)
+        out = (src / f"eval_{split}") if desc["source"] == "run" else Path("runs") / f"eval_{desc['model_id']}_{split}"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reconstruction_panel(out / "reconstructions.png", data, m, desc, oth)
+    embedding_plot(out / "embeddings.png", data, m, desc)
+    (out / "report.md").write_text(markdown_report(m, desc, data, oth))
+    public = {k: v for k, v in m.items() if not k.startswith("_")}
+    (out / "metrics.json").write_text(json.dumps(public | {"model": desc}, indent=2, default=float))
+    log.info("evaluation written", extra={"report": str(out / "report.md")})
+    return headline(m) | {"model": desc["kind"], "source": desc["source"], "report": str(out / "report.md")}

@@ -1,0 +1,124 @@
+"""Export a run's THz network (Model A, or Model B's student) as a model bundle: ONNX + manifest.
+
+Graph: input `thz` float32 (B,1,64,64) in [0,1]; outputs `embedding` (B,E) L2-normalised,
+`posture_logits` (B,5), `reconstruction` (B,1,64,64) with the decoder routed by the predicted posture
+inside the graph (every expert runs, the argmax one-hot selects). torch.onnx.export with the dynamo
+exporter at opset 20 and an example batch of 2, so the batch dimension stays dynamic.
+Verification threshold: calibrated on the dataset's `val` split with the exported model's own
+embeddings: the EER point (default) or the largest threshold with FAR <= target (config).
+Parity: ONNX Runtime vs torch on val images (and a batch of 1); the export fails when any output
+differs by more than `training.export_tolerance` (absolute).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thzcore.bundle import ONNX_NAME, BundleManifest, file_model_id, write_manifest
+from thzcore.labels import POSTURES
+from thzcore.logs import get_logger
+from training.config import TrainingConfig
+from training.data import ThzData
+from training.metrics import eer, pair_distances, threshold_at_far
+from training.model import ExportWrapper, MultiTaskNet
+from training.predict import RUN_CONFIG, OnnxPredictor, TorchPredictor, evaluate_split, headline, load_run
+
+log = get_logger(__name__)
+OPSET = 20
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and torch disagree by more than the tolerance."""
+
+
+def export_onnx(net: MultiTaskNet, path: Path) -> None:
+    net.eval()
+    wrapper = ExportWrapper(net).eval()
+    example = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    prog = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET, input_names=["thz"],
+                             output_names=["embedding", "posture_logits", "reconstruction"],
+                             dynamic_shapes={"thz": {0: batch}}, external_data=False, verbose=False)
+    prog.save(str(path))
+
+
+def parity(net: MultiTaskNet, bundle: Path, images: np.ndarray, tol: float) -> dict[str, float]:
+    """max |ORT - torch| per output over `images` and over a batch of 1; raise ParityError above tol."""
+    ort_pred, torch_pred = OnnxPredictor(bundle, threads=1), TorchPredictor(net)
+    worst: dict[str, float] = {}
+    for x in (images, images[:1]):
+        a, b = ort_pred(x), torch_pred(x)
+        for k in ("embedding", "posture_logits", "reconstruction"):
+            worst[k] = max(worst.get(k, 0.0), float(np.abs(a[k] - b[k]).max()))
+    bad = {k: v for k, v in worst.items() if v > tol}
+    if bad:
+        raise ParityError(f"ONNX Runtime differs from torch by {bad} > tolerance {tol}; the bundle was not written")
+    return worst
+
+
+def calibrate_threshold(emb: np.ndarray, identity: np.ndarray, concealed: np.ndarray, rule: str,
+                        target_far: float) -> tuple[float, str, dict]:
+    """Threshold on cosine distance from (concealed probe, unconcealed reference) pairs of one split."""
+    probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
+    gen, imp = pair_distances(emb, identity, probes, refs)
+    e, t_eer = eer(gen, imp)
+    tar, t_far = threshold_at_far(gen, imp, target_far)
+    facts = {"val_eer": e, "val_eer_threshold": t_eer, "val_tar_at_target_far": tar, "target_far": target_far,
+             "val_genuine_pairs": int(len(gen)), "val_impostor_pairs": int(len(imp))}
+    if rule == "eer":
+        return t_eer, (f"EER point on the val split ({len(gen)} genuine / {len(imp)} impostor concealed-vs-"
+                       f"unconcealed pairs, cosine distance); val EER {e:.4f}"), facts
+    return t_far, (f"largest threshold with FAR <= {target_far} on the val split ({len(imp)} impostor pairs); "
+                   f"val TAR {tar:.4f}"), facts
+
+
+def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | None = None,
+                  cfg: TrainingConfig | None = None) -> dict:
+    """Write `out/model.onnx` and `out/manifest.json` from the best checkpoint of `run_dir`.
+
+    data_dir defaults to the dataset the run was trained on (config.json); its val split calibrates
+    the threshold and feeds the parity check, its test split gives the manifest's metrics.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    run_cfg = json.loads((run_dir / RUN_CONFIG).read_text())
+    cfg = cfg or TrainingConfig.model_validate(run_cfg["training_config"])
+    net, info = load_run(run_dir)
+    data_dir = Path(data_dir or run_cfg["dataset"]["path"])
+    data = ThzData.load(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
+        tmp = Path(tmp)
+        export_onnx(net, tmp / ONNX_NAME)
+        val = data.select(("val",))
+        emb = TorchPredictor(net)(data.images[val], reconstruct=False)["embedding"]
+        thr, source, facts = calibrate_threshold(emb, data.identity[val], data.concealed[val], cfg.threshold_rule,
+                                                 cfg.target_far)
+        manifest = BundleManifest(
+            model_id=file_model_id(tmp / ONNX_NAME), preset=info["model_config"]["preset"], input_size=64,
+            embedding_size=net.cfg.embed_dim, postures=list(POSTURES), distance="cosine",
+            verification_threshold=thr, threshold_source=source,
+            training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
+                             "training": info["training_config"], "perceptual": info.get("perceptual", "")},
+            dataset=run_cfg["dataset"] | {"threshold_calibration": facts},
+            software_version=metadata.version("thz-face"),
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        write_manifest(tmp, manifest)
+        worst = parity(net, tmp, data.images[val[:64]], cfg.export_tolerance)
+        test_metrics = headline(evaluate_split(OnnxPredictor(tmp), data, ("test",)))
+        manifest.metrics = {"split": "test", "parity_max_abs": worst, "parity_tolerance": cfg.export_tolerance,
+                            **test_metrics}
+        write_manifest(tmp, manifest)
+        for name in (ONNX_NAME, "manifest.json"):
+            shutil.move(str(tmp / name), str(out / name))
+    size = (out / ONNX_NAME).stat().st_size
+    log.info("bundle written", extra={"bundle": str(out), "model_id": manifest.model_id, "onnx_bytes": size})
+    return {"bundle": str(out), "model_id": manifest.model_id, "onnx_mb": size / 1e6, "threshold": thr,
+            "parity_max_abs": worst, "test_triplet_accuracy": test_metrics["triplet_accuracy"],
+            "test_ssim": test_metrics["ssim"]}
