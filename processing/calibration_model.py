@@ -2,7 +2,7 @@
 calibration store can read and write these records cheaply.
 
 Applied by FrameProcessor as:
-  beam position   x = feedback_gain * feedback(t + T_c/2 - line_lag_s) + feedback_offset_m
+  beam position   x(chirp starting at t_c) = feedback_gain * feedback(t_c + line_lag_s) + feedback_offset_m
   range gate      gate_min_m / gate_max_m replace the config's gate when set
   flat field      P' = (P - background) / flat_field   (linear power, per 64x256 pixel, before averaging)
 """
@@ -33,7 +33,8 @@ class ProcessingCalibration(BaseModel):
     created: str = Field(default_factory=_now, description="ISO 8601 creation time (UTC)")
     scanner_id: str = Field(min_length=1, description="scanner the values were measured on")
     line_lag_s: float | None = Field(
-        None, description="beam lag behind the position source (s), see ProcessingConfig.line_lag_s")
+        None, description="time after a chirp start at which the position source gives its beam position (s); "
+                    "see ProcessingConfig.line_lag_s")
     gate_min_m: float | None = Field(None, gt=0, description="override of processing.gate_min_m (m)")
     gate_max_m: float | None = Field(None, gt=0, description="override of processing.gate_max_m (m)")
     feedback_gain: float = Field(1.0, gt=0, description="true position per feedback metre (m/m)")

@@ -20,10 +20,10 @@ class ProcessingConfig(Section):
         "feedback", description="beam position per chirp from the recorded galvo feedback, or from the "
                                 "commanded sinusoid (model) when no feedback is trusted")
     line_lag_s: float | None = Field(
-        None, description="time (s) by which the beam trails the position source: the beam is at "
-                          "source(t - line_lag_s). None = derived: -scanner.raster.feedback_delay_s for "
-                          "feedback (the sensor reports late), +scanner servo lag for the model. "
-                          "A calibration record overrides it")
+        None, description="line lag L (s): the beam position of the chirp starting at t_c is the position "
+                          "source read at t_c + L. None = derived: feedback_delay_s + T_c/2 for feedback (the "
+                          "sensor reports late, the chirp integrates to its middle; = the simulator's "
+                          "true_line_lag_s), T_c/2 - servo lag for the model. A calibration record overrides it")
     # --- frame
     frames_averaged: int = Field(3, ge=1, le=32, description="consecutive frames averaged into one output frame")
     averaging: Literal["sliding", "block"] = Field(

@@ -12,11 +12,12 @@ construction (ScannerConfig.raster.fast_amplitude_m) the central fill fraction o
 so a chirp outside +-fov_x/2, or moving against the line's direction, is discarded.
 
 Beam positions. Chirp c of a line starts at t_c = c T_p (T_p the chirp period) and integrates
-over the chirp duration T_c, so its effective time is t_c + T_c / 2. The beam trails the position
-source (feedback or commanded waveform) by the line lag tau:  x_beam(t) = source(t - tau).
-So the position of chirp c is the source read at the fractional chirp index c + s with
-s = (T_c / 2 - tau) / T_p. For delayed feedback tau = -d (the sensor reports d late);
-for the commanded sinusoid tau = the servo lag (phase / omega of the 2nd-order servo).
+over the chirp duration T_c, so its effective time is t_c + T_c / 2. The line lag L says when the
+position source (feedback or commanded waveform) shows that position: x_beam(chirp c) =
+source(t_c + L), i.e. the source read at the fractional chirp index c + s, s = L / T_p.
+Delayed feedback (sensor delay d): L = d + T_c / 2 (the simulator's `true_line_lag_s`);
+commanded sinusoid with a servo lagging by tau (phase / omega of the 2nd-order servo):
+L = T_c / 2 - tau.
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ from numba import njit
 from processing.range_gate import FASTMATH
 
 
-def lag_shift_chirps(line_lag_s: float, chirp_duration_s: float, chirp_period_s: float) -> float:
-    """Fractional chirp index offset s = (T_c/2 - tau) / T_p at which the source gives each chirp's position."""
+def lag_shift_chirps(line_lag_s: float, chirp_period_s: float) -> float:
+    """Fractional chirp index offset s = L / T_p at which the source gives each chirp's position."""
     if chirp_period_s <= 0:
         raise ValueError(f"chirp_period_s={chirp_period_s} must be > 0")
-    return (0.5 * chirp_duration_s - line_lag_s) / chirp_period_s
+    return line_lag_s / chirp_period_s
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -1,11 +1,11 @@
 """Bidirectional line phase: shift between forward and backward lines, measured and applied.
 
-If the beam trails its position source by tau + delta while the de-warp assumes tau, every chirp
-is placed at x + v delta (v the signed fast-axis speed): forward lines are drawn delta |v| to the
-right, backward lines delta |v| to the left, so backward rows appear shifted by
-    s = -2 |v| delta / pitch   pixels relative to forward rows.
-Near the line centre |v| = v0 = 2 pi f_fast A, so delta = -s pitch / (2 v0) (the first-order
-correction; FrameProcessor.estimate_line_lag iterates it with the exact sinusoidal positions).
+If the de-warp reads the position source at t_c + L + eps while the true line lag is L (see
+processing.dewarp), every chirp is placed at x + v eps (v the signed fast-axis speed): forward lines
+are drawn eps |v| to the right, backward lines eps |v| to the left, so backward rows appear shifted by
+    s = -2 |v| eps / pitch   pixels relative to forward rows.
+Near the line centre |v| = v0 = 2 pi f_fast A, so the lag correction is + s pitch / (2 v0) (first
+order; FrameProcessor.estimate_line_lag iterates it with the exact sinusoidal positions).
 
 The shift is measured by cross-correlating each backward row with its forward neighbours
 (mean removed, Tukey-tapered), summed over the frame, peak refined by a parabola through the
@@ -120,8 +120,8 @@ def estimate_line_shift(frame: np.ndarray, direction: np.ndarray, max_shift_px: 
     return LineShift(float(total), score, pairs)
 
 
-def shift_to_lag_delta_s(shift_px: float, pitch_m: float, centre_speed_m_s: float) -> float:
-    """First-order lag correction delta (s) from a measured shift: delta = -s pitch / (2 v0)."""
+def lag_correction_s(shift_px: float, pitch_m: float, centre_speed_m_s: float) -> float:
+    """First-order correction (s) to add to the line lag used, from a measured shift: s pitch / (2 v0)."""
     if centre_speed_m_s <= 0:
         raise ValueError(f"centre_speed_m_s={centre_speed_m_s} must be > 0")
-    return -shift_px * pitch_m / (2.0 * centre_speed_m_s)
+    return shift_px * pitch_m / (2.0 * centre_speed_m_s)

@@ -22,7 +22,7 @@ from processing.calibration_model import ProcessingCalibration
 from processing.config import ProcessingConfig
 from processing.dewarp import (dewarp, dewarp_reference, lag_shift_chirps, positions_from_feedback,
                                positions_from_feedback_reference, positions_from_model)
-from processing.line_phase import LineShift, estimate_line_shift, shift_to_lag_delta_s
+from processing.line_phase import LineShift, estimate_line_shift, lag_correction_s
 from processing.range_gate import gate_bins, make_window, range_gate, range_gate_reference
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
@@ -90,7 +90,9 @@ class FrameProcessor:
         elif cfg.line_lag_s is not None:
             self.line_lag_s = cfg.line_lag_s
         else:
-            self.line_lag_s = -ra.feedback_delay_s if cfg.position_source == "feedback" else ra.servo_lag_s
+            half_chirp = 0.5 * fm.chirp_duration_s
+            self.line_lag_s = (ra.feedback_delay_s + half_chirp if cfg.position_source == "feedback"
+                               else half_chirp - ra.servo_lag_s)
         self.gain = calibration.feedback_gain if calibration is not None else 1.0
         self.offset_m = calibration.feedback_offset_m if calibration is not None else 0.0
         self.background, self.flat_field = (calibration.load_arrays(calibration_dir) if calibration is not None
@@ -116,7 +118,7 @@ class FrameProcessor:
 
     def shift_chirps(self, line_lag_s: float | None = None) -> float:
         lag = self.line_lag_s if line_lag_s is None else line_lag_s
-        return lag_shift_chirps(lag, self.scanner.fmcw.chirp_duration_s, self.scanner.chirp_period_s)
+        return lag_shift_chirps(lag, self.scanner.chirp_period_s)
 
     # ---- steps
     def _check(self, raw: RawFrame) -> None:
@@ -203,7 +205,7 @@ class FrameProcessor:
             img = np.mean([self.power(r, lag, chirp_power=p)[0] for r, p in zip(raws, powers)], axis=0)
             res = estimate_line_shift(10.0 * np.log10(img + self.config.power_floor), raws[0].direction,
                                       max_shift_px)
-            lag += shift_to_lag_delta_s(res.shift_px, pitch, self.centre_speed_m_s)
+            lag += lag_correction_s(res.shift_px, pitch, self.centre_speed_m_s)
             if abs(res.shift_px) < 0.02:
                 break
         return lag, res

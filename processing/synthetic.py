@@ -7,7 +7,8 @@ t = l T_line + c T_p and sees the beam at the chirp centre t + T_c/2; its dechir
     s[n] = a r(x, y_l) cos(2 pi f_b n / f_s + phi),   f_b = 2 S (R - R_ref) / c,
 plus Gaussian noise, rounded to int16. The recorded feedback is the true position d seconds late:
 feedback_x(t) = x(t - d), sampled at chirp starts. In ProcessingConfig's convention the true line
-lag is therefore -d with position_source = "feedback" and tau with position_source = "model".
+lag is therefore d + T_c/2 with position_source = "feedback" and T_c/2 - tau with "model"
+(the same timing as sim.scanner.VirtualScanner).
 """
 from __future__ import annotations
 

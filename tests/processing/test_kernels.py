@@ -101,9 +101,11 @@ def test_positions_from_feedback_matches_reference_and_interpolates():
 
 
 def test_lag_shift_chirps():
-    # feedback 50 us late, chirp 25.6 us in a 30.52 us period: (12.8 + 50) / 30.52 = 2.058 chirps
-    s = lag_shift_chirps(-50e-6, SC.fmcw.chirp_duration_s, SC.chirp_period_s)
+    # feedback 50 us late, chirp 25.6 us in a 30.52 us period: L = 50 + 12.8 us -> 2.058 chirps
+    s = lag_shift_chirps(62.8e-6, SC.chirp_period_s)
     assert s == pytest.approx(62.8e-6 / 30.517578125e-6)
+    with pytest.raises(ValueError, match="chirp_period_s"):
+        lag_shift_chirps(1e-6, 0.0)
 
 
 def test_dewarp_matches_reference_and_bins():

@@ -16,6 +16,9 @@ PITCH_X = SC.raster.pixel_pitch_x_m  # 0.45 / 256 = 1.758 mm
 PITCH_Y = SC.raster.pixel_pitch_y_m  # 0.45 / 64 = 7.03 mm
 SERVO_LAG = 0.64e-3
 FB_DELAY = 50e-6
+HALF_CHIRP = 0.5 * SC.fmcw.chirp_duration_s  # 12.8 us
+LAG_FEEDBACK = FB_DELAY + HALF_CHIRP  # line lag L with feedback positions: 62.8 us
+LAG_MODEL = HALF_CHIRP - SERVO_LAG  # with the commanded sinusoid: -627.2 us
 
 
 def pixel_centre(col: int, row: int) -> tuple[float, float]:
@@ -47,7 +50,7 @@ def blobs_raw():
                           seed=2)
 
 
-@pytest.mark.parametrize("source,lag", [("feedback", -FB_DELAY), ("model", SERVO_LAG)])
+@pytest.mark.parametrize("source,lag", [("feedback", LAG_FEEDBACK), ("model", LAG_MODEL)])
 def test_point_target_lands_in_its_pixel(point_raw, source, lag):
     fp = FrameProcessor(SC, ProcessingConfig(position_source=source, line_lag_s=lag, output_scale="linear"))
     f = fp.process(point_raw)
@@ -63,10 +66,17 @@ def test_point_target_lands_in_its_pixel(point_raw, source, lag):
 def test_uncorrected_lag_splits_forward_and_backward(point_raw):
     # no lag correction with the commanded model: each direction is drawn v0 tau = 47.6 m/s * 0.64 ms
     # = 30.5 mm = 17.3 px off, in opposite directions
-    fp = FrameProcessor(SC, ProcessingConfig(position_source="model", line_lag_s=0.0))
+    fp = FrameProcessor(SC, ProcessingConfig(position_source="model", line_lag_s=HALF_CHIRP))
     f = fp.process(point_raw)
     c_fwd, c_bwd = np.argmax(f.power[20]), np.argmax(f.power[19])
     assert 30 < c_fwd - c_bwd < 38
+
+
+def test_default_lag_follows_the_scanner_config():
+    # no line_lag_s anywhere: derived from scanner.raster (feedback delay 50 us, servo lag 0.640 ms)
+    assert FrameProcessor(SC, ProcessingConfig()).line_lag_s == pytest.approx(LAG_FEEDBACK)
+    model = FrameProcessor(SC, ProcessingConfig(position_source="model"))
+    assert model.line_lag_s == pytest.approx(HALF_CHIRP - SC.raster.servo_lag_s)
 
 
 def test_reference_pipeline_matches_numba(blobs_raw):
@@ -87,7 +97,7 @@ def test_injected_image_shift_estimated_within_quarter_pixel(blobs_raw):
         assert got == pytest.approx(base + injected, abs=0.25)
 
 
-@pytest.mark.parametrize("source,true_lag,error", [("feedback", -FB_DELAY, 100e-6), ("model", SERVO_LAG, -300e-6)])
+@pytest.mark.parametrize("source,true_lag,error", [("feedback", LAG_FEEDBACK, 100e-6), ("model", LAG_MODEL, -300e-6)])
 def test_line_lag_estimated_from_a_frame(blobs_raw, source, true_lag, error):
     fp = FrameProcessor(SC, ProcessingConfig(position_source=source, line_lag_s=true_lag + error))
     lag, res = fp.estimate_line_lag(blobs_raw)
@@ -114,7 +124,7 @@ def test_calibration_applied(point_raw, tmp_path):
     bg = np.full((64, 256), 10.0)
     flat = np.full((64, 256), 2.0)
     np.save(tmp_path / "flat.npy", flat)
-    cal = ProcessingCalibration(calibration_id="cal-7", scanner_id=SC.scanner_id, line_lag_s=-FB_DELAY,
+    cal = ProcessingCalibration(calibration_id="cal-7", scanner_id=SC.scanner_id, line_lag_s=LAG_FEEDBACK,
                                 background=bg.tolist(), flat_field="flat.npy")
     plain = FrameProcessor(SC, ProcessingConfig(output_scale="linear")).process(point_raw)
     f = FrameProcessor(SC, ProcessingConfig(output_scale="linear"), cal, str(tmp_path)).process(point_raw)
