@@ -60,6 +60,7 @@ class ResultMeta(_Model):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     truth: dict[str, Any] | None = Field(None, description="simulator ground truth, passed through when present")
     roi_seq: int | None = None
+    frame_ids: list[int] = Field(default_factory=list, description="raw frames averaged into this ROI")
     batch: int = Field(1, ge=1, description="ROIs inferred together with this one")
 
 

@@ -290,7 +290,7 @@ class InferenceStage:
                             "queue": round((t0 - r.t_received) * 1e3, 3),
                             "acquired_to_published": round((t2 - r.msg.t_acquired) * 1e3, 3)},
                 truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
-                roi_seq=r.msg.seq, batch=len(batch))
+                roi_seq=r.msg.seq, batch=len(batch), frame_ids=_frame_ids(r.msg))
             recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
             self._seq += 1
             pub.send_multipart(encode_result(self._seq, fid, r.msg.scanner_id, r.msg.t_acquired, meta, recon))
@@ -298,6 +298,13 @@ class InferenceStage:
             self.counters.published += 1
             if self.on_result is not None:
                 self.on_result(meta)
+
+
+def _frame_ids(msg: Message) -> list[int]:
+    ids = msg.meta.get("frame_ids")
+    if isinstance(ids, list) and ids and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return ids[:64]
+    return [msg.frame_id]
 
 
 def _str_or_none(v) -> str | None:
