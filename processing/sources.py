@@ -7,8 +7,9 @@ HDF5 layout read (the first group, depth-first, that holds a 4-D dataset `if_sam
     direction   int8    (frames, lines) or (lines,)
     frame_id    int     (frames,)        optional, default 0..n-1
     t_acquired  float   (frames,)        optional, default 0
-The file's (or group's) attribute `scanner_id` names the scanner; rows past the attribute or
-dataset `frames_written` (a recorder that crashed mid-frame) are skipped.
+Attributes `scanner_id` and `calibration_id` are read from the group, its parent or the file
+(acquisition's recorder puts them on /entry). Rows past the dataset `count` (or `frames_written`)
+and rows whose `complete` flag is 0 (a recorder that crashed mid-frame) are skipped.
 """
 from __future__ import annotations
 
@@ -61,16 +62,28 @@ def read_recording(path: str | Path, start: int = 0, stop: int | None = None) ->
                 raise RecordingError(f"{p}: group {g.name} lacks dataset {name!r}")
         x = g["if_samples"]
         n = x.shape[0]
-        written = g.attrs.get("frames_written", fh.attrs.get("frames_written"))
-        if "frames_written" in g:
-            written = int(np.asarray(g["frames_written"]).reshape(-1)[0])
-        if written is not None:
-            n = min(n, int(written))
-        scanner_id = str(g.attrs.get("scanner_id", fh.attrs.get("scanner_id", "unknown")))
-        calibration_id = g.attrs.get("calibration_id", fh.attrs.get("calibration_id"))
+        for holder in (g, g.parent, fh):
+            if "frames_written" in holder.attrs:
+                n = min(n, int(holder.attrs["frames_written"]))
+        for name in ("count", "frames_written"):
+            if name in g:
+                n = min(n, int(np.asarray(g[name]).reshape(-1)[0]))
+        complete = np.asarray(g["complete"][:n]) if "complete" in g else np.ones(n, np.uint8)
+
+        def attr(key: str):
+            for holder in (g, g.parent, fh):
+                if key in holder.attrs:
+                    v = holder.attrs[key]
+                    return v.decode() if isinstance(v, bytes) else v
+            return None
+        scanner_id = str(attr("scanner_id") or "unknown")
+        calibration_id = attr("calibration_id") or None
         d = g["direction"]
         stop = n if stop is None else min(stop, n)
         for i in range(start, stop):
+            if not complete[i]:
+                log.warning("incomplete frame skipped", extra={"file": str(p), "index": i})
+                continue
             direction = np.asarray(d[i] if d.ndim == 2 else d[()], dtype=np.int8)
             meta: dict = {}
             if calibration_id is not None:

@@ -118,3 +118,17 @@ def test_refuses_public_bind():
         check_local_endpoint("tcp://0.0.0.0:5557")
     check_local_endpoint("tcp://127.0.0.1:5557")
     check_local_endpoint("ipc:///tmp/x")
+
+
+def test_recording_skips_incomplete_and_unwritten_frames(raws, tmp_path):
+    # the acquisition recorder's crash markers: `complete` per frame, `count` written last, ids on /entry
+    import h5py
+    p = write_recording(tmp_path / "crashed.h5", raws[:3])
+    with h5py.File(p, "a") as fh:
+        g = fh["entry/data"]
+        g.create_dataset("complete", data=np.array([1, 0, 1], np.uint8))
+        g.create_dataset("count", data=np.array([2], np.int64))
+        fh["entry"].attrs["calibration_id"] = "cal-3"
+    back = list(read_recording(p))
+    assert [r.frame_id for r in back] == [100]
+    assert back[0].meta["calibration_id"] == "cal-3"
