@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 from scipy.special import erf, erfinv
 
 from calibration.fitting import FitError, fit_least_squares, sigmas
@@ -32,6 +33,15 @@ SQRT2 = math.sqrt(2.0)
 def edge_profile(x: np.ndarray, a: float, b: float, x0: float, w: float) -> np.ndarray:
     """P(x) = a + b/2 [1 + erf(sqrt2 (x - x0) / w)]; b < 0 for a falling edge."""
     return a + 0.5 * b * (1.0 + erf(SQRT2 * (np.asarray(x, dtype=np.float64) - x0) / w))
+
+
+def edge_profile_power(x: np.ndarray, a: float, b: float, x0: float, w: float) -> np.ndarray:
+    """Detected power of a coherent edge response: a + (b/2 [1 + erf(sqrt2 (x - x0) / w)])^2.
+
+    The amplitude follows the erf; the power is its square plus the noise power a (incoherent
+    noise adds in power on average, E|s + n|^2 = |s|^2 + sigma^2, not in amplitude).
+    """
+    return a + edge_profile(x, 0.0, b, x0, w) ** 2
 
 
 @dataclass(frozen=True)
@@ -76,33 +86,58 @@ def _guess(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
     return lo, b, x0, w
 
 
-def width_10_90_direct(x: np.ndarray, y: np.ndarray, offset: float, step: float) -> float:
-    """Model-free 10-90 % width: where the normalised profile, sorted along x, first crosses 0.1 and 0.9.
+def width_10_90_direct(x: np.ndarray, y: np.ndarray, offset: float, step: float, power: bool = False,
+                       n_bins: int = 400) -> float:
+    """Model-free 10-90 % width: where the binned, normalised profile first crosses 0.1 and 0.9.
 
-    Uses a running mean over ~1 % of the samples to tame noise; NaN when a level is never crossed.
+    The samples are averaged per distinct position, or in `n_bins` equal-width bins when there
+    are more positions (noise averages in the detected quantity: power when power=True, then
+    amplitude = sqrt(mean power - offset)); the crossings are read off a monotone cubic (PCHIP)
+    through the bins. A falling edge (step < 0) is mirrored. NaN when a level is never crossed.
     """
-    order = np.argsort(x)
-    xs = x[order]
-    frac = (y[order] - offset) / step
-    k = max(1, xs.size // 100)
-    if k > 1:
-        frac = np.convolve(frac, np.ones(k) / k, mode="same")
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if step < 0:
+        x, step = -x, -step
+    ux = np.unique(x)
+    if ux.size <= n_bins:  # few distinct positions (rows, a sampled profile): group by position
+        idx = np.searchsorted(ux, x)
+        centres = ux
+    else:
+        nb = int(max(8, min(n_bins, x.size // 4)))
+        edges = np.linspace(x.min(), x.max(), nb + 1)
+        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, nb - 1)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+    cnt = np.bincount(idx, minlength=centres.size)
+    sums = np.bincount(idx, weights=y, minlength=centres.size)
+    have = cnt > 0
+    xc = centres[have]
+    m = sums[have] / cnt[have]
+    frac = (np.sqrt(np.clip(m - offset, 0.0, None)) if power else m - offset) / step
+    if xc.size < 4:
+        return float("nan")
+    # shape-preserving cubic through the binned profile: linear interpolation between samples a
+    # quarter of the width apart would bias the curved erf tails
+    fine = np.linspace(xc[0], xc[-1], 20 * xc.size)
+    f = PchipInterpolator(xc, frac)(fine)
     crossings = []
     for level in (0.1, 0.9):
-        idx = np.nonzero(frac >= level)[0]
-        if idx.size == 0 or idx[0] == 0:
+        above = np.nonzero(f >= level)[0]
+        if above.size == 0 or above[0] == 0:
             return float("nan")
-        i = idx[0]
-        f0, f1 = frac[i - 1], frac[i]
+        i = above[0]
+        f0, f1 = f[i - 1], f[i]
         t = 0.0 if f1 == f0 else (level - f0) / (f1 - f0)
-        crossings.append(xs[i - 1] + t * (xs[i] - xs[i - 1]))
+        crossings.append(fine[i - 1] + t * (fine[i] - fine[i - 1]))
     return float(crossings[1] - crossings[0])
 
 
-def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m") -> EdgeFit:
+def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m", power: bool = False) -> EdgeFit:
     """Fit P(x) to an edge-spread profile (any order of samples, rising or falling).
 
-    x: positions (unit), y: detected values proportional to the integrated intensity.
+    x: positions (unit), y: detected values proportional to the integrated intensity
+    (power=False), or the power of a coherent detection whose amplitude is (power=True,
+    model `edge_profile_power`; offset = noise power, step = signed amplitude step).
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -112,18 +147,34 @@ def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m") -> EdgeFit:
     x, y = x[ok], y[ok]
     if x.size < 8:
         raise FitError(f"knife edge: need at least 8 finite samples, got {x.size}")
-    a0, b0, x00, w0 = _guess(x, y)
     span = float(np.ptp(x))
-    p, cov, res = fit_least_squares(lambda p: edge_profile(x, *p) - y, np.array([a0, b0, x00, w0]), "knife edge",
-                                    bounds=([-np.inf, -np.inf, x.min() - span, span * 1e-6],
-                                            [np.inf, np.inf, x.max() + span, 10 * span]))
+    if not power:
+        a0, b0, x00, w0 = _guess(x, y)
+        p, cov, res = fit_least_squares(lambda p: edge_profile(x, *p) - y, np.array([a0, b0, x00, w0]),
+                                        "knife edge", bounds=([-np.inf, -np.inf, x.min() - span, span * 1e-6],
+                                                              [np.inf, np.inf, x.max() + span, 10 * span]))
+        a, b, x0, w = p
+        direct = width_10_90_direct(x, y, a, b)
+    else:
+        # the squared model cannot tell a rising from a falling edge by the sign of b: fit in the
+        # mirrored coordinate -x when the amplitude falls, then mirror the position back
+        floor = float(np.percentile(y, 2))
+        amp = np.sqrt(np.clip(y - floor, 0.0, None))
+        _, b_amp, _, _ = _guess(x, amp)
+        sgn = 1.0 if b_amp > 0 else -1.0
+        xs = sgn * x
+        _, b0, x00, w0 = _guess(xs, amp)
+        p, cov, res = fit_least_squares(lambda p: edge_profile_power(xs, *p) - y, np.array([floor, b0, x00, w0]),
+                                        "knife edge", bounds=([-np.inf, 0.0, xs.min() - span, span * 1e-6],
+                                                              [np.inf, np.inf, xs.max() + span, 10 * span]))
+        a, b, x0, w = p
+        direct = width_10_90_direct(xs, y, a, b, power=True)
+        x0, b = sgn * x0, sgn * b
     s = sigmas(cov)
-    a, b, x0, w = p
     return EdgeFit(
         offset=Measured.of(a, s[0]), step=Measured.of(b, s[1]), position=Measured.of(x0, s[2], unit),
         radius_1e2=Measured.of(w, s[3], unit), diameter_1e2=Measured.of(2 * w, 2 * s[3], unit),
-        width_10_90=Measured.of(K_10_90 * w, K_10_90 * s[3], unit),
-        width_10_90_direct=width_10_90_direct(x, y, a, b),
+        width_10_90=Measured.of(K_10_90 * w, K_10_90 * s[3], unit), width_10_90_direct=direct,
         residual_rms=float(np.sqrt(np.mean(res.fun**2))), n=int(x.size),
     )
 

@@ -32,16 +32,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_knife_edge(path: Path, distance_m: np.ndarray, values: np.ndarray, fit: "EdgeFit", title: str) -> Path:
-    """Edge-spread samples against distance from the fitted edge, with the erf fit and the 10/90 % levels."""
+def plot_knife_edge(path: Path, distance_m: np.ndarray, values: np.ndarray, fit: "EdgeFit", title: str,
+                    power: bool = False) -> Path:
+    """Edge-spread samples against distance from the fitted edge, with the erf fit and the 10/90 % levels.
+
+    power=True: `values` are detected power fitted with edge_profile_power; the plot shows the
+    amplitude sqrt(P - noise power) against the fitted erf.
+    """
     from calibration.edge import K_10_90, edge_profile
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     s = np.asarray(distance_m) * 1e3
-    ax.plot(s, values, ".", ms=2, alpha=0.5, label="pixels")
-    xx = np.linspace(s.min(), s.max(), 400)
     w = fit.radius_1e2.value
     a, b = fit.offset.value, fit.step.value
+    if power:
+        values = np.sqrt(np.clip(np.asarray(values) - a, 0.0, None)) * np.sign(b)
+        a = 0.0
+    ax.plot(s, values, ".", ms=2, alpha=0.5, label="pixels")
+    xx = np.linspace(s.min(), s.max(), 400)
     ax.plot(xx, edge_profile(xx * 1e-3, a, b, 0.0, w), "r-", lw=1.5,
             label=f"erf fit: 2w = {2 * w * 1e3:.2f} mm, 10-90 % = {K_10_90 * w * 1e3:.2f} mm")
     for lvl in (0.1, 0.9):

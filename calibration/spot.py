@@ -61,7 +61,11 @@ def _moments(x: np.ndarray, y: np.ndarray, v: np.ndarray) -> tuple[float, float,
     # second moment sigma^2 of exp(-2 r^2/w^2) is w^2/4; the 30 % clip cuts it, so inflate a little
     sx = math.sqrt(max(float((wts * (x - x0) ** 2).sum() / tot), 1e-30))
     sy = math.sqrt(max(float((wts * (y - y0) ** 2).sum() / tot), 1e-30))
-    return c, float(v.max() - c), x0, y0, 2.6 * sx, 2.6 * sy
+    # a core that spans one row/column has zero second moment: start from the sample spacing instead
+    ux, uy = np.unique(x), np.unique(y)
+    dx = float(np.median(np.diff(ux))) if ux.size > 1 else float(np.ptp(y)) or 1.0
+    dy = float(np.median(np.diff(uy))) if uy.size > 1 else float(np.ptp(x)) or 1.0
+    return c, max(float(v.max() - c), 0.0), x0, y0, max(2.6 * sx, dx), max(2.6 * sy, dy)
 
 
 def fit_gaussian_2d(x: np.ndarray, y: np.ndarray, values: np.ndarray, rotate: bool = False,

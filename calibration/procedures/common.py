@@ -81,6 +81,55 @@ def image_axes(scanner: ScannerConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@dataclass
+class ChirpSamples:
+    """Every kept chirp of a scan: beam x (m, the processor's positions), line y (m), gated power."""
+
+    x: np.ndarray
+    y: np.ndarray
+    power: np.ndarray
+
+    def shifted(self, dy: float) -> "ChirpSamples":
+        return ChirpSamples(self.x, self.y - dy, self.power)
+
+    @staticmethod
+    def pool(parts: list["ChirpSamples"]) -> "ChirpSamples":
+        return ChirpSamples(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("x", "y", "power")))
+
+    def window(self, x0: float, y0: float, half_m: float) -> "ChirpSamples":
+        sel = (np.abs(self.x - x0) <= half_m) & (np.abs(self.y - y0) <= half_m)
+        return ChirpSamples(self.x[sel], self.y[sel], self.power[sel])
+
+
+def chirp_samples(proc: FrameProcessor, raws: list) -> ChirpSamples:
+    """The de-warp's inputs instead of its output: per-chirp power at its exact beam position.
+
+    The de-warp puts each chirp in the pixel its position falls in, so a sample can sit up to half
+    a pitch (0.88 mm) from the pixel centre it is drawn at; on a 15 mm spot that changes a fitted
+    width by a few per cent depending on where the chirps fall. Beam fits therefore use the chirps
+    themselves, with the same selection the de-warp makes (inside +-fov_x / 2, moving in the
+    line's direction). Rows keep the processor's line positions y_l.
+    """
+    ra = proc.scanner.raster
+    _, y_rows = image_axes(proc.scanner)
+    xs, ys, ps = [], [], []
+    for raw in raws:
+        p = proc.chirp_power(raw).astype(np.float64)
+        x = proc.positions(raw).astype(np.float64)
+        d = raw.direction.astype(np.float64)[:, None]
+        nxt = np.concatenate([x[:, 1:], x[:, -1:]], axis=1)
+        prv = np.concatenate([x[:, :1], x[:, :-1]], axis=1)
+        keep = ((nxt - prv) * d > 0) & (np.abs(x) < ra.fov_x_m / 2)
+        xs.append(x[keep]), ps.append(p[keep])
+        ys.append(np.broadcast_to(y_rows[:, None], x.shape)[keep])
+    return ChirpSamples(np.concatenate(xs), np.concatenate(ys), np.concatenate(ps))
+
+
+def scan_chirps(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int) -> ChirpSamples:
+    ctx.source.place(scene)
+    return chirp_samples(proc, ctx.source.acquire(n_frames))
+
+
 def scan_power(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int) -> np.ndarray:
     """Place `scene`, acquire n frames, return their mean linear power (lines, samples_per_line)."""
     ctx.source.place(scene)
@@ -98,15 +147,16 @@ def dithers(pitch_m: float, k: int) -> list[float]:
     return [(i - (k - 1) / 2) * pitch_m / k for i in range(k)]
 
 
-def dithered_scans(ctx: Context, proc: FrameProcessor, scene_at: Callable[[float], dict[str, Any]],
-                   k: int, n_frames: int) -> list[tuple[float, np.ndarray]]:
-    """[(dy, mean power)] with the target moved by dy along y: over-samples the coarse slow axis.
+def dithered_chirps(ctx: Context, proc: FrameProcessor, scene_at: Callable[[float], dict[str, Any]],
+                    k: int, n_frames: int) -> ChirpSamples:
+    """Chirp samples of k scans with the target moved by dy along y, pooled at (y - dy).
 
     A line pitch of 7 mm against a 15 mm spot leaves ~2 lines per spot; shifting the target by
-    pitch / k between scans and pooling the samples at (y - dy) gives an effective pitch of pitch / k.
+    pitch / k between scans gives an effective pitch of pitch / k on the slow axis.
     """
     pitch = proc.scanner.raster.pixel_pitch_y_m
-    return [(dy, scan_power(ctx, proc, scene_at(dy), n_frames)) for dy in dithers(pitch, k)]
+    return ChirpSamples.pool([scan_chirps(ctx, proc, scene_at(dy), n_frames).shifted(dy)
+                              for dy in dithers(pitch, k)])
 
 
 def target(kind: str, range_m: float, **kw: Any) -> dict[str, Any]:

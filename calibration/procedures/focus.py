@@ -17,7 +17,7 @@ import numpy as np
 
 from calibration.caustic import fit_caustic
 from calibration.procedures.beam import point_scan
-from calibration.procedures.common import Context, Outcome, scan_power, target
+from calibration.procedures.common import Context, Outcome
 from calibration.report import plot_caustic
 from calibration.values import Check, Measured
 

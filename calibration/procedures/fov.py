@@ -1,8 +1,9 @@
 """Field of view and scan linearity: a grid of metal dots maps the processor's x, y to true position.
 
 The grid (pitch p, one dot at the origin offsets) is scanned at the standoff, dithered in y like
-the point target. Every dot inside the field is located by a 2-D Gaussian fit of the amplitude
-image in a window around its brightest pixel; its true position is the nearest grid node. A
+the point target. Every dot inside the field is located by a 2-D Gaussian fit of the chirp
+powers (at the processor's per-chirp positions) in a window around its grid node; its true
+position is that node. A
 straight-line fit per axis (calibration.linearity) gives the scale g (true field = g x nominal
 field) and the residual non-linearity. The x mapping becomes the processor's feedback gain and
 offset (composed with the ones in force): x_true = g (g_old fb + c_old) + c.
@@ -13,34 +14,31 @@ import numpy as np
 
 from calibration.fitting import FitError
 from calibration.linearity import fit_linearity
-from calibration.procedures.common import Context, Outcome, amplitude, carry_processing, dithered_scans, image_axes, target
+from calibration.procedures.common import ChirpSamples, Context, Outcome, carry_processing, dithered_chirps, target
 from calibration.report import plot_linearity
 from calibration.spot import fit_gaussian_2d
 from calibration.values import Check, Measured
 
 
-def locate_dots(x: np.ndarray, y: np.ndarray, scans: list[tuple[float, np.ndarray]], pitch_m: float,
-                origin: tuple[float, float], fov: tuple[float, float]) -> list[tuple[float, float, float, float]]:
-    """[(x_found, y_found, x_true, y_true)] for each grid node at least a spot inside the field."""
+def locate_dots(s: ChirpSamples, pitch_m: float, origin: tuple[float, float],
+                fov: tuple[float, float]) -> list[tuple[float, float, float, float]]:
+    """[(x_found, y_found, x_true, y_true)] for each grid node at least 1.5 cm inside the field.
+
+    x_found, y_found: the dot centre in the processor's coordinates (per-chirp positions, line y),
+    from a 2-D Gaussian fit of the chirp powers within 0.4 pitch of the node.
+    """
     half = 0.4 * pitch_m
     kx = np.arange(np.ceil((-fov[0] / 2 - origin[0]) / pitch_m), np.floor((fov[0] / 2 - origin[0]) / pitch_m) + 1)
     ky = np.arange(np.ceil((-fov[1] / 2 - origin[1]) / pitch_m), np.floor((fov[1] / 2 - origin[1]) / pitch_m) + 1)
-    pooled = []
-    for dy, p in scans:
-        xm, ym = np.meshgrid(x, y - dy)
-        pooled.append((xm, ym, amplitude(p)))
     out = []
     for i in kx:
         for j in ky:
             xt, yt = origin[0] + i * pitch_m, origin[1] + j * pitch_m
             if abs(xt) > fov[0] / 2 - 0.015 or abs(yt) > fov[1] / 2 - 0.015:
                 continue  # a dot at the edge is cut by the field: its centroid is biased
-            X, Y, V = [], [], []
-            for xm, ym, a in pooled:
-                sel = (np.abs(xm - xt) <= half) & (np.abs(ym - yt) <= half)
-                X.append(xm[sel]), Y.append(ym[sel]), V.append(a[sel])
+            w = s.window(xt, yt, half)
             try:
-                f = fit_gaussian_2d(np.concatenate(X), np.concatenate(Y), np.concatenate(V))
+                f = fit_gaussian_2d(w.x, w.y, w.power)
             except FitError:
                 continue
             if abs(f.x0.value - xt) < half and abs(f.y0.value - yt) < half:
@@ -52,13 +50,12 @@ def run(ctx: Context) -> Outcome:
     cal = ctx.cal
     sc = ctx.source.set_fast_amplitude(1.0)
     proc = ctx.processor(sc)
-    x, y = image_axes(sc)
     k = 2 if ctx.quick else 4
     origin = (0.0, 0.0)
-    scans = dithered_scans(ctx, proc, lambda dy: target("grid", sc.optics.standoff_m, grid_pitch_m=cal.grid_pitch_m,
-                                                        offset_x_m=origin[0], offset_y_m=origin[1] + dy),
-                           k, cal.frames_per_point)
-    dots = locate_dots(x, y, scans, cal.grid_pitch_m, origin, (sc.raster.fov_x_m, sc.raster.fov_y_m))
+    s = dithered_chirps(ctx, proc, lambda dy: target("grid", sc.optics.standoff_m, grid_pitch_m=cal.grid_pitch_m,
+                                                     offset_x_m=origin[0], offset_y_m=origin[1] + dy),
+                        k, cal.frames_per_point)
+    dots = locate_dots(s, cal.grid_pitch_m, origin, (sc.raster.fov_x_m, sc.raster.fov_y_m))
     if len(dots) < 6:
         raise FitError(f"fov: found only {len(dots)} grid dots; is the grid target in the field?")
     d = np.array(dots)

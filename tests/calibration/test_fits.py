@@ -137,3 +137,17 @@ def test_peaks_subpixel_and_assignment():
     found = find_peaks_subpixel(prof, min_separation=10)
     assert found == pytest.approx(true, abs=0.05)
     assert assign_grid_lines(np.array([-0.098, 0.003, 0.052]), 0.05, 0.0) == pytest.approx([-0.1, 0.0, 0.05])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_knife_edge_power_detection_unbiased_by_noise_floor(sign):
+    # coherent detection: amplitude erf, power = amplitude^2 + noise power (here exactly its mean)
+    from calibration.edge import edge_profile_power
+    x = np.linspace(-0.04, 0.04, 200)
+    y = edge_profile_power(sign * x, 0.05, 1.0, 0.003, 0.0075)
+    f = fit_knife_edge(x, y, power=True)
+    assert f.radius_1e2.value == pytest.approx(0.0075, rel=1e-6)
+    assert f.position.value == pytest.approx(sign * 0.003, abs=1e-9)
+    assert f.offset.value == pytest.approx(0.05, rel=1e-6)
+    assert np.sign(f.step.value) == sign
+    assert f.width_10_90_direct == pytest.approx(K_10_90 * 0.0075, abs=5e-4)

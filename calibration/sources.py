@@ -1,0 +1,115 @@
+"""Measurement sources (see calibration.source): the daemon + emulators, or the virtual scanner in-process."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+from thzcore.scanner import ScannerConfig
+
+log = get_logger(__name__)
+
+
+def scaled_fast_axis(scanner: ScannerConfig, scale: float) -> ScannerConfig:
+    """The scanner with the fast-axis amplitude times `scale`: fov_x scales with it (A = fov_x / 2 / sin(pi fill / 2))."""
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"fast-axis amplitude scale={scale!r} must be a positive number")
+    d = scanner.model_dump()
+    d["raster"]["fov_x_m"] = scanner.raster.fov_x_m * scale
+    return ScannerConfig.model_validate(d)  # refuses an amplitude above raster.max_fast_amplitude_m
+
+
+class VirtualSource:
+    """sim.scanner.VirtualScanner driven in-process with the configured raster (no transports).
+
+    The seam the brief allows when the daemon path is unavailable; the frames are the same
+    physics the emulators serve, without the serial/VISA/ZMQ hops.
+    """
+
+    source_kind = "sim"
+
+    def __init__(self, settings: Any, seed: int | None = None) -> None:
+        from sim.scanner import VirtualScanner
+        self._settings = settings
+        self._base = settings.scanner
+        self._scanner = settings.scanner
+        self.seed = settings.sim.seed if seed is None else int(seed)
+        self._vs = VirtualScanner(self._scanner, settings.sim, self.seed)
+        self._scene: dict[str, Any] | None = None
+        self._beam: dict[str, Any] = {}
+        self._noise: dict[str, Any] = {}
+        self._frame_no = 0
+        self.description = f"sim.scanner.VirtualScanner in-process (seed {self.seed})"
+
+    @property
+    def scanner(self) -> ScannerConfig:
+        return self._scanner
+
+    def _rebuild(self) -> None:
+        from sim.scanner import VirtualScanner
+        self._vs = VirtualScanner(self._scanner, self._settings.sim, self.seed)
+        self._apply()
+
+    def _apply(self) -> None:
+        from sim.scene import scene_from_json
+        self._vs.set_scene(scene_from_json(self._scene) if self._scene is not None else None)
+        if self._noise:
+            self._vs.set_noise(**self._noise)
+        if self._beam:
+            self._vs.set_beam(**self._beam)
+
+    def place(self, scene: dict[str, Any] | None) -> None:
+        from sim.scene import scene_from_json
+        self._scene = scene
+        self._vs.set_scene(scene_from_json(scene) if scene is not None else None)
+
+    def set_beam(self, **kw: Any) -> None:
+        self._beam.update(kw)
+        self._vs.set_beam(**kw)
+
+    def set_noise(self, **kw: Any) -> None:
+        self._noise.update(kw)
+        self._vs.set_noise(**kw)
+
+    def drive(self):
+        from sim.scanner import RasterDrive
+        ra = self._scanner.raster
+        return RasterDrive(ra.fast_amplitude_m, 0.0, ra.fast_axis_hz, ra.fov_y_m / 2, 0.0, ra.slow_axis_hz)
+
+    def acquire(self, n_frames: int) -> list[RawFrame]:
+        out = []
+        for _ in range(n_frames):
+            out.append(self._vs.acquire_frame(self._frame_no, self.drive()))
+            self._frame_no += 1
+        return out
+
+    def set_fast_amplitude(self, scale: float) -> ScannerConfig:
+        new = self._base if scale == 1.0 else scaled_fast_axis(self._base, scale)
+        if new != self._scanner:
+            self._scanner = new
+            self._rebuild()
+        return self._scanner
+
+    def truth(self) -> dict[str, Any]:
+        t = getattr(self._vs, "truth", None)
+        out = t() if callable(t) else dict(t or {})
+        return {**out, "beam_override": dict(self._beam), "noise_override": dict(self._noise)}
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(settings: Any, sim: bool = True, direct: bool = False, seed: int | None = None):
+    """The daemon + emulator path when available (and not `direct`), else the in-process virtual scanner."""
+    if not sim:
+        raise NotImplementedError("hardware measurement source: targets must be placed by hand (not guided yet)")
+    if not direct:
+        try:
+            from calibration.daemon_source import DaemonSource
+        except ImportError as exc:
+            log.warning("daemon path unavailable, measuring the virtual scanner in-process",
+                        extra={"reason": str(exc)})
+        else:
+            return DaemonSource(settings, seed=seed)
+    return VirtualSource(settings, seed=seed)
