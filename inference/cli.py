@@ -53,7 +53,7 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
     return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
-                     n=max(scans, 1))
+                     n=max(scans, 1), raw_source="auto")
 
 
 def _source_options(f):
@@ -194,9 +194,14 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
               help="compute and publish reconstructions (default: on for --sim, inference.reconstruction otherwise)")
 @click.option("--report", "report_dir", default=None, help="report folder (default: inference.report_dir/run-TIME)")
 @click.option("--max-results", type=int, default=None, help="hardware: stop after this many results")
+@click.option("--raw-source", type=click.Choice(["auto", "emulator", "direct"]), default="auto", show_default=True,
+              help="--sim: device emulators + acquisition daemon (emulator), the virtual scanner publishing raw "
+                   "frames itself (direct), or emulator when the daemon is installed (auto)")
+@click.option("--result-endpoint", default=None, help="where results are published (default: "
+                                                      "inference.result_endpoint)")
 @click.pass_obj
 def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery, reconstruction, report_dir,
-        max_results):
+        max_results, raw_source, result_endpoint):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -207,8 +212,9 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
     from thzcore.labels import POSTURES
 
     s = _settings(obj)
-    eng = _engine(s, bundle, engine, reconstruction=True if reconstruction is None and sim else bool(
-        reconstruction if reconstruction is not None else s.inference.reconstruction))
+    if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
+        reconstruction = True if sim else s.inference.reconstruction
+    eng = _engine(s, bundle, engine, reconstruction=reconstruction)
     try:
         if sim:
             plist = list(POSTURES) if postures == "all" else [p.strip() for p in postures.split(",") if p.strip()]
@@ -216,9 +222,11 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
             if bad:
                 raise click.BadParameter(f"{bad} not in {POSTURES}", param_hint="--postures")
             summary = run_sim(s, eng, n_subjects=subjects, postures=plist, scans_per_posture=scans_per_posture,
-                              gallery_path=gallery, report_dir=report_dir)
+                              gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
+                              result_endpoint=result_endpoint)
         else:
-            summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results)
+            summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
+                                   result_endpoint=result_endpoint)
     except JobError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary))

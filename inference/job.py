@@ -39,6 +39,9 @@ from thzcore.wire import Message, WireError, decode, encode
 
 log = get_logger(__name__)
 LOCAL_ANY = "tcp://127.0.0.1:*"
+# --sim raw sources: emulator = device emulators + acquisition daemon; direct = the virtual scanner
+# publishing `raw` itself; auto = emulator when the acquisition daemon is installed, else direct
+RAW_SOURCES = ("auto", "emulator", "direct")
 
 
 class JobError(RuntimeError):
@@ -222,7 +225,10 @@ class Pipeline:
 
     def __init__(self, settings, engine: Engine | None, sim: bool = True, gallery_path: str | Path | None = None,
                  result_endpoint: str | None = None, reconstruction: bool | None = None, seed: int | None = None,
-                 collect_rois: bool = True) -> None:
+                 collect_rois: bool = True, raw_source: str = "auto") -> None:
+        if raw_source not in RAW_SOURCES:
+            raise ValueError(f"raw_source={raw_source!r}: choose one of {RAW_SOURCES}")
+        self.raw_source = raw_source
         self.settings = settings
         self.engine = engine
         self.sim = sim
@@ -240,6 +246,9 @@ class Pipeline:
         self.stage: InferenceStage | None = None
         self.collector: Collector | None = None
         self.roi_endpoint: str | None = None
+        self.daemon: Any = None
+        self._daemon_dir: Any = None
+        self.truth_margin = 0  # frames to skip after the first one labelled with a new scene
         self.t_started = 0.0
 
     def __enter__(self) -> "Pipeline":
@@ -279,7 +288,9 @@ class Pipeline:
 
     def _start_raw_source(self) -> str:
         if self.sim:
-            daemon_cls = _acquisition_daemon()
+            daemon_cls = _acquisition_daemon() if self.raw_source != "direct" else None
+            if self.raw_source == "emulator" and daemon_cls is None:
+                raise JobError("raw source 'emulator' needs the acquisition daemon (acquisition.daemon)")
             if daemon_cls is not None:
                 return self._start_emulated_hardware(daemon_cls)
             self.source = SimRawSource(self.settings, self.seed, LOCAL_ANY, self.ctx)
@@ -291,21 +302,60 @@ class Pipeline:
         if daemon_cls is None:
             raise JobError("`thz run` without --sim needs the acquisition daemon (acquisition.daemon), which this "
                            "installation lacks; use `thz run --sim`")
-        return self._start_daemon(daemon_cls, self.settings.acquisition)
+        return self._start_daemon(daemon_cls, {})
 
     def _start_emulated_hardware(self, daemon_cls) -> str:
+        """The scanner emulator (real pty + SCPI transports) in this process, driven by the acquisition daemon."""
         from sim.emulators.server import ScannerEmulator
 
         self.emulator = ScannerEmulator(self.settings.scanner, self.settings.sim, seed=self.seed, realtime=False)
         ends = self.emulator.start()
-        acq = self.settings.acquisition.model_copy(update={
-            "galvo_port": ends["galvo_port"], "galvo_baudrate": ends["galvo_baudrate"],
-            "receiver_resource": ends["receiver_resource"], "raw_endpoint": LOCAL_ANY, "status_endpoint": LOCAL_ANY,
-            "record": False})
-        return self._start_daemon(daemon_cls, acq)
+        self.truth_margin = 1  # the daemon labels a frame when it arrives: the scene may have changed mid-frame
+        return self._start_daemon(daemon_cls, {"galvo_port": ends["galvo_port"],
+                                               "galvo_baudrate": ends["galvo_baudrate"],
+                                               "receiver_resource": ends["receiver_resource"],
+                                               "raw_endpoint": LOCAL_ANY, "status_endpoint": LOCAL_ANY,
+                                               "record": False},
+                                  truth=self._emulated_truth)
 
-    def _start_daemon(self, daemon_cls, acq) -> str:
-        raise JobError("acquisition daemon integration is not wired yet")  # replaced when acquisition lands
+    def _emulated_truth(self) -> dict | None:
+        scene = self.emulator.physics.scene()
+        if scene is None:
+            return None
+        return {"scene": scene, **{k: scene[k] for k in ("identity", "posture", "concealed") if k in scene}}
+
+    def _start_daemon(self, daemon_cls, overrides: dict, truth=None) -> str:
+        """The acquisition daemon in a thread; `overrides` replace acquisition settings (emulator addresses)."""
+        acq = self.settings.acquisition.model_copy(update=overrides)
+        settings = self.settings.model_copy(update={"acquisition": acq})
+        out_dir = None
+        if not acq.record:
+            self._daemon_dir = tempfile.TemporaryDirectory(prefix="thz-run-")  # run log only
+            out_dir = self._daemon_dir.name
+        self.daemon = daemon_cls(settings, out_dir=out_dir, sim_seed=self.seed if self.sim else None,
+                                 publish=True, record=acq.record, truth=truth)
+        result: list = []
+
+        def run() -> None:
+            try:
+                result.append(self.daemon.run())
+            except BaseException as exc:
+                result.append(exc)
+
+        def error():
+            if result and isinstance(result[0], BaseException):
+                return result[0]
+            if result and getattr(result[0], "exit_code", 0) != 0 and not self.stop_event.is_set():
+                return JobError(f"acquisition ended: {result[0].reason}")
+            return None
+
+        self._thread("acquisition", run, error)
+        deadline = time.time() + 60
+        while "raw" not in self.daemon.endpoints:  # bound in the daemon's first step
+            if result or time.time() > deadline:
+                raise JobError(f"acquisition daemon did not come up: {error() or 'timeout'}")
+            self.stop_event.wait(0.05)
+        return self.daemon.endpoints["raw"]
 
     def _start_processing(self, raw_endpoint: str) -> None:
         from processing.stage import ProcessingStage
@@ -347,18 +397,24 @@ class Pipeline:
     def frames_acquired(self) -> int:
         if isinstance(self.source, SimRawSource):
             return self.source.frames
+        if self.daemon is not None:
+            return int(self.daemon.frames)
         if self.processing is not None:
             return self.processing.counters.received
         return 0
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.daemon is not None:
+            self.daemon.request_stop("thz run stopping")
         if self.stage is not None:
             self.stage.stop()
         for w in self.workers:
-            w.thread.join(10)
+            w.thread.join(15)
         if self.emulator is not None:
             self.emulator.stop()
+        if self._daemon_dir is not None:
+            self._daemon_dir.cleanup()
         self.ctx.destroy(linger=0)
 
     # --- scanning ---
@@ -384,8 +440,8 @@ class Pipeline:
             if truth.get("scene") != scene:
                 continue
             ids = c.meta.frame_ids or [c.msg.frame_id]
-            if first_new is None:
-                first_new = max(ids)  # the newest frame of the first matching average shows the scene
+            if first_new is None:  # the newest frame of the first matching average shows the scene
+                first_new = max(ids) + self.truth_margin
             if min(ids) >= first_new:
                 out.append(c)
                 if on_result is not None:
@@ -419,7 +475,7 @@ class Pipeline:
                     continue
                 ids = m.meta.get("frame_ids") or [m.frame_id]
                 if first_new is None:
-                    first_new = max(ids)
+                    first_new = max(ids) + self.truth_margin
                 if min(ids) >= first_new and "roi" in m.arrays:
                     out.append((m, np.array(m.arrays["roi"], np.float32)))
             return out
@@ -450,7 +506,7 @@ def subject_id(identity: int) -> str:
 def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            echo: Callable[[str], None] = _echo) -> dict:
+            raw_source: str = "auto", echo: Callable[[str], None] = _echo) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report."""
     from thzcore.labels import POSTURES
 
@@ -473,8 +529,8 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                             "threshold": engine.bundle.threshold, "subjects": n_subjects, "postures": ",".join(postures),
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
-    pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint or LOCAL_ANY,
-                    seed=seed)
+    pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
+                    seed=seed, raw_source=raw_source)
     try:
         with pipe:
             info["raw_source"] = "emulator+acquisition" if pipe.emulator is not None else "virtual scanner (direct)"
@@ -575,13 +631,14 @@ def _summary_text(s: dict) -> str:
 
 
 def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
-                 echo: Callable[[str], None] = _echo) -> dict:
+                 result_endpoint: str | None = None, echo: Callable[[str], None] = _echo) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     n = 0
     t0 = time.time()
     interrupted = False
-    pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False)
+    pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False,
+                    result_endpoint=result_endpoint)
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")
@@ -604,11 +661,12 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
             "model_id": engine.model_id}
 
 
-def live_rois(settings, sim: bool, identity: int | None, posture: str, concealed: bool, n: int = 1):
+def live_rois(settings, sim: bool, identity: int | None, posture: str, concealed: bool, n: int = 1,
+              raw_source: str = "auto"):
     """ROIs from a live scan for `thz enroll/verify/identify --sim|--live`."""
     from inference.sources import RoiInput
 
-    with Pipeline(settings, None, sim=sim) as pipe:
+    with Pipeline(settings, None, sim=sim, raw_source=raw_source) as pipe:
         if sim:
             scene = _scene(int(identity), posture, concealed, int(np.random.default_rng().integers(1 << 31)))
             got = pipe.clean_rois(scene, n, 60.0)

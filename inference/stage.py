@@ -94,7 +94,8 @@ class InferenceStage:
         self.result_endpoint = result_endpoint or self.cfg.result_endpoint
         self.gallery_path = Path(gallery_path or self.cfg.gallery).expanduser()
         self.min_subscribers = min_subscribers
-        self.reconstruction = self.cfg.reconstruction if reconstruction is None else reconstruction
+        # default: what the engine was built for (the operator's --reconstruction / inference.reconstruction)
+        self.reconstruction = engine.reconstruction if reconstruction is None else reconstruction
         self.identify_threshold = (self.cfg.identify_threshold if self.cfg.identify_threshold is not None
                                    else engine.bundle.threshold)
         self.ctx = context or zmq.Context.instance()

@@ -1,0 +1,120 @@
+"""Gallery commands from image files, and `thz run --sim` end to end (virtual scanner -> ... -> results)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from inference.sources import load_png_roi, save_png_roi
+from thz.cli import cli
+from thzcore.bundle import MANIFEST_NAME, ONNX_NAME, file_model_id
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _invoke(*args):
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r, (json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None)
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    rng = np.random.default_rng(7)
+    return [str(save_png_roi(tmp_path / f"roi{i}.png", rng.random((64, 64)))) for i in range(2)]
+
+
+def test_png_round_trip(tmp_path):
+    img = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    back = load_png_roi(save_png_roi(tmp_path / "a.png", img))
+    assert back.dtype == np.float32 and back.shape == (64, 64)
+    assert np.abs(back - img).max() <= 0.5 / 255 + 1e-6  # 8-bit quantisation
+    from PIL import Image
+    Image.fromarray(np.zeros((128, 100), np.uint8)).save(tmp_path / "big.png")
+    assert load_png_roi(tmp_path / "big.png").shape == (64, 64)
+
+
+def test_enroll_verify_identify_from_images(bundle_dir, pngs, tmp_path):
+    g = str(tmp_path / "g.sqlite")
+    r, out = _invoke("enroll", "--subject", "alice", "--image", pngs[0], "--posture", "front-center",
+                     "--bundle", str(bundle_dir), "--gallery", g)
+    assert r.exit_code == 0 and out["templates_added"] == 1 and out["postures"] == {"front-center": 1}
+    assert stat.S_IMODE(os.stat(g).st_mode) == 0o600
+    r, out = _invoke("verify", "--claim", "alice", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
+    assert r.exit_code == 0 and out["accepted"] and out["scans"][0]["distance"] < 1e-5
+    r, out = _invoke("verify", "--claim", "alice", "--threshold", "-1", "--image", pngs[1],
+                     "--bundle", str(bundle_dir), "--gallery", g)
+    assert r.exit_code == 1 and not out["accepted"]  # a threshold nothing passes: rejected, exit 1
+    r, out = _invoke("identify", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
+    assert r.exit_code == 0 and out["scans"][0]["identity"] == "alice"
+    r, _ = _invoke("verify", "--claim", "bob", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
+    assert r.exit_code != 0 and "not enrolled" in r.output
+
+
+def test_new_model_refuses_old_gallery(bundle_dir, pngs, tmp_path):
+    g = str(tmp_path / "g.sqlite")
+    _invoke("enroll", "--subject", "alice", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
+    other = tmp_path / "other"
+    shutil.copytree(bundle_dir, other)
+    import onnx
+    m = onnx.load(str(other / ONNX_NAME))
+    m.doc_string = "retrained"  # another model id, as a retrained model would have
+    onnx.save(m, str(other / ONNX_NAME))
+    man = json.loads((other / MANIFEST_NAME).read_text())
+    man["model_id"] = file_model_id(other / ONNX_NAME)
+    (other / MANIFEST_NAME).write_text(json.dumps(man))
+    r, _ = _invoke("verify", "--claim", "alice", "--image", pngs[0], "--bundle", str(other), "--gallery", g)
+    assert r.exit_code != 0 and "re-enrol" in r.output
+
+
+def test_source_errors(bundle_dir, pngs, tmp_path):
+    r = CliRunner().invoke(cli, ["identify", "--bundle", str(bundle_dir)])
+    assert r.exit_code == 2 and "exactly one source" in r.output
+    r = CliRunner().invoke(cli, ["identify", "--image", pngs[0], "--bundle", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "thz export" in r.output
+
+
+def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
+    """Two subjects, one posture: the whole chain, the JSON last line, the report and the gallery."""
+    r = CliRunner().invoke(cli, ["run", "--sim", "--subjects", "2", "--postures", "front-center", "--raw-source",
+                                 "direct", "--result-endpoint", "tcp://127.0.0.1:*",
+                                 "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("frames", "posture_accuracy", "verification_accuracy", "p99_latency_ms"):
+        assert key in summary
+    assert summary["frames"] == 2 and summary["claims"] == 4
+    assert summary["raw_frames"] >= 2 * 2 * 3  # each of 4 scenes needs a full averaging window
+    assert summary["inference_counters"]["dropped_malformed"] == 0
+    assert 0 < summary["p99_latency_ms"] < 10_000
+    report = Path(summary["report"])
+    assert report.is_file() and stat.S_IMODE(os.stat(report).st_mode) == 0o600
+    text = report.read_text()
+    assert text.count("data:image/png;base64,") >= 4  # ROI + reconstruction of both scans
+    from inference.gallery import Gallery
+    with Gallery(tmp_path / "rep" / "gallery.sqlite", summary["model_id"]) as g:
+        assert g.subjects() == ["sim-000", "sim-001"]
+        kinds = [a["kind"] for a in g.audit_log(1000)]
+        assert kinds.count("enroll") == 2 and kinds.count("verify") >= 4
+
+
+TRAINED = REPO / "models" / "compact"
+
+
+@pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason="no trained bundle in models/compact yet")
+def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
+    from inference.bundle import load_bundle
+    from inference.job import run_sim
+    from inference.onnxrt import OnnxRuntimeEngine
+    from thz.settings import Settings
+    eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
+    s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="direct",
+                result_endpoint="tcp://127.0.0.1:*")
+    assert s["frames"] == 10
+    assert s["posture_accuracy"] >= 0.6, s
