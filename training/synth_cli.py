@@ -17,6 +17,7 @@ import click
               help="seed of the identities (default: sim.population_seed of the config)")
 @click.option("--identities", type=int, default=None, help="number of identities (default 20, small 4)")
 @click.option("--captures", type=int, default=None, help="captures per identity and posture (default 7, small 3)")
+@click.option("--postures", default=None, help="comma-separated subset of the postures (default: all five)")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="16", show_default=True, help="THz PNG bit depth")
 @click.option("--paired-pose", is_flag=True, help="a capture's concealed and unconcealed scans share the pose")
 @click.option("--export-reference", "export_reference", is_flag=True,
@@ -25,7 +26,7 @@ import click
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.pass_obj
 def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int | None, identities: int | None,
-            captures: int | None, bits: str, paired_pose: bool, export_reference: bool, workers: int | None,
+            captures: int | None, postures: str | None, bits: str, paired_pose: bool, export_reference: bool, workers: int | None,
             no_progress: bool) -> None:
     """Make 20 identities x 5 postures x 7 captures x {concealed, unconcealed} THz ROIs plus 200 visible
     images, manifest.csv, dataset.json and contact_sheet.png in OUT. A killed run continues where it
@@ -40,6 +41,8 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
         kw["n_identities"] = identities
     if captures is not None:
         kw["captures"] = captures
+    if postures:
+        kw["postures"] = tuple(p.strip() for p in postures.split(",") if p.strip())
     try:
         plan = DatasetPlan.small(**kw) if small else DatasetPlan(**{"n_identities": s.sim.n_identities, **kw})
     except ValueError as exc:

@@ -1,0 +1,193 @@
+"""The synthetic dataset: counts, split rules, determinism, resume, CLI, reference layout round trip."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from thz.cli import cli
+from thz.settings import Settings
+from thzcore.labels import POSTURES
+from training.manifest import read_manifest
+from training.reference_layout import NAME_RE, export_reference, import_reference
+from training.synth import DatasetPlan, Unit, _Worker, make_dataset
+
+POST = ("front-center", "full-left")
+PLAN = DatasetPlan(n_identities=2, captures=3, postures=POST)  # 2 x 2 x 3 x 2 = 24 THz + 8 visible
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    summary = make_dataset(out, PLAN, Settings(), workers=2, progress=False)
+    return out, summary
+
+
+def test_split_rules_on_the_paper_shape():
+    plan = DatasetPlan()  # 20 identities x 5 postures x 7 captures
+    for i in range(plan.n_identities):
+        for p in plan.postures:
+            splits = Counter(plan.split_of(i, p, k) for k in range(plan.captures))
+            assert splits == {"test": 1, "val": 1, "train": 5}
+    again = DatasetPlan()
+    assert all(plan.split_of(3, p, k) == again.split_of(3, p, k) for p in POSTURES for k in range(7))
+    other = DatasetPlan(seed=1)
+    assert any(plan.split_of(i, p, k) != other.split_of(i, p, k)
+               for i in range(20) for p in POSTURES for k in range(7))
+    # two captures: one test, one train
+    assert Counter(DatasetPlan(captures=2).split_of(0, "front-left", k) for k in range(2)) == {"test": 1, "train": 1}
+
+
+def test_plan_rejects_bad_values():
+    with pytest.raises(ValueError, match="n_identities=1"):
+        DatasetPlan(n_identities=1)
+    with pytest.raises(ValueError, match="bits=12"):
+        DatasetPlan(bits=12)
+
+
+def test_counts_manifest_and_images(made):
+    out, summary = made
+    assert summary.failed == 0 and summary.no_face == 0
+    assert (summary.thz_images, summary.visible_images) == (24, 8)
+    rows = read_manifest(out)
+    thz = [r for r in rows if r.modality == "thz"]
+    vis = [r for r in rows if r.modality == "visible"]
+    assert len(thz) == 24 and len(vis) == 8
+    assert Counter((r.identity, r.posture, r.concealed) for r in vis) == {
+        (i, p, c): 1 for i in range(2) for p in POST for c in (True, False)}
+    # test: one concealed and one unconcealed capture per identity and posture
+    test = Counter((r.identity, r.posture, r.concealed) for r in thz if r.split == "test")
+    assert test == {(i, p, c): 1 for i in range(2) for p in POST for c in (True, False)}
+    assert summary.splits == {"train": 8, "val": 8, "test": 8}
+    # a capture index never spans two splits, and both its scans exist
+    by_cap = defaultdict(set)
+    for r in thz:
+        by_cap[(r.identity, r.posture, r.capture)].add((r.split, r.concealed))
+    for v in by_cap.values():
+        assert len({s for s, _ in v}) == 1 and {c for _, c in v} == {True, False}
+    with Image.open(out / thz[0].path) as im:
+        assert im.mode == "I;16" and im.size == (64, 64)
+        a = np.asarray(im)
+        assert a.max() == 65535  # normalised ROI reaches 1 at its high percentile
+    assert (out / "contact_sheet.png").is_file()
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["plan"]["seed"] == 0 and info["settings"]["processing"]["frames_averaged"] == 3
+    meta = json.loads((out / f"{Unit(1, 'full-left', 2, True).stem}.json").read_text())
+    assert meta["frame_ids"] == [0, 1, 2] and meta["truth"]["identity"] == 1 and meta["truth"]["concealed"]
+
+
+def test_units_are_deterministic_whatever_the_worker(made, tmp_path):
+    out, _ = made
+    w = _Worker(Settings().model_dump_json(), PLAN, str(tmp_path))
+    for u in (Unit(1, "front-center", 2, False), Unit(0, "full-left", 0, True)):  # other order, other process
+        w.thz(u)
+        assert (tmp_path / f"{u.stem}.png").read_bytes() == (out / f"{u.stem}.png").read_bytes()
+    assert w.sim_cfg.population_seed == PLAN.population_seed and w.sim_cfg.seed == PLAN.seed
+
+
+def test_resume_remakes_only_what_is_missing(made):
+    out, _ = made
+    before = (out / "manifest.csv").read_text()
+    gone = [Unit(0, "full-left", 1, True), Unit(1, "full-left", 0, False), Unit(1, "front-center", 2, True)]
+    for u in gone:
+        (out / f"{u.stem}.json").unlink()
+        (out / f"{u.stem}.png").unlink()
+    (out / "visible/id001/full-left_concealed.png").unlink()
+    s = make_dataset(out, PLAN, Settings(), workers=1, progress=False)
+    assert s.made_now == 4 and s.skipped_done == 28
+    assert (out / "manifest.csv").read_text() == before
+    with pytest.raises(ValueError, match="different plan"):
+        make_dataset(out, DatasetPlan(n_identities=2, captures=3, postures=POST, seed=5), Settings(), progress=False)
+
+
+def test_cli_resumes_and_exports(made, tmp_path):
+    out, _ = made
+    res = CliRunner().invoke(cli, ["sim", "dataset", "--out", str(out), "--small", "--identities", "2",
+                                   "--captures", "3", "--postures", ",".join(POST), "--workers", "1", "--no-progress",
+                                   "--export-reference"])
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.output.strip().splitlines()[-1])
+    assert last["made_now"] == 0 and last["skipped_done"] == 32 and last["thz_images"] == 24
+    assert last["reference"]["triplets"] == {"train": 4, "val": 4, "test": 4}
+
+
+def test_reference_layout_round_trip(made, tmp_path):
+    out, _ = made
+    ref = tmp_path / "ref"
+    info = export_reference(out, ref, seed=0)
+    assert info["thz_images"] == 24 and info["visible_images"] == 8
+    files = sorted((ref / "thz").glob("*/*/*.png"))
+    assert len(files) == 24
+    m = NAME_RE.match(files[0].stem)
+    assert m and m["c1"] == m["c2"] and files[0].parts[-3] == m["id"] == "000"
+    import csv
+    with (ref / "data" / "test_dataset.csv").open() as fh:
+        recs = list(csv.DictReader(fh))
+    assert len(recs) == 4  # one concealed test capture per identity and posture
+    for r in recs:
+        a, p, n = (NAME_RE.match(Path(r[c]).stem) for c in ("anchor", "positive", "negative"))
+        assert a["c1"] == "b" and p["c1"] == "n" and n["c1"] == "n"
+        assert a["id"] == p["id"] != n["id"] and a["k"] == p["k"] == n["k"]
+        assert (ref / "visible" / r["visible_concealed"]).is_file()
+        assert (ref / "visible" / r["visible_negative"]).parts[-3] == n["id"]
+    back = tmp_path / "imported"
+    imp = import_reference(ref / "thz", back, ref / "visible", ref / "data", seed=0)
+    assert imp["split_from_csv"] == 24 and imp["mixed_split_captures"] == 0
+    key = lambda r: (r.identity, r.posture, r.concealed, r.modality, r.capture, r.split)  # noqa: E731
+    orig, new = read_manifest(out), read_manifest(back)
+    assert sorted(map(key, orig)) == sorted(map(key, new))
+    # pixels: the export is the 16-bit ROI rounded to 8 bits
+    o = {key(r): r for r in orig}
+    for r in new[:5]:
+        with Image.open(out / o[key(r)].path) as a16, Image.open(back / r.path) as a8:
+            np.testing.assert_array_equal(np.rint(np.asarray(a16, np.float64) / 257).astype(np.uint8),
+                                          np.asarray(a8))
+    # without CSVs the seeded rule gives the very same splits
+    again = import_reference(ref / "thz", tmp_path / "imported2", ref / "visible", None, seed=0)
+    assert again["split_from_csv"] == 0
+    assert sorted(map(key, read_manifest(tmp_path / "imported2"))) == sorted(map(key, orig))
+
+
+def test_import_rejects_bad_names(tmp_path):
+    from training.manifest import ManifestError
+    bad = tmp_path / "thz" / "007" / "u"
+    bad.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(bad / "007_b1n_0.png")
+    with pytest.raises(ManifestError, match="concealment letters"):
+        import_reference(tmp_path / "thz", tmp_path / "o")
+    (bad / "007_b1n_0.png").rename(bad / "008_b1b_0.png")
+    with pytest.raises(ManifestError, match="differs from its folder"):
+        import_reference(tmp_path / "thz", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_killed_run_continues(tmp_path):
+    """A real SIGKILL mid-run, then the same command finishes the dataset."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "thz.cli", "sim", "dataset", "--out", str(out), "--small", "--identities", "2",
+           "--captures", "2", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(out.glob("thz/*/*/*.json"))) < 6:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_before = len(list(out.glob("thz/*/*/*.json")))
+    assert 6 <= done_before < 40
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert last["thz_images"] == 40 and last["skipped_done"] >= done_before
+    assert len(read_manifest(out)) == 60
