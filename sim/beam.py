@@ -67,6 +67,20 @@ def curvature_coupling(kappa1: np.ndarray, kappa2: np.ndarray, w_m: float | np.n
     return 1.0 / np.sqrt(np.sqrt((1.0 + b1 * b1) * (1.0 + b2 * b2)))
 
 
+def quadric_coupling(slope: np.ndarray, kappa: np.ndarray, w_m: float | np.ndarray,
+                     wavelength_m: float) -> np.ndarray:
+    """Power coupling, along one principal direction, of a surface z = g x + kappa x^2 / 2 under the beam.
+
+    Overlap of the mode exp(-2 x^2 / w^2) with the reflected field exp(-j 2 k (g x + kappa x^2 / 2)):
+    |(1 + j beta)^(-1/2) exp(-(k g w)^2 / (2 (1 + j beta)))|^2, beta = k kappa w^2 / 2, i.e.
+    (1 + beta^2)^(-1/2) exp(-(k g w)^2 / (1 + beta^2)). beta = 0 gives exp(-(2 alpha / theta0)^2).
+    """
+    k = 2.0 * math.pi / wavelength_m
+    w2 = np.asarray(w_m) ** 2
+    b2 = (0.5 * k * np.asarray(kappa) * w2) ** 2
+    return np.exp(-(k * np.asarray(slope)) ** 2 * w2 / (1.0 + b2)) / np.sqrt(1.0 + b2)
+
+
 def two_way_kernel(w_map_m: float, pitch_m: float) -> np.ndarray:
     """Sampled two-way amplitude pattern g(r) = exp(-2 r^2 / w^2), radius 2 w, unnormalised (2D)."""
     half = max(1, int(math.ceil(2.0 * w_map_m / pitch_m)))

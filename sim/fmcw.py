@@ -70,14 +70,20 @@ def synth_if(amp: np.ndarray, phase: np.ndarray, cyc: np.ndarray, gain: np.ndarr
                 c0 = c1
                 c1 = c2
         if leak_amp != 0.0:
+            # rotate (cos th, sin th) by w each sample instead of calling cos/sin
             w = two_pi * leak_cyc
-            p = leak_phase[c]
+            cw = math.cos(w)
+            sw = math.sin(w)
+            cth = math.cos(leak_phase[c])
+            sth = math.sin(leak_phase[c])
             o = pn_off[c]
             base = pn_walk[o]
             for n in range(n_samples):
-                th = p + w * n
                 eps = pn_sigma * (pn_walk[o + n] - base)
-                buf[n] += leak_amp * (math.cos(th) - eps * math.sin(th))
+                buf[n] += leak_amp * (cth - eps * sth)
+                cn = cth * cw - sth * sw
+                sth = sth * cw + cth * sw
+                cth = cn
         g = gain[c] * counts_per_amp
         o = th_off[c]
         for n in range(n_samples):

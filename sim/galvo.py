@@ -15,6 +15,7 @@ simulated trajectory matches the analytic phase to the step's interpolation erro
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -34,6 +35,7 @@ def servo_gain(freq_hz: float, natural_hz: float, damping: float) -> float:
     return 1.0 / math.sqrt((1.0 - r * r) ** 2 + (2.0 * damping * r) ** 2)
 
 
+@functools.lru_cache(maxsize=32)
 def foh_matrices(natural_hz: float, damping: float, dt_s: float) -> np.ndarray:
     """(2, 4) matrix M so that [x, v]_{k+1} = M @ [x_k, v_k, u_k, (u_{k+1} - u_k)/dt].
 

@@ -76,6 +76,19 @@ def _grid_triangles(n_rows: int, n_cols: int, wrap: bool) -> np.ndarray:
     return np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
 
 
+def _ray_ellipsoid(dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, centre: tuple[float, float, float],
+                   semi: tuple[float, float, float]) -> np.ndarray:
+    """Distance t along unit rays d from the origin to the far intersection with an ellipsoid.
+
+    |(t d - c) / e| = 1  ->  a t^2 - 2 b t + q = 0 (the origin lies inside, so q < 0 and t > 0).
+    """
+    c, e = centre, semi
+    a = (dx / e[0]) ** 2 + (dy / e[1]) ** 2 + (dz / e[2]) ** 2
+    b = dx * c[0] / e[0] ** 2 + dy * c[1] / e[1] ** 2 + dz * c[2] / e[2] ** 2
+    q = (c[0] / e[0]) ** 2 + (c[1] / e[1]) ** 2 + (c[2] / e[2]) ** 2 - 1.0
+    return (b + np.sqrt(np.maximum(b * b - a * q, 0.0))) / a
+
+
 def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 96, n_phi: int = 192,
               eye_slot_w: float = 0.11, eye_slot_h: float = 0.035) -> Mesh:
     """The head surface in the head frame (m), with material attributes."""
@@ -96,20 +109,18 @@ def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 
     y_t = y_n - s.nose_length                    # nose tip
     y_m = y_t - s.mouth_drop - 0.3 * expr.jaw_open  # mouth line
     y_c = y_m - s.chin_drop - expr.jaw_open      # chin point
-    c = np.array([0.0, 0.5 * (s.eye_y + y_c) - 0.01, -0.01])
-    e = np.array([s.head_half_width * s.jaw_width * 0.95, 0.5 * (s.eye_y - y_c) + 0.03, s.head_half_depth * 0.97])
-    # |(t d - c) / e| = 1  ->  a t^2 - 2 b t + q = 0
-    a = (dx / e[0]) ** 2 + (dy / e[1]) ** 2 + (dz / e[2]) ** 2
-    b = dx * c[0] / e[0] ** 2 + dy * c[1] / e[1] ** 2 + dz * c[2] / e[2] ** 2
-    q = (c[0] / e[0]) ** 2 + (c[1] / e[1]) ** 2 + (c[2] / e[2]) ** 2 - 1.0
-    r_face = (b + np.sqrt(np.maximum(b * b - a * q, 0.0))) / a
-    r = _smax(r_skull, r_face, 0.015)
+    r_face = _ray_ellipsoid(dx, dy, dz, (0.0, 0.5 * (s.eye_y + y_c) - 0.01, -0.01),
+                            (s.head_half_width * s.jaw_width * 0.95, 0.5 * (s.eye_y - y_c) + 0.03, s.head_half_depth * 0.97))
+    # forehead: a flatter cap whose front faces the scanner a little above the brow
+    r_fore = _ray_ellipsoid(dx, dy, dz, (0.0, s.brow_y + 0.02, s.head_half_depth + s.forehead_fullness - 0.05),
+                            (0.07, 0.06, 0.05))
+    r = _smax(_smax(r_skull, r_face, 0.03), r_fore, 0.03)
 
     X0, Y0 = r * dx, r * dy
     front = _smoothstep(0.25, 0.65, dz)
     g = np.exp
     dr = np.zeros_like(r)
-    dr += (s.brow_projection + 0.5 * expr.brow_raise) * g(-((Y0 - s.brow_y - expr.brow_raise) / 0.009) ** 2
+    dr += (s.brow_projection + 0.5 * expr.brow_raise) * g(-((Y0 - s.brow_y - expr.brow_raise) / 0.012) ** 2
                                                          - (X0 / 0.055) ** 4)
     sockets = sum(g(-((X0 - sx) / 0.017) ** 2 - ((Y0 - s.eye_y) / 0.012) ** 2) for sx in (-s.eye_half_spacing,
                                                                                         s.eye_half_spacing))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 from scipy.special import erfc
 
 from sim import beam
@@ -102,45 +102,58 @@ def _gauss(a: np.ndarray, sigma_px: float) -> np.ndarray:
 
 
 def _fill_range(r: np.ndarray, valid: np.ndarray, sigma_px: float, default: float) -> np.ndarray:
-    """Beam-weighted mean range where the surface is, extended smoothly outside it."""
+    """Beam-weighted mean range where the surface is, extended to the beam's reach around it.
+
+    Farther out the return amplitude is zero and the range only sets the beat of a silent tone,
+    so it takes the median range of the surface (or `default` when there is none).
+    """
     m = valid.astype(np.float64)
     num = _gauss(np.where(valid, r, 0.0), sigma_px)
     den = _gauss(m, sigma_px)
-    out = np.where(den > 1e-3, num / np.maximum(den, 1e-12), default)
-    # far from any surface: grow the filled region with a wider filter
-    num2, den2 = _gauss(np.where(valid, r, 0.0), 6 * sigma_px), _gauss(m, 6 * sigma_px)
-    out = np.where(den > 1e-3, out, np.where(den2 > 1e-6, num2 / np.maximum(den2, 1e-12), default))
-    return out
+    fill = float(np.median(r[valid])) if valid.any() else default
+    return np.where(den > 1e-3, num / np.maximum(den, 1e-12), fill)
 
 
 def surface_coupling(r_smooth: np.ndarray, grid: MapGrid, optics: Optics, w_surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(eta = eta_tilt * eta_curv, cos alpha) of a range map smoothed at the beam scale.
+    """(eta, cos alpha): power coupling of the locally quadric surface under a beam centred at each cell.
 
-    With u = x s / R, the surface slope in physical units is dR/dx = dR/du * s / R; a surface of
-    constant range faces the beam everywhere (alpha = 0). Principal curvatures are the eigenvalues
-    of the Hessian of R over physical x, y.
+    With u = x s / R, the slope in physical units is grad R = dR/du * s / R (a surface of constant
+    range faces the beam everywhere). Around the beam centre the surface is z = g.x + x^T H x / 2;
+    in the principal frame of H (curvatures kappa_i, slope components g_i) the overlap of the
+    Gaussian mode with the reflected field is, per direction (beam.quadric_coupling),
+
+        eta_i = (1 + beta_i^2)^(-1/2) exp(-(k g_i w)^2 / (1 + beta_i^2)),   beta_i = k kappa_i w^2 / 2
+
+    which is exp(-(2 alpha / theta0)^2) for a flat tilted surface and a beam-sized spot on a
+    strongly curved one.
     """
     s = optics.standoff_m
     h = grid.pitch
     scale = s / r_smooth
     dv, du = np.gradient(r_smooth, h)
     gx, gy = du * scale, dv * scale
-    tan_a = np.hypot(gx, gy)
-    alpha = np.arctan(tan_a)
+    cos_a = 1.0 / np.sqrt(1.0 + gx * gx + gy * gy)
     dvv, dvu = np.gradient(dv, h)
     duv, duu = np.gradient(du, h)
     a, c, b = duu * scale**2, dvv * scale**2, 0.5 * (dvu + duv) * scale**2
-    # curvature of a surface z(x, y): Hessian / (1 + |grad|^2)^(3/2) along the principal directions
-    norm = (1.0 + tan_a**2) ** 1.5
+    # principal curvatures and directions of the 2x2 Hessian [[a, b], [b, c]]
     mean, dif = 0.5 * (a + c), np.sqrt((0.5 * (a - c)) ** 2 + b * b)
-    k1, k2 = np.abs(mean + dif) / norm, np.abs(mean - dif) / norm
-    eta = beam.tilt_coupling(alpha, optics.theta0) * beam.curvature_coupling(k1, k2, w_surface, optics.wavelength_m)
-    return eta, np.cos(alpha)
+    k1, k2 = mean + dif, mean - dif
+    theta = 0.5 * np.arctan2(2.0 * b, a - c)            # angle of the k1 direction
+    g1 = gx * np.cos(theta) + gy * np.sin(theta)
+    g2 = -gx * np.sin(theta) + gy * np.cos(theta)
+    eta = (beam.quadric_coupling(g1, k1, w_surface, optics.wavelength_m)
+           * beam.quadric_coupling(g2, k2, w_surface, optics.wavelength_m))
+    return eta, cos_a
 
 
 def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random field scaled to about [-1, 1]."""
-    n = gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
+    """A smooth random field scaled to about [-1, 1] (drawn coarse and interpolated when sigma is large)."""
+    f = max(1, int(sigma_px // 4))
+    coarse = (-(-shape[0] // f) + 1, -(-shape[1] // f) + 1) if f > 1 else shape
+    n = gaussian_filter(rng.standard_normal(coarse), sigma_px / f, mode="wrap")
+    if f > 1:
+        n = zoom(n, f, order=1)[:shape[0], :shape[1]]
     return np.clip(n / (2.5 * n.std() + 1e-12), -1.0, 1.0)
 
 
@@ -184,8 +197,9 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
     t_bal = np.where(covered, 10 ** (-2 * cap.loss_db / 20), 1.0)
     trans = t_hair * t_cloth * t_bal
 
-    spec = np.where(valid, np.sqrt(gamma2 * eta) * trans * focus, 0.0)
-    skin_amp = _gauss(spec, sig)
+    # the coupling already integrates over the footprint; material edges (silhouette, eye slot)
+    # are integrated by blurring the material factor with the two-way pattern
+    skin_amp = np.sqrt(eta) * focus * _gauss(np.where(valid, np.sqrt(gamma2) * trans, 0.0), sig)
     diff_pow = rf.skin_power_reflectivity * (10 ** (rf.skin_diffuse_db / 10) * cos_a ** rf.diffuse_cos_power
                                              + hair * 10 ** (rf.hair_diffuse_db / 10))
     skin_diff = np.where(valid, np.sqrt(diff_pow) * trans * focus, 0.0)
@@ -202,8 +216,7 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
         fvalid = np.isfinite(fr)
         maps.fabric_range = _fill_range(np.nan_to_num(fr), fvalid, sig, cap.range_m)
         echo = rf.skin_power_reflectivity * 10 ** (cap.echo_db / 10)
-        fspec = np.where(fvalid, np.sqrt(echo * b.echo_specular_fraction * eta) * focus, 0.0)
-        maps.fabric_amp = _gauss(fspec, sig)
+        maps.fabric_amp = np.sqrt(echo * b.echo_specular_fraction * eta) * focus * _gauss(fvalid.astype(float), sig)
         tu, tv = att[..., A_TEX_U], att[..., A_TEX_V]
         p = b.knit_period_mm * 1e-3
         knit = 1.0 + b.knit_depth * np.cos(2 * np.pi * tu / p) * np.cos(2 * np.pi * tv / (0.8 * p))

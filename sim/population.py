@@ -19,8 +19,9 @@ SHAPE_STATS: dict[str, tuple[float, float]] = {
     "head_half_depth": (0.096, 0.006),      # semi-axis z
     "crown_taper": (0.0, 0.07),             # (1) relative widening of the top vs the bottom
     "face_flatness": (0.35, 0.10),          # (1) flattening of the front of the ellipsoid
+    "forehead_fullness": (0.004, 0.003),    # forehead cap in front of the skull ellipsoid
     "brow_y": (0.030, 0.004),
-    "brow_projection": (0.006, 0.002),
+    "brow_projection": (0.003, 0.0015),
     "eye_y": (0.012, 0.004),
     "eye_half_spacing": (0.032, 0.0025),
     "eye_socket_depth": (0.012, 0.003),
@@ -60,6 +61,7 @@ class HeadShape(BaseModel):
     head_half_depth: float
     crown_taper: float
     face_flatness: float
+    forehead_fullness: float
     brow_y: float
     brow_projection: float
     eye_y: float

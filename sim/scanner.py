@@ -243,7 +243,7 @@ class VirtualScanner:
         if maps.fabric_amp is not None:
             layers.append((maps.fabric_amp, maps.fabric_range, maps.fabric_diff))
         synth = self._speckle_synth(maps)
-        spk = [synth.draw(d, rng) if nz.speckle else np.zeros(d.shape, complex) for _, _, d in layers]
+        spk = [synth.draw(d, rng) if nz.speckle else np.zeros(synth.shape, complex) for _, _, d in layers]
         dr = maps.breathing_amplitude_m * np.sin(2 * math.pi * self.sim_cfg.capture.breathing_hz * t_beam
                                                  + maps.breathing_phase_rad)
         phase_per_m = 4.0 * math.pi * self.optics.carrier_hz / SPEED_OF_LIGHT
@@ -251,6 +251,7 @@ class VirtualScanner:
         amp, phase, cyc = sample_layers(
             u_beam, v_beam, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch,
             np.stack([a for a, _, _ in layers]), np.stack([r for _, r, _ in layers]),
+            maps.grid.u0 + synth.offset, maps.grid.v0 + synth.offset, synth.pitch,
             np.stack([s.real for s in spk]), np.stack([s.imag for s in spk]),
             phase_per_m, cyc_per_m, fm.reference_range_m)
 
