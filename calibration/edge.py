@@ -132,49 +132,68 @@ def width_10_90_direct(x: np.ndarray, y: np.ndarray, offset: float, step: float,
     return float(crossings[1] - crossings[0])
 
 
-def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m", power: bool = False) -> EdgeFit:
+def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m", power: bool = False,
+                   groups: np.ndarray | None = None, clusters: np.ndarray | None = None) -> EdgeFit:
     """Fit P(x) to an edge-spread profile (any order of samples, rising or falling).
 
     x: positions (unit), y: detected values proportional to the integrated intensity
     (power=False), or the power of a coherent detection whose amplitude is (power=True,
     model `edge_profile_power`; offset = noise power, step = signed amplitude step).
+    groups: an integer label per sample; each group gets its own step b_g (scans taken at
+    different times with different receiver gain), the offset, position and width are shared;
+    the reported step is the mean of the b_g.
+    clusters: labels of samples whose errors are correlated (see fit_least_squares).
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise ValueError(f"knife edge: x has {x.size} samples but y has {y.size}")
     ok = np.isfinite(x) & np.isfinite(y)
+    if groups is not None:
+        groups = np.asarray(groups).ravel()
+        if groups.shape != x.shape:
+            raise ValueError(f"knife edge: {groups.size} group labels for {x.size} samples")
+        gidx = np.unique(groups[ok], return_inverse=True)[1]
+    else:
+        gidx = np.zeros(int(ok.sum()), dtype=np.int64)
+    cl = None if clusters is None else np.asarray(clusters).ravel()[ok]
     x, y = x[ok], y[ok]
     if x.size < 8:
         raise FitError(f"knife edge: need at least 8 finite samples, got {x.size}")
+    n_g = int(gidx.max()) + 1
     span = float(np.ptp(x))
-    if not power:
-        a0, b0, x00, w0 = _guess(x, y)
-        p, cov, res = fit_least_squares(lambda p: edge_profile(x, *p) - y, np.array([a0, b0, x00, w0]),
-                                        "knife edge", bounds=([-np.inf, -np.inf, x.min() - span, span * 1e-6],
-                                                              [np.inf, np.inf, x.max() + span, 10 * span]))
-        a, b, x0, w = p
-        direct = width_10_90_direct(x, y, a, b)
-    else:
-        # the squared model cannot tell a rising from a falling edge by the sign of b: fit in the
-        # mirrored coordinate -x when the amplitude falls, then mirror the position back
-        floor = float(np.percentile(y, 2))
-        amp = np.sqrt(np.clip(y - floor, 0.0, None))
-        _, b_amp, _, _ = _guess(x, amp)
-        sgn = 1.0 if b_amp > 0 else -1.0
-        xs = sgn * x
-        _, b0, x00, w0 = _guess(xs, amp)
-        p, cov, res = fit_least_squares(lambda p: edge_profile_power(xs, *p) - y, np.array([floor, b0, x00, w0]),
-                                        "knife edge", bounds=([-np.inf, 0.0, xs.min() - span, span * 1e-6],
-                                                              [np.inf, np.inf, xs.max() + span, 10 * span]))
-        a, b, x0, w = p
-        direct = width_10_90_direct(xs, y, a, b, power=True)
-        x0, b = sgn * x0, sgn * b
+    # the squared model cannot tell a rising from a falling edge by the sign of b: fit in the
+    # mirrored coordinate -x when the edge falls, then mirror the position back
+    floor = float(np.percentile(y, 2))
+    shape_of = np.sqrt(np.clip(y - floor, 0.0, None)) if power else y
+    _, b_dir, _, _ = _guess(x, shape_of)
+    sgn = 1.0 if b_dir > 0 else -1.0
+    xs = sgn * x
+    a0, b0, x00, w0 = _guess(xs, shape_of)
+    if power:
+        a0 = floor
+    profile = edge_profile_power if power else edge_profile
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        return profile(xs, p[0], p[3:][gidx], p[1], p[2]) - y
+
+    p0 = np.array([a0, x00, w0] + [b0] * n_g)
+    lo = [-np.inf, xs.min() - span, span * 1e-6] + [0.0] * n_g
+    hi = [np.inf, xs.max() + span, 10 * span] + [np.inf] * n_g
+    p, cov, res = fit_least_squares(resid, p0, "knife edge", bounds=(lo, hi), clusters=cl)
     s = sigmas(cov)
+    a, x0, w = p[:3]
+    b = float(np.mean(p[3:]))
+    gvec = np.full(n_g, 1.0 / n_g)
+    b_u = float(np.sqrt(max(gvec @ cov[3:, 3:] @ gvec, 0.0)))
+    # model-free width on the profile with every group scaled to the mean step
+    scale = (b / p[3:])[gidx]
+    y_common = a + (y - a) * (scale**2 if power else scale)
+    direct = width_10_90_direct(xs, y_common, a, b, power=power)
     return EdgeFit(
-        offset=Measured.of(a, s[0]), step=Measured.of(b, s[1]), position=Measured.of(x0, s[2], unit),
-        radius_1e2=Measured.of(w, s[3], unit), diameter_1e2=Measured.of(2 * w, 2 * s[3], unit),
-        width_10_90=Measured.of(K_10_90 * w, K_10_90 * s[3], unit), width_10_90_direct=direct,
+        offset=Measured.of(a, s[0]), step=Measured.of(sgn * b, b_u), position=Measured.of(sgn * x0, s[1], unit),
+        radius_1e2=Measured.of(w, s[2], unit), diameter_1e2=Measured.of(2 * w, 2 * s[2], unit),
+        width_10_90=Measured.of(K_10_90 * w, K_10_90 * s[2], unit), width_10_90_direct=direct,
         residual_rms=float(np.sqrt(np.mean(res.fun**2))), n=int(x.size),
     )
 

@@ -12,11 +12,17 @@ class FitError(RuntimeError):
 
 
 def fit_least_squares(residuals: Callable[[np.ndarray], np.ndarray], p0: np.ndarray, what: str,
-                      bounds: tuple = (-np.inf, np.inf)) -> tuple[np.ndarray, np.ndarray, OptimizeResult]:
+                      bounds: tuple = (-np.inf, np.inf),
+                      clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, OptimizeResult]:
     """Minimise sum(residuals(p)^2); return (p, cov, result).
 
     cov = s^2 (J^T J)^-1 with s^2 = chi^2 / (n - p): the residual scatter sets the scale, as
     `curve_fit(absolute_sigma=False)` does, so uncertainties are 1 sigma for unknown noise.
+
+    clusters: an integer label per residual (e.g. the scan line a chirp belongs to). Residuals of
+    one cluster may be correlated (a line's gain drift moves all its chirps together), so the
+    cluster-robust sandwich is used instead: cov = B M B * G / (G - 1), B = (J^T J)^-1,
+    M = sum_g (J_g^T r_g)(J_g^T r_g)^T over the G clusters (Liang & Zeger 1986).
     """
     p0 = np.asarray(p0, dtype=np.float64)
     res = least_squares(residuals, p0, bounds=bounds, x_scale="jac", method="trf")
@@ -25,12 +31,21 @@ def fit_least_squares(residuals: Callable[[np.ndarray], np.ndarray], p0: np.ndar
     n, k = res.fun.size, p0.size
     if n <= k:
         raise FitError(f"{what}: {n} samples cannot constrain {k} parameters")
-    jtj = res.jac.T @ res.jac
+    J = np.asarray(res.jac)
     try:
-        cov = np.linalg.pinv(jtj) * (2.0 * res.cost / (n - k))
+        bread = np.linalg.pinv(J.T @ J)
     except np.linalg.LinAlgError as exc:  # pragma: no cover - pinv rarely fails
         raise FitError(f"{what}: singular Jacobian ({exc})") from exc
-    return res.x, cov, res
+    if clusters is None:
+        return res.x, bread * (2.0 * res.cost / (n - k)), res
+    labels = np.unique(np.asarray(clusters), return_inverse=True)[1]
+    g = int(labels.max()) + 1
+    if g < k + 2:
+        raise FitError(f"{what}: {g} clusters are too few for a cluster-robust covariance of {k} parameters")
+    score = np.zeros((g, k))
+    np.add.at(score, labels, J * res.fun[:, None])
+    meat = score.T @ score
+    return res.x, bread @ meat @ bread * (g / (g - 1)), res
 
 
 def sigmas(cov: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ class VirtualSource:
         self._scene: dict[str, Any] | None = None
         self._beam: dict[str, Any] = {}
         self._noise: dict[str, Any] = {}
+        self._galvo: dict[str, Any] = {}
         self._frame_no = 0
         self.description = f"sim.scanner.VirtualScanner in-process (seed {self.seed})"
 
@@ -58,6 +59,8 @@ class VirtualSource:
             self._vs.set_noise(**self._noise)
         if self._beam:
             self._vs.set_beam(**self._beam)
+        if self._galvo:
+            self._vs.set_galvo(**self._galvo)
 
     def place(self, scene: dict[str, Any] | None) -> None:
         from sim.scene import scene_from_json
@@ -72,10 +75,13 @@ class VirtualSource:
         self._noise.update(kw)
         self._vs.set_noise(**kw)
 
+    def set_galvo(self, **kw: Any) -> None:
+        self._galvo.update(kw)
+        self._vs.set_galvo(**kw)
+
     def drive(self):
         from sim.scanner import RasterDrive
-        ra = self._scanner.raster
-        return RasterDrive(ra.fast_amplitude_m, 0.0, ra.fast_axis_hz, ra.fov_y_m / 2, 0.0, ra.slow_axis_hz)
+        return RasterDrive.from_config(self._scanner)
 
     def acquire(self, n_frames: int) -> list[RawFrame]:
         out = []
@@ -92,9 +98,10 @@ class VirtualSource:
         return self._scanner
 
     def truth(self) -> dict[str, Any]:
-        t = getattr(self._vs, "truth", None)
-        out = t() if callable(t) else dict(t or {})
-        return {**out, "beam_override": dict(self._beam), "noise_override": dict(self._noise)}
+        """The simulator's true beam, lag and noise (the scene-specific parts are left out)."""
+        vs = self._vs
+        return {"beam": dict(vs.true_beam), "line_lag_s": vs.true_line_lag_s, "servo_lag_s": vs.true_servo_lag_s,
+                "feedback_delay_s": vs.true_feedback_delay_s, "noise": vs.noise.model_dump(mode="json")}
 
     def close(self) -> None:
         pass

@@ -69,10 +69,13 @@ def _moments(x: np.ndarray, y: np.ndarray, v: np.ndarray) -> tuple[float, float,
 
 
 def fit_gaussian_2d(x: np.ndarray, y: np.ndarray, values: np.ndarray, rotate: bool = False,
-                    unit: str = "m") -> SpotFit:
+                    unit: str = "m", groups: np.ndarray | None = None,
+                    clusters: np.ndarray | None = None) -> SpotFit:
     """Fit I(x, y) to samples; x, y, values of equal size (e.g. meshgrids of an image and the image).
 
     rotate=False fixes theta = 0 (axes along the raster), which a technician compares with the spec.
+    groups: a label per sample; each group gets its own amplitude A_g (scans at different gain),
+    the rest is shared; the reported amplitude is the mean. clusters: see fit_least_squares.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -80,21 +83,37 @@ def fit_gaussian_2d(x: np.ndarray, y: np.ndarray, values: np.ndarray, rotate: bo
     if not (x.shape == y.shape == v.shape):
         raise ValueError(f"2-D Gaussian: x, y, values sizes differ ({x.size}, {y.size}, {v.size})")
     ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(v)
+    gidx = (np.zeros(int(ok.sum()), dtype=np.int64) if groups is None
+            else np.unique(np.asarray(groups).ravel()[ok], return_inverse=True)[1])
+    cl = None if clusters is None else np.asarray(clusters).ravel()[ok]
     x, y, v = x[ok], y[ok], v[ok]
     if x.size < 10:
         raise FitError(f"2-D Gaussian: need at least 10 finite samples, got {x.size}")
-    p0 = list(_moments(x, y, v))
-    lo = [-np.inf, 0.0, -np.inf, -np.inf, 1e-9, 1e-9]
-    hi = [np.inf] * 6
+    n_g = int(gidx.max()) + 1
+    c0, a0, x0, y0, wu0, wv0 = _moments(x, y, v)
+    # parameter vector: c, x0, y0, wu, wv, [theta], A_0 .. A_{G-1}
+    p0 = [c0, x0, y0, wu0, wv0]
+    lo = [-np.inf, -np.inf, -np.inf, 1e-9, 1e-9]
+    hi = [np.inf] * 5
     if rotate:
         p0.append(0.0)
         lo.append(-math.pi / 2)
         hi.append(math.pi / 2)
-    p, cov, res = fit_least_squares(lambda p: gaussian_2d(x, y, *p) - v, np.array(p0), "2-D Gaussian",
-                                    bounds=(lo, hi))
+    na = len(p0)
+    p0 += [a0] * n_g
+    lo += [0.0] * n_g
+    hi += [np.inf] * n_g
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        th = p[5] if rotate else 0.0
+        return p[0] + p[na:][gidx] * gaussian_2d(x, y, 0.0, 1.0, p[1], p[2], p[3], p[4], th) - v
+
+    p, cov, res = fit_least_squares(resid, np.array(p0), "2-D Gaussian", bounds=(lo, hi), clusters=cl)
     s = sigmas(cov)
-    theta = Measured.of(p[6], s[6], "rad") if rotate else Measured.of(0.0, 0.0, "rad")
-    return SpotFit(offset=Measured.of(p[0], s[0]), amplitude=Measured.of(p[1], s[1]),
-                   x0=Measured.of(p[2], s[2], unit), y0=Measured.of(p[3], s[3], unit),
-                   radius_x=Measured.of(p[4], s[4], unit), radius_y=Measured.of(p[5], s[5], unit),
+    theta = Measured.of(p[5], s[5], "rad") if rotate else Measured.of(0.0, 0.0, "rad")
+    gvec = np.full(n_g, 1.0 / n_g)
+    amp = Measured.of(float(np.mean(p[na:])), float(np.sqrt(max(gvec @ cov[na:, na:] @ gvec, 0.0))))
+    return SpotFit(offset=Measured.of(p[0], s[0]), amplitude=amp,
+                   x0=Measured.of(p[1], s[1], unit), y0=Measured.of(p[2], s[2], unit),
+                   radius_x=Measured.of(p[3], s[3], unit), radius_y=Measured.of(p[4], s[4], unit),
                    theta_rad=theta, residual_rms=float(np.sqrt(np.mean(res.fun**2))), n=int(x.size))

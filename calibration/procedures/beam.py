@@ -1,5 +1,9 @@
 """Beam spot at the standoff: knife edges along both axes (erf fits) and a point target (2-D Gaussian fit).
 
+Both edges are metal half-planes facing the scanner, and a flat metal face returns less as the
+beam is steered off its normal (coupling exp(-(2 alpha / theta0)^2), alpha ~ x / R): every chirp
+of an edge scan is divided by the same chirp of a full plate scan (the unobstructed 100 %), and
+only samples within 5 cm of the field centre along the edge enter the fit.
 x axis: a vertical edge (metal for x > x_e) crossed by every line.
 y axis: a horizontal edge (metal for y > y_e); lines are 7 mm apart, so the edge is scanned at k
 positions one pitch / k apart (dithering) and the samples pooled at y - dy.
@@ -23,7 +27,7 @@ import numpy as np
 
 from calibration.edge import fit_knife_edge
 from calibration.procedures.common import (ChirpSamples, Context, Outcome, chirp_samples, dithered_chirps,
-                                           image_axes, target)
+                                           image_axes, plate_reference, target)
 from calibration.report import plot_knife_edge, plot_spot
 from calibration.spot import SpotFit, fit_gaussian_2d
 from calibration.values import Check, Measured
@@ -32,25 +36,30 @@ EDGE_HALF_WINDOW_M = 0.05   # samples within this distance of the edge enter the
 POINT_HALF_WINDOW_M = 0.035
 
 
-def edge_x(ctx: Context, proc, range_m: float, n: int):
-    """(chirp fit, image fit, chirp samples): a vertical edge at x = 0."""
+def edge_x(ctx: Context, proc, range_m: float, n: int, ref: np.ndarray):
+    """(chirp fit, image fit, chirp samples): a vertical edge at x = 0, normalised by the plate `ref`."""
     ctx.source.place(target("knife_edge", range_m, edge_axis="x", offset_x_m=0.0))
     raws = ctx.source.acquire(n)
-    s = chirp_samples(proc, raws)
-    sel = np.abs(s.x) <= EDGE_HALF_WINDOW_M
-    fit = fit_knife_edge(s.x[sel], s.power[sel], power=True)
-    x, _ = image_axes(proc.scanner)
-    img = proc.average(raws).power.astype(np.float64).mean(axis=0)
+    s = chirp_samples(proc, raws, ref)
+    s = s.select((np.abs(s.x) <= EDGE_HALF_WINDOW_M) & (np.abs(s.y) <= EDGE_HALF_WINDOW_M))
+    # every line holds the whole profile: its own step absorbs its gain drift
+    fit = fit_knife_edge(s.x, s.power, power=True, groups=s.line)
+    # the same edge on the processed image (rows near the centre, divided by the plate's image)
+    x, y = image_axes(proc.scanner)
+    rows = np.abs(y) <= EDGE_HALF_WINDOW_M
+    img = proc.average(raws).power.astype(np.float64)[rows].mean(axis=0)
     isel = np.abs(x) <= EDGE_HALF_WINDOW_M
     ifit = fit_knife_edge(x[isel], img[isel], power=True)
-    return fit, ifit, ChirpSamples(s.x[sel] - fit.position.value, s.y[sel], s.power[sel])
+    return fit, ifit, replace(s, x=s.x - fit.position.value)
 
 
-def edge_y(ctx: Context, proc, range_m: float, n: int, k: int):
-    s = dithered_chirps(ctx, proc, lambda dy: target("knife_edge", range_m, edge_axis="y", offset_y_m=dy), k, n)
-    sel = np.abs(s.y) <= EDGE_HALF_WINDOW_M
-    fit = fit_knife_edge(s.y[sel], s.power[sel], power=True)
-    return fit, ChirpSamples(s.x[sel], s.y[sel] - fit.position.value, s.power[sel])
+def edge_y(ctx: Context, proc, range_m: float, n: int, k: int, ref: np.ndarray):
+    s = dithered_chirps(ctx, proc, lambda dy: target("knife_edge", range_m, edge_axis="y", offset_y_m=dy), k, n,
+                        ref)
+    s = s.select((np.abs(s.y) <= EDGE_HALF_WINDOW_M) & (np.abs(s.x) <= EDGE_HALF_WINDOW_M))
+    # one step per dither scan (its own gain), line-correlated errors
+    fit = fit_knife_edge(s.y, s.power, power=True, groups=s.group, clusters=s.line)
+    return fit, replace(s, y=s.y - fit.position.value)
 
 
 def point_scan(ctx: Context, proc, range_m: float, n: int, k: int,
@@ -61,7 +70,7 @@ def point_scan(ctx: Context, proc, range_m: float, n: int, k: int,
     """
     s = dithered_chirps(ctx, proc, lambda dy: target("point", range_m, offset_x_m=0.0, offset_y_m=dy), k, n)
     s = s.window(0.0, 0.0, half_window_m)
-    fit = fit_gaussian_2d(s.x, s.y, s.power)
+    fit = fit_gaussian_2d(s.x, s.y, s.power, groups=s.group, clusters=s.line)
     r2 = math.sqrt(2.0)
     fit = replace(fit, radius_x=Measured.of(r2 * fit.radius_x.value, r2 * fit.radius_x.uncertainty, "m"),
                   radius_y=Measured.of(r2 * fit.radius_y.value, r2 * fit.radius_y.uncertainty, "m"))
@@ -86,8 +95,9 @@ def run(ctx: Context) -> Outcome:
     z = sc.optics.standoff_m
     n = cal.frames_per_point
     k = 2 if ctx.quick else 4
-    fx, fimg, sx = edge_x(ctx, proc, z, n)
-    fy, sy = edge_y(ctx, proc, z, n, k)
+    ref = plate_reference(ctx, proc, z, n)
+    fx, fimg, sx = edge_x(ctx, proc, z, n, ref)
+    fy, sy = edge_y(ctx, proc, z, n, k, ref)
     fp, sp = point_scan(ctx, proc, z, n, k)
     values: dict[str, Measured] = {}
     values.update(fx.values("edge_x_"))

@@ -13,7 +13,7 @@ has radius w / sqrt 2). That is why spot sizes here are the one-way beam's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -83,25 +83,38 @@ def image_axes(scanner: ScannerConfig) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class ChirpSamples:
-    """Every kept chirp of a scan: beam x (m, the processor's positions), line y (m), gated power."""
+    """Every kept chirp of a scan: beam x (m, the processor's positions), line y (m), gated power,
+    the group (dither position) and the line it belongs to (a unique label per scanned line)."""
 
     x: np.ndarray
     y: np.ndarray
     power: np.ndarray
+    group: np.ndarray
+    line: np.ndarray
 
     def shifted(self, dy: float) -> "ChirpSamples":
-        return ChirpSamples(self.x, self.y - dy, self.power)
+        return replace(self, y=self.y - dy)
+
+    def regroup(self, g: int) -> "ChirpSamples":
+        return replace(self, group=np.full_like(self.group, g))
+
+    def select(self, sel: np.ndarray) -> "ChirpSamples":
+        return ChirpSamples(self.x[sel], self.y[sel], self.power[sel], self.group[sel], self.line[sel])
 
     @staticmethod
     def pool(parts: list["ChirpSamples"]) -> "ChirpSamples":
-        return ChirpSamples(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("x", "y", "power")))
+        lines, base = [], 0
+        for p in parts:  # keep line labels unique across the parts
+            lines.append(p.line + base)
+            base += int(p.line.max()) + 1 if p.line.size else 0
+        return ChirpSamples(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("x", "y", "power", "group")),
+                            np.concatenate(lines))
 
     def window(self, x0: float, y0: float, half_m: float) -> "ChirpSamples":
-        sel = (np.abs(self.x - x0) <= half_m) & (np.abs(self.y - y0) <= half_m)
-        return ChirpSamples(self.x[sel], self.y[sel], self.power[sel])
+        return self.select((np.abs(self.x - x0) <= half_m) & (np.abs(self.y - y0) <= half_m))
 
 
-def chirp_samples(proc: FrameProcessor, raws: list) -> ChirpSamples:
+def chirp_samples(proc: FrameProcessor, raws: list, reference: np.ndarray | None = None) -> ChirpSamples:
     """The de-warp's inputs instead of its output: per-chirp power at its exact beam position.
 
     The de-warp puts each chirp in the pixel its position falls in, so a sample can sit up to half
@@ -109,12 +122,18 @@ def chirp_samples(proc: FrameProcessor, raws: list) -> ChirpSamples:
     width by a few per cent depending on where the chirps fall. Beam fits therefore use the chirps
     themselves, with the same selection the de-warp makes (inside +-fov_x / 2, moving in the
     line's direction). Rows keep the processor's line positions y_l.
+
+    reference: (lines, chirps) power of a flat plate scanned the same way; each chirp's power is
+    divided by it (a knife edge is a plate whose specular return falls off with the beam's
+    steering angle, exp(-(2 alpha / theta0)^2): dividing by the unobstructed plate removes that).
     """
     ra = proc.scanner.raster
     _, y_rows = image_axes(proc.scanner)
-    xs, ys, ps = [], [], []
-    for raw in raws:
+    xs, ys, ps, ls = [], [], [], []
+    for i, raw in enumerate(raws):
         p = proc.chirp_power(raw).astype(np.float64)
+        if reference is not None:
+            p = p / np.maximum(reference, 1e-30)
         x = proc.positions(raw).astype(np.float64)
         d = raw.direction.astype(np.float64)[:, None]
         nxt = np.concatenate([x[:, 1:], x[:, -1:]], axis=1)
@@ -122,12 +141,21 @@ def chirp_samples(proc: FrameProcessor, raws: list) -> ChirpSamples:
         keep = ((nxt - prv) * d > 0) & (np.abs(x) < ra.fov_x_m / 2)
         xs.append(x[keep]), ps.append(p[keep])
         ys.append(np.broadcast_to(y_rows[:, None], x.shape)[keep])
-    return ChirpSamples(np.concatenate(xs), np.concatenate(ys), np.concatenate(ps))
+        ls.append((i * x.shape[0] + np.broadcast_to(np.arange(x.shape[0])[:, None], x.shape))[keep])
+    line = np.concatenate(ls)
+    return ChirpSamples(np.concatenate(xs), np.concatenate(ys), np.concatenate(ps), np.zeros_like(line), line)
 
 
-def scan_chirps(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int) -> ChirpSamples:
+def scan_chirps(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int,
+                reference: np.ndarray | None = None) -> ChirpSamples:
     ctx.source.place(scene)
-    return chirp_samples(proc, ctx.source.acquire(n_frames))
+    return chirp_samples(proc, ctx.source.acquire(n_frames), reference)
+
+
+def plate_reference(ctx: Context, proc: FrameProcessor, range_m: float, n_frames: int) -> np.ndarray:
+    """Mean (lines, chirps) power of a flat plate at range_m facing the scanner: the knife edge's 100 %."""
+    ctx.source.place({"kind": "plate", "range_m": float(range_m), "tilt_deg": 0.0})
+    return np.mean([proc.chirp_power(r).astype(np.float64) for r in ctx.source.acquire(n_frames)], axis=0)
 
 
 def scan_power(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None, n_frames: int) -> np.ndarray:
@@ -148,15 +176,15 @@ def dithers(pitch_m: float, k: int) -> list[float]:
 
 
 def dithered_chirps(ctx: Context, proc: FrameProcessor, scene_at: Callable[[float], dict[str, Any]],
-                    k: int, n_frames: int) -> ChirpSamples:
+                    k: int, n_frames: int, reference: np.ndarray | None = None) -> ChirpSamples:
     """Chirp samples of k scans with the target moved by dy along y, pooled at (y - dy).
 
     A line pitch of 7 mm against a 15 mm spot leaves ~2 lines per spot; shifting the target by
     pitch / k between scans gives an effective pitch of pitch / k on the slow axis.
     """
     pitch = proc.scanner.raster.pixel_pitch_y_m
-    return ChirpSamples.pool([scan_chirps(ctx, proc, scene_at(dy), n_frames).shifted(dy)
-                              for dy in dithers(pitch, k)])
+    return ChirpSamples.pool([scan_chirps(ctx, proc, scene_at(dy), n_frames, reference).shifted(dy).regroup(i)
+                              for i, dy in enumerate(dithers(pitch, k))])
 
 
 def target(kind: str, range_m: float, **kw: Any) -> dict[str, Any]:

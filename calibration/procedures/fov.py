@@ -38,7 +38,7 @@ def locate_dots(s: ChirpSamples, pitch_m: float, origin: tuple[float, float],
                 continue  # a dot at the edge is cut by the field: its centroid is biased
             w = s.window(xt, yt, half)
             try:
-                f = fit_gaussian_2d(w.x, w.y, w.power)
+                f = fit_gaussian_2d(w.x, w.y, w.power, groups=w.group)
             except FitError:
                 continue
             if abs(f.x0.value - xt) < half and abs(f.y0.value - yt) < half:
