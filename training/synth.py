@@ -190,7 +190,7 @@ class _Worker:
     def thz(self, unit: Unit) -> dict[str, Any]:
         from sim.scene import Subject
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ox, oy, capture_seed, noise_seed = unit.draws(self.plan)
         vs = self.VirtualScanner(self.settings.scanner, self.sim_cfg, noise_seed)
         vs.set_scene(Subject(identity=unit.identity, posture=unit.posture, concealed=unit.concealed,
@@ -203,6 +203,7 @@ class _Worker:
         meta: dict[str, Any] = {**asdict(unit), "offset_x_m": ox, "offset_y_m": oy, "capture_seed": capture_seed,
                                 "scanner_seed": noise_seed, "frame_ids": frame.frame_ids, "roi": roi.meta(),
                                 "t_sim_s": round(t_sim, 4), "t_total_s": round(t_all, 4),
+                                "cpu_s": round(time.process_time() - c0, 4),
                                 "truth": raws[-1].meta.get("truth")}
         if roi.found and roi.image is not None:
             _atomic_write_bytes(self.out / f"{unit.stem}.png", _png_bytes(roi_to_png(roi.image, self.plan.bits)))
