@@ -170,7 +170,10 @@ def body_mesh(n_h: int = 24, n_a: int = 48) -> tuple[Mesh, Mesh]:
     hh = np.linspace(-0.05, -0.30, n_h)
     aa = np.linspace(-math.pi, math.pi, n_a, endpoint=False)
     H, A = np.meshgrid(hh, aa, indexing="ij")
-    neck_v = np.stack([0.056 * np.sin(A), H, -0.015 + 0.060 * np.cos(A)], -1).reshape(-1, 3)
+    # the neck leans forward (top ahead of the base, ~18 deg), so its front does not face the beam
+    lean = math.radians(18.0)
+    neck_v = np.stack([0.056 * np.sin(A), H, -0.015 + 0.060 * np.cos(A) + (H + 0.05) * math.tan(lean)],
+                      -1).reshape(-1, 3)
     neck_a = np.zeros((neck_v.shape[0], N_ATTR))
     neck_a[:, A_COVER] = 1.0
     neck_a[:, A_TEX_U] = (A * 0.058).ravel()
