@@ -62,3 +62,24 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
     if summary.failed:
         raise click.ClickException(f"{summary.failed} images failed (first: {summary.errors[0]}); "
                                    "run the same command again to retry them")
+
+
+@click.command("import-reference")
+@click.option("--thz", "thz_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="THz images in the authors' layout: <id>/<unit>/<id>_<b|n><k><b|n>_<sample>.png")
+@click.option("--visible", "visible_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="visible images in the same layout (optional)")
+@click.option("--csv-dir", "csv_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="folder of {train,val,test}_dataset.csv giving the splits (optional)")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="dataset directory to write")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the split of files no CSV names")
+def import_reference_cmd(thz_dir: str, visible_dir: str | None, csv_dir: str | None, out: str, seed: int) -> None:
+    """Copy a dataset kept in the authors' layout into OUT with a manifest.csv (a lab's real data)."""
+    from training.manifest import ManifestError
+    from training.reference_layout import import_reference
+
+    try:
+        summary = import_reference(thz_dir, out, visible_dir, csv_dir, seed)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary))

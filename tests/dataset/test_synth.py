@@ -156,6 +156,12 @@ def test_reference_layout_round_trip(made, tmp_path):
     again = import_reference(ref / "thz", tmp_path / "imported2", ref / "visible", None, seed=0)
     assert again["split_from_csv"] == 0
     assert sorted(map(key, read_manifest(tmp_path / "imported2"))) == sorted(map(key, orig))
+    # the command-line form
+    from training.synth_cli import import_reference_cmd
+    res = CliRunner().invoke(import_reference_cmd, ["--thz", str(ref / "thz"), "--csv-dir", str(ref / "data"),
+                                                    "--out", str(tmp_path / "imported3")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["thz_images"] == 24
 
 
 def test_import_rejects_bad_names(tmp_path):
