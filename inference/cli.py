@@ -199,9 +199,10 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
                    "frames itself (direct), or emulator when the daemon is installed (auto)")
 @click.option("--result-endpoint", default=None, help="where results are published (default: "
                                                       "inference.result_endpoint)")
+@click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
 @click.pass_obj
 def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery, reconstruction, report_dir,
-        max_results, raw_source, result_endpoint):
+        max_results, raw_source, result_endpoint, view):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -215,6 +216,11 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
     eng = _engine(s, bundle, engine, reconstruction=reconstruction)
+    live = None
+    if view:
+        from inference.view import LiveView
+        live = LiveView(port=s.inference.view_port, fault_after_s=s.inference.view_fault_after_s).start()
+        click.echo(f"live view: {live.url}", err=True)
     try:
         if sim:
             plist = list(POSTURES) if postures == "all" else [p.strip() for p in postures.split(",") if p.strip()]
@@ -223,10 +229,13 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
                 raise click.BadParameter(f"{bad} not in {POSTURES}", param_hint="--postures")
             summary = run_sim(s, eng, n_subjects=subjects, postures=plist, scans_per_posture=scans_per_posture,
                               gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
-                              result_endpoint=result_endpoint)
+                              result_endpoint=result_endpoint, view=live)
         else:
             summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
-                                   result_endpoint=result_endpoint)
+                                   result_endpoint=result_endpoint, view=live)
     except JobError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if live is not None:
+            live.stop()
     click.echo(json.dumps(summary))

@@ -42,6 +42,10 @@ class InferenceConfig(Section):
                         "a non-loopback endpoint")
     curve_clients_dir: str = Field("", description="directory of authorised client public keys (*.key) for CURVE")
     report_dir: str = Field("reports", description="where `thz run` writes its HTML report")
+    view_port: int = Field(8765, ge=0, le=65535, description="`thz run --view`: loopback HTTP port of the live "
+                                                             "view (0 = any free port)")
+    view_fault_after_s: float = Field(3.0, gt=0, description="live view: scanner shown in fault after this long "
+                                                             "without a frame (s)")
 
     @model_validator(mode="after")
     def _endpoints(self) -> "InferenceConfig":

@@ -141,10 +141,13 @@ class Collected:
 class Collector:
     """SUB `result` (and `roi` for the report): results go to `queue`, ROIs are kept by frame id."""
 
-    def __init__(self, result_endpoint: str, roi_endpoint: str | None, context: zmq.Context) -> None:
+    def __init__(self, result_endpoint: str, roi_endpoint: str | None, context: zmq.Context,
+                 view=None, status_endpoint: str | None = None) -> None:
         self.result_endpoint = result_endpoint
         self.roi_endpoint = roi_endpoint
         self.ctx = context
+        self.view = view  # inference.view.LiveView, fed with frames, results and link state
+        self.status_endpoint = status_endpoint
         self.queue: "queue.Queue[Collected]" = queue.Queue()
         self.ready = threading.Event()
         self.rois: dict[tuple[str, int], np.ndarray] = {}
@@ -157,13 +160,21 @@ class Collector:
         res.connect(self.result_endpoint)
         poller = zmq.Poller()
         poller.register(res, zmq.POLLIN)
-        roi = None
+        roi = status = None
         if self.roi_endpoint:
             roi = self.ctx.socket(zmq.SUB)
             roi.setsockopt(zmq.LINGER, 0)
             roi.setsockopt(zmq.SUBSCRIBE, b"roi")
+            if self.view is not None:
+                roi.setsockopt(zmq.SUBSCRIBE, b"frame")
             roi.connect(self.roi_endpoint)
             poller.register(roi, zmq.POLLIN)
+        if self.view is not None and self.status_endpoint:
+            status = self.ctx.socket(zmq.SUB)
+            status.setsockopt(zmq.LINGER, 0)
+            status.setsockopt(zmq.SUBSCRIBE, b"status")
+            status.connect(self.status_endpoint)
+            poller.register(status, zmq.POLLIN)
         self.ready.set()
         pending: list[tuple[float, Message, ResultMeta]] = []  # results whose ROI has not arrived yet
         try:
@@ -172,16 +183,28 @@ class Collector:
                 if roi is not None and roi in ev:
                     while True:
                         try:
-                            m = decode(roi.recv_multipart(zmq.NOBLOCK), expect_topic="roi")
+                            m = decode(roi.recv_multipart(zmq.NOBLOCK))
                         except zmq.Again:
                             break
                         except WireError:
                             self.malformed += 1
                             continue
-                        if "roi" in m.arrays:
+                        if m.topic == "frame" and self.view is not None and "frame" in m.arrays:
+                            self.view.on_frame(m.frame_id, m.arrays["frame"], m.meta)
+                        elif m.topic == "roi" and "roi" in m.arrays:
                             self.rois[(m.scanner_id, m.frame_id)] = np.array(m.arrays["roi"], np.float32)
                             if len(self.rois) > 512:
                                 self.rois.pop(next(iter(self.rois)))
+                if status is not None and status in ev:
+                    while True:
+                        try:
+                            m = decode(status.recv_multipart(zmq.NOBLOCK), expect_topic="status")
+                        except zmq.Again:
+                            break
+                        except WireError:
+                            self.malformed += 1
+                            continue
+                        self.view.on_status(str(m.meta.get("state", "?")), str(m.meta.get("reason", "")))
                 if res in ev:
                     while True:
                         try:
@@ -200,12 +223,16 @@ class Collector:
                         keep.append((t, msg, meta))
                         continue
                     rec = msg.arrays.get("reconstruction")
-                    self.queue.put(Collected(msg, meta, image, None if rec is None else np.array(rec)))
+                    c = Collected(msg, meta, image, None if rec is None else np.array(rec))
+                    if self.view is not None:
+                        self.view.on_result(msg.frame_id, meta, image, c.reconstruction)
+                    self.queue.put(c)
                 pending = keep
         finally:
             res.close(0)
-            if roi is not None:
-                roi.close(0)
+            for sock in (roi, status):
+                if sock is not None:
+                    sock.close(0)
 
 
 # --- the pipeline -----------------------------------------------------------------------------------
@@ -225,10 +252,11 @@ class Pipeline:
 
     def __init__(self, settings, engine: Engine | None, sim: bool = True, gallery_path: str | Path | None = None,
                  result_endpoint: str | None = None, reconstruction: bool | None = None, seed: int | None = None,
-                 collect_rois: bool = True, raw_source: str = "auto") -> None:
+                 collect_rois: bool = True, raw_source: str = "auto", view=None) -> None:
         if raw_source not in RAW_SOURCES:
             raise ValueError(f"raw_source={raw_source!r}: choose one of {RAW_SOURCES}")
         self.raw_source = raw_source
+        self.view = view
         self.settings = settings
         self.engine = engine
         self.sim = sim
@@ -277,8 +305,10 @@ class Pipeline:
                                         min_subscribers=1, reconstruction=self.reconstruction, context=self.ctx)
             self.stage.start()
             self.workers.append(_Worker("inference", self.stage._thread, lambda: self.stage.error))
+            status = self.daemon.endpoints.get("status") if self.daemon is not None else None
             self.collector = Collector(self.stage.bound_endpoint,
-                                       self.roi_endpoint if self.collect_rois else None, self.ctx)
+                                       self.roi_endpoint if (self.collect_rois or self.view) else None, self.ctx,
+                                       view=self.view, status_endpoint=status)
         else:
             self.collector = Collector("inproc://none", self.roi_endpoint, self.ctx)
         self._thread("collector", lambda: self.collector.run(self.stop_event), lambda: None)
@@ -506,7 +536,7 @@ def subject_id(identity: int) -> str:
 def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            raw_source: str = "auto", echo: Callable[[str], None] = _echo) -> dict:
+            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report."""
     from thzcore.labels import POSTURES
 
@@ -530,7 +560,7 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
     pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
-                    seed=seed, raw_source=raw_source)
+                    seed=seed, raw_source=raw_source, view=view)
     try:
         with pipe:
             info["raw_source"] = "emulator+acquisition" if pipe.emulator is not None else "virtual scanner (direct)"
@@ -631,14 +661,14 @@ def _summary_text(s: dict) -> str:
 
 
 def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
-                 result_endpoint: str | None = None, echo: Callable[[str], None] = _echo) -> dict:
+                 result_endpoint: str | None = None, view=None, echo: Callable[[str], None] = _echo) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     n = 0
     t0 = time.time()
     interrupted = False
     pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False,
-                    result_endpoint=result_endpoint)
+                    result_endpoint=result_endpoint, view=view)
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")
