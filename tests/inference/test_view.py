@@ -1,0 +1,112 @@
+"""Live view: the page, server-sent events with new frame ids, and the fault state when the scanner drops."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from inference.results import PostureResult, ResultMeta, VerificationResult
+from inference.view import LiveView
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _meta(fid):
+    return ResultMeta(model_id="m", engine="onnxruntime",
+                      posture=PostureResult(name="full-left", index=3,
+                                            probabilities={"front-left": 0.05, "front-center": 0.05,
+                                                           "front-right": 0.05, "full-left": 0.8, "full-right": 0.05}),
+                      verification=[VerificationResult(claim="sim-001", distance=0.12, threshold=0.4, accepted=True)],
+                      latency_ms={"acquired_to_published": 42.0}, frame_ids=[fid])
+
+
+def _events_until(url, done, timeout=10):
+    """Read `data:` events of the SSE stream until done(event)."""
+    out = []
+    with urllib.request.urlopen(url + "events", timeout=timeout) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        for line in r:
+            if line.startswith(b"data: "):
+                out.append(json.loads(line[6:]))
+                if done(out[-1]):
+                    return out
+    return out
+
+
+@pytest.fixture
+def view():
+    clock = FakeClock()
+    v = LiveView(port=0, fault_after_s=3.0, clock=clock).start()
+    v.clock = clock
+    yield v
+    v.stop()
+
+
+def test_page_state_and_events(view):
+    page = urllib.request.urlopen(view.url, timeout=5).read().decode()
+    assert "EventSource" in page and "thz-face live view" in page
+    st = json.loads(urllib.request.urlopen(view.url + "state", timeout=5).read())
+    assert st["scanner"] == "waiting" and st["frame_id"] is None
+    got = []
+    t = threading.Thread(target=lambda: got.extend(_events_until(view.url, lambda e: e["result_frame_id"] == 7)))
+    t.start()
+    frame = np.random.default_rng(0).random((64, 256)).astype(np.float32)
+    view.on_frame(7, frame, {"roi": {"box_px": [5.0, 90.0, 40.0, 60.0]}})
+    view.on_result(7, _meta(7), np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32))
+    t.join(10)
+    assert got[-1]["frame_id"] == 7 and got[-1]["result_frame_id"] == 7
+    last = got[-1]
+    assert last["scanner"] == "ok" and last["roi_box"] == [5.0, 90.0, 40.0, 60.0]
+    assert last["posture"]["name"] == "full-left" and last["verification"][0]["accepted"]
+    assert last["frame"].startswith("data:image/png;base64,") and last["reconstruction"].startswith("data:image")
+
+
+def test_fault_when_frames_stop_or_link_drops(view):
+    view.on_frame(1, np.zeros((64, 256), np.float32), {})
+    assert json.loads(urllib.request.urlopen(view.url + "state").read())["scanner"] == "ok"
+    view.clock.t += 5.0  # no frame for 5 s > 3 s
+    st = json.loads(urllib.request.urlopen(view.url + "state").read())
+    assert st["scanner"] == "fault" and "no frame for 5.0 s" in st["scanner_detail"]
+    view.on_frame(2, np.zeros((64, 256), np.float32), {})
+    view.on_status("reconnecting", "receiver timed out")
+    st = json.loads(urllib.request.urlopen(view.url + "state").read())
+    assert st["scanner"] == "fault" and "reconnecting" in st["scanner_detail"]
+
+
+def test_view_refuses_non_loopback():
+    with pytest.raises(ValueError, match="not loopback"):
+        LiveView(host="0.0.0.0")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package 'chromium') not installed")
+def test_page_in_headless_chromium(view, tmp_path):
+    """The page renders the pushed state: frame id, posture, decision; then the fault state."""
+    def dom():
+        r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", view.url],
+                           capture_output=True, text=True, timeout=60)
+        return r.stdout
+
+    view.on_frame(41, np.random.default_rng(1).random((64, 256)).astype(np.float32), {"roi": {"box_px": [1, 2, 3, 4]}})
+    view.on_result(41, _meta(41), np.zeros((64, 64), np.float32), None)
+    html = dom()
+    assert '<span id="frame_id">41</span>' in html
+    assert "full-left (0.80)" in html and "accepted" in html
+    assert 'class="ok"' in html
+    view.clock.t += 10.0
+    html = dom()
+    assert 'id="scanner" class="fault"' in html and "no frame for" in html
