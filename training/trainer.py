@@ -173,7 +173,8 @@ class Trainer:
         return {"val_loss": tot / len(self.val_batches)} | {f"val_{k}": float(m[k]) for k in VAL_KEYS}
 
     # ---- the loop ------------------------------------------------------------------------------------
-    def fit(self) -> dict:
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train until cfg.epochs, early stopping, or `stop_after` epochs in this call (an interruption)."""
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / RUN_CONFIG).write_text(json.dumps(
@@ -186,7 +187,8 @@ class Trainer:
                                     "anchors": len(self.train_index), "batches_per_epoch": len(self.sampler),
                                     "parameters": count_parameters(self.model), "perceptual": self.perceptual_name})
         patience = cfg.early_stop.patience
-        while self.epoch < cfg.epochs and self.bad_epochs < patience:
+        last = cfg.epochs if stop_after is None else min(cfg.epochs, self.epoch + stop_after)
+        while self.epoch < last and self.bad_epochs < patience:
             t0 = time.perf_counter()
             row = {"epoch": self.epoch + 1} | self.train_epoch(total_steps)
             self.recalibrate_bn()

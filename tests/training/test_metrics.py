@@ -1,0 +1,70 @@
+"""Evaluation metrics against hand-computed values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.metrics import (cosine_distance, eer, posture_metrics, rank1_identification, roc_auc,
+                              threshold_at_far, triplet_metrics, verification_metrics)
+
+
+def test_cosine_distance():
+    a = np.array([[1.0, 0.0]])
+    b = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    assert cosine_distance(a, b)[0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_roc_auc_by_hand():
+    # genuine distances {0.1, 0.4}, impostor {0.3, 0.5}: pairs with g < i: (0.1,0.3) (0.1,0.5) (0.4,0.5) = 3 of 4
+    assert roc_auc([0.1, 0.4], [0.3, 0.5]) == pytest.approx(0.75)
+    assert roc_auc([0.2], [0.2]) == pytest.approx(0.5)  # a tie counts one half
+    with pytest.raises(ValueError, match="genuine and impostor"):
+        roc_auc([], [0.1])
+
+
+def test_eer_and_threshold_at_far_by_hand():
+    gen = np.array([0.1, 0.2, 0.3, 0.6])
+    imp = np.array([0.4, 0.5, 0.7, 0.8])
+    # at t = 0.3: FAR = 0/4, FRR = 1/4; at t = 0.4: FAR = 1/4, FRR = 1/4 -> |FAR - FRR| = 0 -> EER 0.25 at 0.4
+    e, t = eer(gen, imp)
+    assert (e, t) == (pytest.approx(0.25), pytest.approx(0.4))
+    # FAR <= 0: largest such threshold is 0.3, which accepts 3 of 4 genuines
+    tar, t_far = threshold_at_far(gen, imp, 0.0)
+    assert (tar, t_far) == (pytest.approx(0.75), pytest.approx(0.3))
+    # perfect separation: EER 0
+    assert eer([0.1, 0.2], [0.5, 0.6])[0] == 0.0
+
+
+def test_triplet_metrics_counts_every_same_posture_negative():
+    # 2 identities, 1 posture (0) + an off-posture negative that must be ignored.
+    emb = np.array([[1.0, 0.0],    # 0 anchor, id 0
+                    [0.8, 0.6],    # 1 positive of 0 (d = 0.2)
+                    [0.0, 1.0],    # 2 negative id 1 (d = 1.0) -> correct
+                    [0.6, 0.8],    # 3 negative id 1 (d = 0.4) -> correct
+                    [1.0, 0.0]])   # 4 negative id 1 but posture 1 -> ignored (would be wrong)
+    ident = np.array([0, 0, 1, 1, 1])
+    post = np.array([0, 0, 0, 0, 1])
+    m = triplet_metrics(emb, ident, post, np.array([0]), np.array([1]), np.array([1, 2, 3, 4]))
+    assert m["triplet_accuracy"] == 1.0 and m["n_triplets"] == 2
+    assert m["avg_positive_distance"] == pytest.approx(0.2)
+    assert m["avg_negative_distance"] == pytest.approx((1.0 + 0.4) / 2)
+
+
+def test_posture_metrics_by_hand():
+    # row 0: p = softmax(ln 3, 0, 0, 0, 0) = (3/7, 1/7 ...), correct (label 0); row 1 wrong
+    logits = np.array([[np.log(3.0), 0, 0, 0, 0], [0, 0, 5.0, 0, 0]])
+    m = posture_metrics(logits, np.array([0, 1]))
+    assert m["posture_accuracy"] == 0.5
+    assert m["avg_correct_confidence"] == pytest.approx(3 / 7)
+
+
+def test_verification_and_rank1_on_separable_embeddings():
+    emb = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0], [0.28, 0.96]])
+    ident = np.array([0, 0, 1, 1])
+    probes, refs = np.array([0, 2]), np.array([1, 3])
+    m = verification_metrics(emb, ident, probes, refs)
+    assert m["roc_auc"] == 1.0 and m["eer"] == 0.0 and m["tar_at_far1"] == 1.0
+    assert (m["n_genuine"], m["n_impostor"]) == (2, 2)
+    assert rank1_identification(emb, ident, probes, refs) == 1.0
+    # swap the references' identities: every probe is now nearest to the wrong template
+    assert rank1_identification(emb, np.array([0, 1, 1, 0]), probes, refs) == 0.0

@@ -1,0 +1,177 @@
+"""Short seeded runs on the procedural fixture: determinism, resume, train -> evaluate -> export, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.training.conftest import small_config
+from tests.training.fixture_data import make_dataset
+from thzcore.bundle import read_manifest
+from training.batches import make_batch
+from training.data import ThzData, TripletIndex
+from training.distill import ModelB
+from training.model import preset_config
+from training.objective import model_a_loss, model_b_loss
+from training.predict import LAST, load_checkpoint
+from training.sampler import BalancedTripletSampler
+from training.trainer import Trainer
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning",
+                                        "ignore::DeprecationWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def data(dataset):
+    return ThzData.load(dataset)
+
+
+def _state(path):
+    return load_checkpoint(path)["model"]
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeded_run_is_repeated_exactly_by_an_interrupted_and_resumed_one(data, tmp_path):
+    # Two independently built trainers with one seed: the straight run and the interrupted + resumed run
+    # must end with bit-identical weights (determinism and resume in one check).
+    cfg = small_config(epochs=2, bn_batches=1, loss={"perceptual": 0.0})
+    Trainer(data, "a", cfg, tmp_path / "x", progress=False).fit()
+    Trainer(data, "a", cfg, tmp_path / "z", progress=False).fit(stop_after=1)
+    assert load_checkpoint(tmp_path / "z" / LAST)["epoch"] == 1
+    assert not _same(_state(tmp_path / "x" / LAST), _state(tmp_path / "z" / LAST))
+    t = Trainer(data, "a", cfg, tmp_path / "z", progress=False)
+    assert t.resume() and t.epoch == 1
+    t.fit()
+    assert _same(_state(tmp_path / "x" / LAST), _state(tmp_path / "z" / LAST))
+    rows = (tmp_path / "z" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,")
+
+
+def test_the_seed_sets_initial_weights_and_batches(data, tmp_path):
+    a = Trainer(data, "a", small_config(seed=0), tmp_path / "a", progress=False)
+    b = Trainer(data, "a", small_config(seed=0), tmp_path / "b", progress=False)
+    c = Trainer(data, "a", small_config(seed=1), tmp_path / "c", progress=False)
+    assert _same(a.model.state_dict(), b.model.state_dict())
+    assert not _same(a.model.state_dict(), c.model.state_dict())
+    assert (a.sampler.epoch(0)[0].anchor == b.sampler.epoch(0)[0].anchor).all()
+
+
+def test_resume_refuses_another_model(data, tmp_path):
+    t = Trainer(data, "a", small_config(epochs=1), tmp_path / "r", progress=False)
+    t.out.mkdir(parents=True)
+    t.save(t.out / LAST, full=True)
+    t = Trainer(data, "b", small_config(epochs=1), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="holds a model"):
+        t.resume()
+
+
+def test_model_b_teacher_sees_only_samples_with_a_visible_image(tmp_path):
+    torch.manual_seed(0)
+    d = ThzData.load(make_dataset(tmp_path / "d", n_identities=3, captures=3, drop_visible=10))
+    idx = TripletIndex.build(d, ("train",))
+    tb = BalancedTripletSampler(idx, 3, 5, 0).epoch(0)[0]
+    batch = make_batch(idx, tb, None, np.random.default_rng(0))
+    model = ModelB(preset_config("compact")).eval()
+    seen = []
+    model.teacher.register_forward_hook(lambda m, inp, out: seen.append(inp[1].shape[0]))
+    cfg = small_config()
+    _, parts, _ = model_b_loss(model, batch, cfg)
+    n_has = int(batch.has_visible.sum())
+    assert 0 < n_has < len(batch.has_visible) and seen == [n_has]
+    assert {"teacher", "feature_distill", "logit_distill"} <= set(parts)
+    # nobody has a visible image: Model B's loss is exactly Model A's on the student
+    batch.has_visible[:] = False
+    lb, parts_b, _ = model_b_loss(model, batch, cfg)
+    la, _, _ = model_a_loss(model.student, batch, cfg)
+    assert float(lb) == pytest.approx(float(la)) and "teacher" not in parts_b and len(seen) == 1
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """Model A, 4 epochs on the fixture (a few seconds)."""
+    run = tmp_path_factory.mktemp("run") / "a"
+    summary = Trainer(data, "a", small_config(epochs=4, lr=3e-3), run, progress=False).fit()
+    return run, summary
+
+
+def test_train_then_evaluate_beats_chance(trained, dataset):
+    run, summary = trained
+    assert summary["epochs_run"] == 4 and (run / "loss_curve.png").stat().st_size > 0
+    res = CliRunner().invoke(_cli(), ["evaluate", str(run), "--data", str(dataset), "--split", "test"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output.strip().splitlines()[-1])
+    # chance: triplet 0.5, posture 0.2, ROC AUC 0.5, rank-1 1/6
+    assert m["triplet_accuracy"] > 0.8 and m["posture_accuracy"] > 0.6 and m["roc_auc"] > 0.8
+    assert m["rank1_identification"] > 0.4 and m["eer"] < 0.35
+    assert m["ssim"] > 0.1 and m["psnr"] > 8
+    for k in ("ssim_gt_routing", "ssim_soft_routing", "tar_at_far1", "avg_positive_distance"):
+        assert k in m
+    report = (run / "eval_test" / "report.md").read_text()
+    assert "triplet_accuracy" in report and (run / "eval_test" / "reconstructions.png").is_file()
+    assert (run / "eval_test" / "embeddings.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def bundle(trained, tmp_path_factory):
+    run, _ = trained
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    res = CliRunner().invoke(_cli(), ["export", str(run), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.output.strip().splitlines()[-1])
+
+
+def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
+    path, out = bundle
+    m = read_manifest(path)  # validates model_id == hash of model.onnx
+    assert m.model_id == out["model_id"] and m.preset == "compact" and m.distance == "cosine"
+    assert max(out["parity_max_abs"].values()) <= 1e-4
+    assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
+    assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]
+    # the graph takes any batch size, and the bundle evaluates through ONNX Runtime
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    e, lg, r = s.run(None, {"thz": np.random.default_rng(0).random((3, 1, 64, 64), dtype=np.float32)})
+    assert e.shape == (3, 128) and lg.shape == (3, 5) and r.shape == (3, 1, 64, 64)
+    res = CliRunner().invoke(_cli(), ["evaluate", str(path), "--data", str(dataset), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    mb = json.loads(res.output.strip().splitlines()[-1])
+    assert mb["source"] == "bundle" and mb["triplet_accuracy"] == pytest.approx(m.metrics["triplet_accuracy"])
+
+
+def test_export_fails_when_parity_is_violated(trained, bundle):
+    from training.export import ParityError, parity
+    from training.predict import load_run
+    net, _ = load_run(trained[0])
+    x = np.random.default_rng(0).random((2, 1, 64, 64), dtype=np.float32)
+    parity(net, bundle[0], x, 1e-4)  # the exported model agrees
+    with torch.no_grad():  # the torch side drifts: the check must catch it
+        net.posture_fc.bias.add_(1.0)
+    with pytest.raises(ParityError, match="posture_logits"):
+        parity(net, bundle[0], x, 1e-4)
+
+
+def test_cli_train_model_b_and_refuse_overwrite(dataset, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[training]\nnum_threads = 1\nbatch_identities = 3\nbn_batches = 1\nwarmup_epochs = 0\n")
+    args = ["--config", str(cfg), "train", "--model", "b", "--data", str(dataset), "--preset", "compact",
+            "--epochs", "1", "--out", str(tmp_path / "b"), "--no-progress"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output.strip().splitlines()[-1])
+    assert s["kind"] == "b" and s["epochs_run"] == 1
+    ck = load_checkpoint(tmp_path / "b" / "best.pt")
+    assert ck["kind"] == "b" and ck["model_config"]["preset"] == "compact"
+    assert any(k.startswith("teacher.") for k in ck["model"])
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code != 0 and "--resume" in res.output
+
+
+def _cli():
+    from thz.cli import cli
+    return cli
