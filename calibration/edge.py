@@ -174,8 +174,22 @@ def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m", power: bool = 
         a0 = floor
     profile = edge_profile_power if power else edge_profile
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        return profile(xs, p[0], p[3:][gidx], p[1], p[2]) - y
+    if power:
+        # detected power carries multiplicative noise (gain drift) on the bright side and additive
+        # noise on the dark side: sigma_i = rho |m_i| + sigma_d, both read off the data (relative
+        # scatter of the brightest fifth, scatter of the darkest fifth), so neither the plateau's
+        # scatter nor the floor's decides the fit alone
+        lo_q, hi_q = np.percentile(y, [20, 80])
+        dark, bright = y[y <= lo_q], y[y >= hi_q]
+        sigma_d = max(float(np.std(dark)), 1e-12 * float(np.abs(y).max()) + 1e-300)
+        rho = float(np.std(bright) / max(abs(float(np.mean(bright))), 1e-300))
+
+        def resid(p: np.ndarray) -> np.ndarray:
+            m = profile(xs, p[0], p[3:][gidx], p[1], p[2])
+            return (m - y) / (rho * np.abs(m) + sigma_d)
+    else:
+        def resid(p: np.ndarray) -> np.ndarray:
+            return profile(xs, p[0], p[3:][gidx], p[1], p[2]) - y
 
     p0 = np.array([a0, x00, w0] + [b0] * n_g)
     lo = [-np.inf, xs.min() - span, span * 1e-6] + [0.0] * n_g
@@ -194,7 +208,7 @@ def fit_knife_edge(x: np.ndarray, y: np.ndarray, unit: str = "m", power: bool = 
         offset=Measured.of(a, s[0]), step=Measured.of(sgn * b, b_u), position=Measured.of(sgn * x0, s[1], unit),
         radius_1e2=Measured.of(w, s[2], unit), diameter_1e2=Measured.of(2 * w, 2 * s[2], unit),
         width_10_90=Measured.of(K_10_90 * w, K_10_90 * s[2], unit), width_10_90_direct=direct,
-        residual_rms=float(np.sqrt(np.mean(res.fun**2))), n=int(x.size),
+        residual_rms=float(np.sqrt(np.mean((profile(xs, a, p[3:][gidx], x0, w) - y) ** 2))), n=int(x.size),
     )
 
 

@@ -18,16 +18,24 @@ from calibration.store import CalibrationError
 from calibration.values import Measured
 
 
+SPOT_KEYS = {"x": ("edge_x_diameter_1e2", "point_diameter_x"), "y": ("edge_y_diameter_1e2", "point_diameter_y")}
+
+
 def measured_radius(ctx: Context) -> tuple[float, str]:
-    """(1/e^2 radius on target, where it came from)."""
+    """(effective 1/e^2 radius sqrt(w_x w_y) on target, where it came from).
+
+    Conservative: along each axis the smaller of the knife-edge and point-target radii (a smaller
+    spot means a higher peak density); the peak of an elliptical beam is 2 P / (pi w_x w_y).
+    """
     try:
         rec = ctx.store.current("beam")
     except CalibrationError as exc:
         rec = None
         ctx.note(f"beam record not usable for exposure ({exc}); using the design waist")
-    if rec is not None and "edge_x_diameter_1e2" in rec.values and "edge_y_diameter_1e2" in rec.values:
-        r = 0.25 * (rec.values["edge_x_diameter_1e2"].value + rec.values["edge_y_diameter_1e2"].value)
-        return r, f"beam record {rec.record_id}"
+    if rec is not None and all(k in rec.values for keys in SPOT_KEYS.values() for k in keys):
+        wx = 0.5 * min(rec.values[k].value for k in SPOT_KEYS["x"])
+        wy = 0.5 * min(rec.values[k].value for k in SPOT_KEYS["y"])
+        return math.sqrt(wx * wy), f"beam record {rec.record_id} (smaller of edge and point per axis)"
     return ctx.source.scanner.optics.w0_m, "design waist (no beam record)"
 
 
