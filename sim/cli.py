@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -36,7 +37,9 @@ def _demo_images(settings, n_identities: int, frames: int, seed: int):
                     raw = vs.acquire_frame(f)
                     t_frames.append(time.perf_counter() - t)
                     imgs.append(preview_image(raw, sc, p.gate_min_m, p.gate_max_m, lag_s=vs.true_line_lag_s))
-                power = np.nanmean(imgs, axis=0)
+                with warnings.catch_warnings():   # columns no chirp reached stay NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    power = np.nanmean(imgs, axis=0)
                 maps = vs.scene_maps()
                 face = mask_on_image(maps.head_mask, maps.grid.u0, maps.grid.v0, maps.grid.pitch, sc, power.shape)
                 dr = face_dynamic_range_db(power, face)

@@ -1,0 +1,113 @@
+"""The virtual scanner's frame: shape, units, determinism from the seed, noise terms, truth in meta."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sim.sampling import SpeckleSynth
+from sim.scanner import VirtualScanner
+from sim.scene import Subject, Target
+from thzcore.frames import RawFrame
+from thzcore.wire import decode, encode
+
+
+@pytest.fixture(scope="module")
+def subject_frames(scanner_cfg, sim_cfg):
+    subj = Subject(identity=2, posture="front-right", concealed=True, capture_seed=11)
+    out = {}
+    for key, seed, fid in (("a", 7, 4), ("b", 7, 4), ("seed", 8, 4), ("frame", 7, 5)):
+        vs = VirtualScanner(scanner_cfg, sim_cfg, seed=seed)
+        vs.set_scene(subj)
+        out[key] = vs.acquire_frame(fid)
+    return out
+
+
+def test_frame_shape_units_and_meta(subject_frames, scanner_cfg):
+    raw = subject_frames["a"]
+    assert isinstance(raw, RawFrame)
+    assert raw.if_samples.shape == (64, 512, 128) and raw.if_samples.dtype == np.int16
+    assert raw.feedback_x.shape == (64, 512) and raw.feedback_x.dtype == np.float32
+    assert raw.feedback_y.shape == (64,) and raw.direction.dtype == np.int8
+    # the fast axis sweeps +-A |H| = +-0.2366 * 1.0033 m at the standoff; the slow axis spans the fov
+    assert 0.23 < raw.feedback_x.max() < 0.245 and -0.245 < raw.feedback_x.min() < -0.23
+    assert raw.feedback_y[0] > 0.2 and raw.feedback_y[-1] < -0.2
+    truth = raw.meta["truth"]
+    assert truth["identity"] == 2 and truth["posture"] == "front-right" and truth["concealed"] is True
+    assert truth["scene"]["capture_seed"] == 11 and raw.meta["sim_seed"] == 7
+    assert 0.0 <= truth["capture"]["gap_mm"] <= 5.0 and 1.0 <= truth["capture"]["loss_db"] <= 3.0
+    json.dumps(raw.meta)                                  # JSON-able, so it travels on the wire
+    back = RawFrame.from_message(decode(encode(raw.to_message(seq=1))))
+    assert np.array_equal(back.if_samples, raw.if_samples)
+
+
+def test_same_seed_same_frame_different_seed_different(subject_frames):
+    a, b = subject_frames["a"], subject_frames["b"]
+    assert np.array_equal(a.if_samples, b.if_samples) and np.array_equal(a.feedback_x, b.feedback_x)
+    for other in (subject_frames["seed"], subject_frames["frame"]):
+        assert not np.array_equal(a.if_samples, other.if_samples)
+        assert np.mean(a.if_samples != other.if_samples) > 0.5
+
+
+def test_empty_scene_thermal_noise_power(scanner_cfg, sim_cfg):
+    from tests.sim.conftest import QUIET
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed=1)
+    vs.set_scene(None)
+    vs.set_noise(**{**QUIET, "thermal_counts": 5.0})
+    x = vs.acquire_frame(0).if_samples.astype(float)
+    assert x.var() == pytest.approx(25.0 + 1 / 12, rel=0.02)
+    vs.set_noise(**QUIET)
+    assert not vs.acquire_frame(0).if_samples.any()       # nothing at all without a scene or noise
+    with pytest.raises(ValueError):
+        vs.set_noise(thermal_count=1.0)                   # a misspelt field is rejected
+
+
+def test_speckle_power_matches_the_diffuse_density():
+    rng = np.random.default_rng(3)
+    synth = SpeckleSynth((200, 200), 0.0075, 0.0015)
+    d = np.full((200, 200), 0.2)                          # sigma_d = 0.04
+    p = np.mean([np.abs(synth.draw(d, rng)[20:-20, 20:-20]) ** 2 for _ in range(20)])
+    assert p == pytest.approx(0.04, rel=0.05)
+    s = synth.draw(d, rng)[20:-20, 20:-20]
+    # fully developed speckle: |S|^2 exponential, std / mean = 1
+    assert np.std(np.abs(s) ** 2) / np.mean(np.abs(s) ** 2) == pytest.approx(1.0, abs=0.2)
+
+
+def test_speckle_is_redrawn_every_frame(scanner_cfg, sim_cfg):
+    from sim.preview import gate_bins, peak_in_gate
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed=2)
+    vs.set_scene(Subject(identity=0, posture="front-center", concealed=False))
+    lo, hi = gate_bins(scanner_cfg, 5.75, 6.25)
+    p0 = peak_in_gate(vs.acquire_frame(0).if_samples[20:44], lo, hi)
+    p1 = peak_in_gate(vs.acquire_frame(1).if_samples[20:44], lo, hi)
+    face = (p0 > np.median(p0) * 10) & (p1 > np.median(p1) * 10)
+    # same scene, new speckle: the face pixels' powers decorrelate between frames
+    assert face.sum() > 500
+    assert np.corrcoef(np.log(p0[face]), np.log(p1[face]))[0, 1] < 0.7
+
+
+def test_subject_out_of_population_and_bad_scene(scanner_cfg, sim_cfg):
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed=0)
+    with pytest.raises(ValueError, match="identity=20"):
+        vs.set_scene(Subject(identity=20, posture="front-center", concealed=False))
+    with pytest.raises(TypeError):
+        vs.set_scene({"kind": "point"})
+
+
+def test_gain_drift_has_the_configured_rms(scanner_cfg, sim_cfg):
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed=0)
+    t = np.linspace(0, 1.0, 4000)
+    d = np.concatenate([20 * np.log10(vs._gain_drift(t, np.random.default_rng(k))) for k in range(50)])
+    assert np.sqrt(np.mean(d**2)) == pytest.approx(sim_cfg.noise.gain_drift_db, rel=0.15)
+
+
+def test_target_range_lands_in_the_right_bin(quiet_scanner, scanner_cfg):
+    vs = quiet_scanner
+    vs.set_scene(Target(kind="plate", range_m=6.1))
+    x = vs.acquire_frame(0).if_samples[30:34, 200:300].astype(float)
+    spec = np.abs(np.fft.rfft(x * np.hanning(128), axis=-1)).mean(axis=(0, 1))
+    # (6.1 - 5.68) / 9.993 mm = 42.03 -> bin 42
+    assert int(np.argmax(spec)) == round(scanner_cfg.fmcw.range_bin(6.1)) == 42
+    assert math.isclose(scanner_cfg.fmcw.range_bin(6.1), 42.03, abs_tol=0.01)
