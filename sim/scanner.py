@@ -41,16 +41,30 @@ _SERVO_WARMUP = 0.04     # servo run-in before the frame (s), > 30 time constant
 
 
 class RasterDrive(BaseModel):
-    """The commanded galvo state, metres at the standoff plane and Hz."""
+    """The commanded galvo state, metres at the standoff plane and Hz.
+
+    RasterDrive(fast_amplitude_m, fast_offset_m, fast_hz, slow_amplitude_m, slow_offset_m, slow_hz), by
+    position or keyword; amplitudes of 0 hold the mirror still at the offset (a parked or static beam).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fast_amplitude_m: float = Field(gt=0, description="fast-axis half amplitude (m)")
+    fast_amplitude_m: float = Field(ge=0, description="fast-axis half amplitude (m)")
     fast_offset_m: float = Field(0.0, description="fast-axis centre (m)")
     fast_hz: float = Field(gt=0, description="fast-axis sinusoid frequency (Hz)")
     slow_amplitude_m: float = Field(ge=0, description="slow-axis half amplitude (m)")
     slow_offset_m: float = Field(0.0, description="slow-axis centre (m)")
     slow_hz: float = Field(gt=0, description="slow-axis sawtooth frequency (Hz)")
+
+    def __init__(self, *args: float, **kwargs: Any) -> None:
+        names = ("fast_amplitude_m", "fast_offset_m", "fast_hz", "slow_amplitude_m", "slow_offset_m", "slow_hz")
+        if len(args) > len(names):
+            raise TypeError(f"RasterDrive takes at most {len(names)} positional arguments, got {len(args)}")
+        for name, value in zip(names, args):
+            if name in kwargs:
+                raise TypeError(f"RasterDrive got {name!r} both by position and by keyword")
+            kwargs[name] = value
+        super().__init__(**kwargs)
 
     @classmethod
     def from_config(cls, scanner_cfg: ScannerConfig) -> "RasterDrive":

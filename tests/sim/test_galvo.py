@@ -74,3 +74,12 @@ def test_drive_limits_are_enforced(quiet_scanner, scanner_cfg):
         quiet_scanner.acquire_frame(0, drive=bad)
     with pytest.raises(ValueError, match="servo_natural_hz"):
         quiet_scanner.set_galvo(servo_natural_hz=0.0)
+
+
+def test_drive_by_position_and_static_mirror(quiet_scanner):
+    d = RasterDrive(0.0, 0.01, 32.0, 0.0, -0.02, 1.0)     # parked beam at (+10 mm, -20 mm)
+    assert d.fast_offset_m == 0.01 and d.slow_offset_m == -0.02
+    raw = quiet_scanner.acquire_frame(0, drive=d)
+    assert np.allclose(raw.feedback_x, 0.01, atol=1e-6) and np.allclose(raw.feedback_y, -0.02, atol=1e-6)
+    with pytest.raises(TypeError):
+        RasterDrive(0.1, 0.0, 32.0, 0.1, 0.0, 1.0, 5.0)
