@@ -4,6 +4,7 @@ GET /         the page (no external assets): averaged frame with the ROI box, RO
               posture, decisions, scanner and link state
 GET /events   text/event-stream: one `data: {json}` per change, a heartbeat comment every second
 GET /state    the current state as JSON
+GET /?hold=MS keeps the page loading MS ms (a slow image) so a headless browser snapshot shows SSE updates
 The scanner is shown in fault when no frame arrived for `fault_after_s` or the acquisition
 status says so (link lost, reconnecting, failed). Only loopback binds are allowed: the page shows
 faces and has no authentication.
@@ -27,8 +28,9 @@ log = get_logger(__name__)
 _FAULT_STATES = {"failed", "reconnecting", "degraded", "disconnected"}  # acquisition.state.State values
 
 
-def _png(image: np.ndarray | None, lo_pct: float = 1.0, hi_pct: float = 99.5, scale: int = 3) -> str | None:
-    """An image as a PNG data URI, stretched between two percentiles (frames are in dB)."""
+def _png(image: np.ndarray | None, lo_pct: float = 1.0, hi_pct: float = 99.5, scale: int = 3,
+         size: tuple[int, int] | None = None) -> str | None:
+    """An image as a PNG data URI, stretched between two percentiles (frames are in dB); size = (w, h) px."""
     if image is None:
         return None
     from PIL import Image
@@ -38,10 +40,13 @@ def _png(image: np.ndarray | None, lo_pct: float = 1.0, hi_pct: float = 99.5, sc
     lo, hi = np.percentile(a, [lo_pct, hi_pct]) if a.size else (0.0, 1.0)
     u = np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1)
     im = Image.fromarray((u * 255 + 0.5).astype(np.uint8), mode="L")
-    im = im.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+    im = im.resize(size or (a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+_GIF1 = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
 class ViewState:
@@ -112,12 +117,21 @@ class LiveView:
                 pass
 
             def do_GET(self) -> None:
-                if self.path == "/":
-                    self._send(200, "text/html; charset=utf-8", PAGE.encode())
-                elif self.path == "/state":
+                path, _, query = self.path.partition("?")
+                if path == "/":  # the current state inline: the first paint needs no round trip
+                    state = json.dumps(view.state.snapshot()).replace("</", "<\\/")
+                    self._send(200, "text/html; charset=utf-8", PAGE.replace("__INITIAL_STATE__", state).encode())
+                elif path == "/state":
                     self._send(200, "application/json", json.dumps(view.state.snapshot()).encode())
-                elif self.path == "/events":
+                elif path == "/events":
                     self._events()
+                elif path == "/hold" and query.startswith("ms="):  # a slow image: headless snapshots wait for it
+                    try:
+                        ms = min(max(int(query[3:]), 0), 10_000)
+                    except ValueError:
+                        ms = 0
+                    view._stop.wait(ms / 1000.0)
+                    self._send(200, "image/gif", _GIF1)
                 else:
                     self._send(404, "text/plain", b"not found")
 
@@ -173,7 +187,8 @@ class LiveView:
     def on_frame(self, frame_id: int, image: np.ndarray, meta: dict) -> None:
         box = (meta.get("roi") or {}).get("box_px") if isinstance(meta.get("roi"), dict) else None
         self.state.t_last_frame = self.state.clock()
-        self.state.update(frame_id=int(frame_id), frame=_png(image, scale=2), frame_shape=list(np.shape(image)),
+        # a frame is 64 lines x 256 samples over a square field of view: shown square, 512 x 512 px
+        self.state.update(frame_id=int(frame_id), frame=_png(image, size=(512, 512)), frame_shape=list(np.shape(image)),
                           roi_box=box)
 
     def on_result(self, frame_id: int, meta, roi: np.ndarray | None, reconstruction: np.ndarray | None) -> None:
@@ -193,7 +208,8 @@ PAGE = """<!doctype html>
 <style>
 body { font-family: sans-serif; margin: 1em; background: #111; color: #eee; }
 .row { display: flex; gap: 1.5em; align-items: flex-start; }
-.box { position: relative; } .box img { image-rendering: pixelated; display: block; }
+.box { position: relative; } img { image-rendering: pixelated; display: block; }
+img:not([src]) { visibility: hidden; width: 192px; height: 192px; }
 #roibox { position: absolute; border: 2px solid #0f0; display: none; }
 #scanner.ok { color: #4c4; } #scanner.fault { color: #f44; font-weight: bold; } #scanner.waiting { color: #cc4; }
 .acc { color: #4c4; } .rej { color: #f66; } td, th { padding: 2px 8px; text-align: left; }
@@ -231,7 +247,9 @@ function show(s) {
   const idn = s.identification;
   $("identity").textContent = idn ? "identified: " + (idn.identity || "unknown (rejected)") : "";
 }
-fetch("/state").then(r => r.json()).then(show);
+show(__INITIAL_STATE__);
+const hold = new URLSearchParams(location.search).get("hold");  // ?hold=MS keeps the page loading (snapshots)
+if (hold) { const i = new Image(); i.src = "/hold?ms=" + encodeURIComponent(hold); document.body.appendChild(i); }
 const es = new EventSource("/events");
 es.onmessage = (e) => show(JSON.parse(e.data));
 es.onerror = () => { $("scanner").textContent = "view disconnected"; $("scanner").className = "fault"; };

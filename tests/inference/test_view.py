@@ -95,9 +95,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package 'chromium') not installed")
 def test_page_in_headless_chromium(view, tmp_path):
     """The page renders the pushed state: frame id, posture, decision; then the fault state."""
-    def dom():
-        r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", view.url],
+    def dom(hold_ms=0):
+        r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--timeout=8000",
+                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", view.url + (f"?hold={hold_ms}" if hold_ms else "")],
                            capture_output=True, text=True, timeout=60)
         return r.stdout
 
@@ -107,6 +107,12 @@ def test_page_in_headless_chromium(view, tmp_path):
     assert '<span id="frame_id">41</span>' in html
     assert "full-left (0.80)" in html and "accepted" in html
     assert 'class="ok"' in html
+    # a frame pushed while the page is open arrives through the event stream
+    timer = threading.Timer(1.0, lambda: view.on_frame(42, np.zeros((64, 256), np.float32), {}))
+    timer.start()
+    html = dom(hold_ms=4000)
+    timer.join()
+    assert '<span id="frame_id">42</span>' in html
     view.clock.t += 10.0
     html = dom()
     assert 'id="scanner" class="fault"' in html and "no frame for" in html
