@@ -17,10 +17,7 @@ log = get_logger(__name__)
 
 
 def _sim_scanner():
-    try:
-        from sim.scanner import RasterDrive, VirtualScanner  # heavy (numba kernels): only when started
-    except ImportError:  # TEMPORARY until sim.scanner lands
-        from sim.emulators._toy import RasterDrive, VirtualScanner
+    from sim.scanner import RasterDrive, VirtualScanner  # heavy (numba kernels): only when started
     return VirtualScanner, RasterDrive
 
 
@@ -39,6 +36,7 @@ class Physics:
         self._scene: Any = None
         self._noise: dict[str, Any] = {}
         self._beam: dict[str, Any] = {}
+        self._galvo: dict[str, Any] = {}
         self.scanner_cfg = scanner_cfg
         self.rebuilds = 0
         self._vs = self._build(scanner_cfg)
@@ -51,6 +49,8 @@ class Physics:
             vs.set_noise(**self._noise)
         if self._beam:
             vs.set_beam(**self._beam)
+        if self._galvo:
+            vs.set_galvo(**self._galvo)
         return vs
 
     # --- backdoor ---
@@ -70,6 +70,26 @@ class Physics:
         with self._lock:
             self._vs.set_beam(**kw)
             self._beam.update(kw)
+
+    def set_galvo(self, **kw: Any) -> None:
+        """The TRUE servo and feedback-sensor parameters (servo_natural_hz, servo_damping, feedback_delay_s)."""
+        with self._lock:
+            self._vs.set_galvo(**kw)
+            self._galvo.update(kw)
+
+    def truth(self) -> dict[str, Any]:
+        """Scene and true beam/servo parameters, as the virtual scanner reports them."""
+        with self._lock:
+            return self._vs.truth()
+
+    def warm_up(self) -> float:
+        """Compute one frame on the configured raster so kernels are compiled and maps cached; returns seconds."""
+        import time
+        _, RasterDrive = _sim_scanner()
+        t = time.monotonic()
+        with self._lock:
+            self._vs.acquire_frame(0, RasterDrive.from_config(self.scanner_cfg))
+        return time.monotonic() - t
 
     def scene(self) -> dict | None:
         with self._lock:

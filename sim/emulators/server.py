@@ -61,7 +61,10 @@ class ScannerEmulator:
                 "receiver_resource": self.scpi.resource, "backdoor": self.backdoor.endpoint, "seed": self.seed,
                 "realtime": self.realtime}
 
-    def start(self) -> dict[str, Any]:
+    def start(self, warm_up: bool = True) -> dict[str, Any]:
+        """Open the transports (after computing one frame, so the first real one is not slowed by compiling)."""
+        if warm_up:
+            log.info("emulator warm-up frame", extra={"seconds": round(self.physics.warm_up(), 3)})
         self.galvo_port.start()
         self.scpi.start()
         self.backdoor.start()
@@ -103,6 +106,8 @@ class ScannerEmulator:
             return {"endpoints": self.endpoints(), "scene": self.physics.scene(), **self.stats()}
         if cmd == "stats":
             return self.stats()
+        if cmd == "scene":
+            return {"scene": self.physics.scene()}
         if cmd == "set_scene":
             return {"scene": self.physics.set_scene(req.get("scene"))}
         if cmd == "set_noise":
@@ -111,6 +116,11 @@ class ScannerEmulator:
         if cmd == "set_beam":
             self.physics.set_beam(**_params(req))
             return {}
+        if cmd == "set_galvo":
+            self.physics.set_galvo(**_params(req))
+            return {}
+        if cmd == "truth":
+            return {"truth": self.physics.truth()}
         if cmd == "galvo_log":
             with self.galvo.lock:
                 lines = list(self.galvo.log)

@@ -1,0 +1,65 @@
+"""`thz acquire` and `thz recover`: results as a JSON last line on stdout, logs on stderr."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("acquire")
+@click.option("--sim", is_flag=True, help="start the virtual scanner (`thz sim scanner`) and acquire from it")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="frames to record (default: until stopped)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="directory of the session's HDF5 file and run log (default: acquisition.record_dir)")
+@click.option("--seed", type=int, default=None, help="with --sim: simulator seed (default: sim.seed)")
+@click.option("--realtime/--fast", default=True, show_default=True,
+              help="with --sim: frames at the slow-axis rate, or as fast as they are computed")
+@click.option("--publish/--no-publish", default=True, show_default=True, help="publish `raw` and `status` on ZMQ")
+@click.option("--record/--no-record", default=None, help="write the HDF5 file (default: acquisition.record)")
+@click.pass_obj
+def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int | None, realtime: bool,
+            publish: bool, record: bool | None) -> None:
+    """Connect, identify, configure and stream frames to HDF5 and ZMQ until FRAMES are recorded or stopped."""
+    from acquisition.daemon import AcquisitionDaemon
+    from acquisition.simlink import SimScanner
+
+    settings = obj.settings
+    emu = None
+    truth = None
+    sim_seed = None
+    try:
+        if sim:
+            sim_seed = settings.sim.seed if seed is None else seed
+            try:
+                emu = SimScanner.start(settings, seed=sim_seed, realtime=realtime)
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+            settings = emu.settings_for(settings)
+            truth = emu.backdoor.truth
+        daemon = AcquisitionDaemon(settings, out_dir=out_dir, sim_seed=sim_seed, publish=publish, record=record,
+                                   truth=truth)
+        daemon.install_signal_handlers()
+        result = daemon.run(frames=frames)
+    finally:
+        if emu is not None:
+            emu.stop()
+    if result.exit_code != 0:
+        click.echo(f"thz acquire: {result.status}: {result.reason}", err=True)
+    click.echo(json.dumps(result.as_dict()))
+    sys.exit(result.exit_code)
+
+
+@click.command("recover")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--keep-original/--discard-original", default=True, show_default=True,
+              help="keep the crashed file as FILE.crashed")
+def recover(file: str, keep_original: bool) -> None:
+    """Repair and close a recording left by a crash: every complete frame is kept, readable without SWMR."""
+    from acquisition.recorder import recover as do_recover
+
+    try:
+        res = do_recover(file, keep_original=keep_original)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(res.as_dict()))

@@ -1,0 +1,331 @@
+"""HDF5 session recordings (NeXus-style, SWMR, flushed per frame) and `recover` for files left by a crash.
+
+Layout of one session file (every dataset is created before SWMR writing starts):
+
+    /                       NX_class=NXroot, file_name, creator
+    /entry                  NXentry: session_id, scanner_id, start_time, end_time, status
+                            (running | closed | failed | interrupted | recovered), config_json, config_sha256,
+                            calibration_id, software_version, sim_seed (-1 = real hardware), frames
+    /entry/instrument       NXinstrument
+      galvo                 NXpositioner: idn
+      receiver              NXdetector: idn, resource
+    /entry/data             NXdata, signal=if_samples
+      if_samples            int16   (N, lines, chirps, samples)  one chunk per frame
+      feedback_x            float32 (N, lines, chirps)           m at the standoff plane
+      feedback_y            float32 (N, lines)                   m
+      direction             int8    (N, lines)                   +1 forward, -1 backward
+      frame_id, seq         int64   (N,)                         daemon frame id, wire sequence number
+      instrument_frame_no   int64   (N,)                         the receiver's own frame counter
+      t_acquired            float64 (N,)                         frame start, Unix time (s)
+      complete              uint8   (N,)                         1 once every dataset of the frame is written
+      count                 int64   (1,)                         frames written (updated last, per frame)
+    /entry/gaps             NXcollection: after_frame_id, resume_frame_id, t_start, t_end, reason (S160)
+
+Datasets grow by `grow` frames at a time; the writer flushes the frame's data, then sets `complete`
+and `count` and flushes again, so after a crash every frame with complete == 1 is whole.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+
+log = get_logger(__name__)
+
+REASON_LEN = 160
+DATA_FIELDS = ("if_samples", "feedback_x", "feedback_y", "direction", "frame_id", "seq", "instrument_frame_no",
+               "t_acquired", "complete")
+GAP_FIELDS = ("after_frame_id", "resume_frame_id", "t_start", "t_end", "reason")
+
+
+def software_version() -> str:
+    try:
+        from importlib.metadata import version
+        return f"thz-face {version('thz-face')}"
+    except Exception:  # not installed as a distribution (source checkout)
+        import thz
+        return f"thz-face {thz.__version__}"
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
+
+
+def create_private(path: Path) -> None:
+    """Create an empty file readable and writable by its owner only (0600); refuses to overwrite."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def _data_specs(shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+    lines, chirps, samples = shape
+    return {"if_samples": ((lines, chirps, samples), "<i2"), "feedback_x": ((lines, chirps), "<f4"),
+            "feedback_y": ((lines,), "<f4"), "direction": ((lines,), "|i1"), "frame_id": ((), "<i8"),
+            "seq": ((), "<i8"), "instrument_frame_no": ((), "<i8"), "t_acquired": ((), "<f8"),
+            "complete": ((), "|u1")}
+
+
+def _make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any], capacity: int,
+                 instrument: dict[str, dict[str, Any]] | None = None) -> None:
+    f.attrs["NX_class"] = "NXroot"
+    f.attrs["file_name"] = os.path.basename(f.filename)
+    f.attrs["creator"] = software_version()
+    entry = f.create_group("entry")
+    entry.attrs["NX_class"] = "NXentry"
+    for k, v in attrs.items():
+        entry.attrs[k] = v
+    inst = entry.create_group("instrument")
+    inst.attrs["NX_class"] = "NXinstrument"
+    g = inst.create_group("galvo")
+    g.attrs["NX_class"] = "NXpositioner"
+    r = inst.create_group("receiver")
+    r.attrs["NX_class"] = "NXdetector"
+    for device, dev_attrs in (instrument or {}).items():
+        for k, v in dev_attrs.items():
+            inst[device].attrs[k] = v
+    data = entry.create_group("data")
+    data.attrs["NX_class"] = "NXdata"
+    data.attrs["signal"] = "if_samples"
+    for name, (inner, dt) in _data_specs(shape).items():
+        data.create_dataset(name, shape=(capacity, *inner), maxshape=(None, *inner), dtype=dt,
+                            chunks=(1, *inner) if inner else (max(64, capacity),), fillvalue=0)
+    data.create_dataset("count", data=np.zeros(1, "<i8"), dtype="<i8")
+    gaps = entry.create_group("gaps")
+    gaps.attrs["NX_class"] = "NXcollection"
+    for name, dt in (("after_frame_id", "<i8"), ("resume_frame_id", "<i8"), ("t_start", "<f8"), ("t_end", "<f8"),
+                     ("reason", f"S{REASON_LEN}")):
+        gaps.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(64,))
+
+
+class Recorder:
+    """Writes one session: `write(frame, seq)` per frame, `gap(...)` per outage, `close(status)` at the end."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, int, int], attrs: dict[str, Any],
+                 grow: int = 16, instrument: dict[str, dict[str, Any]] | None = None) -> None:
+        self.path = Path(path)
+        self.shape = tuple(shape)
+        self.grow = max(1, int(grow))
+        self.count = 0
+        self.n_gaps = 0
+        create_private(self.path)
+        full = {"status": "running", "start_time": _iso(time.time()), "software_version": software_version(), **attrs}
+        if "config_json" in full:
+            full["config_sha256"] = hashlib.sha256(str(full["config_json"]).encode()).hexdigest()
+        self._f = h5py.File(self.path, "w", libver="latest")
+        _make_layout(self._f, self.shape, full, self.grow, instrument)
+        self._f.swmr_mode = True  # from here on: no new objects or attributes, readers may follow along
+        self._d = self._f["entry/data"]
+        self._g = self._f["entry/gaps"]
+        self._capacity = self.grow
+        self._instrument_attrs: dict[str, dict[str, Any]] = {}
+        os.chmod(self.path, 0o600)
+
+    @classmethod
+    def create(cls, directory: str | Path, scanner_id: str, session_id: str, shape: tuple[int, int, int],
+               attrs: dict[str, Any], grow: int = 16,
+               instrument: dict[str, dict[str, Any]] | None = None) -> "Recorder":
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in scanner_id)
+        return cls(d / f"{safe_id}_{stamp}_{session_id}.h5", shape,
+                   {"session_id": session_id, "scanner_id": scanner_id, **attrs}, grow, instrument)
+
+    def set_instrument(self, device: str, **attrs: Any) -> None:
+        """Instrument facts learnt after creation: written as attributes when the file is closed."""
+        self._instrument_attrs.setdefault(device, {}).update(attrs)
+
+    def write(self, frame: RawFrame, seq: int, instrument_frame_no: int = -1) -> int:
+        """Append one frame; returns its index. Flushes so a crash keeps it."""
+        if frame.shape != self.shape:
+            raise ValueError(f"frame {frame.frame_id} has shape {frame.shape}, this recording holds {self.shape}")
+        i = self.count
+        if i >= self._capacity:
+            self._capacity += self.grow
+            for name in DATA_FIELDS:
+                self._d[name].resize(self._capacity, axis=0)
+        d = self._d
+        d["if_samples"][i] = frame.if_samples
+        d["feedback_x"][i] = frame.feedback_x
+        d["feedback_y"][i] = frame.feedback_y
+        d["direction"][i] = frame.direction
+        d["frame_id"][i] = frame.frame_id
+        d["seq"][i] = seq
+        d["instrument_frame_no"][i] = instrument_frame_no
+        d["t_acquired"][i] = frame.t_acquired
+        self._f.flush()
+        d["complete"][i] = 1
+        d["count"][0] = i + 1
+        self._f.flush()
+        self.count = i + 1
+        return i
+
+    def gap(self, after_frame_id: int, resume_frame_id: int, t_start: float, t_end: float, reason: str) -> None:
+        g, j = self._g, self.n_gaps
+        for name in GAP_FIELDS:
+            g[name].resize(j + 1, axis=0)
+        g["after_frame_id"][j] = after_frame_id
+        g["resume_frame_id"][j] = resume_frame_id
+        g["t_start"][j] = t_start
+        g["t_end"][j] = t_end
+        g["reason"][j] = reason.encode("utf-8", "replace")[:REASON_LEN]
+        self._f.flush()
+        self.n_gaps = j + 1
+
+    def close(self, status: str = "closed") -> None:
+        """Trim to the frames written, leave SWMR, and stamp the end attributes."""
+        if self._f is None:
+            return
+        for name in DATA_FIELDS:
+            self._d[name].resize(self.count, axis=0)
+        self._f.flush()
+        self._f.close()
+        self._f = None
+        with h5py.File(self.path, "r+") as f:
+            e = f["entry"]
+            e.attrs["status"] = status
+            e.attrs["end_time"] = _iso(time.time())
+            e.attrs["frames"] = self.count
+            for device, attrs in self._instrument_attrs.items():
+                for k, v in attrs.items():
+                    e["instrument"][device].attrs[k] = v
+
+    @property
+    def closed(self) -> bool:
+        return self._f is None
+
+
+@dataclass
+class Recording:
+    """A recording read back: arrays of the complete frames and the entry attributes."""
+
+    path: Path
+    attrs: dict[str, Any]
+    data: dict[str, np.ndarray]
+    gaps: dict[str, np.ndarray]
+
+    @property
+    def frames(self) -> int:
+        return int(self.data["frame_id"].shape[0])
+
+    def raw_frame(self, i: int) -> RawFrame:
+        d = self.data
+        return RawFrame(int(d["frame_id"][i]), float(d["t_acquired"][i]), str(self.attrs.get("scanner_id", "")),
+                        d["if_samples"][i], d["feedback_x"][i], d["feedback_y"][i], d["direction"][i],
+                        {"calibration_id": str(self.attrs.get("calibration_id", ""))})
+
+
+def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    out = {}
+    for k, v in obj.attrs.items():
+        out[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
+    return out
+
+
+def read_recording(path: str | Path, swmr: bool = False) -> Recording:
+    """Load every complete frame of a recording (swmr=True also reads a file still being written)."""
+    with h5py.File(path, "r", swmr=swmr) as f:
+        d = f["entry/data"]
+        n = int(d["count"][0])
+        ok = np.flatnonzero(d["complete"][:n] == 1)
+        data = {name: d[name][:n][ok] for name in DATA_FIELDS if name != "complete"}
+        gaps = {name: f["entry/gaps"][name][:] for name in GAP_FIELDS}
+        gaps["reason"] = np.array([r.decode("utf-8", "replace") for r in gaps["reason"]], dtype=object)
+        return Recording(Path(path), _attrs(f["entry"]), data, gaps)
+
+
+@dataclass
+class RecoverResult:
+    path: Path
+    frames: int
+    dropped: int
+    status_before: str
+    backup: Path | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "frames": self.frames, "dropped": self.dropped,
+                "status_before": self.status_before, "backup": str(self.backup) if self.backup else None}
+
+
+def _open_crashed(path: Path) -> h5py.File:
+    errors = []
+    for kw in ({"swmr": True}, {}):
+        try:
+            return h5py.File(path, "r", **kw)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise OSError(f"{path}: HDF5 cannot open the file ({'; '.join(errors)}); nothing can be recovered")
+
+
+def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
+    """Rewrite a crash-left recording as a closed file holding every complete, readable frame.
+
+    The original is kept as `<name>.crashed` (keep_original) or removed. A file already closed is
+    left untouched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with _open_crashed(path) as f:
+        if "entry/data/count" not in f:
+            raise ValueError(f"{path} is not a thz-face recording (no /entry/data/count)")
+        entry_attrs = _attrs(f["entry"])
+        status = str(entry_attrs.get("status", ""))
+        if status in ("closed", "recovered", "failed", "interrupted"):
+            n = int(f["entry/data/count"][0])
+            return RecoverResult(path, n, 0, status, None)
+        d = f["entry/data"]
+        size = d["complete"].shape[0]
+        complete = d["complete"][:size]
+        idx = [i for i in range(size) if complete[i] == 1]
+        shape = tuple(d["if_samples"].shape[1:])
+        tmp = path.with_name(path.name + ".recovering")
+        if tmp.exists():
+            tmp.unlink()
+        create_private(tmp)
+        kept = 0
+        with h5py.File(tmp, "w", libver="latest") as out:
+            _make_layout(out, shape, {**entry_attrs, "status": "recovering"}, len(idx))
+            od = out["entry/data"]
+            for i in idx:
+                try:
+                    row = {name: d[name][i] for name in DATA_FIELDS}
+                except (OSError, ValueError) as exc:  # a chunk the crash left unreadable
+                    log.warning("frame unreadable, dropped", extra={"index": i, "error": str(exc)})
+                    continue
+                for name, v in row.items():
+                    od[name][kept] = v
+                kept += 1
+            for name in DATA_FIELDS:
+                od[name].resize(kept, axis=0)
+            od["count"][0] = kept
+            for name in GAP_FIELDS:
+                src = f["entry/gaps"][name][:]
+                out["entry/gaps"][name].resize(src.shape[0], axis=0)
+                out["entry/gaps"][name][:] = src
+            for dev in ("galvo", "receiver"):
+                for k, v in f["entry/instrument"][dev].attrs.items():
+                    out["entry/instrument"][dev].attrs[k] = v
+            e = out["entry"]
+            e.attrs["status"] = "recovered"
+            e.attrs["status_before_recovery"] = status
+            e.attrs["recovered_time"] = _iso(time.time())
+            e.attrs["frames"] = kept
+            e.attrs["frames_dropped_in_recovery"] = len(idx) - kept
+    backup = None
+    if keep_original:
+        backup = path.with_name(path.name + ".crashed")
+        os.replace(path, backup)
+    os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    return RecoverResult(path, kept, len(idx) - kept, status, backup)

@@ -1,0 +1,125 @@
+"""ScannerSession: both instruments as one scanner: connect, identify, apply the raster, acquire checked frames."""
+from __future__ import annotations
+
+import numpy as np
+
+from acquisition.config import AcquisitionConfig
+from acquisition.errors import AcquisitionError, FrameRejected, LinkSuspect
+from acquisition.galvo import GalvoController
+from acquisition.galvo_protocol import GalvoError
+from acquisition.raster import GalvoLimits, RasterPlan, optical_angle_mapping
+from acquisition.receiver import Receiver, ReceiverSettings
+from acquisition.scpi import FrameHead
+from thzcore.frames import RawFrame
+from thzcore.logs import get_logger
+from thzcore.scanner import ScannerConfig
+
+log = get_logger(__name__)
+
+
+class FeedbackRejected(FrameRejected):
+    """The galvo feedback of a frame shows the mirror did not scan (stall) or holds impossible values."""
+
+
+class SampleRejected(FrameRejected):
+    """IF samples outside the digitizer's range: the block is not what the ADC produced."""
+
+
+class ScannerSession:
+    """The galvo controller and the receiver configured as one raster scanner.
+
+    Methods raise the acquisition error classes (LinkSuspect, DeviceFault, FrameRejected,
+    ConfigurationError); the daemon decides what to do with them. The raster plan is checked
+    against the limits at construction, so a session is never built around an unsafe command.
+    """
+
+    def __init__(self, scanner: ScannerConfig, acq: AcquisitionConfig) -> None:
+        self.scanner, self.acq = scanner, acq
+        self.limits = GalvoLimits.from_config(scanner, acq)
+        self.plan = RasterPlan.from_config(scanner, acq)
+        self.plan.check(self.limits)  # GalvoLimitError (a ConfigurationError) before anything is opened
+        to_deg, to_m = optical_angle_mapping(scanner.optics.standoff_m)
+        self.galvo = GalvoController(acq.galvo_port, acq.galvo_baudrate, acq.timeout_s, self.limits, to_deg, to_m)
+        self.receiver = Receiver(acq.receiver_resource, acq.timeout_s, acq.visa_library, acq.read_termination,
+                                 acq.write_termination, acq.chunk_size)
+        self.rx_settings = ReceiverSettings.from_config(scanner, acq.line_trigger_timeout_s)
+        self.frame_s = scanner.raster.frame_duration_s
+        self.last_head: FrameHead | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.rx_settings.shape
+
+    # --- link ---
+    def connect(self) -> dict[str, str]:
+        """Open both links and identify both instruments; returns their *IDN strings."""
+        self.galvo.open()
+        self.receiver.open()
+        return {"galvo": self.galvo.identify(), "receiver": self.receiver.identify()}
+
+    def close(self) -> None:
+        self.galvo.close()
+        self.receiver.close()
+
+    def apply(self) -> None:
+        """Put both instruments in the configured state and start the raster (resumes at a frame boundary)."""
+        g = self.galvo
+        g.check_controller_limits()
+        g.reset()
+        g.drain_errors()
+        g.set_axis(self.plan.fast)
+        g.set_axis(self.plan.slow)
+        g.set_watchdog(self.acq.galvo_watchdog_s)
+        self.receiver.reset()
+        self.receiver.configure(self.rx_settings)
+        g.arm()
+        g.start()
+        g.check_ok()
+
+    def park(self) -> bool:
+        """Park the mirrors (best effort: reopens a suspect serial link once). True when the controller confirmed."""
+        for attempt in range(2):
+            try:
+                if not self.galvo.is_open:
+                    self.galvo.open()
+                self.galvo.park(self.plan.park_x_m, self.plan.park_y_m)
+                return True
+            except (GalvoError, LinkSuspect, AcquisitionError) as exc:
+                log.warning("park failed", extra={"attempt": attempt + 1, "error": str(exc)})
+                self.galvo.close()
+        return False
+
+    # --- frames ---
+    def acquire(self) -> tuple[RawFrame, FrameHead]:
+        """Arm, wait, fetch and check one frame. frame_id is the receiver's frame number (the daemon renumbers)."""
+        self.galvo.check_ok()
+        rx = self.receiver
+        rx.arm()
+        rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
+        rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
+        head = rx.head()
+        if head.shape != self.shape:
+            raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
+        if_samples = rx.fetch_frame(head)
+        fx, fy, direction = rx.fetch_feedback(head)
+        self.galvo.check_ok()  # a stall during the frame invalidates it
+        self.check_frame(if_samples, fx)
+        self.last_head = head
+        frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction, {})
+        return frame, head
+
+    def check_frame(self, if_samples: np.ndarray, feedback_x: np.ndarray) -> None:
+        full = 1 << (self.scanner.fmcw.adc_bits - 1)
+        lo, hi = int(if_samples.min()), int(if_samples.max())
+        if lo < -full or hi > full - 1:
+            raise SampleRejected(f"IF samples span [{lo}, {hi}], outside the {self.scanner.fmcw.adc_bits}-bit "
+                                 f"range [{-full}, {full - 1}]")
+        span = float(feedback_x.max() - feedback_x.min())
+        want = 2.0 * self.plan.fast.amplitude_m
+        if span < self.acq.min_feedback_span * want:
+            raise FeedbackRejected(f"fast-axis feedback spans {span * 1e3:.1f} mm of the commanded "
+                                   f"{want * 1e3:.1f} mm (< {self.acq.min_feedback_span:.0%}): the mirror did not scan")
+        reach = 1.5 * (self.limits.x.max_excursion_m + self.limits.y.max_excursion_m)
+        if float(np.abs(feedback_x).max()) > reach:
+            raise FeedbackRejected(f"fast-axis feedback reaches {float(np.abs(feedback_x).max()):.3f} m, "
+                                   "beyond any reachable position")
