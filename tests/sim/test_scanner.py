@@ -111,3 +111,15 @@ def test_target_range_lands_in_the_right_bin(quiet_scanner, scanner_cfg):
     # (6.1 - 5.68) / 9.993 mm = 42.03 -> bin 42
     assert int(np.argmax(spec)) == round(scanner_cfg.fmcw.range_bin(6.1)) == 42
     assert math.isclose(scanner_cfg.fmcw.range_bin(6.1), 42.03, abs_tol=0.01)
+
+
+def test_returns_beyond_the_range_window_are_filtered(quiet_scanner, scanner_cfg):
+    from sim.scanner import if_filter_gain
+    assert if_filter_gain(np.array([0.1]))[0] == pytest.approx(1.0, abs=1e-3)
+    vs = quiet_scanner
+    peak = {}
+    for r in (6.1, 6.6):                               # 6.6 m lies beyond the window's far edge (6.32 m)
+        vs.set_scene(Target(kind="plate", range_m=r))
+        x = vs.acquire_frame(0).if_samples[30:34, 240:270].astype(float)
+        peak[r] = np.abs(np.fft.rfft(x * np.hanning(128), axis=-1)).max()
+    assert peak[6.6] < 0.1 * peak[6.1]
