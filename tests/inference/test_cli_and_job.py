@@ -104,6 +104,27 @@ def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
         assert kinds.count("enroll") == 2 and kinds.count("verify") >= 4
 
 
+def _has_daemon() -> bool:
+    from inference.job import _acquisition_daemon
+    return _acquisition_daemon() is not None
+
+
+@pytest.mark.skipif(not _has_daemon(), reason="acquisition.daemon not installed")
+def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
+    """The real transports: galvo on a pty, receiver over SCPI/TCP, acquisition daemon publishing `raw`."""
+    from inference.bundle import load_bundle
+    from inference.job import run_sim
+    from inference.onnxrt import OnnxRuntimeEngine
+    from thz.settings import Settings
+    eng = OnnxRuntimeEngine(load_bundle(bundle_dir), reconstruction=False)
+    lines = []
+    s = run_sim(Settings(), eng, n_subjects=2, postures=["full-right"], report_dir=str(tmp_path), echo=lines.append,
+                raw_source="emulator", result_endpoint="tcp://127.0.0.1:*")
+    assert any("emulator+acquisition" in line for line in lines)
+    assert s["frames"] == 2 and s["claims"] == 4 and s["raw_frames"] >= 8
+    assert s["inference_counters"]["dropped_malformed"] == 0
+
+
 TRAINED = REPO / "models" / "compact"
 
 
@@ -114,7 +135,7 @@ def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     from inference.onnxrt import OnnxRuntimeEngine
     from thz.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
-    s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="direct",
+    s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="auto",
                 result_endpoint="tcp://127.0.0.1:*")
     assert s["frames"] == 10
     assert s["posture_accuracy"] >= 0.6, s
