@@ -101,3 +101,53 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
                    f"{r['p99_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
     click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows}))
     click.echo(f"ms_per_roi: {dflt['ms_per_roi']:.3f}")
+
+
+@click.command("pipeline")
+@click.option("--bundle", default=None, help="model bundle (default: inference.bundle)")
+@click.option("--engine", "kind", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None)
+@click.option("--results", "n_results", type=int, default=30, show_default=True, help="results to time")
+@click.option("--raw-source", type=click.Choice(["direct", "emulator"]), default="direct", show_default=True)
+@click.option("--reconstruction/--no-reconstruction", default=False, show_default=True)
+@click.pass_obj
+def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
+    """Scan complete -> result published through the whole pipeline (virtual scanner, one subject)."""
+    import queue as _queue
+
+    from inference.bundle import BundleError, load_bundle
+    from inference.engine import make_engine
+    from inference.job import LOCAL_ANY, Pipeline, _scene
+
+    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    try:
+        b = load_bundle(bundle or s.inference.bundle)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
+    lat, proc, inf = [], [], []
+    with Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False) as pipe:
+        pipe.set_scene(_scene(0, "front-center", True, 1))
+        skip = s.processing.frames_averaged + 1  # the averaging window fills first
+        while len(lat) < n_results:
+            pipe.check_alive()
+            try:
+                c = pipe.collector.queue.get(timeout=30)
+            except _queue.Empty:
+                raise click.ClickException("no result in 30 s") from None
+            if skip > 0:
+                skip -= 1
+                continue
+            ts = c.meta.timestamps
+            lat.append((ts["published"] - ts["acquired"]) * 1e3)
+            proc.append((ts["received"] - ts["acquired"]) * 1e3)
+            inf.append((ts["inference_end"] - ts["inference_start"]) * 1e3)
+        frames = pipe.frames_acquired()
+    t_acq = "scan complete" if raw_source == "direct" else "frame start (acquisition's t_acquired)"
+    click.echo(f"pipeline latency from {t_acq} to result published, {len(lat)} results, {frames} raw frames, "
+               f"engine {eng.name}, reconstruction {'on' if reconstruction else 'off'}")
+    for name, v in (("acquired -> published", lat), ("acquired -> ROI received", proc), ("inference", inf)):
+        click.echo(f"  {name:<26} median {np.median(v):8.2f} ms   p99 {np.percentile(v, 99):8.2f} ms")
+    click.echo(json.dumps({"raw_source": raw_source, "results": len(lat), "p50_ms": float(np.median(lat)),
+                           "p99_ms": float(np.percentile(lat, 99)), "processing_p50_ms": float(np.median(proc)),
+                           "inference_p50_ms": float(np.median(inf))}))
+    click.echo(f"p99_latency_ms: {np.percentile(lat, 99):.3f}")
