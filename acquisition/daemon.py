@@ -307,8 +307,8 @@ class AcquisitionDaemon:
         assert self.session is not None
         a = self.acq
         # the backoff keeps growing across recoveries that do not lead to a good frame
-        delays = backoff_delays(a.reconnect_initial_s, a.reconnect_max_s,
-                                a.reconnect_max_attempts + self._streak)[self._streak:]
+        skip = max(0, self._streak - 1)
+        delays = backoff_delays(a.reconnect_initial_s, a.reconnect_max_s, a.reconnect_max_attempts + skip)[skip:]
         last = ""
         for attempt, delay in enumerate(delays):
             if self._stop.is_set():

@@ -1,6 +1,7 @@
 """Galvo controller driver over pyserial: one command, one checked reply; limits enforced before sending."""
 from __future__ import annotations
 
+import termios
 import threading
 from typing import Callable
 
@@ -45,7 +46,7 @@ class GalvoController:
             self._ser = self._factory(self.port, baudrate=self.baudrate, bytesize=8, parity="N", stopbits=1,
                                       timeout=self.timeout_s, write_timeout=self.timeout_s, exclusive=True)
             self._ser.reset_input_buffer()
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             self._ser = None
             raise GalvoLinkError(f"cannot open galvo port {self.port!r}: {exc}") from exc
         self._suspect = False
@@ -55,7 +56,7 @@ class GalvoController:
         if ser is not None:
             try:
                 ser.close()
-            except (serial.SerialException, OSError):
+            except (serial.SerialException, OSError, termios.error):
                 pass
 
     @property
@@ -85,7 +86,7 @@ class GalvoController:
                 reply = self._ser.read_until(b"\n", MAX_LINE + 2)
             except serial.SerialTimeoutException as exc:
                 raise GalvoTimeoutError(f"galvo write of {command!r} timed out: {exc}") from exc
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, termios.error) as exc:  # tcdrain raises termios.error
                 raise GalvoLinkError(f"galvo {command!r}: {exc}") from exc
             if not reply.endswith(b"\n"):
                 raise GalvoTimeoutError(f"galvo {command!r}: no complete reply within {self.timeout_s} s "

@@ -50,8 +50,8 @@ class GalvoProtocolError(GalvoLinkError):
     """A reply with a bad checksum, bad framing, or an echo of another command (a stale reply)."""
 
 
-class GalvoCommandError(InstrumentErrorMixin, GalvoError):
-    """The controller refused a command; `code` and `text` are the controller's."""
+class GalvoCommandError(InstrumentErrorMixin, GalvoError, DeviceFault):
+    """The controller refused a command in its present state (e.g. ARM during a FAULT); code and text are its own."""
 
 
 class GalvoConfigError(InstrumentErrorMixin, GalvoError, ConfigurationError):

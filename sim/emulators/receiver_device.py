@@ -133,6 +133,7 @@ class ReceiverDevice:
         self._last: tuple[float, int] = (-1.0, -1)  # (galvo start time, frame number) last delivered
         self._frame: _Frame | None = None
         self.frames_served = 0
+        self.produced: deque[tuple[int, int, int]] = deque(maxlen=4096)  # (frame_no, crc_if, crc_fb) as made
 
     # --- errors ---
     def push_error(self, code: int, text: str) -> None:
@@ -346,6 +347,10 @@ class ReceiverDevice:
         with self._lock:
             if self._gen == gen and self.state == "ARMED":
                 self._frame, self.state = frame, "DONE"
+                # the true checksums (little-endian bytes), before any injected corruption: tests compare
+                le_if = frame.if_bytes if not big else if_arr.astype("<i2").tobytes()
+                le_fb = frame.fb_bytes if not big else fb.astype("<f4").tobytes()
+                self.produced.append((k, zlib.crc32(le_if), zlib.crc32(le_fb)))
 
     def _abort(self, gen: int, code: int, text: str) -> None:
         with self._lock:

@@ -121,6 +121,8 @@ class ScannerEmulator:
             return {}
         if cmd == "truth":
             return {"truth": self.physics.truth()}
+        if cmd == "produced":
+            return {"frames": [list(x) for x in self.receiver.produced]}
         if cmd == "galvo_log":
             with self.galvo.lock:
                 lines = list(self.galvo.log)
