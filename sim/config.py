@@ -53,9 +53,9 @@ class BalaclavaConfig(Section):
 class CaptureConfig(Section):
     """Per-capture variation of a subject (drawn from Subject.capture_seed)."""
 
-    yaw_jitter_deg: float = Field(4.0, ge=0, description="std of head yaw around the posture's yaw (deg)")
-    pitch_jitter_deg: float = Field(4.0, ge=0, description="std of head pitch (deg)")
-    roll_jitter_deg: float = Field(3.0, ge=0, description="std of head roll (deg)")
+    yaw_jitter_deg: float = Field(2.5, ge=0, description="std of head yaw around the posture's yaw (deg)")
+    pitch_jitter_deg: float = Field(2.5, ge=0, description="std of head pitch (deg)")
+    roll_jitter_deg: float = Field(2.0, ge=0, description="std of head roll (deg)")
     position_jitter_m: float = Field(0.015, ge=0, description="std of the head position in the field, x and y (m)")
     range_spread_m: float = Field(0.12, ge=0, description="half width of the uniform range spread around the standoff (m)")
     expression_jitter: float = Field(1.0, ge=0, description="scale of the expression changes (lips, jaw, brow; 1 = natural)")

@@ -2,8 +2,8 @@
 
 Each parameter is drawn as mean + s(difficulty) * sd * z with z ~ N(0, 1) clipped to +-2.5, from a
 generator seeded by (population_seed, identity), so an identity does not depend on how many others
-exist. s(difficulty) = 1.6 - 1.2 * difficulty scales the spread between identities (difficulty 0:
-1.6 sd, very distinct; 1: 0.4 sd, barely resolvable at 1.5 cm). Population means and spreads are
+exist. s(difficulty) = 2.2 - 1.6 * difficulty scales the spread between identities (difficulty 0:
+2.2 sd, very distinct; 0.5: 1.4 sd; 1: 0.6 sd, barely resolvable at 1.5 cm). Population means and spreads are
 of adult heads (head breadth ~15 cm, height ~22 cm, nose projection ~2.4 cm).
 """
 from __future__ import annotations
@@ -114,8 +114,8 @@ class Population:
 
     @property
     def spread(self) -> float:
-        """Scale of the between-identity spread in population sd units: 1.6 - 1.2 difficulty."""
-        return 1.6 - 1.2 * self.difficulty
+        """Scale of the between-identity spread in population sd units: 2.2 - 1.6 difficulty."""
+        return 2.2 - 1.6 * self.difficulty
 
     def identity(self, i: int) -> HeadShape:
         if not 0 <= i < self.n_identities:

@@ -34,8 +34,8 @@ def test_identities_differ_and_difficulty_scales_the_spread():
         sd = np.array([s for _, s in SHAPE_STATS.values()])
         return np.median(np.std(v, axis=0) / sd)
     easy, hard = spread(0.0), spread(1.0)
-    # spread factor 1.6 - 1.2 d: 1.6 sd at difficulty 0, 0.4 sd at 1 (clipping makes it a little smaller)
-    assert easy == pytest.approx(1.6, rel=0.25) and hard == pytest.approx(0.4, rel=0.25)
+    # spread factor 2.2 - 1.6 d: 2.2 sd at difficulty 0, 0.6 sd at 1 (clipping makes it a little smaller)
+    assert easy == pytest.approx(2.2, rel=0.25) and hard == pytest.approx(0.6, rel=0.25)
     pop = Population(20, 1234, 1.0)
     vs = [pop.identity(i).vector() for i in range(20)]
     assert min(np.abs(vs[i] - vs[j]).max() for i in range(20) for j in range(i)) > 0
