@@ -40,15 +40,18 @@ def _training_config(obj, **overrides):
 @click.option("--epochs", type=int, default=None, help="maximum epochs (default: training.epochs)")
 @click.option("--seed", type=int, default=None, help="seed (default: training.seed)")
 @click.option("--threads", type=int, default=None, help="torch threads (default: training.num_threads)")
+@click.option("--holdout-identities", "holdout", type=int, default=None,
+              help="keep the K highest identity ids out of training (identity-disjoint evaluation)")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="run directory")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--progress/--no-progress", default=True, help="tqdm progress bar on stderr")
 @click.pass_obj
-def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, out: str, resume: bool,
+def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout, out: str, resume: bool,
           progress: bool) -> None:
     """Train Model A or Model B; write checkpoints, metrics.csv and loss_curve.png into --out."""
     from training.trainer import train as run_train
-    cfg = _training_config(obj, preset=preset, epochs=epochs, seed=seed, num_threads=threads)
+    cfg = _training_config(obj, preset=preset, epochs=epochs, seed=seed, num_threads=threads,
+                           holdout_identities=holdout)
     try:
         summary = run_train(data_dir, out, kind, cfg, resume=resume, progress=progress)
     except (FileExistsError, ValueError) as exc:
@@ -60,7 +63,8 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, out: str
 @click.argument("source", type=click.Path(file_okay=False, exists=True))
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
               help="dataset directory with manifest.csv")
-@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["test", "val", "train", "heldout", "all"]), default="test",
+              show_default=True, help="heldout = the identities a run kept out of training (identity-disjoint)")
 @click.option("--other", type=click.Path(file_okay=False, exists=True), default=None,
               help="a second run or bundle (e.g. Model A beside Model B) for the reconstruction panel")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -66,6 +66,9 @@ class TrainingConfig(Section):
     supcon_tau: float = Field(0.07, gt=0, description="SupCon temperature tau")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="posture cross-entropy label smoothing")
     charbonnier_eps: float = Field(1e-3, gt=0, description="Charbonnier epsilon (image units, [0, 1])")
+    holdout_identities: int = Field(
+        0, ge=0, description="identity-disjoint protocol: the K highest identity ids are kept out of train and "
+        "val entirely; `thz evaluate --split heldout` scores them (0 = the paper's capture-disjoint protocol only)")
     lpips_weights: str = Field("", description="local LPIPS-VGG state dict (torch.save); empty = use the fallback")
     routing: Literal["predicted", "gt", "soft"] = Field(
         "predicted", description="decoder routing at evaluation: argmax posture, ground truth, or probability blend")

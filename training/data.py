@@ -101,6 +101,17 @@ class ThzData:
     def __len__(self) -> int:
         return len(self.identity)
 
+    def hold_out(self, k: int, identities: list[int] | None = None) -> list[int]:
+        """Move every THz image of `identities` (default: the k highest ids) to split "heldout"."""
+        ids = sorted(int(i) for i in np.unique(self.identity))
+        held = sorted(identities) if identities is not None else (ids[-k:] if k else [])
+        if held and len(ids) - len(held) < 2:
+            raise ValueError(f"holding out {len(held)} of {len(ids)} identities leaves fewer than 2 to train on")
+        if held and len(held) < 2 and identities is None:
+            raise ValueError(f"holdout_identities={k}: the identity-disjoint protocol needs at least 2 identities")
+        self.split = np.where(np.isin(self.identity, held), "heldout", self.split)
+        return held
+
     def select(self, splits: tuple[str, ...]) -> np.ndarray:
         """Indices (sorted) of the THz images in the given splits."""
         return np.flatnonzero(np.isin(self.split, list(splits)))
@@ -121,7 +132,7 @@ class ThzData:
     def provenance(self) -> dict:
         return {"path": str(self.root), "manifest_sha256_16": manifest_hash(self.root), "thz_images": len(self),
                 "visible_images": len(self.visible), "identities": int(len(np.unique(self.identity))),
-                "splits": {s: int((self.split == s).sum()) for s in ("train", "val", "test")}}
+                "splits": {s: int((self.split == s).sum()) for s in ("train", "val", "test", "heldout")}}
 
 
 @dataclass

@@ -103,7 +103,9 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
              f"- source: {desc['source']} `{desc['path']}`" + (f", model id `{desc['model_id']}`"
                                                                if "model_id" in desc else ""),
              f"- dataset: `{data.root}`, split `{m['split']}`: {m['n_images']} THz images, "
-             f"{m['n_anchors']} concealed anchors",
+             f"{m['n_anchors']} concealed anchors"
+             + (" (identity-disjoint: identities never seen in training)" if m["split"] == "heldout" else
+                " (capture-disjoint: identities seen in training, other captures)" if m["split"] != "all" else ""),
              "- distance: cosine, d = 1 - a.b on L2-normalised embeddings; triplets use every same-posture "
              "negative of another identity; SSIM 11x11 Gaussian sigma 1.5 (the training loss's own).",
              "- decoder routing: predicted posture (what runs live); other routings below.", "",
@@ -140,10 +142,19 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
 
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
              other: str | Path | None = None, threads: int = 2) -> dict:
-    """Evaluate a run or bundle on `split` (test | val | train | all); write the report; return the metrics."""
-    splits = ("train", "val", "test") if split == "all" else (split,)
+    """Evaluate a run or bundle on `split`; write the report; return the metrics.
+
+    test | val | train: the dataset's capture-disjoint splits (of the identities the model trained on);
+    heldout: every capture of the identities the run kept out of training (identity-disjoint protocol);
+    all: every image.
+    """
     pred, desc = predictor_for(source, threads)
     data = ThzData.load(data_dir)
+    held = data.hold_out(0, desc["heldout_identities"]) if split != "all" else []
+    if split == "heldout" and not held:
+        raise ValueError(f"{source} held no identity out of training (training.holdout_identities = 0): "
+                         "there is no identity-disjoint split to evaluate")
+    splits = ("train", "val", "test") if split == "all" else (split,)
     m = evaluate_split(pred, data, splits, keep_outputs=True)
     oth = None
     if other is not None:

@@ -92,6 +92,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
     net, info = load_run(run_dir)
     data_dir = Path(data_dir or run_cfg["dataset"]["path"])
     data = ThzData.load(data_dir)
+    data.hold_out(0, list(info.get("heldout_identities", [])))  # the run's unseen identities stay unseen
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         tmp = Path(tmp)
@@ -105,7 +106,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             embedding_size=net.cfg.embed_dim, postures=list(POSTURES), distance="cosine",
             verification_threshold=thr, threshold_source=source,
             training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
-                             "training": info["training_config"], "perceptual": info.get("perceptual", "")},
+                             "training": info["training_config"], "perceptual": info.get("perceptual", ""),
+                             "heldout_identities": list(info.get("heldout_identities", []))},
             dataset=run_cfg["dataset"] | {"threshold_calibration": facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -113,13 +113,14 @@ def predictor_for(path: str | Path, threads: int = 2):
     p = Path(path)
     if is_bundle(p):
         pr = OnnxPredictor(p, threads)
-        kind = pr.manifest.training_config.get("kind", "b")
-        return pr, {"source": "bundle", "path": str(p), "kind": kind, "model_id": pr.manifest.model_id,
-                    "preset": pr.manifest.preset}
+        tc = pr.manifest.training_config
+        return pr, {"source": "bundle", "path": str(p), "kind": tc.get("kind", "b"), "model_id": pr.manifest.model_id,
+                    "preset": pr.manifest.preset, "heldout_identities": tc.get("heldout_identities", [])}
     if (p / BEST).is_file():
         net, info = load_run(p)
         return TorchPredictor(net), {"source": "run", "path": str(p), "kind": info["kind"],
-                                     "preset": info["model_config"]["preset"], "epoch": info.get("epoch")}
+                                     "preset": info["model_config"]["preset"], "epoch": info.get("epoch"),
+                                     "heldout_identities": list(info.get("heldout_identities", []))}
     raise FileNotFoundError(f"{p} is neither a run directory (with {BEST}) nor a model bundle (with model.onnx)")
 
 

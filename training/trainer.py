@@ -51,6 +51,7 @@ class Trainer:
     def __init__(self, data: ThzData, kind: str, cfg: TrainingConfig, out: str | Path, progress: bool = True):
         self.data, self.kind, self.cfg, self.out = data, kind, cfg, Path(out)
         self.progress = progress
+        self.heldout = data.hold_out(cfg.holdout_identities)
         torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
         self.mcfg = preset_config(cfg.preset)
@@ -78,7 +79,8 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------------
     def _facts(self) -> dict:
         return {"kind": self.kind, "model_config": self.mcfg.to_dict(),
-                "training_config": self.cfg.model_dump(mode="json"), "perceptual": self.perceptual_name}
+                "training_config": self.cfg.model_dump(mode="json"), "perceptual": self.perceptual_name,
+                "heldout_identities": self.heldout}
 
     def save(self, path: Path, full: bool) -> None:
         ck = {**self._facts(), "epoch": self.epoch, "model": self.model.state_dict()}
@@ -146,7 +148,7 @@ class Trainer:
         early weights after a few dozen steps, which makes eval-mode outputs drift from train-mode
         ones on small datasets. Here they become the plain average over `bn_batches` training batches.
         """
-        n = self.cfg.bn_batches
+        n = min(self.cfg.bn_batches, len(self.sampler))
         if n == 0:
             return
         bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -189,12 +191,14 @@ class Trainer:
         patience = cfg.early_stop.patience
         last = cfg.epochs if stop_after is None else min(cfg.epochs, self.epoch + stop_after)
         while self.epoch < last and self.bad_epochs < patience:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             row = {"epoch": self.epoch + 1} | self.train_epoch(total_steps)
             self.recalibrate_bn()
             t_train = time.perf_counter() - t0
             row |= self.validate()
-            row |= {"train_seconds": t_train, "epoch_seconds": time.perf_counter() - t0}
+            # wall time depends on what else runs on the machine; process CPU time (all threads) less so
+            row |= {"train_seconds": t_train, "epoch_seconds": time.perf_counter() - t0,
+                    "epoch_cpu_seconds": time.process_time() - c0}
             self.history.append(row)
             value = row[f"val_{watch}"]
             better = (self.best_value is None
@@ -217,6 +221,8 @@ class Trainer:
         return {"run": str(self.out), "kind": self.kind, "preset": cfg.preset, "epochs_run": self.epoch,
                 "best_epoch": self.best_epoch, f"best_val_{watch}": self.best_value, "stopped_early": self.bad_epochs >= patience,
                 "mean_epoch_seconds": float(np.mean([h["epoch_seconds"] for h in self.history]))
+                if self.history else None,
+                "mean_epoch_cpu_seconds": float(np.mean([h.get("epoch_cpu_seconds", np.nan) for h in self.history]))
                 if self.history else None}
 
     def write_metrics(self) -> None:

@@ -175,3 +175,21 @@ def test_cli_train_model_b_and_refuse_overwrite(dataset, tmp_path):
 def _cli():
     from thz.cli import cli
     return cli
+
+
+def test_identity_disjoint_holdout(dataset, tmp_path):
+    d = ThzData.load(dataset)
+    t = Trainer(d, "a", small_config(holdout_identities=2), tmp_path / "h", progress=False)
+    assert t.heldout == [4, 5]
+    seen = set(d.identity[t.train_index.anchors]) | set(d.identity[t.val_index.anchors])
+    assert seen == {0, 1, 2, 3}
+    t.out.mkdir(parents=True)
+    t.save(t.out / "best.pt", full=False)
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--split", "heldout"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output.strip().splitlines()[-1])
+    assert m["n_images"] == 2 * 5 * 2 * 4  # every capture of identities 4 and 5
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--split", "test"])
+    assert json.loads(res.output.strip().splitlines()[-1])["n_images"] == 4 * 5 * 2  # seen identities only
+    with pytest.raises(ValueError, match="fewer than 2"):
+        ThzData.load(dataset).hold_out(5)
