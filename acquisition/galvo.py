@@ -127,7 +127,7 @@ class GalvoController:
 
     def set_axis(self, cmd: AxisCommand) -> None:
         """Apply one axis' waveform; checked against the limits first, so a bad command is never sent."""
-        check_axis(cmd, self.limits)
+        check_axis(cmd, self.limits, self.to_drive)
         a = cmd.axis
         self.query(f"WAVE {a} {cmd.waveform}")
         # lower the amplitude before moving the offset so no intermediate state exceeds the limit

@@ -64,8 +64,13 @@ class AxisCommand:
                 raise ValueError(f"{self.axis} {name}={v!r} is not finite")
 
 
-def check_axis(cmd: AxisCommand, limits: GalvoLimits) -> None:
-    """Raise GalvoLimitError naming the value if `cmd` would drive the axis outside its limits."""
+def check_axis(cmd: AxisCommand, limits: GalvoLimits, to_drive: Mapping | None = None) -> None:
+    """Raise GalvoLimitError naming the value if `cmd` would drive the axis outside its limits.
+
+    With `to_drive` (metres -> drive units) the excursion is also checked in drive units, where the
+    controller adds offset and amplitude: atan is concave, so atan(a) + atan(b) > atan(a + b) and a
+    command just inside the limit in metres can reach beyond it in angle.
+    """
     lim = limits.axis(cmd.axis)
     if cmd.amplitude_m < 0:
         raise GalvoLimitError(f"{cmd.axis} amplitude_m={cmd.amplitude_m} is negative")
@@ -75,6 +80,13 @@ def check_axis(cmd: AxisCommand, limits: GalvoLimits) -> None:
             f"{cmd.axis} |offset_m|+amplitude_m = {abs(cmd.offset_m)}+{cmd.amplitude_m} = {excursion:.4f} m exceeds "
             f"the axis limit {lim.max_excursion_m} m (scanner.raster.max_{'fast' if cmd.axis == 'X' else 'slow'}"
             "_amplitude_m); the command was not sent")
+    if to_drive is not None:
+        reach = to_drive(abs(cmd.offset_m)) + to_drive(cmd.amplitude_m)
+        if reach > to_drive(lim.max_excursion_m):
+            raise GalvoLimitError(
+                f"{cmd.axis} offset {cmd.offset_m} m + amplitude {cmd.amplitude_m} m reach {reach:.5f} drive units, "
+                f"beyond the limit {to_drive(lim.max_excursion_m):.5f} ({lim.max_excursion_m} m); the command was "
+                "not sent")
     if cmd.waveform != "DC" and not (0 < cmd.frequency_hz <= lim.max_hz):
         raise GalvoLimitError(
             f"{cmd.axis} frequency_hz={cmd.frequency_hz} is outside (0, {lim.max_hz}] Hz "

@@ -110,6 +110,11 @@ class _Frame:
                 f"{zlib.crc32(self.if_bytes)},{zlib.crc32(self.fb_bytes)}")
 
 
+def _swap(data: bytes, dtype: str) -> bytes:
+    """Little-endian bytes of `dtype` -> the same values big-endian (FORM:BORD NORM)."""
+    return np.frombuffer(data, dtype).astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+
+
 class _ScpiError(Exception):
     def __init__(self, code: int, text: str) -> None:
         super().__init__(text)
@@ -206,18 +211,20 @@ class ReceiverDevice:
                 raise _ScpiError(-230, "Data corrupt or stale;no acquired frame")
             if c == "FETC:HEAD?":
                 return f.head()
+            big = self.settings["FORM:BORD"] == "NORM"  # byte order applies when the data leave
             if c == "FETC:FRAM?":
                 self.frames_served += 1
-                return Block(f.if_bytes)
+                return Block(_swap(f.if_bytes, "<i2") if big else f.if_bytes)
             if c == "FETC:FEED?":
-                return Block(f.fb_bytes)
+                return Block(_swap(f.fb_bytes, "<f4") if big else f.fb_bytes)
             try:
                 n = int(arg)
             except ValueError:
                 raise _ScpiError(-104, f"Data type error;{arg!r}") from None
             if not 0 <= n < f.shape[0]:
                 raise _ScpiError(-222, f"Data out of range;line {n}")
-            return Block(f.if_bytes[n * f.line_bytes:(n + 1) * f.line_bytes])
+            line = f.if_bytes[n * f.line_bytes:(n + 1) * f.line_bytes]
+            return Block(_swap(line, "<i2") if big else line)
         raise _ScpiError(-113, f"Undefined header;{c}")
 
     def _set(self, c: str, arg: str) -> None:
@@ -337,20 +344,18 @@ class ReceiverDevice:
             if not (m2.running and not m2.stalled):
                 self._abort(gen, -231, "Data questionable;line triggers stopped during the frame")
                 return
-        big = st["FORM:BORD"] == "NORM"
-        if_arr = raw.if_samples.astype(">i2" if big else "<i2")
+        # frame memory holds little-endian values; FETC converts to the byte order in force then
+        if_arr = raw.if_samples.astype("<i2")
         fb = np.concatenate([raw.feedback_x.ravel(), raw.feedback_y.ravel(),
-                             raw.direction.astype(np.float32).ravel()]).astype(">f4" if big else "<f4")
+                             raw.direction.astype(np.float32).ravel()]).astype("<f4")
         lines_, chirps, samples = raw.if_samples.shape
         frame = _Frame(k, self.wall() - (self.clock() - t_begin), (lines_, chirps, samples),
                        if_arr.tobytes(), fb.tobytes(), chirps * samples * 2)
         with self._lock:
             if self._gen == gen and self.state == "ARMED":
                 self._frame, self.state = frame, "DONE"
-                # the true checksums (little-endian bytes), before any injected corruption: tests compare
-                le_if = frame.if_bytes if not big else if_arr.astype("<i2").tobytes()
-                le_fb = frame.fb_bytes if not big else fb.astype("<f4").tobytes()
-                self.produced.append((k, zlib.crc32(le_if), zlib.crc32(le_fb)))
+                # the true checksums, before any injected corruption: tests compare recordings to them
+                self.produced.append((k, zlib.crc32(frame.if_bytes), zlib.crc32(frame.fb_bytes)))
 
     def _abort(self, gen: int, code: int, text: str) -> None:
         with self._lock:

@@ -1,0 +1,117 @@
+"""HDF5 recordings: round trip, layout, permissions, gaps; a writer killed with SIGKILL, then recover()."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from acquisition.recorder import Recorder, read_recording, recover
+from acquisition.runlog import RunLog, read_runlog
+from thzcore.frames import RawFrame
+
+SHAPE = (4, 16, 8)
+
+
+def _frame(i: int) -> RawFrame:
+    rng = np.random.default_rng(i)
+    return RawFrame(10 + i, 1000.0 + i, "sc1", rng.integers(-8000, 8000, SHAPE, dtype=np.int16),
+                    rng.random(SHAPE[:2], dtype=np.float32), rng.random(SHAPE[0], dtype=np.float32),
+                    np.array([1, -1, 1, -1], np.int8))
+
+
+def test_round_trip_layout_and_mode(tmp_path):
+    rec = Recorder(tmp_path / "s.h5", SHAPE, {"config_json": "{}", "calibration_id": "cal-1", "sim_seed": 5,
+                                              "scanner_id": "sc1"}, grow=2,
+                   instrument={"galvo": {"idn": "G"}, "receiver": {"idn": "R"}})
+    for i in range(5):  # grows 2 -> 4 -> 6 and is trimmed to 5 on close
+        rec.write(_frame(i), seq=i, instrument_frame_no=100 + i)
+    rec.gap(11, 13, 1001.5, 1002.5, "ReceiverTimeoutError: x")
+    with pytest.raises(ValueError, match="shape"):
+        rec.write(RawFrame(0, 0.0, "sc1", np.zeros((2, 16, 8), np.int16), np.zeros((2, 16), np.float32),
+                           np.zeros(2, np.float32), np.ones(2, np.int8)), seq=9)
+    rec.close("closed")
+    assert stat.S_IMODE(os.stat(tmp_path / "s.h5").st_mode) == 0o600
+    r = read_recording(tmp_path / "s.h5")
+    assert r.frames == 5 and r.attrs["status"] == "closed" and r.attrs["frames"] == 5
+    assert r.attrs["calibration_id"] == "cal-1" and r.attrs["sim_seed"] == 5 and len(r.attrs["config_sha256"]) == 64
+    for i in range(5):
+        f = _frame(i)
+        np.testing.assert_array_equal(r.data["if_samples"][i], f.if_samples)
+        np.testing.assert_array_equal(r.data["feedback_x"][i], f.feedback_x)
+    np.testing.assert_array_equal(r.data["instrument_frame_no"], np.arange(100, 105))
+    assert list(r.gaps["after_frame_id"]) == [11] and r.gaps["reason"][0].startswith("ReceiverTimeout")
+    g = r.raw_frame(2)
+    assert g.frame_id == 12 and g.meta["calibration_id"] == "cal-1"
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f.attrs["NX_class"] == "NXroot" and f["entry/instrument/galvo"].attrs["idn"] == "G"
+        assert f["entry/data/if_samples"].chunks == (1, *SHAPE)
+    assert recover(tmp_path / "s.h5").status_before == "closed"  # a closed file is left alone
+    with pytest.raises(FileExistsError):
+        Recorder(tmp_path / "s.h5", SHAPE, {})
+
+
+_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    sys.path.insert(0, {root!r})
+    from acquisition.recorder import Recorder
+    from thzcore.frames import RawFrame
+    rec = Recorder({path!r}, (4, 16, 8), {{"scanner_id": "sc1"}}, grow=16)
+    for i in range(3):
+        rng = np.random.default_rng(i)
+        rec.write(RawFrame(i, float(i), "sc1", rng.integers(-8000, 8000, (4, 16, 8), dtype=np.int16),
+                  np.zeros((4, 16), np.float32), np.zeros(4, np.float32), np.ones(4, np.int8)), seq=i)
+    # a fourth frame half written: data but no `complete` flag
+    rec._d["if_samples"][3] = 7
+    rec._f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_sigkill_mid_session_then_recover(tmp_path):
+    path = tmp_path / "crash.h5"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "-c", _WRITER.format(root=root, path=str(path))], capture_output=True)
+    assert p.returncode == -9, p.stderr.decode()
+    with h5py.File(path, "r", swmr=True) as f:  # readable by a SWMR reader before any repair
+        assert int(f["entry/data/count"][0]) == 3
+    res = recover(path)
+    assert res.frames == 3 and res.status_before == "running" and res.backup.exists()
+    with h5py.File(path, "r") as f:  # a plain reader, no SWMR flag
+        assert f["entry"].attrs["status"] == "recovered"
+        assert f["entry/data/if_samples"].shape == (3, 4, 16, 8)
+        np.testing.assert_array_equal(f["entry/data/frame_id"][:], [0, 1, 2])
+        np.testing.assert_array_equal(f["entry/data/if_samples"][1],
+                                      np.random.default_rng(1).integers(-8000, 8000, (4, 16, 8), dtype=np.int16))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert recover(path).status_before == "recovered"
+
+
+def test_recover_rejects_foreign_files(tmp_path):
+    p = tmp_path / "x.h5"
+    with h5py.File(p, "w") as f:
+        f["a"] = 1
+    with pytest.raises(ValueError, match="not a thz-face recording"):
+        recover(p)
+    q = tmp_path / "junk.h5"
+    q.write_bytes(b"not hdf5")
+    with pytest.raises(OSError, match="cannot open"):
+        recover(q)
+
+
+def test_runlog_lines_and_cut_line(tmp_path):
+    log = RunLog(tmp_path / "r.jsonl", wall=lambda: 1.0)
+    log.event("start", kind="x")
+    log.event("frame", frame_id=1)
+    log.close()
+    with open(tmp_path / "r.jsonl", "a") as fh:
+        fh.write('{"t": 2, "event": "fra')  # a crash mid-line
+    ev = read_runlog(tmp_path / "r.jsonl")
+    assert ev == [{"t": 1.0, "event": "start", "kind": "x"}, {"t": 1.0, "event": "frame", "frame_id": 1}]
+    assert stat.S_IMODE(os.stat(tmp_path / "r.jsonl").st_mode) == 0o600
