@@ -16,7 +16,7 @@ class ReflectionConfig(Section):
 
     skin_power_reflectivity: float = Field(0.155, gt=0, le=1, description="skin |Gamma|^2 at normal incidence")
     skin_diffuse_db: float = Field(-17.0, le=0, description="skin diffuse backscatter power relative to skin specular (dB)")
-    diffuse_cos_power: float = Field(1.2, ge=0, description="diffuse backscatter per projected area ~ cos(alpha)^m (m = 1: Lambertian; 1.2 tunes the face dynamic range to 8.3 dB)")
+    diffuse_cos_power: float = Field(1.5, ge=0, description="diffuse backscatter per projected area ~ cos(alpha)^m (m = 1: Lambertian; 1.5 tunes the face dynamic range to 8.3 dB)")
     eye_power_reflectivity: float = Field(0.25, gt=0, le=1, description="eye (wet cornea) |Gamma|^2")
     hair_loss_db: float = Field(1.5, ge=0, description="one-way loss through scalp hair (dB)")
     hair_diffuse_db: float = Field(-22.0, le=0, description="hair diffuse echo power relative to skin specular (dB)")
