@@ -7,13 +7,11 @@ its decoder by the predicted posture inside the graph, so ground-truth routing e
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from thzcore.labels import POSTURES
 from training.data import ThzData, TripletIndex
 from training.distill import ModelB
 from training.metrics import (posture_metrics, rank1_identification, reconstruction_metrics, triplet_metrics,
@@ -168,11 +166,3 @@ def evaluate_split(predict, data: ThzData, splits: tuple[str, ...], routes: tupl
 def headline(m: dict) -> dict:
     """The flat numeric subset of `evaluate_split` (for CSV rows and JSON lines)."""
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not k.startswith("_")}
-
-
-def write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=float))
-
-
-__all__ = ["POSTURES", "TorchPredictor", "OnnxPredictor", "predictor_for", "evaluate_split", "load_run",
-           "build_model", "load_checkpoint", "headline"]
