@@ -96,3 +96,25 @@ def test_closed_forms_of_the_beam_module(scanner_cfg):
                        np.exp(-(2 * np.tan(alpha) / beam.divergence(w0, lam)) ** 2), rtol=1e-9)
     beta = 0.5 * 2 * math.pi / lam * 10.0 * w0**2                    # kappa = 10 / m (radius 10 cm): 2.0
     assert beam.quadric_coupling(0.0, 10.0, w0, lam) == pytest.approx(1 / math.sqrt(1 + beta**2))
+
+
+def test_grid_target_dots_sit_at_the_pitch(quiet_scanner, scanner_cfg):
+    # dots every 50 mm at 6.0 m appear every 50 mm of feedback; a beam on a dot returns
+    # 0.3 (point amplitude) x 1 (focus) -> power peaks of equal height
+    u, p = _line_scan(quiet_scanner, scanner_cfg, Target(kind="grid", range_m=6.0, grid_pitch_m=0.05,
+                                                         offset_x_m=0.0), fast_amp=0.12)
+    order = np.argsort(u)
+    u, p = u[order], p[order]
+    peaks = [u[i] for i in range(1, len(p) - 1) if p[i] >= p[i - 1] and p[i] >= p[i + 1] and p[i] > 0.5 * p.max()]
+    centres = np.array(sorted({round(x / 0.05) for x in peaks}))
+    assert set(centres) >= {-2, -1, 0, 1, 2}
+    for k in (-1, 0, 1):
+        near = [x for x in peaks if abs(x - 0.05 * k) < 0.01]
+        assert abs(np.mean(near) - 0.05 * k) < 5e-4
+
+
+def test_package_exports_lazily():
+    import sim
+    assert sim.VirtualScanner.__name__ == "VirtualScanner" and sim.Subject.__name__ == "Subject"
+    with pytest.raises(AttributeError):
+        sim.nothing_here
