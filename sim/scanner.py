@@ -96,7 +96,8 @@ class VirtualScanner:
 
     vs = VirtualScanner(scanner_cfg, sim_cfg, seed); vs.set_scene(Subject(...) | Target(...) | None);
     raw = vs.acquire_frame(frame_id). A frame depends only on (seed, frame_id, scene, drive, true
-    parameters): the same inputs give bit-identical frames.
+    parameters): the same inputs give bit-identical frames. Not thread-safe (it caches the scene
+    maps): share one between threads behind a lock, as the emulator does.
     """
 
     def __init__(self, scanner_cfg: ScannerConfig | None = None, sim_cfg: SimConfig | None = None, seed: int = 0) -> None:
