@@ -82,7 +82,7 @@ img {{ image-rendering: pixelated; display: block; }}
 <h2>Session</h2><table>{info_rows}</table>
 <h2>Concealed scans</h2>
 <table><tr><th>frame</th><th>subject</th><th>true posture</th><th>ROI</th><th>reconstruction</th>
-<th>posture (p)</th><th>genuine claim</th><th>impostor</th><th>impostor claim</th><th>identified</th>
+<th>posture (p)</th><th>genuine decision</th><th>impostor claim</th><th>impostor decision</th><th>identified</th>
 <th>latency ms</th><th>errors</th></tr>
 {''.join(rows)}
 </table></body></html>

@@ -139,3 +139,27 @@ def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
                 result_endpoint="tcp://127.0.0.1:*")
     assert s["frames"] == 10
     assert s["posture_accuracy"] >= 0.6, s
+
+
+@pytest.mark.skipif(not _has_daemon(), reason="acquisition.daemon not installed")
+def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
+    """`thz run` on 'hardware': the configured galvo port and receiver resource (here an emulator)."""
+    from inference.bundle import load_bundle
+    from inference.job import run_hardware
+    from inference.onnxrt import OnnxRuntimeEngine
+    from sim.emulators.server import ScannerEmulator
+    from sim.scene import Subject
+    from thz.settings import Settings
+    base = Settings()
+    with ScannerEmulator(base.scanner, base.sim, seed=3, realtime=False) as emu:
+        ends = emu.endpoints()
+        emu.handle({"cmd": "set_scene", "scene": Subject(identity=1, posture="front-right").model_dump(mode="json")})
+        acq = base.acquisition.model_copy(update={
+            "galvo_port": ends["galvo_port"], "receiver_resource": ends["receiver_resource"], "record": False,
+            "raw_endpoint": "tcp://127.0.0.1:*", "status_endpoint": "tcp://127.0.0.1:*",
+            "record_dir": str(tmp_path)})
+        inf = base.inference.model_copy(update={"gallery": str(tmp_path / "g.sqlite")})
+        s = base.model_copy(update={"acquisition": acq, "inference": inf})
+        eng = OnnxRuntimeEngine(load_bundle(bundle_dir))
+        out = run_hardware(s, eng, max_results=2, result_endpoint="tcp://127.0.0.1:*", echo=lambda m: None)
+    assert out["frames"] == 2 and out["p99_latency_ms"] > 0 and not out["interrupted"]
