@@ -123,9 +123,13 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
         b = load_bundle(bundle or s.inference.bundle)
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
+    import tempfile
+
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
     lat, proc, inf = [], [], []
-    with Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False) as pipe:
+    tmp = tempfile.TemporaryDirectory(prefix="thz-bench-")  # an empty gallery, not the operator's
+    with tmp, Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False,
+                       gallery_path=f"{tmp.name}/gallery.sqlite") as pipe:
         pipe.set_scene(_scene(0, "front-center", True, 1))
         skip = s.processing.frames_averaged + 1  # the averaging window fills first
         while len(lat) < n_results:
