@@ -1,6 +1,8 @@
 """The `acquisition` config section: device addresses, timeouts, reconnect policy, endpoints, recording."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from thzcore.config import Section
@@ -25,6 +27,9 @@ class AcquisitionConfig(Section):
     read_termination: str = Field("\n", min_length=1, description="SCPI reply terminator")
     write_termination: str = Field("\n", min_length=1, description="SCPI command terminator")
     chunk_size: int = Field(1 << 20, ge=1024, description="VISA read chunk for binary blocks (bytes)")
+    block_reader: Literal["exact", "pyvisa"] = Field(
+        "exact", description="binary block reads: 'exact' (header, then exactly the announced bytes, terminator "
+        "off) or 'pyvisa' (query_binary_values; slow on pyvisa-py sockets for blocks holding many 0x0A bytes)")
     line_trigger_timeout_s: float = Field(0.5, gt=0, description="receiver aborts a frame when no galvo line "
                                           "trigger arrives for this long (s)")
     # --- I/O policy ---

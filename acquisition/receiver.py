@@ -10,7 +10,7 @@ import pyvisa
 from pyvisa import constants, errors as visa_errors
 
 from acquisition.scpi import (
-    BlockError, FrameCorruptError, FrameHead, ReceiverConfigError, ReceiverInstrumentError, ReceiverLinkError,
+    BlockError, FrameCorruptError, FrameHead, parse_block_header, ReceiverConfigError, ReceiverInstrumentError, ReceiverLinkError,
     ReceiverTimeoutError, crc32, is_config_error, parse_error, parse_head, unpack_feedback,
 )
 from thzcore.logs import get_logger
@@ -83,10 +83,13 @@ class Receiver:
     """
 
     def __init__(self, resource: str, timeout_s: float, library: str = "@py", read_termination: str = "\n",
-                 write_termination: str = "\n", chunk_size: int = 1 << 20) -> None:
+                 write_termination: str = "\n", chunk_size: int = 1 << 20, block_reader: str = "exact") -> None:
+        if block_reader not in ("exact", "pyvisa"):
+            raise ValueError(f"block_reader={block_reader!r}: 'exact' or 'pyvisa'")
         self.resource, self.timeout_s, self.library = resource, timeout_s, library
         self.read_termination, self.write_termination = read_termination, write_termination
         self.chunk_size = chunk_size
+        self.block_reader = block_reader
         self._res: pyvisa.resources.MessageBasedResource | None = None
         self._suspect = False
         self.idn = ""
@@ -163,12 +166,42 @@ class Receiver:
         return self._io(command, lambda r: r.query(command), timeout_s).strip()
 
     def query_block(self, command: str, datatype: str, count: int, timeout_s: float | None = None) -> np.ndarray:
-        """A definite-length block of exactly `count` little-endian `datatype` values."""
-        def fn(r):
+        """A definite-length block of exactly `count` little-endian `datatype` values.
+
+        block_reader "exact": read the header, check the announced length against `count`, then read
+        exactly that many bytes with the terminator disabled. "pyvisa": `query_binary_values`, which
+        is correct but, on pyvisa-py sockets with a terminator set, ends a read call at every 0x0A
+        byte of the data (tens of thousands of calls for a frame: seconds per 8 MB block).
+        """
+        itemsize = np.dtype(datatype).itemsize
+
+        def pyvisa_reader(r):
             return r.query_binary_values(command, datatype=datatype, is_big_endian=False, container=np.ndarray,
                                          header_fmt="ieee", expect_termination=True, chunk_size=self.chunk_size,
                                          length_before_block=0, raise_on_late_block=True)
-        arr = self._io(command, fn, timeout_s)
+
+        def exact_reader(r):
+            r.write(command)
+            term = r.read_termination
+            r.read_termination = None  # binary data may hold the terminator byte
+            try:
+                head = bytes(r.read_bytes(2))
+                nd = head[1:2]
+                if head[:1] != b"#" or not nd.isdigit() or nd == b"0":
+                    raise BlockError(f"receiver {command!r}: block header starts {head!r}, not '#<1-9>'")
+                digits = bytes(r.read_bytes(int(nd)))
+                _, length = parse_block_header(head + digits)
+                if length != count * itemsize:
+                    raise BlockError(f"receiver {command!r}: block announces {length} bytes, expected "
+                                     f"{count * itemsize} ({count} x {datatype})")
+                data = bytes(r.read_bytes(length + len(term or ""), chunk_size=self.chunk_size))
+            finally:
+                r.read_termination = term
+            if term and not data.endswith(term.encode()):
+                raise BlockError(f"receiver {command!r}: block not followed by the terminator {term!r}")
+            return np.frombuffer(data, dtype=np.dtype(datatype).newbyteorder("<"), count=count)
+
+        arr = self._io(command, exact_reader if self.block_reader == "exact" else pyvisa_reader, timeout_s)
         if arr.size != count:
             # the whole announced block was read, so the stream is in step: a shape error, not a link error
             raise FrameCorruptError(f"receiver {command!r}: block holds {arr.size} values, expected {count}")

@@ -41,7 +41,7 @@ class ScannerSession:
         to_deg, to_m = optical_angle_mapping(scanner.optics.standoff_m)
         self.galvo = GalvoController(acq.galvo_port, acq.galvo_baudrate, acq.timeout_s, self.limits, to_deg, to_m)
         self.receiver = Receiver(acq.receiver_resource, acq.timeout_s, acq.visa_library, acq.read_termination,
-                                 acq.write_termination, acq.chunk_size)
+                                 acq.write_termination, acq.chunk_size, acq.block_reader)
         self.rx_settings = ReceiverSettings.from_config(scanner, acq.line_trigger_timeout_s)
         self.frame_s = scanner.raster.frame_duration_s
         self.last_head: FrameHead | None = None

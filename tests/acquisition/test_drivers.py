@@ -165,3 +165,31 @@ def test_any_resource_string_accepted_and_bad_one_reported():
     r.close()
     with pytest.raises(ReceiverLinkError, match="cannot open"):
         Receiver("NOT-A-RESOURCE", 0.2).open()
+
+
+@pytest.mark.parametrize("reader", ["exact", "pyvisa"])
+def test_block_readers_agree(emu, galvo, reader):
+    """Both block readers (exact reads, and pyvisa's query_binary_values) return the same frame."""
+    s = small_settings()
+    plan = RasterPlan.from_config(s.scanner, s.acquisition)
+    galvo.reset()
+    galvo.set_axis(plan.fast)
+    galvo.set_axis(plan.slow)
+    galvo.arm()
+    galvo.start()
+    r = Receiver(emu.endpoints()["receiver_resource"], 2.0, block_reader=reader)
+    r.open()
+    try:
+        r.reset()
+        r.configure(ReceiverSettings.from_config(s.scanner, 0.2))
+        r.arm()
+        r.wait(2.0)
+        head = r.head()
+        frame = r.fetch_frame(head)  # CRC-checked against the head
+        assert frame.shape == (8, 64, 128) and frame.dtype == np.dtype("<i2")
+        assert np.count_nonzero(frame.view(np.uint8) == 0x0A) > 0  # the data hold terminator bytes
+        r.fetch_feedback(head)
+    finally:
+        r.close()
+    with pytest.raises(ValueError, match="block_reader"):
+        Receiver("x", 1.0, block_reader="fast")
