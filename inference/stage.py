@@ -39,6 +39,7 @@ class StageCounters:
     dropped_malformed: int = 0
     dropped_stale: int = 0
     decision_errors: int = 0
+    engine_errors: int = 0
     enrolled: int = 0
     subscribers: int = 0
     batches: int = 0
@@ -246,7 +247,13 @@ class InferenceStage:
         with self._lock:
             enrol_as = self._enrol_as
         t0 = self.clock()
-        out = self.engine.infer(np.stack([r.image for r in batch]), reconstruction=self.reconstruction)
+        try:
+            out = self.engine.infer(np.stack([r.image for r in batch]), reconstruction=self.reconstruction)
+        except Exception as exc:  # a failing engine drops the batch, never the stage
+            self.counters.engine_errors += 1
+            self.counters.last_error = f"engine: {exc}"
+            log.error("inference failed; batch dropped", extra={"error": str(exc), "rois": len(batch)})
+            return
         t1 = self.clock()
         self.counters.batches += 1
         probs = softmax(out["posture_logits"])

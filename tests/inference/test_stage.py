@@ -238,3 +238,36 @@ def test_curve_bind_with_keys(ctx, tmp_path):
     finally:
         pub.close(0)
         auth.stop()
+
+
+class _FlakyEngine:
+    """Wraps a real engine; raises on an all-ones ROI (an injected engine fault)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name, self.bundle, self.model_id, self.reconstruction = inner.name, inner.bundle, inner.model_id, False
+
+    def infer(self, rois, reconstruction=None):
+        if np.all(np.asarray(rois) == 1.0):
+            raise RuntimeError("injected engine fault")
+        return self.inner.infer(rois, reconstruction=reconstruction)
+
+    def describe(self):
+        return self.inner.describe()
+
+
+def test_engine_failure_drops_the_batch_not_the_stage(ort_engine, tmp_path, ctx):
+    src = RoiSource(ctx)
+    cfg = InferenceConfig(result_endpoint="tcp://127.0.0.1:*", gallery=str(tmp_path / "g.sqlite"), max_batch=1)
+    stage = InferenceStage(_FlakyEngine(ort_engine), cfg, roi_endpoint=src.endpoint, context=ctx,
+                           min_subscribers=1).start()
+    try:
+        src.wait_subscribed()
+        sub = _subscriber(ctx, stage.bound_endpoint)
+        assert stage.subscribed.wait(10)
+        src.send(1, np.ones((64, 64), np.float32))
+        src.send(2, _image(2))
+        assert _recv(sub)[0].frame_id == 2
+        assert stage.counters.engine_errors == 1 and "injected" in stage.counters.last_error
+    finally:
+        stage.stop()
