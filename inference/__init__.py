@@ -1,1 +1,24 @@
-"""inference package of thz-face."""
+"""inference: engines (TensorRT | ONNX Runtime) behind one interface, the gallery, the result stage, `thz run`.
+
+Public names are imported lazily, so `inference.config` stays light for the config loader.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_bundle": "inference.bundle", "ModelBundle": "inference.bundle", "BundleError": "inference.bundle",
+    "Engine": "inference.engine", "make_engine": "inference.engine", "choose_engine": "inference.engine",
+    "EngineUnavailable": "inference.engine", "Gallery": "inference.gallery", "GalleryError": "inference.gallery",
+    "ModelMismatchError": "inference.gallery", "InferenceStage": "inference.stage", "ResultMeta": "inference.results",
+    "decode_result": "inference.results", "Pipeline": "inference.job", "run_sim": "inference.job",
+    "LiveView": "inference.view", "InferenceConfig": "inference.config",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'inference' has no attribute {name!r}")
