@@ -137,3 +137,19 @@ def test_bundle_errors(tmp_path, bundle_dir):
         fh.write(b"\0")
     with pytest.raises(BundleError, match="altered"):
         load_bundle(d)
+
+
+def test_no_torch_at_run_time(bundle_dir):
+    """Every inference module, and an engine running, without torch being imported."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "import inference.bundle, inference.engine, inference.onnxrt, inference.tensorrt, inference.fp16, "
+            "inference.gallery, inference.stage, inference.job, inference.view, inference.cli, inference.bench, "
+            "inference.report\n"
+            f"e = inference.engine.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
+            "e.infer(np.zeros((1, 64, 64), np.float32))\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
