@@ -104,7 +104,8 @@ class FrameProcessor:
                                  f"!= frame shape {out_shape}")
         self.parallel = cfg.threads != 1
         if self.parallel:
-            numba.set_num_threads(cfg.threads or numba.config.NUMBA_NUM_THREADS)
+            n_max = numba.config.NUMBA_NUM_THREADS
+            numba.set_num_threads(min(cfg.threads, n_max) if cfg.threads else n_max)
 
     # ---- derived facts
     @property
