@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from thzcore.config import Section
 
@@ -47,6 +47,22 @@ class ProcessingConfig(Section):
         0.25, ge=0, le=1, description="below this quality score the ROI is reported as 'no face'")
     roi_norm_low_pct: float = Field(1.0, ge=0, lt=50, description="ROI percentile mapped to 0 (dB image)")
     roi_norm_high_pct: float = Field(99.5, gt=50, le=100, description="ROI percentile mapped to 1 (dB image)")
+
+    @field_validator("publish_endpoint")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        import ipaddress
+        if v.startswith(("ipc://", "inproc://")):
+            return v
+        host = v[len("tcp://"):].rsplit(":", 1)[0].strip("[]") if v.startswith("tcp://") else ""
+        try:
+            ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"processing.publish_endpoint={v!r}: frames and face ROIs are published on loopback "
+                             "only (tcp://127.0.0.1:PORT or ipc://PATH)")
+        return v
 
     @model_validator(mode="after")
     def _gate_order(self) -> "ProcessingConfig":

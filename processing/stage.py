@@ -13,7 +13,6 @@ Malformed `raw` messages are dropped and counted, never raised.
 """
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -62,18 +61,11 @@ class StageCounters:
 
 def check_local_endpoint(endpoint: str) -> None:
     """Refuse to bind anything but loopback/ipc/inproc: the stage publishes face images (biometric data)."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return
-    if not endpoint.startswith("tcp://"):
-        raise ValueError(f"endpoint {endpoint!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
     try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local:
+        ProcessingConfig(publish_endpoint=endpoint)
+    except ValueError as exc:
         raise ValueError(f"refusing to publish frames and face ROIs on {endpoint!r}: bind a loopback address "
-                         "(tcp://127.0.0.1:PORT, the default) and let a CURVE-secured stage relay them")
+                         "(tcp://127.0.0.1:PORT, the default) and let a CURVE-secured stage relay them") from exc
 
 
 class ProcessingStage:

@@ -132,3 +132,9 @@ def test_recording_skips_incomplete_and_unwritten_frames(raws, tmp_path):
     back = list(read_recording(p))
     assert [r.frame_id for r in back] == [100]
     assert back[0].meta["calibration_id"] == "cal-3"
+
+
+def test_config_rejects_public_publish_endpoint():
+    with pytest.raises(ValueError, match="loopback"):
+        ProcessingConfig(publish_endpoint="tcp://192.168.1.5:5557")
+    assert ProcessingConfig(publish_endpoint="tcp://localhost:1").publish_endpoint == "tcp://localhost:1"
