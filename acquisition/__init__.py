@@ -1,1 +1,31 @@
-"""acquisition package of thz-face."""
+"""acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, HDF5 recordings.
+
+Public names are imported on first use so that `thz.settings` (which imports acquisition.config)
+stays light:
+
+    AcquisitionDaemon, RunResult          acquisition.daemon
+    ScannerSession                        acquisition.session
+    SimScanner, BackdoorClient, grab_frames  acquisition.simlink
+    Recorder, read_recording, recover     acquisition.recorder
+    GalvoController / Receiver            acquisition.galvo / acquisition.receiver
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
+    "ScannerSession": "acquisition.session",
+    "SimScanner": "acquisition.simlink", "BackdoorClient": "acquisition.simlink", "grab_frames": "acquisition.simlink",
+    "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
+    "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
+    "AcquisitionConfig": "acquisition.config",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'acquisition' has no attribute {name!r}")

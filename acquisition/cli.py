@@ -24,7 +24,18 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     from acquisition.daemon import AcquisitionDaemon
     from acquisition.simlink import SimScanner
 
+    from acquisition.errors import ConfigurationError
+    from acquisition.publish import check_bind
+
     settings = obj.settings
+    a = settings.acquisition
+    if publish:  # refuse an unauthenticated public bind before starting anything
+        try:
+            check_bind(a.raw_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "raw_endpoint")
+            check_bind(a.status_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "status_endpoint")
+        except ConfigurationError as exc:
+            click.echo(f"thz acquire: configuration error: {exc}", err=True)
+            sys.exit(2)
     emu = None
     truth = None
     sim_seed = None

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
-from acquisition.publish import RawPublisher, StatusPublisher, check_bind
+from acquisition.publish import RawPublisher, StatusPublisher, check_bind, stop_authenticator
 from acquisition.recorder import Recorder, software_version
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
@@ -252,6 +252,7 @@ class AcquisitionDaemon:
         if self._raw is not None:
             self._raw.close()
         if self._ctx is not None:
+            stop_authenticator(self._ctx)
             self._ctx.term()
         self.ready.set()
 

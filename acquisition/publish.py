@@ -82,6 +82,14 @@ def bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str, curve_clie
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
+def stop_authenticator(ctx: zmq.Context) -> None:
+    """Stop the CURVE authenticator of `ctx`, if any (its socket would keep ctx.term() waiting)."""
+    with _AUTH_LOCK:
+        auth = _AUTHS.pop(id(ctx), None)
+    if auth is not None:
+        auth.stop()
+
+
 class StatusPublisher:
     """Publishes the daemon state on `status` at every change and as a heartbeat every `heartbeat_s`.
 

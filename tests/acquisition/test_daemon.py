@@ -220,3 +220,15 @@ def test_receiver_refusing_settings_is_fatal(emu, tmp_path):
     r, d, _ = run_daemon(s, tmp_path, 1)
     assert r.exit_code == EXIT_CONFIG and "-222" in r.reason and "TRIG:TIM" in r.reason
     assert d.sm.history[-2].new.value == "failed"
+
+
+def test_curve_configured_session_runs_and_shuts_down(emu, tmp_path):
+    import zmq.auth
+    (tmp_path / "k").mkdir()
+    (tmp_path / "c").mkdir()
+    _, secret = zmq.auth.create_certificates(str(tmp_path / "k"), "server")
+    zmq.auth.create_certificates(str(tmp_path / "c"), "client")
+    s = point_at(small_settings(curve_secret_key_file=secret, curve_clients_dir=str(tmp_path / "c")),
+                 emu.endpoints())
+    r, d, _ = run_daemon(s, tmp_path / "out", 2)
+    assert r.exit_code == 0 and r.frames == 2
