@@ -220,7 +220,7 @@ class _TrtRunner:
         self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         _check(cudart.cudaMemcpyAsync(self.device[INPUT_NAME], x.ctypes.data, x.nbytes, h2d, self.stream))
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):  # TensorRT takes the raw handle
             raise RuntimeError("TensorRT execute_async_v3 failed")
         out = {}
         for t in self.outputs:
