@@ -26,6 +26,7 @@ SIM_COMMANDS: dict[str, str] = {
     "demo": "sim.cli:demo",
     "scanner": "sim.emulators.cli:scanner",
     "dataset": "training.synth_cli:dataset",
+    "import-reference": "training.synth_cli:import_reference_cmd",
 }
 BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
