@@ -18,7 +18,7 @@ class AcquisitionConfig(Section):
     slow_offset_m: float = Field(0.0, description="slow-axis aim offset at the standoff plane (m)")
     park_x_m: float = Field(0.0, description="park position, fast axis, at the standoff plane (m)")
     park_y_m: float = Field(0.0, description="park position, slow axis, at the standoff plane (m)")
-    galvo_watchdog_s: float = Field(5.0, ge=0, description="controller parks itself after this long without a "
+    galvo_watchdog_s: float = Field(10.0, ge=0, description="controller parks itself after this long without a "
                                     "host command while scanning (s); 0 disables")
     # --- FMCW receiver (VISA / SCPI) ---
     receiver_resource: str = Field("TCPIP::127.0.0.1::5025::SOCKET", min_length=1,

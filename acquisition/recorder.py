@@ -27,7 +27,6 @@ and `count` and flushes again, so after a crash every frame with complete == 1 i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from acquisition.config import AcquisitionConfig
-from acquisition.errors import AcquisitionError, FrameRejected, LinkSuspect
+from acquisition.errors import AcquisitionError, ConfigurationError, FrameRejected, LinkSuspect
 from acquisition.galvo import GalvoController
 from acquisition.galvo_protocol import GalvoError
 from acquisition.raster import GalvoLimits, RasterPlan, optical_angle_mapping
@@ -44,6 +44,12 @@ class ScannerSession:
                                  acq.write_termination, acq.chunk_size, acq.block_reader)
         self.rx_settings = ReceiverSettings.from_config(scanner, acq.line_trigger_timeout_s)
         self.frame_s = scanner.raster.frame_duration_s
+        wd_min = 2.0 * self.frame_s + acq.timeout_s  # the longest silence towards the galvo: one frame wait
+        if 0 < acq.galvo_watchdog_s < wd_min:
+            raise ConfigurationError(
+                f"acquisition.galvo_watchdog_s={acq.galvo_watchdog_s} s would park the raster during a frame wait "
+                f"(up to 2 x {self.frame_s:g} s frame + {acq.timeout_s:g} s timeout); set it to at least "
+                f"{wd_min:g} s, or 0 to disable the watchdog")
         self.last_head: FrameHead | None = None
 
     @property

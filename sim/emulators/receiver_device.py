@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.emulators.galvo_device import GalvoDevice, MirrorState
+from sim.emulators.galvo_device import GalvoDevice
 from sim.emulators.physics import Physics
 from thzcore.logs import get_logger
 

@@ -232,3 +232,9 @@ def test_curve_configured_session_runs_and_shuts_down(emu, tmp_path):
                  emu.endpoints())
     r, d, _ = run_daemon(s, tmp_path / "out", 2)
     assert r.exit_code == 0 and r.frames == 2
+
+
+def test_watchdog_shorter_than_a_frame_wait_is_a_config_error(emu, tmp_path):
+    s = point_at(small_settings(galvo_watchdog_s=0.3), emu.endpoints())  # frame wait 2 x 0.125 + 0.5 s
+    r, d, _ = run_daemon(s, tmp_path, 1)
+    assert r.exit_code == EXIT_CONFIG and "galvo_watchdog_s" in r.reason and "0.75" in r.reason

@@ -193,3 +193,29 @@ def test_block_readers_agree(emu, galvo, reader):
         r.close()
     with pytest.raises(ValueError, match="block_reader"):
         Receiver("x", 1.0, block_reader="fast")
+
+
+def test_replies_are_paced_at_the_baud_rate(tmp_path):
+    """At 300 baud a 35-byte IDN? reply needs 35 x 10 / 300 = 1.17 s on the wire: a 0.3 s timeout expires,
+    while at 115200 baud (3 ms) the same exchange succeeds."""
+    from sim.emulators.faults import FaultBook
+    from sim.emulators.galvo_device import GalvoDevice, GalvoLimits as DevLimits
+    from sim.emulators.galvo_port import PtyGalvoPort
+
+    s = small_settings()
+    to_deg, to_m = optical_angle_mapping(6.0)
+    lim = GalvoLimits.from_config(s.scanner, s.acquisition)
+    for baud, ok in ((300, False), (115200, True)):
+        port = PtyGalvoPort(GalvoDevice(6.0, DevLimits(3.8, 2.9)), tmp_path / f"g{baud}", baud, FaultBook())
+        port.start()
+        try:
+            g = GalvoController(str(tmp_path / f"g{baud}"), baud, 0.3, lim, to_deg, to_m)
+            g.open()
+            if ok:
+                assert g.identify().startswith("THZLAB")
+            else:
+                with pytest.raises(GalvoTimeoutError):
+                    g.identify()
+            g.close()
+        finally:
+            port.stop()
