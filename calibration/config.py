@@ -24,6 +24,10 @@ class CalibrationConfig(Section):
     spec_fov_m: float = Field(0.45, gt=0, description="spec: square field of view side at the standoff (m)")
     spec_min_snr_db: float = Field(20.0, description="spec: minimum SNR of the reference plate over the empty scene (dB power)")
 
+    face_dr_low_pct: float = Field(10.0, ge=0, lt=50, description="face dynamic range: lower power percentile")
+    face_dr_high_pct: float = Field(90.0, gt=50, le=100, description="face dynamic range: upper power percentile "
+                                    "(90/10 is the simulator's definition, docs/scanner_physics.md)")
+
     # --- tolerances ----------------------------------------------------------------------
     tol_spot_rel: float = Field(0.15, gt=0, lt=1, description="relative tolerance on the spot diameter")
     tol_dof_rel: float = Field(0.20, gt=0, lt=1, description="relative tolerance on the depth of focus")

@@ -29,7 +29,13 @@ class DaemonSource:
         from acquisition.simlink import SimScanner
         # the emulator computes a frame on demand; on a loaded machine a new target's first frame
         # (map build, kernel compile) can outlast the 5 s default I/O timeout
-        acq = settings.acquisition.model_copy(update={"timeout_s": max(settings.acquisition.timeout_s, min_timeout_s)})
+        a = settings.acquisition
+        timeout = max(a.timeout_s, min_timeout_s)
+        upd: dict[str, Any] = {"timeout_s": timeout}
+        if a.galvo_watchdog_s:  # the watchdog must outlast a frame wait (the acquisition config checks it)
+            upd["galvo_watchdog_s"] = max(a.galvo_watchdog_s,
+                                          timeout + 2 * settings.scanner.raster.frame_duration_s + 5.0)
+        acq = a.model_validate({**a.model_dump(), **upd})
         settings = settings.model_copy(update={"acquisition": acq})
         self._settings = settings
         self._base = self._scanner = settings.scanner

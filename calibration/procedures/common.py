@@ -50,8 +50,9 @@ class Context:
         return self.report_dir / "plots"
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
-        log.info(text)
+        if text not in self.notes:
+            self.notes.append(text)
+            log.info(text)
 
     def current_processing(self) -> ProcessingCalibration | None:
         """The processing calibration in force, or None (reported in the notes, never silently skipped)."""

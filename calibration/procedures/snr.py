@@ -8,20 +8,24 @@ All dB are of power (10 log10 of a power ratio = 20 log10 of the amplitude ratio
              the range gate).
   SNR = 10 log10((<P_plate> - <P_empty>) / <P_empty>) over the reference pixels.
   face:      a head phantom (front-center, with and without the balaclava) scanned and averaged as
-             in operation (processing.frames_averaged frames); the face ROI box is found by the
-             processor's FaceLocator and resampled to the ROI exactly as the network's input is;
-             the face dynamic range is the dB span the ROI normalisation maps onto [0, 1]:
-             P_hi - P_lo with the roi_norm_high_pct / roi_norm_low_pct percentiles (99.5 / 1).
+             in operation (processing.frames_averaged frames). Face pixels: the processor's
+             FaceLocator finds the ROI box; inside it, the pixels of the bright region (2 cm box
+             smoothing, above the frame's 20th-percentile background + processing.roi_threshold_db,
+             largest connected part, eroded by the smoothing box) are the face. Face dynamic range = 10 log10(P90 / P10) of their
+             power (calibration.face_dr_high_pct / face_dr_low_pct): the simulator's definition
+             (docs/scanner_physics.md, sim.preview.face_dynamic_range_db), there over the true head
+             pixels, here over the pixels an instrument can find.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from calibration.procedures.common import Context, Outcome, scan_power, target
 from calibration.report import plot_snr_histogram
 from calibration.snr import dynamic_range_db, measure_snr
 from calibration.values import Check, Measured
-from processing.roi import FaceLocator, resize_bicubic
+from processing.roi import FaceLocator
 
 
 def face_dynamic_range(ctx: Context, proc, concealed: bool) -> tuple[Measured | None, np.ndarray | None, str]:
@@ -34,9 +38,29 @@ def face_dynamic_range(ctx: Context, proc, concealed: bool) -> tuple[Measured | 
     res = loc.locate(db, "db")
     if res.box_px is None:
         return None, None, res.reason
-    roi_db = resize_bicubic(db, res.box_px, pcfg.roi_size).astype(np.float64)
-    dr = dynamic_range_db(10 ** (roi_db / 10), lo_pct=pcfg.roi_norm_low_pct, hi_pct=pcfg.roi_norm_high_pct)
-    return dr, roi_db, res.reason
+    mask = face_mask(db, res.box_px, loc.smooth, pcfg.roi_threshold_db)
+    if mask.sum() < 10:
+        return None, None, f"only {int(mask.sum())} face pixels in the ROI box"
+    cal = ctx.cal
+    dr = dynamic_range_db(p, mask, lo_pct=cal.face_dr_low_pct, hi_pct=cal.face_dr_high_pct)
+    return dr, db[mask], res.reason
+
+
+def face_mask(db: np.ndarray, box_px: tuple[float, float, float, float], smooth: tuple[int, int],
+              threshold_db: float) -> np.ndarray:
+    """Pixels of the largest bright region (smoothed dB > 20th percentile + threshold) inside the ROI box."""
+    sm = ndimage.uniform_filter(db.astype(np.float64), size=smooth, mode="nearest")
+    bright = sm > np.percentile(sm, 20) + threshold_db
+    r0, c0, h, w = box_px
+    box = np.zeros_like(bright)
+    box[int(np.floor(r0)):int(np.ceil(r0 + h)), int(np.floor(c0)):int(np.ceil(c0 + w))] = True
+    labels, n = ndimage.label(bright & box)
+    if n == 0:
+        return np.zeros_like(bright)
+    sizes = np.bincount(labels.ravel())[1:]
+    region = labels == (int(np.argmax(sizes)) + 1)
+    # the 2 cm smoothing spreads the region over the dark border around the head: erode it back
+    return ndimage.binary_erosion(region, structure=np.ones(smooth, dtype=bool))
 
 
 def run(ctx: Context) -> Outcome:

@@ -27,11 +27,12 @@ class ClosedFormSource:
 
     def __init__(self, scanner: ScannerConfig, w0_m: float = 0.0075, waist_range_m: float = 6.0,
                  feedback_delay_s: float = 50e-6, noise_counts: float = 20.0, metal_counts: float = 3000.0,
-                 point_counts: float = 1500.0, seed: int = 0) -> None:
+                 point_counts: float = 1500.0, feedback_scale: float = 1.0, seed: int = 0) -> None:
         self._base = self._scanner = scanner
         self.w0, self.z_w = w0_m, waist_range_m
         self.delay, self.noise = feedback_delay_s, noise_counts
         self.metal, self.point = metal_counts, point_counts
+        self.feedback_scale = feedback_scale   # the position sensor reads feedback_scale x the true position
         self.seed = seed
         self.scene: dict[str, Any] | None = None
         self.frame_no = 0
@@ -54,8 +55,11 @@ class ClosedFormSource:
 
     def truth(self):
         zr = math.pi * self.w0**2 / self._scanner.optics.wavelength_m
+        # processing's line lag L: the feedback read at t_c + L gives the beam of the chirp starting at
+        # t_c; the sensor is `delay` late and the chirp integrates to its middle: L = d + T_c / 2
+        lag = self.delay + 0.5 * self._scanner.fmcw.chirp_duration_s
         return {"w0_m": self.w0, "waist_range_m": self.z_w, "rayleigh_range_m": zr,
-                "line_lag_s": -self.delay, "noise_counts": self.noise}
+                "line_lag_s": lag, "noise_counts": self.noise, "feedback_scale": self.feedback_scale}
 
     def _reflectivity(self):
         s = self.scene
@@ -88,9 +92,11 @@ class ClosedFormSource:
         z, refl = self._reflectivity()
         out = []
         for _ in range(n):
-            out.append(make_raw_frame(self._scanner, refl, range_m=z, amplitude=1.0, servo_lag_s=0.0,
-                                      feedback_delay_s=self.delay, noise_counts=self.noise,
-                                      seed=self.seed * 100003 + self.frame_no, frame_id=self.frame_no))
+            raw = make_raw_frame(self._scanner, refl, range_m=z, amplitude=1.0, servo_lag_s=0.0,
+                                 feedback_delay_s=self.delay, noise_counts=self.noise,
+                                 seed=self.seed * 100003 + self.frame_no, frame_id=self.frame_no)
+            raw.feedback_x = (raw.feedback_x * self.feedback_scale).astype(np.float32)
+            out.append(raw)
             self.frame_no += 1
             self.frames_made += 1
         return out
