@@ -1,7 +1,7 @@
 """Exposure: peak power density and dwell per cm^2 from the measured spot and the raster, vs the limits.
 
-The spot comes from the current beam record (mean of the x and y knife-edge radii; the design
-waist when there is none, said in the report). The transmit power follows from the design peak
+The spot comes from the current beam record (per axis the smaller of the knife-edge and
+point-target radii, calibration.preflight; the design waist when there is none, said in the report). The transmit power follows from the design peak
 density at the design waist (calibration.exposure). No scan is needed, so this is also the
 pre-flight check every scanning procedure runs first: it refuses to scan when a limit would be
 exceeded (ExposureLimitError).
@@ -12,40 +12,15 @@ import math
 
 import numpy as np
 
-from calibration.exposure import assert_exposure_allowed, exposure_checks, power_from_peak_density, raster_exposure
+from calibration.exposure import assert_exposure_allowed
+from calibration.preflight import assess_exposure, measured_radius
 from calibration.procedures.common import Context, Outcome
-from calibration.store import CalibrationError
 from calibration.values import Measured
 
 
-SPOT_KEYS = {"x": ("edge_x_diameter_1e2", "point_diameter_x"), "y": ("edge_y_diameter_1e2", "point_diameter_y")}
-
-
-def measured_radius(ctx: Context) -> tuple[float, str]:
-    """(effective 1/e^2 radius sqrt(w_x w_y) on target, where it came from).
-
-    Conservative: along each axis the smaller of the knife-edge and point-target radii (a smaller
-    spot means a higher peak density); the peak of an elliptical beam is 2 P / (pi w_x w_y).
-    """
-    try:
-        rec = ctx.store.current("beam")
-    except CalibrationError as exc:
-        rec = None
-        ctx.note(f"beam record not usable for exposure ({exc}); using the design waist")
-    if rec is not None and all(k in rec.values for keys in SPOT_KEYS.values() for k in keys):
-        wx = 0.5 * min(rec.values[k].value for k in SPOT_KEYS["x"])
-        wy = 0.5 * min(rec.values[k].value for k in SPOT_KEYS["y"])
-        return math.sqrt(wx * wy), f"beam record {rec.record_id} (smaller of edge and point per axis)"
-    return ctx.source.scanner.optics.w0_m, "design waist (no beam record)"
-
-
 def assess(ctx: Context):
-    sc = ctx.source.scanner
-    o, ra = sc.optics, sc.raster
-    w, origin = measured_radius(ctx)
-    p = power_from_peak_density(o.peak_power_density_mw_cm2, o.w0_m)
-    e = raster_exposure(p, w, ra.fast_amplitude_m, ra.fov_y_m, ra.fast_axis_hz, ra.frame_duration_s)
-    checks = exposure_checks(e, ctx.cal.exposure_limit_peak_mw_cm2, ctx.cal.exposure_limit_average_mw_cm2)
+    w, origin = measured_radius(ctx.store, ctx.source.scanner, ctx.notes)
+    e, checks, p = assess_exposure(ctx.source.scanner, ctx.cal, w)
     return e, checks, w, p, origin
 
 
