@@ -46,8 +46,9 @@ class CalibrationConfig(Section):
 
     # --- measurement plan ----------------------------------------------------------------
     focus_ranges_m: list[float] = Field(
-        [5.74, 5.8, 5.86, 5.93, 6.0, 6.07, 6.14, 6.2, 6.26],
-        min_length=4, description="target ranges of the depth-of-focus series (m), inside the FMCW window")
+        [5.77, 5.83, 5.89, 5.95, 6.0, 6.05, 6.11, 6.17, 6.23],
+        min_length=4, description="target ranges of the depth-of-focus series (m); ranges outside the processing "
+                                  "range gate are skipped (and said so)")
     phase_amplitudes_rel: list[float] = Field(
         [0.5, 0.75, 1.0], min_length=1, description="fast-axis amplitudes of the lag table, relative to the operating one")
     frames_per_point: int = Field(1, ge=1, le=16, description="processed frames averaged per measurement point")

@@ -29,6 +29,15 @@ def run(ctx: Context) -> Outcome:
     ranges = list(cal.focus_ranges_m)
     if ctx.quick:
         ranges = ranges[::2]
+    g0, g1 = proc.gate_m
+    margin = sc.fmcw.range_resolution_m  # the Hann main lobe reaches one cell past the target
+    outside = [z for z in ranges if not (g0 + margin <= z <= g1 - margin)]
+    if outside:
+        ctx.note(f"ranges {outside} m skipped: outside the range gate [{g0}, {g1}] m less one range cell")
+        ranges = [z for z in ranges if z not in outside]
+    if len(ranges) < 4:
+        raise ValueError(f"focus: only {len(ranges)} ranges inside the range gate; set calibration.focus_ranges_m "
+                         f"within [{g0 + margin:.3f}, {g1 - margin:.3f}] m")
     n, k = cal.frames_per_point, 2 if ctx.quick else 4
     rows, wx, wy, sx, sy, w, sw = [], [], [], [], [], [], []
     for z in ranges:
