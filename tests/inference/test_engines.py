@@ -63,7 +63,7 @@ def test_contract_batch_sizes_agree(engine, golden):
 def test_onnxruntime_parity_with_torch_normalised_input(bundle_dir, tmp_path):
     """A bundle with mean/std normalisation: the engine applies it before the network."""
     from inference.onnxrt import OnnxRuntimeEngine
-    from tests.inference.tinymodel import export_bundle, torch_reference
+    from tests.inference.tinymodel import torch_reference
     import shutil
     d = tmp_path / "norm"
     shutil.copytree(bundle_dir, d)

@@ -13,7 +13,7 @@ from inference.results import decode_result
 from inference.stage import InferenceStage
 from inference.transport import InsecureBindError, is_local_endpoint, secure_bind
 from thzcore.labels import POSTURES
-from thzcore.wire import Message, WireError, encode
+from thzcore.wire import Message, encode
 
 
 @pytest.fixture
