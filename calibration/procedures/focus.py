@@ -19,7 +19,7 @@ from calibration.caustic import fit_caustic
 from calibration.procedures.beam import point_scan
 from calibration.procedures.common import Context, Outcome
 from calibration.report import plot_caustic
-from calibration.values import Check, Measured
+from calibration.values import Check
 
 
 def run(ctx: Context) -> Outcome:

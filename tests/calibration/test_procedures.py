@@ -5,7 +5,6 @@ recover the truth to well under 1 %; the bounds below leave room for the 20-coun
 """
 import math
 
-import numpy as np
 import pytest
 
 from calibration.exposure import ExposureLimitError
