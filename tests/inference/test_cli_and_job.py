@@ -163,3 +163,32 @@ def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
         eng = OnnxRuntimeEngine(load_bundle(bundle_dir))
         out = run_hardware(s, eng, max_results=2, result_endpoint="tcp://127.0.0.1:*", echo=lambda m: None)
     assert out["frames"] == 2 and out["p99_latency_ms"] > 0 and not out["interrupted"]
+
+
+def test_enroll_and_identify_from_a_recording(bundle_dir, tmp_path):
+    """An HDF5 raw recording (processing's layout) -> averaged frames -> face ROIs -> gallery."""
+    import h5py
+    from sim.scanner import VirtualScanner
+    from sim.scene import Subject
+    from thz.settings import Settings
+    s = Settings()
+    vs = VirtualScanner(s.scanner, s.sim, seed=5)
+    vs.set_scene(Subject(identity=4, posture="front-center"))
+    frames = [vs.acquire_frame(i) for i in range(4)]
+    rec = tmp_path / "scan.h5"
+    with h5py.File(rec, "w") as f:
+        g = f.create_group("entry")
+        g.attrs["scanner_id"] = s.scanner.scanner_id
+        g["if_samples"] = np.stack([fr.if_samples for fr in frames])
+        g["feedback_x"] = np.stack([fr.feedback_x for fr in frames])
+        g["feedback_y"] = np.stack([fr.feedback_y for fr in frames])
+        g["direction"] = np.stack([fr.direction for fr in frames])
+        g["frame_id"] = np.arange(4)
+    gal = str(tmp_path / "g.sqlite")
+    r, out = _invoke("enroll", "--subject", "sim-004", "--recording", str(rec), "--scans", "2",
+                     "--bundle", str(bundle_dir), "--gallery", gal)
+    assert r.exit_code == 0 and out["templates_added"] == 2  # sliding average: frames 0-2 and 1-3
+    r, out = _invoke("identify", "--recording", str(rec), "--scans", "2", "--bundle", str(bundle_dir),
+                     "--gallery", gal)
+    assert r.exit_code == 0 and [x["frame_id"] for x in out["scans"]] == [2, 3]
+    assert all(x["identity"] == "sim-004" for x in out["scans"])
