@@ -106,6 +106,7 @@ def assert_exposure_allowed(checks: list[Check]) -> None:
     """Raise ExposureLimitError naming every exceeded limit; return quietly when all pass."""
     bad = [c for c in checks if not c.passed]
     if bad:
-        what = "; ".join(f"{c.name} = {c.value:.3g} {c.unit} exceeds {c.spec}" for c in bad)
+        what = "; ".join(f"{c.name} = {c.value:.3g} {c.unit} exceeds {c.spec}" if c.value is not None
+                         else f"{c.name} could not be assessed" for c in bad)
         raise ExposureLimitError(f"refusing to scan: {what}. Reduce the transmit power, enlarge the spot "
                                  "or raise the limit in [calibration] only if your regulation allows it")

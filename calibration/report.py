@@ -147,7 +147,9 @@ def plot_linearity(path: Path, drive_m: np.ndarray, residual_m: np.ndarray, axis
     return _save(fig, path)
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "not measured"
     return f"{v:.4g}" if math.isfinite(v) else str(v)
 
 

@@ -4,16 +4,31 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Measured(BaseModel):
-    """value +- uncertainty (1 sigma, same unit); uncertainty is NaN-free: 0 means 'exact or not estimated'."""
+    """value +- uncertainty (1 sigma, same unit); uncertainty is NaN-free: 0 means 'exact or not estimated'.
+
+    The value must be finite (records are strict JSON): a quantity that could not be determined is
+    left out of the record, not stored as NaN.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     value: float
     uncertainty: float = Field(0.0, ge=0.0)
     unit: str = ""
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"a measured value must be finite, got {v!r}; leave an undetermined value out")
+        return v
+
+    @staticmethod
+    def finite(value: float) -> bool:
+        return math.isfinite(float(value))
 
     @classmethod
     def of(cls, value: float, uncertainty: float = 0.0, unit: str = "") -> "Measured":
@@ -31,7 +46,7 @@ class Check(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    value: float
+    value: float | None = Field(description="None: the item could not be measured (it fails)")
     unit: str = ""
     low: float | None = None
     high: float | None = None
@@ -39,8 +54,11 @@ class Check(BaseModel):
     passed: bool
 
     @classmethod
-    def within(cls, name: str, value: float, unit: str, low: float | None, high: float | None, spec: str) -> "Check":
-        ok = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    def within(cls, name: str, value: float | None, unit: str, low: float | None, high: float | None,
+               spec: str) -> "Check":
+        if value is None or not math.isfinite(value):
+            return cls(name=name, value=None, unit=unit, low=low, high=high, spec=spec, passed=False)
+        ok = (low is None or value >= low) and (high is None or value <= high)
         return cls(name=name, value=float(value), unit=unit, low=low, high=high, spec=spec, passed=bool(ok))
 
     @classmethod

@@ -102,8 +102,11 @@ def run(ctx: Context) -> Outcome:
     values: dict[str, Measured] = {}
     values.update(fx.values("edge_x_"))
     values.update(fy.values("edge_y_"))
-    values["edge_x_width_10_90_direct"] = Measured.of(fx.width_10_90_direct, 0.0, "m")
-    values["edge_y_width_10_90_direct"] = Measured.of(fy.width_10_90_direct, 0.0, "m")
+    for axis, f in (("x", fx), ("y", fy)):
+        if Measured.finite(f.width_10_90_direct):
+            values[f"edge_{axis}_width_10_90_direct"] = Measured.of(f.width_10_90_direct, 0.0, "m")
+        else:
+            ctx.note(f"model-free 10-90 % width of the {axis} edge not determined (a level is never crossed)")
     values["image_edge_x_diameter_1e2"] = fimg.diameter_1e2
     values["point_diameter_x"] = Measured.of(2 * fp.radius_x.value, 2 * fp.radius_x.uncertainty, "m")
     values["point_diameter_y"] = Measured.of(2 * fp.radius_y.value, 2 * fp.radius_y.uncertainty, "m")

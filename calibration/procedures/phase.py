@@ -76,7 +76,9 @@ def run(ctx: Context) -> Outcome:
 
     values = {"line_lag": Measured.of(lag, lag_u, "s"),
               "residual_shift": Measured.of(max(abs(r) for r in resid), 0.0, "px"),
-              "peak_correlation": Measured.of(float(np.nanmax(rho)), 0.0)}
+              }
+    if np.any(np.isfinite(rho)):
+        values["peak_correlation"] = Measured.of(float(np.nanmax(rho)), 0.0)
     lag_spread = max(r["lag_s"] for r in table) - min(r["lag_s"] for r in table)
     values["lag_spread_over_amplitudes"] = Measured.of(lag_spread, 0.0, "s")
     checks = [Check.at_most("line_lag_residual", resid_lag, "s", cal.max_residual_lag_s),

@@ -134,3 +134,15 @@ def test_records_are_immutable(tmp_path):
     with pytest.raises(FileExistsError):
         store.write(phase_record(), make_current=False)
     assert store.current_ids() == {}
+
+
+def test_unmeasured_items_seal_as_strict_json(tmp_path):
+    with pytest.raises(ValueError, match="must be finite"):
+        Measured.of(float("nan"), 0.0, "m")
+    c = Check.within("face_dynamic_range", float("nan"), "dB", None, None, "face found")
+    assert c.value is None and not c.passed
+    store = CalibrationStore(tmp_path)
+    rec = store.write(CalibrationRecord(kind="snr", created=T0.isoformat(), scanner_id="s", checks=[c]))
+    back = store.load(rec.record_id)
+    assert back.checks[0].value is None and not back.passed
+    assert "NaN" not in store.path_of(rec.record_id).read_text()
