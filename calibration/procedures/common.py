@@ -6,9 +6,10 @@ columns the fast axis at x_j = -fov_x / 2 + (j + 1/2) pitch_x.
 
 Detection model (sim/beam.py; a monostatic coherent receiver): the received *amplitude* of a
 target is its reflectivity map convolved with the two-way pattern g(r) = exp(-2 r^2 / w^2), which
-is the one-way intensity profile. So the fits run on the amplitude image sqrt(P): a knife edge
-gives an erf of 1/e^2 radius w and a point target a Gaussian of 1/e^2 radius w (its power image
-has radius w / sqrt 2). That is why spot sizes here are the one-way beam's.
+is the one-way intensity profile: a knife edge gives an erf of 1/e^2 radius w in amplitude and a
+point target a Gaussian of radius w (its power image has radius w / sqrt 2). The fits run on the
+detected power (noise adds in power), with those shapes squared; the spot sizes reported are the
+one-way beam's.
 """
 from __future__ import annotations
 
@@ -164,11 +165,6 @@ def scan_power(ctx: Context, proc: FrameProcessor, scene: dict[str, Any] | None,
     ctx.source.place(scene)
     raws = ctx.source.acquire(n_frames)
     return proc.average(raws).power.astype(np.float64)
-
-
-def amplitude(power: np.ndarray) -> np.ndarray:
-    """sqrt of linear power (negative values after a background subtraction are clipped to 0)."""
-    return np.sqrt(np.clip(power, 0.0, None))
 
 
 def dithers(pitch_m: float, k: int) -> list[float]:
