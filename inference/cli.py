@@ -67,7 +67,8 @@ def _source_options(f):
         click.option("--posture", default=None, help="--sim: posture to scan; enroll: posture to record "
                                                      "(default: the model's prediction)"),
         click.option("--concealed/--unconcealed", default=False, help="--sim: subject wears the balaclava"),
-        click.option("--scans", type=int, default=1, show_default=True, help="ROIs to use from a live scan or a recording (0 = every ROI of the recording)"),
+        click.option("--scans", type=int, default=1, show_default=True,
+                     help="ROIs to use from a live scan or a recording (0 = every ROI of the recording)"),
         click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)"),
         click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None),
         click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)"),
