@@ -98,7 +98,8 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
     click.echo(f"{'engine':<12}{'thr':>4}{'spin':>6}{'recon':>7}{'batch':>6}{'median ms':>11}{'p99 ms':>9}"
                f"{'min ms':>9}{'ms/ROI':>9}{'ROI/s':>9}")
     for r in rows:
-        click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{('on' if r['spinning'] else 'off') if r['spinning'] is not None else '-':>6}"
+        spin = "-" if r["spinning"] is None else ("on" if r["spinning"] else "off")
+        click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{spin:>6}"
                    f"{'yes' if r['reconstruction'] else 'no':>7}{r['batch']:>6}{r['median_ms']:>11.3f}"
                    f"{r['p99_ms']:>9.3f}{r['min_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
     click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows}))

@@ -1,4 +1,4 @@
-"""The enrolment gallery: SQLite file (owner-only) of subjects, per-posture templates tagged with the model id, and an audit trail.
+"""The enrolment gallery: an owner-only SQLite file of subjects, templates per posture and model id, and an audit trail.
 
 Tables
   subjects(subject_id PK, display_name, created)

@@ -556,7 +556,8 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
     records: list[ScanRecord] = []
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
-                            "threshold": engine.bundle.threshold, "subjects": n_subjects, "postures": ",".join(postures),
+                            "threshold": engine.bundle.threshold, "subjects": n_subjects,
+                            "postures": ",".join(postures),
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
     pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
@@ -637,8 +638,11 @@ def _record(c: Collected, subject: str, posture: str, impostor: str) -> ScanReco
 
 def _progress(k: int, total: int, r: ScanRecord) -> str:
     ok = "ok" if r.posture_pred == r.posture_true else "WRONG"
-    g = "-" if r.genuine_accepted is None else f"{'accept' if r.genuine_accepted else 'REJECT'} {r.genuine_distance:.3f}"
-    i = "-" if r.impostor_accepted is None else f"{'ACCEPT' if r.impostor_accepted else 'reject'} {r.impostor_distance:.3f}"
+    g = i = "-"
+    if r.genuine_accepted is not None:
+        g = f"{'accept' if r.genuine_accepted else 'REJECT'} {r.genuine_distance:.3f}"
+    if r.impostor_accepted is not None:
+        i = f"{'ACCEPT' if r.impostor_accepted else 'reject'} {r.impostor_distance:.3f}"
     return (f"[{k}/{total}] {r.subject} {r.posture_true:<12} concealed: posture {r.posture_pred} "
             f"({r.posture_prob:.2f}, {ok}); genuine {g}; impostor {r.impostor_claim} {i}; "
             f"id {r.identified}; {r.latency_ms:.0f} ms")

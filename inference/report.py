@@ -51,13 +51,14 @@ def write_report(path: str | Path, summary: dict, records: list[ScanRecord], inf
     p.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in records:
+        roi = f'<img src="{png_data_uri(r.roi)}" alt="roi">' if r.roi is not None else "-"
+        rec = (f'<img src="{png_data_uri(r.reconstruction)}" alt="reconstruction">'
+               if r.reconstruction is not None else "-")
+        posture_cls = "ok" if r.posture_pred == r.posture_true else "bad"
         rows.append(
-            "<tr>"
-            f"<td>{r.frame_id}</td><td>{html.escape(r.subject)}</td><td>{html.escape(r.posture_true)}</td>"
-            f'<td><img src="{png_data_uri(r.roi)}" alt="roi"></td>'
-            f'<td>{"<img src=" + chr(34) + png_data_uri(r.reconstruction) + chr(34) + " alt=recon>" if r.reconstruction is not None else "-"}</td>'
-            f'<td class="{"ok" if r.posture_pred == r.posture_true else "bad"}">{html.escape(r.posture_pred)}'
-            f" ({r.posture_prob:.2f})</td>"
+            f"<tr><td>{r.frame_id}</td><td>{html.escape(r.subject)}</td><td>{html.escape(r.posture_true)}</td>"
+            f"<td>{roi}</td><td>{rec}</td>"
+            f'<td class="{posture_cls}">{html.escape(r.posture_pred)} ({r.posture_prob:.2f})</td>'
             + _decision(r.genuine_accepted, r.genuine_distance, True)
             + f"<td>{_fmt(r.impostor_claim)}</td>"
             + _decision(r.impostor_accepted, r.impostor_distance, False)

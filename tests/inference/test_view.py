@@ -97,7 +97,8 @@ def test_page_in_headless_chromium(view, tmp_path):
     """The page renders the pushed state: frame id, posture, decision; then the fault state."""
     def dom(hold_ms=0):
         r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--timeout=8000",
-                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", view.url + (f"?hold={hold_ms}" if hold_ms else "")],
+                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                            view.url + (f"?hold={hold_ms}" if hold_ms else "")],
                            capture_output=True, text=True, timeout=60)
         return r.stdout
 
