@@ -17,9 +17,10 @@ import click
               help="with --sim: frames at the slow-axis rate, or as fast as they are computed")
 @click.option("--publish/--no-publish", default=True, show_default=True, help="publish `raw` and `status` on ZMQ")
 @click.option("--record/--no-record", default=None, help="write the HDF5 file (default: acquisition.record)")
+@click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
 @click.pass_obj
 def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int | None, realtime: bool,
-            publish: bool, record: bool | None) -> None:
+            publish: bool, record: bool | None, allow_stale_calibration: bool) -> None:
     """Connect, identify, configure and stream frames to HDF5 and ZMQ until FRAMES are recorded or stopped."""
     from acquisition.daemon import AcquisitionDaemon
     from acquisition.simlink import SimScanner
@@ -27,7 +28,9 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     from acquisition.errors import ConfigurationError
     from acquisition.publish import check_bind
 
-    settings = obj.settings
+    from thz.prescan import prepare_scan
+
+    settings, _ = prepare_scan(obj.settings, allow_stale=allow_stale_calibration)  # exposure + calibration id
     a = settings.acquisition
     if publish:  # refuse an unauthenticated public bind before starting anything
         try:

@@ -1,0 +1,39 @@
+"""Before any scan: exposure pre-flight and the calibration record in force (shared by `thz acquire` and `thz run`)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+EXIT_REFUSED = 3  # same code as `thz calibrate` uses for an exposure refusal
+
+
+def prepare_scan(settings: Any, allow_stale: bool = False) -> tuple[Any, Any]:
+    """(settings naming the calibration id in force, ProcessingCalibration or None).
+
+    Refuses (click exit 3) when the configured raster would exceed an exposure limit, and when the
+    current calibration record is tampered, for another scanner, or stale (unless allow_stale):
+    such a record is reported, never silently used. Without any record the scan runs uncalibrated
+    (calibration id '') and says so.
+    """
+    from calibration.api import CalibrationError, current_processing_calibration, exposure_preflight
+    from calibration.exposure import ExposureLimitError
+    from thzcore.logs import get_logger
+
+    log = get_logger("thz.prescan")
+    try:
+        exposure_preflight(settings)
+    except ExposureLimitError as exc:
+        click.echo(f"refused: exposure limit would be exceeded: {exc}", err=True)
+        raise SystemExit(EXIT_REFUSED) from None
+    try:
+        pc = current_processing_calibration(settings, allow_stale=allow_stale)
+    except CalibrationError as exc:
+        click.echo(f"refused: {exc} (or pass --allow-stale-calibration for a stale record)", err=True)
+        raise SystemExit(EXIT_REFUSED) from None
+    if pc is None:
+        log.warning("no calibration record in force: scanning uncalibrated; run `thz calibrate phase`",
+                    extra={"store": settings.calibration.store})
+        return settings, None
+    acq = settings.acquisition.model_copy(update={"calibration_id": pc.calibration_id})
+    return settings.model_copy(update={"acquisition": acq}), pc
