@@ -125,10 +125,10 @@ def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
     assert s["inference_counters"]["dropped_malformed"] == 0
 
 
-TRAINED = REPO / "models" / "compact"
+TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "models" / "compact"))  # a trained bundle
 
 
-@pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason="no trained bundle in models/compact yet")
+@pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason=f"no trained bundle in {TRAINED}")
 def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     from inference.bundle import load_bundle
     from inference.job import run_sim
@@ -137,8 +137,9 @@ def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
     s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="auto",
                 result_endpoint="tcp://127.0.0.1:*")
-    assert s["frames"] == 10
-    assert s["posture_accuracy"] >= 0.6, s
+    assert s["frames"] == 10  # 2 subjects x 5 postures, concealed
+    assert s["posture_accuracy"] >= 0.8, s  # "correct postures for most frames"
+    assert s["genuine_accept_rate"] >= 0.6, s
 
 
 @pytest.mark.skipif(not _has_daemon(), reason="acquisition.daemon not installed")
