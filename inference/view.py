@@ -73,7 +73,9 @@ class ViewState:
     def scanner_state(self) -> tuple[str, str]:
         """('ok' | 'waiting' | 'fault', detail) from the frame clock and the link state."""
         link = self.data["link"]
-        if str(link.get("state", "")).lower() in _FAULT_STATES:
+        state = str(link.get("state", "")).lower()
+        # connecting after frames have flowed is a reconnection (the daemon reopens the links)
+        if state in _FAULT_STATES or (state == "connecting" and self.t_last_frame is not None):
             return "fault", f"acquisition {link.get('state')}: {link.get('detail', '')}".strip(": ")
         if self.t_last_frame is None:
             return "waiting", "no frame yet"

@@ -82,6 +82,10 @@ def test_fault_when_frames_stop_or_link_drops(view):
     view.on_status("reconnecting", "receiver timed out")
     st = json.loads(urllib.request.urlopen(view.url + "state").read())
     assert st["scanner"] == "fault" and "reconnecting" in st["scanner_detail"]
+    view.on_status("connecting", "attempt 1")  # reopening the links after frames flowed
+    assert json.loads(urllib.request.urlopen(view.url + "state").read())["scanner"] == "fault"
+    view.on_status("scanning", "frames flowing")
+    assert json.loads(urllib.request.urlopen(view.url + "state").read())["scanner"] == "ok"
 
 
 def test_view_refuses_non_loopback():
