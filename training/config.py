@@ -29,6 +29,9 @@ class DistillConfig(Section):
     logit: float = Field(1.0, ge=0, description="weight of the tau^2-scaled posture-logit KL")
     tau: float = Field(4.0, gt=0, description="distillation temperature (dimensionless)")
     teacher: float = Field(1.0, ge=0, description="weight of the teacher's own SupCon + CE losses")
+    teacher_trains_encoder: bool = Field(
+        False, description="let the teacher's own losses reach the shared THz encoder (false: the teacher "
+        "reads the THz map detached; the student learns from the teacher through the distillation terms only)")
 
 
 class AugmentConfig(Section):
@@ -56,7 +59,7 @@ class EarlyStopConfig(Section):
 class TrainingConfig(Section):
     preset: Literal["compact", "paper"] = Field("compact", description="network widths preset")
     seed: int = Field(0, description="seed of initialisation, sampling and augmentation")
-    epochs: int = Field(40, ge=1, description="maximum epochs")
+    epochs: int = Field(60, ge=1, description="maximum epochs")
     lr: float = Field(2e-3, gt=0, description="AdamW peak learning rate (cosine decay to lr_min_factor * lr)")
     lr_min_factor: float = Field(0.05, gt=0, le=1, description="final learning rate as a fraction of lr")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW decoupled weight decay")

@@ -4,7 +4,8 @@ Model A (paper eq. 7):  L_A = w_sc L_supcon(e; identity) + w_ce L_ce(logits; pos
     SupCon and CE run over all 3B images of a triplet batch (anchors, positives, negatives), labels per
     IDENTITY (not per triplet); the decoder runs on the B concealed anchors, each routed to the expert
     of its ground-truth posture, and y is the anchor's paired unconcealed capture.
-Model B (eq. 14): L_B = L_A(student) + w_T L_teacher + w_f L_feat + w_kd L_KD on samples with a visible image.
+Model B (eq. 14): L_B = L_A(student) + w_T L_teacher + w_f L_feat + w_kd L_KD on samples with a visible image;
+    the teacher reads the student's THz map detached unless distill.teacher_trains_encoder is set.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def model_b_loss(model: ModelB, batch: Batch, cfg: TrainingConfig, perceptual=No
     m = batch.has_visible
     dc = cfg.distill
     if bool(m.any()):
-        t = model.teacher(out["fmap"][m], batch.visible[m])
+        f_thz = out["fmap"][m] if dc.teacher_trains_encoder else out["fmap"][m].detach()
+        t = model.teacher(f_thz, batch.visible[m])
         l_teacher = (supcon_loss(t["embedding"], batch.identity[m], cfg.supcon_tau)
                      + posture_ce(t["posture_logits"], batch.posture[m], cfg.label_smoothing))
         l_feat = feature_distill(model.proj(out["h"][m]), t["z"])

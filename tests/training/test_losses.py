@@ -141,9 +141,9 @@ def test_logit_distillation_by_hand():
 
 
 def test_feature_distillation_by_hand():
-    # n(s) = (1, 0), n(z) = (0, 1): mean over 2 dims of squared differences = (1 + 1) / 2 = 1
-    s = torch.tensor([[3.0, 0.0]], requires_grad=True)
-    z = torch.tensor([[0.0, 5.0]], requires_grad=True)
+    # n(s) = (1, 0), n(z) = (0, 1): ||n(s) - n(z)||^2 = 1 + 1 = 2; second sample identical (0) -> mean 1
+    s = torch.tensor([[3.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    z = torch.tensor([[0.0, 5.0], [2.0, 2.0]], requires_grad=True)
     loss = feature_distill(s, z)
     assert float(loss.detach()) == pytest.approx(1.0)
     loss.backward()

@@ -193,3 +193,20 @@ def test_identity_disjoint_holdout(dataset, tmp_path):
     assert json.loads(res.output.strip().splitlines()[-1])["n_images"] == 4 * 5 * 2  # seen identities only
     with pytest.raises(ValueError, match="fewer than 2"):
         ThzData.load(dataset).hold_out(5)
+
+
+@pytest.mark.parametrize("through", [False, True])
+def test_teacher_losses_reach_the_student_encoder_only_when_configured(dataset, through):
+    torch.manual_seed(0)
+    d = ThzData.load(dataset)
+    idx = TripletIndex.build(d, ("train",))
+    batch = make_batch(idx, BalancedTripletSampler(idx, 3, 5, 0).epoch(0)[0], None, np.random.default_rng(0))
+    model = ModelB(preset_config("compact"))
+    cfg = small_config(loss={"supcon": 0, "posture": 0, "reconstruction": 0},
+                       distill={"feature": 0, "logit": 0, "teacher": 1, "teacher_trains_encoder": through})
+    loss, _, _ = model_b_loss(model, batch, cfg)
+    loss.backward()
+    g = model.student.encoder.stem[0].weight.grad
+    reached = g is not None and float(g.abs().sum()) > 0
+    assert reached == through
+    assert float(model.teacher.visible_encoder.stem[0].weight.grad.abs().sum()) > 0
