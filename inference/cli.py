@@ -201,9 +201,10 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--result-endpoint", default=None, help="where results are published (default: "
                                                       "inference.result_endpoint)")
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
+@click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
 @click.pass_obj
 def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery, reconstruction, report_dir,
-        max_results, raw_source, result_endpoint, view):
+        max_results, raw_source, result_endpoint, view, allow_stale_calibration):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -211,9 +212,10 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
     summary, write an HTML report, and end with a JSON line.
     """
     from inference.job import JobError, run_hardware, run_sim
+    from thz.prescan import prepare_scan
     from thzcore.labels import POSTURES
 
-    s = _settings(obj)
+    s, calibration = prepare_scan(_settings(obj), allow_stale=allow_stale_calibration)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
     eng = _engine(s, bundle, engine, reconstruction=reconstruction)
@@ -230,10 +232,10 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
                 raise click.BadParameter(f"{bad} not in {POSTURES}", param_hint="--postures")
             summary = run_sim(s, eng, n_subjects=subjects, postures=plist, scans_per_posture=scans_per_posture,
                               gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
-                              result_endpoint=result_endpoint, view=live)
+                              result_endpoint=result_endpoint, view=live, calibration=calibration)
         else:
             summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
-                                   result_endpoint=result_endpoint, view=live)
+                                   result_endpoint=result_endpoint, view=live, calibration=calibration)
     except JobError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -252,12 +252,13 @@ class Pipeline:
 
     def __init__(self, settings, engine: Engine | None, sim: bool = True, gallery_path: str | Path | None = None,
                  result_endpoint: str | None = None, reconstruction: bool | None = None, seed: int | None = None,
-                 collect_rois: bool = True, raw_source: str = "auto", view=None) -> None:
+                 collect_rois: bool = True, raw_source: str = "auto", view=None, calibration=None) -> None:
         if raw_source not in RAW_SOURCES:
             raise ValueError(f"raw_source={raw_source!r}: choose one of {RAW_SOURCES}")
         self.raw_source = raw_source
         self.view = view
         self.settings = settings
+        self.calibration = calibration  # ProcessingCalibration in force (thz.prescan), or None: uncalibrated
         self.engine = engine
         self.sim = sim
         self.gallery_path = gallery_path
@@ -391,6 +392,7 @@ class Pipeline:
         from processing.stage import ProcessingStage
 
         self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
+                                          calibration=self.calibration,
                                           calibration_dir=self.settings.calibration.store)
         ready, bound = threading.Event(), []
         err: list[BaseException] = []
@@ -536,7 +538,7 @@ def subject_id(identity: int) -> str:
 def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo) -> dict:
+            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo, calibration=None) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report."""
     from thzcore.labels import POSTURES
 
@@ -561,7 +563,7 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
     pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
-                    seed=seed, raw_source=raw_source, view=view)
+                    seed=seed, raw_source=raw_source, view=view, calibration=calibration)
     try:
         with pipe:
             info["raw_source"] = "emulator+acquisition" if pipe.emulator is not None else "virtual scanner (direct)"
@@ -665,14 +667,15 @@ def _summary_text(s: dict) -> str:
 
 
 def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
-                 result_endpoint: str | None = None, view=None, echo: Callable[[str], None] = _echo) -> dict:
+                 result_endpoint: str | None = None, view=None, echo: Callable[[str], None] = _echo,
+                 calibration=None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     n = 0
     t0 = time.time()
     interrupted = False
     pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False,
-                    result_endpoint=result_endpoint, view=view)
+                    result_endpoint=result_endpoint, view=view, calibration=calibration)
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")

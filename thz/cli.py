@@ -31,6 +31,7 @@ SIM_COMMANDS: dict[str, str] = {
 BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
     "inference": "inference.bench:bench_inference",
+    "pipeline": "inference.bench:bench_pipeline",
 }
 
 
