@@ -5,7 +5,6 @@ Endpoints bind to loopback by default; any other address is refused unless ZMQ C
 """
 from __future__ import annotations
 
-import ipaddress
 import queue
 import threading
 import time
@@ -17,27 +16,13 @@ import zmq
 from acquisition.errors import ConfigurationError
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.netsec import is_loopback_endpoint as is_loopback
 from thzcore.wire import Message, encode
 
 log = get_logger(__name__)
 
 _AUTH_LOCK = threading.Lock()
 _AUTHS: dict[int, Any] = {}
-
-
-def is_loopback(endpoint: str) -> bool:
-    """tcp://127.x / [::1] / localhost, ipc:// and inproc:// stay on this machine; '*' and others do not."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    if not endpoint.startswith("tcp://"):
-        return False
-    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(endpoint: str, curve_secret_key_file: str, curve_clients_dir: str, what: str) -> None:

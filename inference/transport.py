@@ -1,11 +1,12 @@
 """ZMQ sockets for the inference stage: loopback by default, CURVE required for any other address."""
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import zmq
 import zmq.auth
+
+from thzcore.netsec import is_loopback_endpoint
 
 
 class InsecureBindError(ValueError):
@@ -14,17 +15,9 @@ class InsecureBindError(ValueError):
 
 def is_local_endpoint(endpoint: str) -> bool:
     """ipc:// and inproc:// are local; tcp:// only on a loopback address (127.0.0.0/8, ::1, localhost)."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    if not endpoint.startswith("tcp://"):
+    if not endpoint.startswith(("ipc://", "inproc://", "tcp://")):
         raise ValueError(f"endpoint {endpoint!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # '*', an interface name or a host name: not provably loopback
-        return False
+    return is_loopback_endpoint(endpoint)
 
 
 def secure_bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str = "",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import ipaddress
 import json
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from thzcore.logs import get_logger
+from thzcore.netsec import is_loopback_host
 
 log = get_logger(__name__)
 _FAULT_STATES = {"failed", "reconnecting", "degraded", "disconnected"}  # acquisition.state.State values
@@ -103,11 +103,7 @@ class LiveView:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, fault_after_s: float = 3.0,
                  clock: Callable[[], float] = time.time) -> None:
-        try:
-            local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            local = False
-        if not local:
+        if not is_loopback_host(host):
             raise ValueError(f"live view host {host!r} is not loopback: the page shows faces and has no "
                              "authentication; bind 127.0.0.1 and reach it through an SSH tunnel")
         self.state = ViewState(fault_after_s, clock)

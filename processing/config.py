@@ -51,14 +51,8 @@ class ProcessingConfig(Section):
     @field_validator("publish_endpoint")
     @classmethod
     def _loopback(cls, v: str) -> str:
-        import ipaddress
-        if v.startswith(("ipc://", "inproc://")):
-            return v
-        host = v[len("tcp://"):].rsplit(":", 1)[0].strip("[]") if v.startswith("tcp://") else ""
-        try:
-            ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            ok = False
+        from thzcore.netsec import is_loopback_endpoint
+        ok = is_loopback_endpoint(v)
         if not ok:
             raise ValueError(f"processing.publish_endpoint={v!r}: frames and face ROIs are published on loopback "
                              "only (tcp://127.0.0.1:PORT or ipc://PATH)")

@@ -1,7 +1,6 @@
 """The emulator's control backdoor: JSON requests over ZMQ REQ/REP on loopback (docs/protocols.md section 3)."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import threading
 from typing import Any, Callable
@@ -9,25 +8,11 @@ from typing import Any, Callable
 import zmq
 
 from thzcore.logs import get_logger
+from thzcore.netsec import is_loopback_endpoint
 
 log = get_logger(__name__)
 
 MAX_REQUEST = 1 << 20
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """tcp://127.x.x.x / [::1] / localhost, ipc:// and inproc:// are local; anything else is not."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    if not endpoint.startswith("tcp://"):
-        return False
-    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', interface names, host names
 
 
 class Backdoor:

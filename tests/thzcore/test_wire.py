@@ -47,3 +47,14 @@ def test_schema_and_dtype_checked():
     h["payloads"][0]["dtype"] = "O"
     with pytest.raises(WireError, match="not allowed"):
         decode([parts[0], json.dumps(h).encode(), parts[2]])
+
+
+@pytest.mark.parametrize("endpoint, local", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://127.3.2.1:1", True), ("tcp://[::1]:5", True),
+    ("tcp://localhost:9", True), ("ipc:///tmp/x", True), ("inproc://a", True),
+    ("tcp://*:5555", False), ("tcp://0.0.0.0:1", False), ("tcp://10.0.0.5:1", False),
+    ("tcp://eth0:1", False), ("udp://127.0.0.1:1", False),
+])
+def test_loopback_endpoints(endpoint, local):
+    from thzcore.netsec import is_loopback_endpoint
+    assert is_loopback_endpoint(endpoint) is local
