@@ -11,8 +11,7 @@ stays light:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
@@ -22,10 +21,4 @@ _LAZY = {
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",
 }
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'acquisition' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -4,8 +4,7 @@ Public names are imported lazily, so `inference.config` stays light for the conf
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "load_bundle": "inference.bundle", "ModelBundle": "inference.bundle", "BundleError": "inference.bundle",
@@ -15,10 +14,4 @@ _LAZY = {
     "decode_result": "inference.results", "Pipeline": "inference.job", "run_sim": "inference.job",
     "LiveView": "inference.view", "InferenceConfig": "inference.config",
 }
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'inference' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

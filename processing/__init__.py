@@ -5,8 +5,7 @@ free of Numba for the calibration store and the config loader.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "FrameProcessor": "processing.processor", "ProcessedFrame": "processing.processor",
@@ -15,10 +14,4 @@ _LAZY = {
     "ProcessingCalibration": "processing.calibration_model", "ProcessingConfig": "processing.config",
     "estimate_line_shift": "processing.line_phase", "read_recording": "processing.sources",
 }
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'processing' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -31,25 +31,12 @@ class Row(BaseModel):
     capture: int = Field(ge=-1)
     split: str
 
-    @field_validator("posture")
+    @field_validator("posture", "modality", "split")
     @classmethod
-    def _posture(cls, v: str) -> str:
-        if v not in POSTURES:
-            raise ValueError(f"posture {v!r} not in {POSTURES}")
-        return v
-
-    @field_validator("modality")
-    @classmethod
-    def _modality(cls, v: str) -> str:
-        if v not in MODALITIES:
-            raise ValueError(f"modality {v!r} not in {MODALITIES}")
-        return v
-
-    @field_validator("split")
-    @classmethod
-    def _split(cls, v: str) -> str:
-        if v not in SPLITS:
-            raise ValueError(f"split {v!r} not in {SPLITS}")
+    def _one_of(cls, v: str, info) -> str:
+        allowed = {"posture": POSTURES, "modality": MODALITIES, "split": SPLITS}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"{info.field_name} {v!r} not in {allowed}")
         return v
 
     @field_validator("path")
