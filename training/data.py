@@ -14,6 +14,7 @@ is matched with the visible image of its own identity, posture and concealment. 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,9 +131,17 @@ class ThzData:
         return out, has
 
     def provenance(self) -> dict:
-        return {"path": str(self.root), "manifest_sha256_16": manifest_hash(self.root), "thz_images": len(self),
-                "visible_images": len(self.visible), "identities": int(len(np.unique(self.identity))),
-                "splits": {s: int((self.split == s).sum()) for s in ("train", "val", "test", "heldout")}}
+        """Where the data came from: path, manifest hash, counts, and the builder's plan (seeds) when recorded."""
+        p = {"path": str(self.root), "manifest_sha256_16": manifest_hash(self.root), "thz_images": len(self),
+             "visible_images": len(self.visible), "identities": int(len(np.unique(self.identity))),
+             "splits": {s: int((self.split == s).sum()) for s in ("train", "val", "test", "heldout")}}
+        summary = self.root / "dataset.json"  # written by `thz sim dataset`
+        if summary.is_file():
+            try:
+                p["plan"] = json.loads(summary.read_text()).get("plan")
+            except (json.JSONDecodeError, AttributeError):
+                log.warning("unreadable dataset.json: provenance without the plan", extra={"path": str(summary)})
+        return p
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -79,6 +80,21 @@ def calibrate_threshold(emb: np.ndarray, identity: np.ndarray, concealed: np.nda
                    f"val TAR {tar:.4f}"), facts
 
 
+def _git_commit() -> str:
+    """The source commit (with '+dirty' when the tree has changes), or '' outside a git checkout."""
+    try:
+        here = Path(__file__).resolve().parent
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10)
+        if rev.returncode:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "training"], cwd=here.parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | None = None,
                   cfg: TrainingConfig | None = None) -> dict:
     """Write `out/model.onnx` and `out/manifest.json` from the best checkpoint of `run_dir`.
@@ -93,6 +109,12 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
     data_dir = Path(data_dir or run_cfg["dataset"]["path"])
     data = ThzData.load(data_dir)
     data.hold_out(0, list(info.get("heldout_identities", [])))  # the run's unseen identities stay unseen
+    prov = data.provenance()
+    trained_on = run_cfg["dataset"]["manifest_sha256_16"]
+    if prov["manifest_sha256_16"] != trained_on:
+        log.warning("the export dataset differs from the training dataset", extra={
+            "export_manifest": prov["manifest_sha256_16"], "training_manifest": trained_on})
+        prov["training_manifest_sha256_16"] = trained_on
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         tmp = Path(tmp)
@@ -107,8 +129,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             verification_threshold=thr, threshold_source=source,
             training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
                              "training": info["training_config"], "perceptual": info.get("perceptual", ""),
-                             "heldout_identities": list(info.get("heldout_identities", []))},
-            dataset=run_cfg["dataset"] | {"threshold_calibration": facts},
+                             "heldout_identities": list(info.get("heldout_identities", [])),
+                             "run": str(run_dir), "git_commit": _git_commit()},
+            dataset=prov | {"threshold_calibration": facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         write_manifest(tmp, manifest)
