@@ -156,6 +156,7 @@ class ProcessingStage:
         check_local_endpoint(endpoint)
         ctx = zmq.Context.instance()
         sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+        drain_ms = 0  # on stop: drop what is queued; after max_outputs: let the last messages leave
         try:
             for s in (sub, pub):
                 s.setsockopt(zmq.LINGER, 0)
@@ -193,10 +194,11 @@ class ProcessingStage:
                     pub.send_multipart(encode(m))
                 published += 1
                 if max_outputs is not None and published >= max_outputs:
+                    drain_ms = 1000  # LINGER 0 would discard the `roi` still queued behind `frame`
                     break
         finally:
             sub.close(0)
-            pub.close(0)
+            pub.close(drain_ms)
             log.info("processing stage stopped", extra=self.counters.to_json())
         return self.counters
 
