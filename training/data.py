@@ -95,8 +95,8 @@ class ThzData:
                    np.array([r.concealed for r in thz], bool),
                    np.array([r.capture for r in thz], np.int64),
                    np.array([r.split for r in thz]), [r.path for r in thz], vis, visible_channels)
-        log.info("dataset loaded", extra={"root": str(root), "thz": len(thz), "visible": len(vis),
-                                          "splits": {s: int((data.split == s).sum()) for s in ("train", "val", "test")}})
+        counts = {s: int((data.split == s).sum()) for s in ("train", "val", "test")}
+        log.info("dataset loaded", extra={"root": str(root), "thz": len(thz), "visible": len(vis), "splits": counts})
         return data
 
     def __len__(self) -> int:

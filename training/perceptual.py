@@ -118,7 +118,8 @@ def build_perceptual(weights_path: str | Path | None) -> tuple[nn.Module, str]:
             missing, unexpected = net.load_state_dict(state, strict=False)
             missing = [m for m in missing if m not in ("shift", "scale")]
             if missing or unexpected:
-                raise ValueError(f"{p}: not an LPIPS-VGG state dict (missing {missing[:4]}, unexpected {unexpected[:4]})")
+                raise ValueError(f"{p}: not an LPIPS-VGG state dict "
+                                 f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
             log.info("perceptual loss: LPIPS-VGG", extra={"weights": str(p)})
             return net, "lpips-vgg"
         msg = f"LPIPS weights {str(p)!r} not found"

@@ -30,10 +30,10 @@ class BalancedTripletSampler:
             raise ValueError(f"need n_identities >= 2 and per_identity >= 1, got {n_identities=}, {per_identity=}")
         self.index = index
         d = index.data
-        self.cell_anchors: dict[tuple[int, int], np.ndarray] = {}
+        cells: dict[tuple[int, int], list[int]] = {}
         for j, a in enumerate(index.anchors):
-            self.cell_anchors.setdefault((int(d.identity[a]), int(d.posture[a])), []).append(j)  # type: ignore[arg-type]
-        self.cell_anchors = {k: np.array(v, np.int64) for k, v in sorted(self.cell_anchors.items())}
+            cells.setdefault((int(d.identity[a]), int(d.posture[a])), []).append(j)
+        self.cell_anchors = {k: np.array(v, np.int64) for k, v in sorted(cells.items())}
         self.identities = sorted({k[0] for k in self.cell_anchors})
         if len(self.identities) < 2:
             raise ValueError(f"triplets need at least 2 identities with anchors, found {self.identities}")

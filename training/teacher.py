@@ -5,7 +5,7 @@ Bergman et al., Sensors 2026, sec. 3.3 (equation numbers as this module reads th
     A_t = LN(T + MHA_t(Q=T, K=V, V=V)),  A_v = LN(V + MHA_v(Q=V, K=T, V=T))  (symmetric, 2 MHAs)  (9)
     z = MLP([mean_tokens(A_t) ; mean_tokens(A_v)])                       fused teacher feature (10)
     e_T = normalize(W_e z),  logits_T = W_p z                            teacher heads          (11)
-F_thz is the student's own THz encoder map (the encoder is shared: teacher losses also train it);
+F_thz is the student's own THz encoder map, detached by default (distill.teacher_trains_encoder);
 F_vis comes from a visible-image encoder of the same design. Only samples that have a visible image
 are ever passed here (the caller selects them with a mask); there are no zero placeholder images.
 """

@@ -219,7 +219,8 @@ class Trainer:
                 log.info("early stop", extra={"metric": watch, "best_epoch": self.best_epoch, "patience": patience})
         self.plot()
         return {"run": str(self.out), "kind": self.kind, "preset": cfg.preset, "epochs_run": self.epoch,
-                "best_epoch": self.best_epoch, f"best_val_{watch}": self.best_value, "stopped_early": self.bad_epochs >= patience,
+                "best_epoch": self.best_epoch, f"best_val_{watch}": self.best_value,
+                "stopped_early": self.bad_epochs >= patience,
                 "mean_epoch_seconds": float(np.mean([h["epoch_seconds"] for h in self.history]))
                 if self.history else None,
                 "mean_epoch_cpu_seconds": float(np.mean([h.get("epoch_cpu_seconds", np.nan) for h in self.history]))
