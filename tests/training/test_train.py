@@ -210,3 +210,13 @@ def test_teacher_losses_reach_the_student_encoder_only_when_configured(dataset, 
     reached = g is not None and float(g.abs().sum()) > 0
     assert reached == through
     assert float(model.teacher.visible_encoder.stem[0].weight.grad.abs().sum()) > 0
+
+
+def test_early_stopping_on_the_configured_metric(data, tmp_path):
+    # an improvement must exceed min_delta = 2 in accuracy (impossible): epoch 1 sets the best, epoch 2
+    # is one bad epoch = patience, so the run stops after 2 of 5 epochs and best.pt stays at epoch 1
+    cfg = small_config(epochs=5, bn_batches=1, early_stop={"metric": "posture_accuracy", "patience": 1,
+                                                           "min_delta": 2.0})
+    s = Trainer(data, "a", cfg, tmp_path / "e", progress=False).fit()
+    assert s["epochs_run"] == 2 and s["stopped_early"] and s["best_epoch"] == 1
+    assert load_checkpoint(tmp_path / "e" / "best.pt")["epoch"] == 1
