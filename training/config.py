@@ -73,8 +73,6 @@ class TrainingConfig(Section):
         0, ge=0, description="identity-disjoint protocol: the K highest identity ids are kept out of train and "
         "val entirely; `thz evaluate --split heldout` scores them (0 = the paper's capture-disjoint protocol only)")
     lpips_weights: str = Field("", description="local LPIPS-VGG state dict (torch.save); empty = use the fallback")
-    routing: Literal["predicted", "gt", "soft"] = Field(
-        "predicted", description="decoder routing at evaluation: argmax posture, ground truth, or probability blend")
     loss: LossWeights = LossWeights()
     distill: DistillConfig = DistillConfig()
     augment: AugmentConfig = AugmentConfig()
