@@ -43,6 +43,7 @@ class DaemonSource:
         self.sim = SimScanner.start(settings, seed=self.seed, realtime=realtime)
         self._beam: dict[str, Any] = {}
         self._noise: dict[str, Any] = {}
+        self._galvo: dict[str, Any] = {}
         self.frames_acquired = 0
         self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> device emulators "
                             f"(thz sim scanner, seed {self.seed}, {'realtime' if realtime else 'fast'})")
@@ -62,6 +63,11 @@ class DaemonSource:
         self.sim.backdoor.set_noise(**kw)
         self._noise.update(kw)
 
+    def set_galvo(self, **kw: Any) -> None:
+        """The TRUE servo of the virtual scanner (servo_natural_hz, servo_damping, feedback_delay_s)."""
+        self.sim.backdoor.set_galvo(**kw)
+        self._galvo.update(kw)
+
     def acquire(self, n_frames: int) -> list[RawFrame]:
         from acquisition.simlink import grab_frames
         s = self._settings.model_copy(update={"scanner": self._scanner})
@@ -75,7 +81,8 @@ class DaemonSource:
 
     def truth(self) -> dict[str, Any]:
         """What the backdoor set (the emulator does not report the simulator's internals)."""
-        return {"beam_override": dict(self._beam), "noise_override": dict(self._noise), "seed": self.seed}
+        return {"beam_override": dict(self._beam), "noise_override": dict(self._noise),
+                "galvo_override": dict(self._galvo), "seed": self.seed}
 
     def close(self) -> None:
         self.sim.stop()

@@ -64,3 +64,18 @@ def test_daemon_beam_with_backdoor_waist(tmp_path):
     assert rec.values["point_diameter_x"].value == pytest.approx(0.014, rel=0.05)
     assert rec.values["point_diameter_y"].value == pytest.approx(0.014, rel=0.05)
     assert rec.meta["truth"]["beam_override"] == {"waist_diameter_m": 0.014}
+
+
+def test_daemon_phase_recovers_backdoor_feedback_delay(tmp_path):
+    """A true feedback delay set through the emulator backdoor is measured through the real drivers."""
+    s = Settings()
+    src = DaemonSource(s, seed=7)
+    try:
+        src.set_galvo(feedback_delay_s=120e-6)
+        rec, _, _ = run_calibration("phase", s, src, CalibrationStore(tmp_path / "store"), tmp_path / "r",
+                                    quick=True)
+    finally:
+        src.close()
+    true_lag = 120e-6 + 0.5 * s.scanner.fmcw.chirp_duration_s  # delay + T_c / 2 = 132.8 us
+    assert rec.values["line_lag"].value == pytest.approx(true_lag, abs=3e-6)
+    assert rec.meta["truth"]["galvo_override"] == {"feedback_delay_s": 120e-6}
