@@ -2,7 +2,7 @@
 
 Each measurement prints its progress to stderr and, as the last stdout line, one JSON object of
 the fitted values and pass/fail. Exit status: 0 all items pass, 1 an item is out of tolerance,
-3 refused by the exposure pre-flight, 2 usage or configuration errors.
+3 refused by the exposure pre-flight, 2 usage or configuration errors, 4 no frames from the devices.
 """
 from __future__ import annotations
 
@@ -28,16 +28,20 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     settings = obj.settings
     st = CalibrationStore(_store_path(obj, store))
     report_dir = Path(out) if out else st.root / "reports"
-    if not sim and kind != "exposure":
-        raise click.UsageError("only --sim is available here: on hardware the targets are placed by hand, "
-                               "which this command does not guide yet")
-    source = open_source(settings, sim=True, direct=direct)
+    if direct and not sim:
+        raise click.UsageError("--direct measures the in-process virtual scanner: it needs --sim")
+    # without --sim: the configured devices; the command asks the technician to place each target
+    source = open_source(settings, sim=sim, direct=direct)
     try:
         record, report, summ = run_calibration(kind, settings, source, st, report_dir, quick=quick)
     except ExposureLimitError as exc:
         click.echo(str(exc), err=True)
         click.echo(json.dumps({"kind": kind, "passed": False, "refused": str(exc)}))
         sys.exit(3)
+    except RuntimeError as exc:  # the daemon could not deliver frames (device absent, link lost for good)
+        click.echo(f"thz calibrate {kind}: no measurement: {exc}", err=True)
+        click.echo(json.dumps({"kind": kind, "passed": False, "error": str(exc)}))
+        sys.exit(4)
     finally:
         source.close()
     click.echo(f"{kind}: {'PASS' if record.passed else 'FAIL'}  record {record.record_id}  report {report}", err=True)

@@ -11,7 +11,7 @@ like any configuration.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from calibration.sources import scaled_fast_axis
 from thzcore.frames import RawFrame
@@ -19,6 +19,88 @@ from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
+
+
+def patient_settings(settings: Any, min_timeout_s: float) -> Any:
+    """Settings whose I/O timeout is at least min_timeout_s, the galvo watchdog outlasting a frame wait."""
+    a = settings.acquisition
+    timeout = max(a.timeout_s, min_timeout_s)
+    upd: dict[str, Any] = {"timeout_s": timeout}
+    if a.galvo_watchdog_s:  # the watchdog must outlast a frame wait (the acquisition config checks it)
+        upd["galvo_watchdog_s"] = max(a.galvo_watchdog_s,
+                                      timeout + 2 * settings.scanner.raster.frame_duration_s + 5.0)
+    acq = a.model_validate({**a.model_dump(), **upd})
+    return settings.model_copy(update={"acquisition": acq})
+
+
+def describe_scene(scene: dict[str, Any] | None) -> str:
+    """What the technician must put in front of the scanner, in words."""
+    if scene is None:
+        return "Clear the field of view: nothing but the absorbing background in front of the scanner."
+    if "identity" in scene:
+        return (f"Place the head phantom ({'with' if scene.get('concealed') else 'without'} balaclava, posture "
+                f"{scene.get('posture', 'front-center')}) at the standoff, centred in the field.")
+    kind = scene.get("kind", "?")
+    what = {"knife_edge": f"the knife-edge plate, edge along {'y' if scene.get('edge_axis', 'x') == 'x' else 'x'}",
+            "point": "the point reflector", "plate": f"the flat reference plate, tilted {scene.get('tilt_deg', 0)} deg",
+            "grid": f"the grid target (pitch {scene.get('grid_pitch_m', 0.05) * 100:.1f} cm)"}.get(kind, kind)
+    return (f"Place {what} at range {scene.get('range_m', 0):.3f} m, offset x {scene.get('offset_x_m', 0):+.4f} m, "
+            f"y {scene.get('offset_y_m', 0):+.4f} m.")
+
+
+def ask_on_terminal(message: str, scene: dict[str, Any] | None) -> None:
+    """Show the placement instruction on stderr and wait for Enter (stdin; a script can pipe newlines)."""
+    import click
+    click.echo(f"\n>>> {message}", err=True)
+    click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+
+
+class HardwareSource:
+    """The configured devices through the real daemon and drivers; each target is placed by the technician.
+
+    `ask(message, scene)` is called whenever the scene changes and returns once the target is in
+    place (default: a terminal prompt). Nothing of the truth is known: `truth()` is empty.
+    """
+
+    source_kind = "hardware"
+
+    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
+        self._settings = settings
+        self._base = self._scanner = settings.scanner
+        self.ask = ask or ask_on_terminal
+        self._placed: Any = _NOTHING_YET
+        self.frames_acquired = 0
+        a = settings.acquisition
+        self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} and "
+                            f"{a.receiver_resource} (hardware; targets placed by hand)")
+
+    @property
+    def scanner(self) -> ScannerConfig:
+        return self._scanner
+
+    def place(self, scene: dict[str, Any] | None) -> None:
+        if scene != self._placed:
+            self.ask(describe_scene(scene), scene)
+            self._placed = scene
+
+    def acquire(self, n_frames: int) -> list[RawFrame]:
+        from acquisition.simlink import grab_frames
+        frames = grab_frames(self._settings.model_copy(update={"scanner": self._scanner}), n_frames)
+        self.frames_acquired += len(frames)
+        return frames
+
+    def set_fast_amplitude(self, scale: float) -> ScannerConfig:
+        self._scanner = self._base if scale == 1.0 else scaled_fast_axis(self._base, scale)
+        return self._scanner
+
+    def truth(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+_NOTHING_YET = object()
 
 
 class DaemonSource:
@@ -29,14 +111,7 @@ class DaemonSource:
         from acquisition.simlink import SimScanner
         # the emulator computes a frame on demand; on a loaded machine a new target's first frame
         # (map build, kernel compile) can outlast the 5 s default I/O timeout
-        a = settings.acquisition
-        timeout = max(a.timeout_s, min_timeout_s)
-        upd: dict[str, Any] = {"timeout_s": timeout}
-        if a.galvo_watchdog_s:  # the watchdog must outlast a frame wait (the acquisition config checks it)
-            upd["galvo_watchdog_s"] = max(a.galvo_watchdog_s,
-                                          timeout + 2 * settings.scanner.raster.frame_duration_s + 5.0)
-        acq = a.model_validate({**a.model_dump(), **upd})
-        settings = settings.model_copy(update={"acquisition": acq})
+        settings = patient_settings(settings, min_timeout_s)
         self._settings = settings
         self._base = self._scanner = settings.scanner
         self.seed = settings.sim.seed if seed is None else int(seed)

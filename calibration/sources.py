@@ -110,7 +110,8 @@ class VirtualSource:
 def open_source(settings: Any, sim: bool = True, direct: bool = False, seed: int | None = None):
     """The daemon + emulator path when available (and not `direct`), else the in-process virtual scanner."""
     if not sim:
-        raise NotImplementedError("hardware measurement source: targets must be placed by hand (not guided yet)")
+        from calibration.daemon_source import HardwareSource
+        return HardwareSource(settings)
     if not direct:
         try:
             from calibration.daemon_source import DaemonSource

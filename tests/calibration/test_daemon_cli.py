@@ -79,3 +79,29 @@ def test_daemon_phase_recovers_backdoor_feedback_delay(tmp_path):
     true_lag = 120e-6 + 0.5 * s.scanner.fmcw.chirp_duration_s  # delay + T_c / 2 = 132.8 us
     assert rec.values["line_lag"].value == pytest.approx(true_lag, abs=3e-6)
     assert rec.meta["truth"]["galvo_override"] == {"feedback_delay_s": 120e-6}
+
+
+def test_hardware_source_asks_for_each_target_and_measures_the_configured_devices(tmp_path):
+    """Without --sim: the emulator stands in for the lab's devices (configured addresses only); the
+    technician's answer to each placement prompt is played by placing the target through its backdoor."""
+    from acquisition.simlink import SimScanner
+    from calibration.daemon_source import HardwareSource, patient_settings
+
+    s = patient_settings(Settings(), 30.0)
+    lab = SimScanner.start(s, seed=11, realtime=False)
+    asked: list[str] = []
+
+    def technician(message, scene):
+        asked.append(message)
+        lab.backdoor.set_scene(scene)
+
+    try:
+        src = HardwareSource(lab.settings_for(s), ask=technician)
+        rec, _, _ = run_calibration("phase", s, src, CalibrationStore(tmp_path / "store"), tmp_path / "r",
+                                    quick=True)
+    finally:
+        lab.stop()
+    assert asked and all(m.startswith(("Place", "Clear")) for m in asked)
+    assert len(asked) == len(set(asked))  # asked once per placement, not once per acquisition
+    assert rec.source == "hardware" and "truth" not in rec.meta  # nothing known but what was measured
+    assert rec.values["line_lag"].value == pytest.approx(62.8e-6, abs=3e-6)
