@@ -55,33 +55,18 @@ def ask_on_terminal(message: str, scene: dict[str, Any] | None) -> None:
     click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
 
 
-class HardwareSource:
-    """The configured devices through the real daemon and drivers; each target is placed by the technician.
+class _DaemonFrames:
+    """Frames of the devices `settings` addresses, one short daemon run per `acquire`; the fast-axis
+    amplitude is changed through the configuration like any other raster setting."""
 
-    `ask(message, scene)` is called whenever the scene changes and returns once the target is in
-    place (default: a terminal prompt). Nothing of the truth is known: `truth()` is empty.
-    """
-
-    source_kind = "hardware"
-
-    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
+    def __init__(self, settings: Any) -> None:
         self._settings = settings
         self._base = self._scanner = settings.scanner
-        self.ask = ask or ask_on_terminal
-        self._placed: Any = _NOTHING_YET
         self.frames_acquired = 0
-        a = settings.acquisition
-        self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} and "
-                            f"{a.receiver_resource} (hardware; targets placed by hand)")
 
     @property
     def scanner(self) -> ScannerConfig:
         return self._scanner
-
-    def place(self, scene: dict[str, Any] | None) -> None:
-        if scene != self._placed:
-            self.ask(describe_scene(scene), scene)
-            self._placed = scene
 
     def acquire(self, n_frames: int) -> list[RawFrame]:
         from acquisition.simlink import grab_frames
@@ -93,6 +78,29 @@ class HardwareSource:
         self._scanner = self._base if scale == 1.0 else scaled_fast_axis(self._base, scale)
         return self._scanner
 
+
+class HardwareSource(_DaemonFrames):
+    """The configured devices through the real daemon and drivers; each target is placed by the technician.
+
+    `ask(message, scene)` is called whenever the scene changes and returns once the target is in
+    place (default: a terminal prompt). Nothing of the truth is known: `truth()` is empty.
+    """
+
+    source_kind = "hardware"
+
+    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
+        super().__init__(settings)
+        self.ask = ask or ask_on_terminal
+        self._placed: Any = _NOTHING_YET
+        a = settings.acquisition
+        self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} and "
+                            f"{a.receiver_resource} (hardware; targets placed by hand)")
+
+    def place(self, scene: dict[str, Any] | None) -> None:
+        if scene != self._placed:
+            self.ask(describe_scene(scene), scene)
+            self._placed = scene
+
     def truth(self) -> dict[str, Any]:
         return {}
 
@@ -103,7 +111,7 @@ class HardwareSource:
 _NOTHING_YET = object()
 
 
-class DaemonSource:
+class DaemonSource(_DaemonFrames):
     source_kind = "sim"
 
     def __init__(self, settings: Any, seed: int | None = None, realtime: bool = False,
@@ -112,20 +120,14 @@ class DaemonSource:
         # the emulator computes a frame on demand; on a loaded machine a new target's first frame
         # (map build, kernel compile) can outlast the 5 s default I/O timeout
         settings = patient_settings(settings, min_timeout_s)
-        self._settings = settings
-        self._base = self._scanner = settings.scanner
         self.seed = settings.sim.seed if seed is None else int(seed)
         self.sim = SimScanner.start(settings, seed=self.seed, realtime=realtime)
+        super().__init__(self.sim.settings_for(settings))  # the daemon talks to the emulator's devices
         self._beam: dict[str, Any] = {}
         self._noise: dict[str, Any] = {}
         self._galvo: dict[str, Any] = {}
-        self.frames_acquired = 0
         self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> device emulators "
                             f"(thz sim scanner, seed {self.seed}, {'realtime' if realtime else 'fast'})")
-
-    @property
-    def scanner(self) -> ScannerConfig:
-        return self._scanner
 
     def place(self, scene: dict[str, Any] | None) -> None:
         self.sim.backdoor.set_scene(scene)
@@ -142,17 +144,6 @@ class DaemonSource:
         """The TRUE servo of the virtual scanner (servo_natural_hz, servo_damping, feedback_delay_s)."""
         self.sim.backdoor.set_galvo(**kw)
         self._galvo.update(kw)
-
-    def acquire(self, n_frames: int) -> list[RawFrame]:
-        from acquisition.simlink import grab_frames
-        s = self._settings.model_copy(update={"scanner": self._scanner})
-        frames = grab_frames(self.sim.settings_for(s), n_frames)
-        self.frames_acquired += len(frames)
-        return frames
-
-    def set_fast_amplitude(self, scale: float) -> ScannerConfig:
-        self._scanner = self._base if scale == 1.0 else scaled_fast_axis(self._base, scale)
-        return self._scanner
 
     def truth(self) -> dict[str, Any]:
         """What the backdoor set (the emulator does not report the simulator's internals)."""
