@@ -360,7 +360,8 @@ class AcquisitionDaemon:
         skipped = 0 if self._last_id is None else fid - self._last_id - 1
         frame.frame_id = fid
         frame.meta = {"calibration_id": self.acq.calibration_id, "instrument_frame_no": int(instrument_frame_no),
-                      "session_id": self.session_id}
+                      "session_id": self.session_id,
+                      **({"t_complete": frame.meta["t_complete"]} if "t_complete" in frame.meta else {})}
         if self.truth is not None:
             try:
                 frame.meta["truth"] = self.truth()

@@ -1,6 +1,8 @@
 """ScannerSession: both instruments as one scanner: connect, identify, apply the raster, acquire checked frames."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from acquisition.config import AcquisitionConfig
@@ -102,6 +104,7 @@ class ScannerSession:
         rx = self.receiver
         rx.arm()
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
+        t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
         rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
         head = rx.head()
         if head.shape != self.shape:
@@ -111,7 +114,8 @@ class ScannerSession:
         self.galvo.check_ok()  # a stall during the frame invalidates it
         self.check_frame(if_samples, fx)
         self.last_head = head
-        frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction, {})
+        frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction,
+                         {"t_complete": t_complete})
         return frame, head
 
     def check_frame(self, if_samples: np.ndarray, feedback_x: np.ndarray) -> None:

@@ -38,7 +38,8 @@ def main() -> None:
             ident = meta.get("identification") or {}
             print(f"frame {header['frame_id']:>6} posture {meta['posture']['name']:<12} "
                   f"p={max(meta['posture']['probabilities'].values()):.2f} {claims or '-'} "
-                  f"id={ident.get('identity')} latency={meta['latency_ms'].get('acquired_to_published', 0):.1f} ms"
+                  f"id={ident.get('identity')} "
+                  f"latency={meta['latency_ms'].get('scan_complete_to_published', float('nan')):.1f} ms"
                   + (" +reconstruction" if "reconstruction" in arrays else ""), flush=True)
             n += 1
     except KeyboardInterrupt:

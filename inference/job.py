@@ -114,6 +114,7 @@ class SimRawSource:
                     t_next += period
                     stop.wait(max(0.0, t_next - time.time()))
                 raw.t_acquired = time.time()
+                raw.meta["t_complete"] = raw.t_acquired  # this source stamps the frame when it is complete
                 raw.scanner_id = self.settings.scanner.scanner_id
                 raw.meta["calibration_id"] = self.settings.acquisition.calibration_id or None
                 while pub.poll(0):  # subscription events, not needed after the first
@@ -633,7 +634,7 @@ def _record(c: Collected, subject: str, posture: str, impostor: str) -> ScanReco
         impostor_claim=impostor, impostor_distance=im.distance if im else None,
         impostor_accepted=im.accepted if im else None,
         identified=m.identification.identity if m.identification else None,
-        latency_ms=m.latency_ms.get("acquired_to_published", float("nan")),
+        latency_ms=m.scan_to_result_ms(),
         inference_ms=m.latency_ms.get("inference", float("nan")), errors=list(m.errors), roi=c.roi,
         reconstruction=c.reconstruction)
 
@@ -686,7 +687,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
                 except queue.Empty:
                     continue
                 n += 1
-                lat.append(c.meta.latency_ms.get("acquired_to_published", float("nan")))
+                lat.append(c.meta.scan_to_result_ms())
                 ident = c.meta.identification.identity if c.meta.identification else None
                 echo(f"frame {c.msg.frame_id}: posture {c.meta.posture.name} "
                      f"({max(c.meta.posture.probabilities.values()):.2f}) id {ident} {lat[-1]:.0f} ms")

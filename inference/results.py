@@ -1,7 +1,9 @@
 """The `result` message: schema (pydantic), encoding onto the wire and decoding with validation.
 
 Wire form: thzcore.wire Message, topic "result", header frame_id / scanner_id / t_acquired (the
-scan-complete time of the last frame in the average), `meta` = ResultMeta as JSON, and one
+t_acquired of the newest frame in the average: frame start through the acquisition daemon, scan complete
+from the direct virtual scanner); `meta.timestamps.scan_complete` is when that frame's last line was
+digitized, `meta` = ResultMeta as JSON, and one
 optional payload `reconstruction` (64, 64) float32 in [0, 1], present only when asked for.
 Results never carry embeddings.
 """
@@ -62,6 +64,12 @@ class ResultMeta(_Model):
     roi_seq: int | None = None
     frame_ids: list[int] = Field(default_factory=list, description="raw frames averaged into this ROI")
     batch: int = Field(1, ge=1, description="ROIs inferred together with this one")
+
+    def scan_to_result_ms(self) -> float:
+        """Scan complete (acquisition's t_complete of the newest averaged frame) -> result published, ms;
+        from the frame's t_acquired when the frame carried no completion stamp (older producers)."""
+        v = self.latency_ms.get("scan_complete_to_published", self.latency_ms.get("acquired_to_published"))
+        return float("nan") if v is None else float(v)
 
 
 def encode_result(seq: int, frame_id: int, scanner_id: str, t_acquired: float, meta: ResultMeta,

@@ -294,9 +294,7 @@ class InferenceStage:
                 calibration_id=_str_or_none(r.msg.meta.get("calibration_id")), model_id=self.engine.model_id,
                 engine=self.engine.name, posture=posture, verification=verifications, identification=ident,
                 enrolled=enrolled, errors=errors, timestamps=ts,
-                latency_ms={"inference": round((t1 - t0) * 1e3 / len(batch), 3),
-                            "queue": round((t0 - r.t_received) * 1e3, 3),
-                            "acquired_to_published": round((t2 - r.msg.t_acquired) * 1e3, 3)},
+                latency_ms=_latencies(ts, len(batch)),
                 truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
                 roi_seq=r.msg.seq, batch=len(batch), frame_ids=_frame_ids(r.msg))
             recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
@@ -306,6 +304,23 @@ class InferenceStage:
             self.counters.published += 1
             if self.on_result is not None:
                 self.on_result(meta)
+
+
+def _latencies(ts: dict[str, float], batch: int) -> dict[str, float]:
+    """Per-stage latencies (ms) from the stage timestamps; scan_complete and the processing stamps
+    are present when the upstream stages sent them."""
+    def ms(a: str, b: str) -> float:
+        return round((ts[b] - ts[a]) * 1e3, 3)
+    out = {"inference": round((ts["inference_end"] - ts["inference_start"]) * 1e3 / batch, 3),
+           "queue": ms("received", "inference_start"), "acquired_to_published": ms("acquired", "published")}
+    if "scan_complete" in ts:
+        out["scan_complete_to_published"] = ms("scan_complete", "published")
+        if "processing_received" in ts:
+            out["transfer_to_processing"] = ms("scan_complete", "processing_received")
+    if "processing_received" in ts and "processing_done" in ts:
+        out["processing"] = ms("processing_received", "processing_done")
+        out["processing_to_inference"] = ms("processing_done", "received")
+    return out
 
 
 def _frame_ids(msg: Message) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,7 +196,7 @@ class LiveView:
             posture={"name": meta.posture.name, "p": max(meta.posture.probabilities.values())},
             verification=[v.model_dump() for v in meta.verification],
             identification=meta.identification.model_dump() if meta.identification else None,
-            latency_ms=meta.latency_ms.get("acquired_to_published"))
+            latency_ms=_finite_or_none(meta.scan_to_result_ms()))
 
     def on_status(self, state: str, detail: str = "") -> None:
         self.state.update(link={"state": state, "detail": detail})
@@ -253,3 +254,7 @@ es.onmessage = (e) => show(JSON.parse(e.data));
 es.onerror = () => { $("scanner").textContent = "view disconnected"; $("scanner").className = "fault"; };
 </script></body></html>
 """
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # NaN is not JSON: the page shows "-"

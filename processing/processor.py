@@ -63,6 +63,9 @@ class ProcessedFrame:
                              "empty_lines": self.empty_lines}
         if "truth" in self.meta:
             m["truth"] = self.meta["truth"]
+        t_complete = self.meta.get("t_complete")  # scan complete of the newest frame averaged (acquisition)
+        if isinstance(t_complete, (int, float)) and not isinstance(t_complete, bool):
+            m["timestamps"] = {"scan_complete": float(t_complete)}
         return m
 
 

@@ -3,7 +3,9 @@
 Output per averaged frame (`feed` returns a StageOutput; `serve` publishes):
   topic `frame`: array `frame` float32 (lines, samples_per_line) in the configured scale; header meta:
                  frame_ids, n_averaged, calibration_id, scale, empty_lines, roi {found, quality, reason,
-                 box_px, box_m}, truth (passed through from the raw frame when simulated)
+                 box_px, box_m}, truth (passed through from the raw frame when simulated), timestamps
+                 {scan_complete (acquisition's t_complete of the newest frame), processing_received,
+                 processing_done} (wall clock, s)
   topic `roi`:   array `roi` float32 (roi_size, roi_size) in [0, 1], same meta; published only when a
                  face was found (a frame without a face says why in its `frame` message).
 Averaging: "sliding" emits the mean of the last frames_averaged frames for every new frame once the
@@ -14,6 +16,7 @@ Malformed `raw` messages are dropped and counted, never raised.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,10 +137,16 @@ class ProcessingStage:
         yield from self.run(read_recording(path, start, stop))
 
     # ---- wire
-    def messages(self, out: StageOutput) -> list[Message]:
-        """The `frame` message and, when a face was found, the `roi` message of one output."""
+    def messages(self, out: StageOutput, t_received: float | None = None) -> list[Message]:
+        """The `frame` message and, when a face was found, the `roi` message of one output.
+        `t_received` (wall clock, s) is when the newest raw frame arrived; with it the meta's
+        `timestamps` gain `processing_received` and `processing_done` beside acquisition's
+        `scan_complete`, so the last stage can split the latency."""
         f = out.frame
         meta = out.meta()
+        if t_received is not None:
+            meta["timestamps"] = {**meta.get("timestamps", {}), "processing_received": float(t_received),
+                                  "processing_done": time.time()}
         self._seq += 1
         msgs = [Message("frame", self._seq, f.frame_id, f.scanner_id, f.t_acquired, {"frame": f.image}, meta)]
         if out.roi.found and out.roi.image is not None:
@@ -174,6 +183,7 @@ class ProcessingStage:
                 if not sub.poll(poll_ms):
                     continue
                 parts = sub.recv_multipart()
+                t_received = time.time()
                 try:
                     raw = raw_frame_from_parts(parts)
                 except WireError as exc:
@@ -190,7 +200,7 @@ class ProcessingStage:
                     continue
                 if out is None:
                     continue
-                for m in self.messages(out):
+                for m in self.messages(out, t_received):
                     pub.send_multipart(encode(m))
                 published += 1
                 if max_outputs is not None and published >= max_outputs:

@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import threading
+import time
 
 import h5py
 import numpy as np
@@ -70,6 +71,7 @@ def test_session_records_and_publishes_matching_frames(emu, tmp_path):
         if status in ev:
             states.append(decode(status.recv_multipart(), "status").meta)
     t.join()
+    t_end = time.time()
     sub.close()
     status.close()
     r = res[0]
@@ -84,6 +86,8 @@ def test_session_records_and_publishes_matching_frames(emu, tmp_path):
         np.testing.assert_array_equal(f.if_samples, rec.data["if_samples"][i])
         np.testing.assert_array_equal(f.feedback_x, rec.data["feedback_x"][i])
         assert f.meta["calibration_id"] == "" and f.meta["session_id"] == rec.attrs["session_id"]
+        # scan complete: stamped when *OPC? returned, after the frame began and before it was published
+        assert f.t_acquired < f.meta["t_complete"] < t_end
     # status: state changes and heartbeats were published
     names = [m["state"] for m in states]
     assert "scanning" in names and names[-1] == "disconnected"

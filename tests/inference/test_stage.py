@@ -1,6 +1,7 @@
 """The inference stage over real ZMQ: result schema, no missed first result, malformed/stale drops, security."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -100,7 +101,10 @@ def test_result_schema_decisions_and_optional_reconstruction(ort_engine, tmp_pat
         stage.set_claims(["alice", "bob"])
         t_acq = time.time() - 0.01
         src.send(5, a, t_acquired=t_acq, meta={"calibration_id": "cal-7", "truth": {"identity": 3},
-                                               "timestamps": {"frame_done": t_acq + 0.001}})
+                                               "timestamps": {"frame_done": t_acq + 0.001,
+                                                              "scan_complete": t_acq + 0.002,
+                                                              "processing_received": t_acq + 0.004,
+                                                              "processing_done": t_acq + 0.007}})
         msg, meta = _recv(sub)
         assert msg.frame_id == 5 and msg.scanner_id == "s1" and msg.t_acquired == t_acq
         assert msg.arrays == {}  # no reconstruction unless asked
@@ -117,7 +121,13 @@ def test_result_schema_decisions_and_optional_reconstruction(ort_engine, tmp_pat
         ts = meta.timestamps
         assert ts["acquired"] <= ts["frame_done"] <= ts["received"] <= ts["inference_start"] \
             <= ts["inference_end"] <= ts["published"]
-        assert meta.latency_ms["acquired_to_published"] >= 0
+        lat = meta.latency_ms
+        assert lat["acquired_to_published"] == pytest.approx((ts["published"] - t_acq) * 1e3, abs=1e-3)
+        assert lat["scan_complete_to_published"] == pytest.approx((ts["published"] - t_acq - 0.002) * 1e3, abs=1e-3)
+        assert lat["transfer_to_processing"] == pytest.approx(2.0, abs=1e-3)
+        assert lat["processing"] == pytest.approx(3.0, abs=1e-3)
+        assert lat["processing_to_inference"] == pytest.approx((ts["received"] - t_acq - 0.007) * 1e3, abs=1e-3)
+        assert meta.scan_to_result_ms() == lat["scan_complete_to_published"]
         assert "embedding" not in str(meta.model_dump())
     finally:
         stage.stop()
@@ -271,3 +281,17 @@ def test_engine_failure_drops_the_batch_not_the_stage(ort_engine, tmp_path, ctx)
         assert stage.counters.engine_errors == 1 and "injected" in stage.counters.last_error
     finally:
         stage.stop()
+
+
+def test_latencies_without_upstream_stamps_fall_back_to_t_acquired():
+    from inference.results import PostureResult, ResultMeta
+    from inference.stage import _latencies
+
+    ts = {"acquired": 100.0, "received": 100.050, "inference_start": 100.051, "inference_end": 100.061,
+          "published": 100.062}
+    lat = _latencies(ts, batch=2)
+    assert lat == {"inference": 5.0, "queue": 1.0, "acquired_to_published": 62.0}  # no scan/processing stamps
+    meta = ResultMeta(model_id="m", engine="e", posture=PostureResult(name=POSTURES[0], index=0, probabilities={}),
+                      latency_ms=lat)
+    assert meta.scan_to_result_ms() == 62.0
+    assert math.isnan(ResultMeta(model_id="m", engine="e", posture=meta.posture).scan_to_result_ms())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -91,7 +92,9 @@ def test_zmq_raw_in_frame_and_roi_out(raws):
             threading.Event().wait(0.02)
         assert st.counters.dropped_malformed >= 1
         threading.Event().wait(0.2)  # the test subscriber's connection settles too
+        t_sent = time.time()
         for i, r in enumerate(raws[:3]):
+            r.meta["t_complete"] = t_sent - 0.5 + i * 0.1  # acquisition's scan-complete stamp
             raw_pub.send_multipart(encode(r.to_message(seq=i)))
         got = {}
         while len(got) < 2 and sub.poll(20000):
@@ -104,6 +107,10 @@ def test_zmq_raw_in_frame_and_roi_out(raws):
         assert f.meta["frame_ids"] == [100, 101, 102] and f.frame_id == 102
         assert f.meta["roi"]["found"] and f.meta["truth"]["identity"] == 3
         assert roi.meta["calibration_id"] is None
+        # the newest frame's scan-complete stamp travels on, with the stage's own times after it
+        ts = roi.meta["timestamps"]
+        assert ts["scan_complete"] == pytest.approx(t_sent - 0.3)
+        assert t_sent <= ts["processing_received"] <= ts["processing_done"] <= time.time()
     finally:
         stop.set()
         th.join(10)
