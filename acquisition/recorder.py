@@ -17,6 +17,11 @@ Layout of one session file (every dataset is created before SWMR writing starts)
       frame_id, seq         int64   (N,)                         daemon frame id, wire sequence number
       instrument_frame_no   int64   (N,)                         the receiver's own frame counter
       t_acquired            float64 (N,)                         frame start, Unix time (s)
+      t_complete            float64 (N,)                         scan complete (last line digitized), Unix time
+                                                                 (s); 0 when the source did not stamp it
+      meta                  S4096   (N,)                         the frame's meta as JSON (calibration_id,
+                                                                 session_id, sim truth, ...), UTF-8, fixed
+                                                                 length (SWMR has no variable-length data)
       complete              uint8   (N,)                         1 once every dataset of the frame is written
       count                 int64   (1,)                         frames written (updated last, per frame)
     /entry/gaps             NXcollection: after_frame_id, resume_frame_id, t_start, t_end, reason (S160)
@@ -27,6 +32,7 @@ and `count` and flushes again, so after a crash every frame with complete == 1 i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -42,8 +48,9 @@ from thzcore.logs import get_logger
 log = get_logger(__name__)
 
 REASON_LEN = 160
+META_LEN = 4096
 DATA_FIELDS = ("if_samples", "feedback_x", "feedback_y", "direction", "frame_id", "seq", "instrument_frame_no",
-               "t_acquired", "complete")
+               "t_acquired", "t_complete", "meta", "complete")
 GAP_FIELDS = ("after_frame_id", "resume_frame_id", "t_start", "t_end", "reason")
 
 
@@ -71,7 +78,7 @@ def _data_specs(shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...],
     return {"if_samples": ((lines, chirps, samples), "<i2"), "feedback_x": ((lines, chirps), "<f4"),
             "feedback_y": ((lines,), "<f4"), "direction": ((lines,), "|i1"), "frame_id": ((), "<i8"),
             "seq": ((), "<i8"), "instrument_frame_no": ((), "<i8"), "t_acquired": ((), "<f8"),
-            "complete": ((), "|u1")}
+            "t_complete": ((), "<f8"), "meta": ((), f"S{META_LEN}"), "complete": ((), "|u1")}
 
 
 def _make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any], capacity: int,
@@ -97,13 +104,40 @@ def _make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any
     data.attrs["signal"] = "if_samples"
     for name, (inner, dt) in _data_specs(shape).items():
         data.create_dataset(name, shape=(capacity, *inner), maxshape=(None, *inner), dtype=dt,
-                            chunks=(1, *inner) if inner else (max(64, capacity),), fillvalue=0)
+                            chunks=(1, *inner) if inner else (max(64, capacity),),
+                            fillvalue=b"" if dt.startswith("S") else 0)
     data.create_dataset("count", data=np.zeros(1, "<i8"), dtype="<i8")
     gaps = entry.create_group("gaps")
     gaps.attrs["NX_class"] = "NXcollection"
     for name, dt in (("after_frame_id", "<i8"), ("resume_frame_id", "<i8"), ("t_start", "<f8"), ("t_end", "<f8"),
                      ("reason", f"S{REASON_LEN}")):
         gaps.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(64,))
+
+
+def frame_meta_bytes(frame: RawFrame) -> bytes:
+    """The frame's meta as UTF-8 JSON of at most META_LEN bytes. Keys that do not fit are left out
+    (largest first) and named under `meta_dropped`, so a recording never holds truncated JSON."""
+    meta = {k: v for k, v in frame.meta.items() if k != "t_complete"}  # t_complete has its own dataset
+    blob = json.dumps(meta, separators=(",", ":"), default=str).encode()
+    dropped: list[str] = []
+    while len(blob) > META_LEN and meta:
+        big = max(meta, key=lambda k: len(json.dumps(meta[k], default=str)))
+        dropped.append(big)
+        del meta[big]
+        blob = json.dumps({**meta, "meta_dropped": dropped}, separators=(",", ":"), default=str).encode()
+    if dropped:
+        log.warning("frame meta too long for the recording; keys left out",
+                    extra={"frame_id": frame.frame_id, "dropped": dropped})
+    return blob
+
+
+def frame_meta_from_bytes(raw: bytes) -> dict[str, Any]:
+    """Inverse of frame_meta_bytes; {} for an empty or unreadable entry."""
+    try:
+        m = json.loads(raw.rstrip(b"\0").decode("utf-8")) if raw else {}
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return m if isinstance(m, dict) else {}
 
 
 class Recorder:
@@ -162,6 +196,9 @@ class Recorder:
         d["seq"][i] = seq
         d["instrument_frame_no"][i] = instrument_frame_no
         d["t_acquired"][i] = frame.t_acquired
+        t_complete = frame.meta.get("t_complete")
+        d["t_complete"][i] = float(t_complete) if isinstance(t_complete, (int, float)) else 0.0
+        d["meta"][i] = frame_meta_bytes(frame)
         self._f.flush()
         d["complete"][i] = 1
         d["count"][0] = i + 1
@@ -219,9 +256,13 @@ class Recording:
 
     def raw_frame(self, i: int) -> RawFrame:
         d = self.data
+        meta: dict[str, Any] = {"calibration_id": str(self.attrs.get("calibration_id", ""))}
+        if "meta" in d:
+            meta.update(frame_meta_from_bytes(bytes(d["meta"][i])))
+        if "t_complete" in d and d["t_complete"][i] > 0:
+            meta["t_complete"] = float(d["t_complete"][i])
         return RawFrame(int(d["frame_id"][i]), float(d["t_acquired"][i]), str(self.attrs.get("scanner_id", "")),
-                        d["if_samples"][i], d["feedback_x"][i], d["feedback_y"][i], d["direction"][i],
-                        {"calibration_id": str(self.attrs.get("calibration_id", ""))})
+                        d["if_samples"][i], d["feedback_x"][i], d["feedback_y"][i], d["direction"][i], meta)
 
 
 def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
@@ -237,7 +278,8 @@ def read_recording(path: str | Path, swmr: bool = False) -> Recording:
         d = f["entry/data"]
         n = int(d["count"][0])
         ok = np.flatnonzero(d["complete"][:n] == 1)
-        data = {name: d[name][:n][ok] for name in DATA_FIELDS if name != "complete"}
+        # files written before t_complete / meta existed lack them
+        data = {name: d[name][:n][ok] for name in DATA_FIELDS if name != "complete" and name in d}
         gaps = {name: f["entry/gaps"][name][:] for name in GAP_FIELDS}
         gaps["reason"] = np.array([r.decode("utf-8", "replace") for r in gaps["reason"]], dtype=object)
         return Recording(Path(path), _attrs(f["entry"]), data, gaps)
@@ -298,7 +340,7 @@ def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
             od = out["entry/data"]
             for i in idx:
                 try:
-                    row = {name: d[name][i] for name in DATA_FIELDS}
+                    row = {name: d[name][i] for name in DATA_FIELDS if name in d}  # older files lack some
                 except (OSError, ValueError) as exc:  # a chunk the crash left unreadable
                     log.warning("frame unreadable, dropped", extra={"index": i, "error": str(exc)})
                     continue

@@ -7,6 +7,8 @@ HDF5 layout read (the first group, depth-first, that holds a 4-D dataset `if_sam
     direction   int8    (frames, lines) or (lines,)
     frame_id    int     (frames,)        optional, default 0..n-1
     t_acquired  float   (frames,)        optional, default 0
+    t_complete  float   (frames,)        optional: scan complete (meta `t_complete`; 0 = not stamped)
+    meta        string  (frames,)        optional: the frame's meta as JSON (sim truth, calibration_id, ...)
 Attributes `scanner_id` and `calibration_id` are read from the group, its parent or the file
 (acquisition's recorder puts them on /entry). Rows past the dataset `count` (or `frames_written`)
 and rows whose `complete` flag is 0 (a recorder that crashed mid-frame) are skipped.
@@ -95,6 +97,8 @@ def read_recording(path: str | Path, start: int = 0, stop: int | None = None) ->
                         meta.update(m)
                 except (TypeError, ValueError):
                     log.warning("unreadable frame meta in recording", extra={"file": str(p), "index": i})
+            if "t_complete" in g and g["t_complete"].shape[0] > i and float(g["t_complete"][i]) > 0:
+                meta["t_complete"] = float(g["t_complete"][i])
             yield RawFrame(int(g["frame_id"][i]) if "frame_id" in g else i,
                            float(g["t_acquired"][i]) if "t_acquired" in g else 0.0, scanner_id,
                            np.asarray(x[i], dtype=np.int16), np.asarray(g["feedback_x"][i], dtype=np.float32),

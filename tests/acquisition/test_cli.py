@@ -66,6 +66,11 @@ def test_acquire_sim_default_size(tmp_path):
         assert f["entry/data/if_samples"].shape == (2, 64, 512, 128)
         assert f["entry"].attrs["sim_seed"] == 0
         assert np.ptp(f["entry/data/feedback_x"][0]) > 0.4  # the mirror swept +-0.24 m
+        # each frame keeps its meta: the simulator's truth (the default scene) and the scan-complete stamp
+        meta = [json.loads(m) for m in f["entry/data/meta"][:]]
+        assert all("scene" in m["truth"] and m["session_id"] for m in meta)
+        t_acq, t_done = f["entry/data/t_acquired"][:], f["entry/data/t_complete"][:]
+        assert np.all(t_done > t_acq)
     ev = read_runlog(res["runlog"])
     frames = [e for e in ev if e["event"] == "frame"]
     assert [e["frame_id"] for e in frames] == [0, 1]

@@ -66,7 +66,8 @@ _WRITER = textwrap.dedent("""
     for i in range(3):
         rng = np.random.default_rng(i)
         rec.write(RawFrame(i, float(i), "sc1", rng.integers(-8000, 8000, (4, 16, 8), dtype=np.int16),
-                  np.zeros((4, 16), np.float32), np.zeros(4, np.float32), np.ones(4, np.int8)), seq=i)
+                  np.zeros((4, 16), np.float32), np.zeros(4, np.float32), np.ones(4, np.int8),
+                  {{"truth": {{"identity": i}}, "t_complete": 10.0 + i}}), seq=i)
     # a fourth frame half written: data but no `complete` flag
     rec._d["if_samples"][3] = 7
     rec._f.flush()
@@ -91,6 +92,59 @@ def test_sigkill_mid_session_then_recover(tmp_path):
                                       np.random.default_rng(1).integers(-8000, 8000, (4, 16, 8), dtype=np.int16))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert recover(path).status_before == "recovered"
+    r = read_recording(path)  # per-frame meta and scan-complete stamps survive the repair
+    assert [r.raw_frame(i).meta["truth"] for i in range(3)] == [{"identity": i} for i in range(3)]
+    np.testing.assert_array_equal(r.data["t_complete"], [10.0, 11.0, 12.0])
+
+
+def test_frame_meta_round_trip_through_both_readers(tmp_path):
+    from processing.sources import read_recording as processing_read
+
+    rec = Recorder(tmp_path / "m.h5", SHAPE, {"scanner_id": "sc1", "calibration_id": "cal-2"}, grow=4)
+    truth = {"scene": {"kind": "subject", "identity": 3, "posture": "full-left", "concealed": True},
+             "identity": 3, "posture": "full-left", "concealed": True}
+    for i in range(3):
+        f = _frame(i)
+        f.meta = {"session_id": "s-1", "truth": {**truth, "identity": i}, "t_complete": 2000.5 + i,
+                  "note": "µ-unicode"}
+        rec.write(f, seq=i)
+    plain = _frame(3)  # a source that stamps nothing
+    rec.write(plain, seq=3)
+    rec.close()
+    r = read_recording(tmp_path / "m.h5")
+    np.testing.assert_array_equal(r.data["t_complete"], [2000.5, 2001.5, 2002.5, 0.0])
+    for i in range(3):
+        m = r.raw_frame(i).meta
+        assert m["truth"] == {**truth, "identity": i} and m["t_complete"] == 2000.5 + i
+        assert m["session_id"] == "s-1" and m["note"] == "µ-unicode" and m["calibration_id"] == "cal-2"
+    assert "t_complete" not in r.raw_frame(3).meta and "truth" not in r.raw_frame(3).meta
+    # processing reads the same file (what `thz verify --recording` and offline evaluation use)
+    frames = list(processing_read(tmp_path / "m.h5"))
+    assert [f.meta.get("truth", {}).get("identity") for f in frames] == [0, 1, 2, None]
+    assert frames[1].meta["t_complete"] == 2001.5 and frames[1].meta["calibration_id"] == "cal-2"
+
+
+def test_oversized_frame_meta_drops_whole_keys_never_truncates(tmp_path):
+    from acquisition.recorder import META_LEN, frame_meta_bytes, frame_meta_from_bytes
+
+    f = _frame(0)
+    f.meta = {"calibration_id": "cal-1", "huge": "x" * (2 * META_LEN), "truth": {"identity": 4}}
+    blob = frame_meta_bytes(f)
+    assert len(blob) <= META_LEN
+    assert frame_meta_from_bytes(blob) == {"calibration_id": "cal-1", "truth": {"identity": 4},
+                                           "meta_dropped": ["huge"]}
+    assert frame_meta_from_bytes(b"") == {} and frame_meta_from_bytes(b"{not json") == {}
+
+
+def test_recording_without_meta_datasets_still_reads(tmp_path):
+    """Files written before t_complete / meta existed: read and recovered without them."""
+    rec = Recorder(tmp_path / "old.h5", SHAPE, {"scanner_id": "sc1"}, grow=4)
+    rec.write(_frame(0), seq=0)
+    rec.close()
+    with h5py.File(tmp_path / "old.h5", "r+") as fh:
+        del fh["entry/data/meta"], fh["entry/data/t_complete"]
+    r = read_recording(tmp_path / "old.h5")
+    assert r.frames == 1 and "meta" not in r.data and r.raw_frame(0).meta == {"calibration_id": ""}
 
 
 def test_recover_rejects_foreign_files(tmp_path):
