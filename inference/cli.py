@@ -242,3 +242,5 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
         if live is not None:
             live.stop()
     click.echo(json.dumps(summary))
+    if summary.get("interrupted"):
+        sys.exit(130)  # Ctrl-C: every stage stopped, the summary so far printed; the shell's code for SIGINT

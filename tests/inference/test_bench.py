@@ -20,3 +20,20 @@ def test_bench_inference_last_line(bundle_dir):
     assert len(table["rows"]) == 8 and {row["batch"] for row in table["rows"]} == {1, 2}
     assert table["configured"]["engine"] == "onnxruntime" and table["batch1"]["batch"] == 1
     assert float(lines[-1].split()[1]) == round(table["batch1"]["ms_per_roi"], 3)
+
+
+def test_bench_pipeline_splits_scan_complete_to_published(bundle_dir):
+    """Every result carries the upstream stamps, so the stages add up to the end-to-end latency."""
+    r = CliRunner().invoke(cli, ["bench", "pipeline", "--bundle", str(bundle_dir), "--results", "3",
+                                 "--raw-source", "direct"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"p99_latency_ms: \d+\.\d+", lines[-1])
+    row = json.loads(lines[-2])
+    assert row["results"] == 3 and row["raw_frames"] >= 3 + 3  # the averaging window fills first
+    parts = sum(row[f"{k}_p50_ms"] for k in ("transfer_to_processing", "processing", "processing_to_inference",
+                                             "queue", "inference"))
+    assert all(row[f"{k}_p50_ms"] >= 0 for k in ("transfer_to_processing", "processing", "inference"))
+    # medians of parts need not add exactly; the gap is the decision + publish time, well under the total
+    assert 0 < parts <= row["p50_ms"] * 1.5 and row["p50_ms"] <= row["p99_ms"]
+    assert float(lines[-1].split()[1]) == round(row["p99_ms"], 3)

@@ -193,3 +193,48 @@ def test_enroll_and_identify_from_a_recording(bundle_dir, tmp_path):
                      "--gallery", gal)
     assert r.exit_code == 0 and [x["frame_id"] for x in out["scans"]] == [2, 3]
     assert all(x["identity"] == "sim-004" for x in out["scans"])
+
+
+@pytest.mark.skipif(not _has_daemon(), reason="acquisition.daemon not installed")
+def test_one_ctrl_c_stops_every_stage_of_thz_run(bundle_dir, tmp_path):
+    """SIGINT mid-run (emulated devices + daemon): every stage stops, the mirrors are parked, the summary of
+    the scans so far and the report are written, exit code 130."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "thz.cli", "run", "--sim", "--subjects", "3", "--raw-source",
+                          "emulator", "--result-endpoint", "tcp://127.0.0.1:*", "--bundle", str(bundle_dir),
+                          "--no-reconstruction", "--report", str(tmp_path / "rep")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+    reader.start()
+    err: list[str] = []  # progress and logs go to stderr, the JSON summary to stdout
+    deadline = time.monotonic() + 120
+    try:
+        for line in p.stderr:  # wait until concealed scans are being verified
+            err.append(line)
+            if line.startswith("[1/") or time.monotonic() > deadline:
+                break
+        assert err and err[-1].startswith("[1/"), "".join(err)[-3000:]
+        p.send_signal(signal.SIGINT)
+        drain = threading.Thread(target=lambda: err.extend(p.stderr), daemon=True)
+        drain.start()
+        p.wait(timeout=30)  # a run that does not stop is killed below and fails here
+        drain.join(10)
+        reader.join(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, "".join(out)[-2000:] + "".join(err)[-3000:]
+    assert any(line.startswith("interrupted: all stages stopped") for line in err)
+    summary = json.loads(out[-1])
+    assert summary["interrupted"] is True and 1 <= summary["frames"] < 15
+    assert Path(summary["report"]).is_file()
+    logs = "".join(err)
+    assert 'new="disconnected"' in logs and "Traceback" not in logs  # the daemon shut down (galvo parked)
+    assert "inference stage stopped" in logs and "processing stage stopped" in logs
