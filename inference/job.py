@@ -33,7 +33,7 @@ from inference.engine import Engine
 from inference.gallery import Gallery
 from inference.results import ResultMeta, decode_result
 from inference.stage import InferenceStage
-from inference.summary import ScanRecord, percentile, summarise
+from inference.summary import STAGES, ScanRecord, percentile, summarise
 from thzcore.logs import get_logger
 from thzcore.wire import Message, WireError, decode, encode
 
@@ -636,6 +636,7 @@ def _record(c: Collected, subject: str, posture: str, impostor: str) -> ScanReco
         identified=m.identification.identity if m.identification else None,
         latency_ms=m.scan_to_result_ms(),
         inference_ms=m.latency_ms.get("inference", float("nan")), errors=list(m.errors), roi=c.roi,
+        stages_ms={k: v for k, v in m.latency_ms.items() if k in STAGES},
         reconstruction=c.reconstruction)
 
 
@@ -664,7 +665,10 @@ def _summary_text(s: dict) -> str:
             f"  identification rank-1  {pct(s['identification_rank1'])}\n"
             f"  latency scan->result   p50 {ms(s['p50_latency_ms'])}, p99 {ms(s['p99_latency_ms'])}; "
             f"inference {ms(s['inference_ms_p50'])}\n"
-            f"  report                 {s.get('report', '-')}")
+            + ("  stages (p50)           " + ", ".join(f"{k.replace('_', ' ')} {ms(v)}"
+                                                        for k, v in s["stage_p50_ms"].items()) + "\n"
+               if s.get("stage_p50_ms") else "")
+            + f"  report                 {s.get('report', '-')}")
 
 
 def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,

@@ -68,6 +68,8 @@ def write_report(path: str | Path, summary: dict, records: list[ScanRecord], inf
             "identification_rank1", "mean_genuine_distance", "mean_impostor_distance", "threshold",
             "p50_latency_ms", "p99_latency_ms", "inference_ms_p50"]
     summary_rows = "".join(f"<tr><th>{k}</th><td>{_fmt(summary.get(k))}</td></tr>" for k in keys)
+    summary_rows += "".join(f"<tr><th>p50 ms: {html.escape(k.replace('_', ' '))}</th><td>{_fmt(v)}</td></tr>"
+                            for k, v in (summary.get("stage_p50_ms") or {}).items())
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in info.items())
     doc = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>thz-face run report</title>
@@ -84,7 +86,7 @@ img {{ image-rendering: pixelated; display: block; }}
 <h2>Concealed scans</h2>
 <table><tr><th>frame</th><th>subject</th><th>true posture</th><th>ROI</th><th>reconstruction</th>
 <th>posture (p)</th><th>genuine decision</th><th>impostor claim</th><th>impostor decision</th><th>identified</th>
-<th>latency ms</th><th>errors</th></tr>
+<th>scan complete to result ms</th><th>errors</th></tr>
 {''.join(rows)}
 </table></body></html>
 """

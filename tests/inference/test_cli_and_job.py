@@ -93,10 +93,14 @@ def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
     assert summary["raw_frames"] >= 2 * 2 * 3  # each of 4 scenes needs a full averaging window
     assert summary["inference_counters"]["dropped_malformed"] == 0
     assert 0 < summary["p99_latency_ms"] < 10_000
+    stages = summary["stage_p50_ms"]  # every stage stamped the results: the split is complete
+    assert set(stages) == {"transfer_to_processing", "processing", "processing_to_inference", "queue", "inference"}
+    assert all(v >= 0 for v in stages.values()) and sum(stages.values()) <= summary["max_latency_ms"] * 1.5
     report = Path(summary["report"])
     assert report.is_file() and stat.S_IMODE(os.stat(report).st_mode) == 0o600
     text = report.read_text()
     assert text.count("data:image/png;base64,") >= 4  # ROI + reconstruction of both scans
+    assert "p50 ms: transfer to processing" in text
     from inference.gallery import Gallery
     with Gallery(tmp_path / "rep" / "gallery.sqlite", summary["model_id"]) as g:
         assert g.subjects() == ["sim-000", "sim-001"]
