@@ -103,6 +103,16 @@ def _check(result):
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
+def _native_handle(obj) -> int:
+    """The address behind a cuda-python object (a stream): `get_cuda_native_handle` where it exists
+    (cuda-bindings >= 12.9.1 deprecates int(obj)), int(obj) on older bindings."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 def device_key(model_id: str, precision: str, outputs: tuple[str, ...], max_batch: int,
                device: int = 0) -> EngineKey:
     """The key for this machine's GPU `device`, TensorRT and CUDA."""
@@ -220,7 +230,7 @@ class _TrtRunner:
         self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         _check(cudart.cudaMemcpyAsync(self.device[INPUT_NAME], x.ctypes.data, x.nbytes, h2d, self.stream))
-        if not self.context.execute_async_v3(int(self.stream)):  # TensorRT takes the raw handle
+        if not self.context.execute_async_v3(_native_handle(self.stream)):  # TensorRT takes the raw handle
             raise RuntimeError("TensorRT execute_async_v3 failed")
         out = {}
         for t in self.outputs:
