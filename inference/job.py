@@ -676,6 +676,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
                  calibration=None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
     n = 0
     t0 = time.time()
     interrupted = False
@@ -692,6 +693,9 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
                     continue
                 n += 1
                 lat.append(c.meta.scan_to_result_ms())
+                for k in STAGES:
+                    if k in c.meta.latency_ms:
+                        stages[k].append(c.meta.latency_ms[k])
                 ident = c.meta.identification.identity if c.meta.identification else None
                 echo(f"frame {c.msg.frame_id}: posture {c.meta.posture.name} "
                      f"({max(c.meta.posture.probabilities.values()):.2f}) id {ident} {lat[-1]:.0f} ms")
@@ -699,6 +703,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
         interrupted = True
     return {"frames": n, "posture_accuracy": None, "verification_accuracy": None,
             "p50_latency_ms": percentile(lat, 50), "p99_latency_ms": percentile(lat, 99),
+            "stage_p50_ms": {k: percentile(v, 50) for k, v in stages.items() if v},
             "duration_s": round(time.time() - t0, 1), "interrupted": interrupted, "engine": engine.name,
             "model_id": engine.model_id}
 

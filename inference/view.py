@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from inference.summary import STAGES
 from thzcore.logs import get_logger
 from thzcore.netsec import is_loopback_host
 
@@ -60,7 +61,8 @@ class ViewState:
         self.version = 0
         self.data: dict[str, Any] = {"frame_id": None, "frame": None, "frame_shape": None, "roi_box": None,
                                      "roi": None, "reconstruction": None, "posture": None, "verification": [],
-                                     "identification": None, "latency_ms": None, "result_frame_id": None,
+                                     "identification": None, "latency_ms": None, "stages_ms": {},
+                                     "result_frame_id": None,
                                      "link": {"state": "waiting", "detail": ""}}
         self.t_last_frame: float | None = None
         self._scanner = "waiting"
@@ -196,7 +198,8 @@ class LiveView:
             posture={"name": meta.posture.name, "p": max(meta.posture.probabilities.values())},
             verification=[v.model_dump() for v in meta.verification],
             identification=meta.identification.model_dump() if meta.identification else None,
-            latency_ms=_finite_or_none(meta.scan_to_result_ms()))
+            latency_ms=_finite_or_none(meta.scan_to_result_ms()),
+            stages_ms={k: meta.latency_ms[k] for k in STAGES if k in meta.latency_ms})
 
     def on_status(self, state: str, detail: str = "") -> None:
         self.state.update(link={"state": state, "detail": detail})
@@ -216,7 +219,8 @@ img:not([src]) { visibility: hidden; width: 192px; height: 192px; }
 <h2>thz-face live view</h2>
 <p>scanner: <span id="scanner" class="waiting">waiting</span> <span id="scanner_detail"></span>
  &middot; link: <span id="link">-</span> &middot; frame <span id="frame_id">-</span>
- &middot; result frame <span id="result_frame_id">-</span> &middot; latency <span id="latency">-</span> ms</p>
+ &middot; result frame <span id="result_frame_id">-</span> &middot; scan complete to result
+ <span id="latency">-</span> ms <span id="stages"></span></p>
 <div class="row">
  <div><div>averaged frame</div><div class="box"><img id="frame" alt="frame"><div id="roibox"></div></div></div>
  <div><div>ROI</div><img id="roi" alt="roi"></div>
@@ -232,6 +236,9 @@ function show(s) {
   $("frame_id").textContent = s.frame_id === null ? "-" : s.frame_id;
   $("result_frame_id").textContent = s.result_frame_id === null ? "-" : s.result_frame_id;
   $("latency").textContent = s.latency_ms === null ? "-" : s.latency_ms.toFixed(1);
+  const st = Object.entries(s.stages_ms || {});
+  $("stages").textContent = st.length ? "(" + st.map(([k, v]) => k.replace(/_/g, " ") + " " + v.toFixed(1))
+    .join(", ") + ")" : "";
   for (const k of ["frame", "roi", "reconstruction"]) { if (s[k]) $(k).src = s[k]; }
   const b = $("roibox");
   if (s.roi_box && s.frame_shape) {

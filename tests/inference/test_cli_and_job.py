@@ -168,6 +168,9 @@ def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
         eng = OnnxRuntimeEngine(load_bundle(bundle_dir))
         out = run_hardware(s, eng, max_results=2, result_endpoint="tcp://127.0.0.1:*", echo=lambda m: None)
     assert out["frames"] == 2 and out["p99_latency_ms"] > 0 and not out["interrupted"]
+    # the configured devices stamp scan complete too: the latency is split by stage
+    assert {"transfer_to_processing", "processing", "inference"} <= set(out["stage_p50_ms"])
+    assert out["stage_p50_ms"]["transfer_to_processing"] < out["p99_latency_ms"]
 
 
 def test_enroll_and_identify_from_a_recording(bundle_dir, tmp_path):

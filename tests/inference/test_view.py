@@ -28,7 +28,8 @@ def _meta(fid):
                                             probabilities={"front-left": 0.05, "front-center": 0.05,
                                                            "front-right": 0.05, "full-left": 0.8, "full-right": 0.05}),
                       verification=[VerificationResult(claim="sim-001", distance=0.12, threshold=0.4, accepted=True)],
-                      latency_ms={"acquired_to_published": 42.0}, frame_ids=[fid])
+                      latency_ms={"acquired_to_published": 1042.0, "scan_complete_to_published": 42.0,
+                                  "processing": 7.5, "inference": 8.25}, frame_ids=[fid])
 
 
 def _events_until(url, done, timeout=10):
@@ -70,6 +71,7 @@ def test_page_state_and_events(view):
     assert last["scanner"] == "ok" and last["roi_box"] == [5.0, 90.0, 40.0, 60.0]
     assert last["posture"]["name"] == "full-left" and last["verification"][0]["accepted"]
     assert last["frame"].startswith("data:image/png;base64,") and last["reconstruction"].startswith("data:image")
+    assert last["latency_ms"] == 42.0 and last["stages_ms"] == {"processing": 7.5, "inference": 8.25}
 
 
 def test_fault_when_frames_stop_or_link_drops(view):
@@ -111,6 +113,7 @@ def test_page_in_headless_chromium(view, tmp_path):
     html = dom()
     assert '<span id="frame_id">41</span>' in html
     assert "full-left (0.80)" in html and "accepted" in html
+    assert '<span id="latency">42.0</span>' in html and "(processing 7.5, inference 8.3)" in html
     assert 'class="ok"' in html
     # a frame pushed while the page is open arrives through the event stream
     timer = threading.Timer(1.0, lambda: view.on_frame(42, np.zeros((64, 256), np.float32), {}))
