@@ -18,10 +18,20 @@ import click
 @click.option("--publish/--no-publish", default=True, show_default=True, help="publish `raw` and `status` on ZMQ")
 @click.option("--record/--no-record", default=None, help="write the HDF5 file (default: acquisition.record)")
 @click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
+@click.option("--identity", type=click.IntRange(min=0), default=None,
+              help="with --sim: place this simulated subject (population index) in front of the scanner "
+                   "(default: an empty field)")
+@click.option("--posture", default="front-center", show_default=True, help="with --sim --identity: head posture")
+@click.option("--concealed/--unconcealed", default=False, show_default=True,
+              help="with --sim --identity: the subject wears the balaclava")
 @click.pass_obj
 def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int | None, realtime: bool,
-            publish: bool, record: bool | None, allow_stale_calibration: bool) -> None:
-    """Connect, identify, configure and stream frames to HDF5 and ZMQ until FRAMES are recorded or stopped."""
+            publish: bool, record: bool | None, allow_stale_calibration: bool, identity: int | None, posture: str,
+            concealed: bool) -> None:
+    """Connect, identify, configure and stream frames to HDF5 and ZMQ until FRAMES are recorded or stopped.
+
+    With --sim --identity N a simulated subject stands in the field; each recorded frame keeps the
+    simulator's truth in its meta, so the recording can be processed and scored offline."""
     from acquisition.daemon import AcquisitionDaemon
     from acquisition.simlink import SimScanner
 
@@ -30,6 +40,18 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
 
     from thz.prescan import prepare_scan
 
+    scene = None
+    if identity is not None:
+        if not sim:
+            raise click.UsageError("--identity places a simulated subject: it needs --sim")
+        from sim.scene import Subject
+        from thzcore.labels import POSTURES
+        if posture not in POSTURES:
+            raise click.BadParameter(f"{posture!r} is not one of {list(POSTURES)}", param_hint="--posture")
+        if identity >= obj.settings.sim.n_identities:
+            raise click.BadParameter(f"{identity} is outside the simulated population of sim.n_identities="
+                                     f"{obj.settings.sim.n_identities}", param_hint="--identity")
+        scene = Subject(identity=identity, posture=posture, concealed=concealed).model_dump(mode="json")
     settings, _ = prepare_scan(obj.settings, allow_stale=allow_stale_calibration)  # exposure + calibration id
     a = settings.acquisition
     if publish:  # refuse an unauthenticated public bind before starting anything
@@ -51,6 +73,8 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
                 raise click.ClickException(str(exc)) from None
             settings = emu.settings_for(settings)
             truth = emu.backdoor.truth
+            if scene is not None:
+                emu.backdoor.set_scene(scene)
         daemon = AcquisitionDaemon(settings, out_dir=out_dir, sim_seed=sim_seed, publish=publish, record=record,
                                    truth=truth)
         daemon.install_signal_handlers()

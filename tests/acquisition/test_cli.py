@@ -142,6 +142,35 @@ def test_bad_config_rejected(tmp_path, toml, code, needle):
     assert p.returncode == code and needle in p.stderr.decode(), p.stderr.decode()[-2000:]
 
 
+def test_acquire_sim_records_a_placed_subject_with_its_truth(tmp_path):
+    """--identity/--posture/--concealed place a subject; its truth is kept per frame for offline scoring."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL_TOML)
+    p = subprocess.run([*THZ, "--config", str(cfg), "acquire", "--sim", "--fast", "--frames", "2", "--identity", "2",
+                        "--posture", "front-right", "--concealed", "--out", str(tmp_path)],
+                       capture_output=True, env=_env(), timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    res = json.loads(p.stdout.decode().strip().splitlines()[-1])
+    with h5py.File(res["recording"], "r") as f:
+        truths = [json.loads(m)["truth"] for m in f["entry/data/meta"][:]]
+    assert len(truths) == 2
+    for t in truths:
+        assert t["scene"]["kind"] == "subject"
+        assert (t["scene"]["identity"], t["scene"]["posture"], t["scene"]["concealed"]) == (2, "front-right", True)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--identity", "1"], "needs --sim"),
+    (["--sim", "--identity", "1", "--posture", "upside-down"], "upside-down"),
+    (["--sim", "--identity", "500"], "outside the simulated population"),
+])
+def test_acquire_scene_options_refused_before_anything_starts(tmp_path, args, needle):
+    p = subprocess.run([*THZ, "acquire", "--frames", "1", "--out", str(tmp_path), *args],
+                       capture_output=True, env=_env(), timeout=60)
+    assert p.returncode == 2 and needle in p.stderr.decode(), p.stderr.decode()[-2000:]
+    assert not list(tmp_path.iterdir())  # no recording, no run log
+
+
 def test_sim_scanner_prints_endpoints_first_and_grab_frames(tmp_path):
     """SimScanner runs `thz sim scanner`; place a target by the backdoor and get RawFrames back in Python."""
     s = small_settings()
