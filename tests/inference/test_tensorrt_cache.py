@@ -118,3 +118,38 @@ def test_fp16_tail_survives_large_activations():
     out = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": np.ones((1, 4), np.float32)})[0]
     np.testing.assert_allclose(out, 0.5, atol=1e-3)  # v = 600 each: ||v|| = 1200 in FP32, inf in FP16
+
+
+def test_load_or_build_caches_and_rebuilds_on_a_new_key(bundle, tmp_path, monkeypatch):
+    """The cache around the TensorRT build (the build itself needs a GPU and is replaced by a recorder):
+    built once and written atomically with its key; the same key loads from disk; any other key or a
+    damaged key file builds again; the graph handed to the builder is the one the key asks for."""
+    import inference.tensorrt as trt_mod
+
+    builds: list[tuple[EngineKey, onnx.ModelProto]] = []
+
+    def fake_build(onnx_bytes, key, input_size, timing_cache):
+        builds.append((key, onnx.load_from_string(onnx_bytes)))
+        return b"ENGINE:" + key.digest().encode()
+
+    monkeypatch.setattr(trt_mod, "build_engine", fake_build)
+    key = replace(KEY, model_id=bundle.model_id, precision="fp32", outputs=("embedding", "posture_logits"))
+    data = trt_mod.load_or_build(bundle, key, tmp_path)
+    assert data == b"ENGINE:" + key.digest().encode() and len(builds) == 1
+    e, s = engine_paths(tmp_path, key)
+    assert e.read_bytes() == data and EngineKey.from_json(json.loads(s.read_text())) == key
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no partial files
+    # core outputs only: the decoder is cut out of the graph given to the builder
+    assert [o.name for o in builds[0][1].graph.output] == ["embedding", "posture_logits"]
+    assert trt_mod.load_or_build(bundle, key, tmp_path) == data and len(builds) == 1  # from the cache
+    # FP16 with the reconstruction: a new key, a new file, an FP16 graph with an FP32 interface
+    k16 = replace(key, precision="fp16", outputs=("embedding", "posture_logits", "reconstruction"))
+    trt_mod.load_or_build(bundle, k16, tmp_path)
+    assert len(builds) == 2 and engine_paths(tmp_path, k16)[0].is_file() and e.is_file()
+    g16 = builds[1][1].graph
+    assert [o.name for o in g16.output] == ["embedding", "posture_logits", "reconstruction"]
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in g16.initializer)
+    # a key file damaged on disk: rebuilt, never trusted
+    s.write_text("{broken")
+    trt_mod.load_or_build(bundle, key, tmp_path)
+    assert len(builds) == 3 and EngineKey.from_json(json.loads(s.read_text())) == key
