@@ -25,7 +25,7 @@ from PIL import Image
 
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
-from training.manifest import MANIFEST_FILE, Row, read_manifest
+from training.manifest import MANIFEST_FILE, Row, content_hash, read_manifest
 
 log = get_logger(__name__)
 SIZE = 64
@@ -132,13 +132,16 @@ class ThzData:
 
     def provenance(self) -> dict:
         """Where the data came from: path, manifest hash, counts, and the builder's plan (seeds) when recorded."""
-        p = {"path": str(self.root), "manifest_sha256_16": manifest_hash(self.root), "thz_images": len(self),
+        p = {"path": str(self.root), "manifest_sha256_16": manifest_hash(self.root),
+             "content_sha256_16": content_hash(self.root), "thz_images": len(self),
              "visible_images": len(self.visible), "identities": int(len(np.unique(self.identity))),
              "splits": {s: int((self.split == s).sum()) for s in ("train", "val", "test", "heldout")}}
         summary = self.root / "dataset.json"  # written by `thz sim dataset`
         if summary.is_file():
             try:
-                p["plan"] = json.loads(summary.read_text()).get("plan")
+                built = json.loads(summary.read_text())
+                p["plan"] = built.get("plan")
+                p["built_from_commit"] = built.get("git_commit")
             except (json.JSONDecodeError, AttributeError):
                 log.warning("unreadable dataset.json: provenance without the plan", extra={"path": str(summary)})
         return p

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from thzcore.bundle import ONNX_NAME, BundleManifest, file_model_id, write_manifest
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
+from thzcore.provenance import source_commit
 from training.config import TrainingConfig
 from training.data import ThzData
 from training.metrics import eer, pair_distances, threshold_at_far
@@ -81,18 +81,8 @@ def calibrate_threshold(emb: np.ndarray, identity: np.ndarray, concealed: np.nda
 
 
 def _git_commit() -> str:
-    """The source commit (with '+dirty' when the tree has changes), or '' outside a git checkout."""
-    try:
-        here = Path(__file__).resolve().parent
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10)
-        if rev.returncode:
-            return ""
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "training"], cwd=here.parent,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    """The source commit; '+dirty' when the training code has uncommitted changes."""
+    return source_commit(("training",))
 
 
 def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | None = None,
@@ -110,11 +100,12 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
     data = ThzData.load(data_dir)
     data.hold_out(0, list(info.get("heldout_identities", [])))  # the run's unseen identities stay unseen
     prov = data.provenance()
-    trained_on = run_cfg["dataset"]["manifest_sha256_16"]
-    if prov["manifest_sha256_16"] != trained_on:
-        log.warning("the export dataset differs from the training dataset", extra={
-            "export_manifest": prov["manifest_sha256_16"], "training_manifest": trained_on})
-        prov["training_manifest_sha256_16"] = trained_on
+    trained_on = run_cfg["dataset"]
+    for k in ("manifest_sha256_16", "content_sha256_16"):  # runs made before content hashes lack that key
+        if k in trained_on and prov.get(k) != trained_on[k]:
+            log.warning("the export dataset differs from the training dataset",
+                        extra={"key": k, "export": prov.get(k), "training": trained_on[k]})
+            prov[f"training_{k}"] = trained_on[k]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         tmp = Path(tmp)

@@ -7,6 +7,7 @@ concealed (0/1), modality (thz|visible), capture (int, the capture index within 
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -86,3 +87,15 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[Row]:
     if not rows:
         raise ManifestError(f"{p} lists no images")
     return rows
+
+
+def content_hash(root: str | Path) -> str:
+    """sha256[:16] of the manifest and the bytes of every file it lists (in manifest order).
+
+    The manifest alone names files, not their content: two builds by different simulator versions
+    share it. This hash changes when any image does."""
+    root = Path(root)
+    h = hashlib.sha256((root / MANIFEST_FILE).read_bytes())
+    for row in read_manifest(root, check_files=True):
+        h.update(row.path.encode() + b"\0" + hashlib.sha256((root / row.path).read_bytes()).digest())
+    return h.hexdigest()[:16]

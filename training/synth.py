@@ -46,7 +46,8 @@ from PIL import Image
 
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
-from training.manifest import Row, write_manifest
+from thzcore.provenance import source_commit
+from training.manifest import Row, content_hash, write_manifest
 
 log = get_logger(__name__)
 SUMMARY_FILE = "dataset.json"
@@ -251,6 +252,8 @@ class DatasetSummary:
     splits: dict[str, int] = field(default_factory=dict)
     mean_quality: float = 0.0
     errors: list[str] = field(default_factory=list)
+    content_sha256_16: str = ""  # manifest + every image's bytes: what a rebuild must reproduce
+    git_commit: str = ""         # the code that made the images ('+dirty': uncommitted changes)
 
 
 def pending_jobs(out: Path, plan: DatasetPlan) -> tuple[list[tuple], int]:
@@ -351,6 +354,8 @@ def make_dataset(out: str | Path, plan: DatasetPlan, settings: Any, workers: int
     summary.seconds = round(time.perf_counter() - t0, 2)
     if thz_rows:
         write_contact_sheet(out, rows, out / CONTACT_SHEET, seed=plan.seed)
+    summary.content_sha256_16 = content_hash(out) if rows else ""
+    summary.git_commit = source_commit(("sim", "processing", "thzcore", "training/synth.py"))
     (out / SUMMARY_FILE).write_text(json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
                                                indent=2, default=str))
     return summary

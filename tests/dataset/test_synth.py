@@ -18,7 +18,7 @@ from PIL import Image
 from thz.cli import cli
 from thz.settings import Settings
 from thzcore.labels import POSTURES
-from training.manifest import read_manifest
+from training.manifest import content_hash, read_manifest
 from training.reference_layout import NAME_RE, export_reference, import_reference
 from training.synth import DatasetPlan, Unit, _Worker, make_dataset
 
@@ -82,6 +82,8 @@ def test_counts_manifest_and_images(made):
     assert (out / "contact_sheet.png").is_file()
     info = json.loads((out / "dataset.json").read_text())
     assert info["plan"]["seed"] == 0 and info["settings"]["processing"]["frames_averaged"] == 3
+    assert info["content_sha256_16"] == summary.content_sha256_16 == content_hash(out)
+    assert len(info["git_commit"]) >= 12  # this checkout's commit (tests run from the repository)
     meta = json.loads((out / f"{Unit(1, 'full-left', 2, True).stem}.json").read_text())
     assert meta["frame_ids"] == [0, 1, 2] and meta["truth"]["identity"] == 1 and meta["truth"]["concealed"]
 
@@ -98,6 +100,7 @@ def test_units_are_deterministic_whatever_the_worker(made, tmp_path):
 def test_resume_remakes_only_what_is_missing(made):
     out, _ = made
     before = (out / "manifest.csv").read_text()
+    content_before = content_hash(out)
     gone = [Unit(0, "full-left", 1, True), Unit(1, "full-left", 0, False), Unit(1, "front-center", 2, True)]
     for u in gone:
         (out / f"{u.stem}.json").unlink()
@@ -106,8 +109,25 @@ def test_resume_remakes_only_what_is_missing(made):
     s = make_dataset(out, PLAN, Settings(), workers=1, progress=False)
     assert s.made_now == 4 and s.skipped_done == 28
     assert (out / "manifest.csv").read_text() == before
+    assert s.content_sha256_16 == content_before  # the remade images are the same bytes
     with pytest.raises(ValueError, match="different plan"):
         make_dataset(out, DatasetPlan(n_identities=2, captures=3, postures=POST, seed=5), Settings(), progress=False)
+
+
+def test_content_hash_sees_what_the_manifest_hash_does_not(made, tmp_path):
+    import shutil
+    from training.data import manifest_hash
+
+    out, _ = made
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert content_hash(copy) == content_hash(out)
+    row = read_manifest(copy)[3]
+    with Image.open(copy / row.path) as im:
+        a = np.asarray(im).copy()
+    a[10, 10] ^= 1  # one pixel, one bit: what a changed simulator does to every image
+    Image.fromarray(a).save(copy / row.path)
+    assert manifest_hash(copy) == manifest_hash(out) and content_hash(copy) != content_hash(out)
 
 
 def test_cli_resumes_and_exports(made, tmp_path):

@@ -133,6 +133,7 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert max(out["parity_max_abs"].values()) <= 1e-4
     assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
     assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]
+    assert len(m.dataset["content_sha256_16"]) == 16  # the images' bytes, not only their names
     # the graph takes any batch size, and the bundle evaluates through ONNX Runtime
     import onnxruntime as ort
     s = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
