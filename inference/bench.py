@@ -110,7 +110,9 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
 @click.option("--bundle", default=None, help="model bundle (default: inference.bundle)")
 @click.option("--engine", "kind", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None)
 @click.option("--results", "n_results", type=int, default=30, show_default=True, help="results to time")
-@click.option("--raw-source", type=click.Choice(["direct", "emulator"]), default="direct", show_default=True)
+@click.option("--raw-source", type=click.Choice(["direct", "emulator"]), default="emulator", show_default=True,
+              help="emulator: device emulators on a pty and SCPI/TCP read by the acquisition daemon (the whole "
+                   "pipeline); direct: the virtual scanner publishing raw frames itself")
 @click.option("--reconstruction/--no-reconstruction", default=False, show_default=True)
 @click.pass_obj
 def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
