@@ -62,6 +62,7 @@ class ViewState:
         self.data: dict[str, Any] = {"frame_id": None, "frame": None, "frame_shape": None, "roi_box": None,
                                      "roi": None, "reconstruction": None, "posture": None, "verification": [],
                                      "identification": None, "latency_ms": None, "stages_ms": {},
+                                     "subject_range": None,
                                      "result_frame_id": None,
                                      "link": {"state": "waiting", "detail": ""}}
         self.t_last_frame: float | None = None
@@ -189,8 +190,10 @@ class LiveView:
         box = (meta.get("roi") or {}).get("box_px") if isinstance(meta.get("roi"), dict) else None
         self.state.t_last_frame = self.state.clock()
         # a frame is 64 lines x 256 samples over a square field of view: shown square, 512 x 512 px
+        roi = meta.get("roi") if isinstance(meta.get("roi"), dict) else {}
+        rng = {k: roi[k] for k in ("range_m", "focus", "range_gate_edge") if k in roi} if roi.get("range_m") else None
         self.state.update(frame_id=int(frame_id), frame=_png(image, size=(512, 512)), frame_shape=list(np.shape(image)),
-                          roi_box=box)
+                          roi_box=box, subject_range=rng)
 
     def on_result(self, frame_id: int, meta, roi: np.ndarray | None, reconstruction: np.ndarray | None) -> None:
         self.state.update(
@@ -222,7 +225,7 @@ img:not([src]) { visibility: hidden; width: 192px; height: 192px; }
  &middot; result frame <span id="result_frame_id">-</span> &middot; scan complete to result
  <span id="latency">-</span> ms <span id="stages"></span></p>
 <div class="row">
- <div><div>averaged frame</div><div class="box"><img id="frame" alt="frame"><div id="roibox"></div></div></div>
+ <div><div>averaged frame <span id="subject_range"></span></div><div class="box"><img id="frame" alt="frame"><div id="roibox"></div></div></div>
  <div><div>ROI</div><img id="roi" alt="roi"></div>
  <div><div>reconstruction</div><img id="reconstruction" alt="reconstruction"></div>
  <div><div>posture: <b id="posture">-</b></div><table id="decisions"></table><div id="identity"></div></div>
@@ -236,6 +239,9 @@ function show(s) {
   $("frame_id").textContent = s.frame_id === null ? "-" : s.frame_id;
   $("result_frame_id").textContent = s.result_frame_id === null ? "-" : s.result_frame_id;
   $("latency").textContent = s.latency_ms === null ? "-" : s.latency_ms.toFixed(1);
+  const r = s.subject_range;
+  $("subject_range").textContent = r ? "- subject " + ({near: "at or nearer than ", far: "at or beyond "}[r.range_gate_edge]
+    || "at ") + r.range_m.toFixed(2) + " m, focus " + r.focus.toFixed(2) : "";
   const st = Object.entries(s.stages_ms || {});
   $("stages").textContent = st.length ? "(" + st.map(([k, v]) => k.replace(/_/g, " ") + " " + v.toFixed(1))
     .join(", ") + ")" : "";

@@ -4,7 +4,7 @@ Prints a table (median and 90th percentile of many runs, ratio to the real-time 
 frame per second), the per-step split of the Numba path, the physical floor (raw bytes over the
 memory bandwidth measured with a NumPy copy), then `speedup: <N>x` (Numba one core vs the NumPy
 reference, both one core) and `ms_per_frame: <N>` (Numba one core, whole live path per frame:
-process + 3-frame average + face ROI) as the last lines.
+process + 3-frame average + face ROI + subject range) as the last lines.
 """
 from __future__ import annotations
 
@@ -75,6 +75,9 @@ def bench_processing(obj, runs: int, json_out: bool) -> None:
     avg = serial.average(singles)
     stage = ProcessingStage(sc, pc.model_copy(update={"threads": 1, "averaging": "sliding"}), warm_up=False)
     steps["face ROI"] = _times(lambda: stage.locator.locate(avg.image, avg.scale), runs)
+    box = stage.locator.locate(avg.image, avg.scale).box_m
+    if box is not None:  # a face was found in the bench scene: the rangefinder on its chirps
+        steps["subject range (face chirps)"] = _times(lambda: stage._range(raws[-1], box), runs)
     for r in raws:
         stage.feed(r)
     k = iter(range(10**9))

@@ -14,7 +14,8 @@ an empty background that falls outside the range gate):
   4. the box: roi_width_m centred on the head column, its top roi_head_top_margin_m above the
      head top, roi_height_m tall; shifted (not shrunk) to stay inside the frame.
 
-Quality score in [0, 1] = contrast * coverage * containment:
+Quality score in [0, 1] = contrast * coverage * containment (* focus, from the subject's range, when the
+stage measured it: processing.rangefinder):
   contrast    = clip((median dB of the mask inside the box - b) / (2 T), 0, 1)
   coverage    = clip(fraction of the box covered by the mask / 0.35, 0, 1)  (a head fills about half)
   containment = 1, times 0.5 when the mask touches the frame's top row (head cut off) and 0.75
@@ -30,13 +31,14 @@ Resize and normalisation (the rule training expects; the dataset uses this very 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from processing.config import ProcessingConfig
+from processing.rangefinder import RangeEstimate
 from thzcore.scanner import ScannerConfig
 
 HEAD_HEIGHT_M = 0.22  # crown to chin of an adult head (m): rows used to centre the box
@@ -55,11 +57,26 @@ class RoiResult:
     box_m: tuple[float, float, float, float] | None
     quality: float
     reason: str = ""
+    range: RangeEstimate | None = None  # the subject's range and focus (processing.rangefinder), when measured
 
     def meta(self) -> dict:
-        return {"found": self.found, "quality": round(float(self.quality), 4), "reason": self.reason,
-                "box_px": None if self.box_px is None else [round(float(v), 3) for v in self.box_px],
-                "box_m": None if self.box_m is None else [round(float(v), 5) for v in self.box_m]}
+        m = {"found": self.found, "quality": round(float(self.quality), 4), "reason": self.reason,
+             "box_px": None if self.box_px is None else [round(float(v), 3) for v in self.box_px],
+             "box_m": None if self.box_m is None else [round(float(v), 5) for v in self.box_m]}
+        if self.range is not None:
+            m.update(self.range.meta())
+        return m
+
+    def with_focus(self, est: RangeEstimate | None, min_quality: float) -> "RoiResult":
+        """Fold the focus factor into the quality; a face too far out of focus is reported as no face."""
+        if est is None or not self.found:
+            return replace(self, range=est)
+        q = self.quality * est.focus
+        if q < min_quality:
+            return RoiResult(False, None, self.box_px, self.box_m, q,
+                             f"out of focus: {est.describe()}; quality {q:.2f} below "
+                             f"processing.roi_min_quality={min_quality}", est)
+        return replace(self, quality=q, range=est)
 
 
 def resize_bicubic(img: np.ndarray, box_px: tuple[float, float, float, float], size: int) -> np.ndarray:

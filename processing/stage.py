@@ -3,7 +3,7 @@
 Output per averaged frame (`feed` returns a StageOutput; `serve` publishes):
   topic `frame`: array `frame` float32 (lines, samples_per_line) in the configured scale; header meta:
                  frame_ids, n_averaged, calibration_id, scale, empty_lines, roi {found, quality, reason,
-                 box_px, box_m}, truth (passed through from the raw frame when simulated), timestamps
+                 box_px, box_m, and when measured range_m, range_spread_m, range_chirps, focus}, truth (passed through from the raw frame when simulated), timestamps
                  {scan_complete (acquisition's t_complete of the newest frame), processing_received,
                  processing_done} (wall clock, s)
   topic `roi`:   array `roi` float32 (roi_size, roi_size) in [0, 1], same meta; published only when a
@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 from processing.calibration_model import ProcessingCalibration
 from processing.config import ProcessingConfig
 from processing.processor import FrameProcessor, ProcessedFrame
+from processing.rangefinder import RangeEstimate, subject_range
 from processing.roi import FaceLocator, RoiResult
 from processing.sources import raw_frame_from_parts, read_recording
 from thzcore.frames import RawFrame
@@ -119,12 +120,24 @@ class ProcessingStage:
             self._window.clear()
         roi = (self.locator.locate(frame.image, frame.scale) if self.find_roi
                else RoiResult(False, None, None, None, 0.0, "ROI search disabled"))
+        if roi.found and roi.box_m is not None:
+            roi = roi.with_focus(self._range(raw, roi.box_m), self.config.roi_min_quality)
         self.counters.emitted += 1
         if roi.found:
             self.counters.faces += 1
         else:
             self.counters.no_face += 1
         return StageOutput(frame, roi)
+
+    def _range(self, raw: RawFrame, box_m: tuple[float, float, float, float]) -> RangeEstimate | None:
+        """The subject's range from the newest frame's face chirps (never fails a frame)."""
+        p = self.processor
+        try:
+            x = p.positions(raw, p.line_lag_s)
+            return subject_range(raw.if_samples, x, raw.feedback_y, box_m, p.window, p.k0, p.k1, p.scanner)
+        except (ValueError, FloatingPointError) as exc:
+            log.warning("subject range not measured", extra={"frame_id": raw.frame_id, "error": str(exc)})
+            return None
 
     def run(self, frames: Iterable[RawFrame]) -> Iterator[StageOutput]:
         """Process frames from memory (any iterable), yielding outputs as they are ready."""

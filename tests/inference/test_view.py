@@ -63,7 +63,8 @@ def test_page_state_and_events(view):
     t = threading.Thread(target=lambda: got.extend(_events_until(view.url, lambda e: e["result_frame_id"] == 7)))
     t.start()
     frame = np.random.default_rng(0).random((64, 256)).astype(np.float32)
-    view.on_frame(7, frame, {"roi": {"box_px": [5.0, 90.0, 40.0, 60.0]}})
+    view.on_frame(7, frame, {"roi": {"box_px": [5.0, 90.0, 40.0, 60.0], "range_m": 5.77, "focus": 0.66,
+                                     "range_gate_edge": "near"}})
     view.on_result(7, _meta(7), np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32))
     t.join(10)
     assert got[-1]["frame_id"] == 7 and got[-1]["result_frame_id"] == 7
@@ -72,6 +73,7 @@ def test_page_state_and_events(view):
     assert last["posture"]["name"] == "full-left" and last["verification"][0]["accepted"]
     assert last["frame"].startswith("data:image/png;base64,") and last["reconstruction"].startswith("data:image")
     assert last["latency_ms"] == 42.0 and last["stages_ms"] == {"processing": 7.5, "inference": 8.25}
+    assert last["subject_range"] == {"range_m": 5.77, "focus": 0.66, "range_gate_edge": "near"}
 
 
 def test_fault_when_frames_stop_or_link_drops(view):
@@ -108,12 +110,14 @@ def test_page_in_headless_chromium(view, tmp_path):
                            capture_output=True, text=True, timeout=60)
         return r.stdout
 
-    view.on_frame(41, np.random.default_rng(1).random((64, 256)).astype(np.float32), {"roi": {"box_px": [1, 2, 3, 4]}})
+    view.on_frame(41, np.random.default_rng(1).random((64, 256)).astype(np.float32),
+                  {"roi": {"box_px": [1, 2, 3, 4], "range_m": 5.9136, "focus": 0.9183, "range_gate_edge": None}})
     view.on_result(41, _meta(41), np.zeros((64, 64), np.float32), None)
     html = dom()
     assert '<span id="frame_id">41</span>' in html
     assert "full-left (0.80)" in html and "accepted" in html
     assert '<span id="latency">42.0</span>' in html and "(processing 7.5, inference 8.3)" in html
+    assert "subject at 5.91 m, focus 0.92" in html
     assert 'class="ok"' in html
     # a frame pushed while the page is open arrives through the event stream
     timer = threading.Timer(1.0, lambda: view.on_frame(42, np.zeros((64, 256), np.float32), {}))
