@@ -122,6 +122,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     from inference.bundle import BundleError, load_bundle
     from inference.engine import make_engine
     from inference.job import LOCAL_ANY, Pipeline, _scene
+    from inference.results import STAGES
 
     s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
     try:
@@ -131,8 +132,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     import tempfile
 
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
-    parts = ("transfer_to_processing", "processing", "processing_to_inference", "queue", "inference",
-             "scan_complete_to_published")
+    parts = (*STAGES, "scan_complete_to_published")
     rows: dict[str, list[float]] = {k: [] for k in parts}
     tmp = tempfile.TemporaryDirectory(prefix="thz-bench-")  # an empty gallery, not the operator's
     with tmp, Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False,

@@ -33,7 +33,7 @@ from inference.engine import Engine
 from inference.gallery import Gallery
 from inference.results import ResultMeta, decode_result
 from inference.stage import InferenceStage
-from inference.summary import STAGES, ScanRecord, percentile, summarise
+from inference.summary import ScanRecord, percentile, stage_medians, summarise
 from thzcore.logs import get_logger
 from thzcore.wire import Message, WireError, decode, encode
 
@@ -636,7 +636,7 @@ def _record(c: Collected, subject: str, posture: str, impostor: str) -> ScanReco
         identified=m.identification.identity if m.identification else None,
         latency_ms=m.scan_to_result_ms(),
         inference_ms=m.latency_ms.get("inference", float("nan")), errors=list(m.errors), roi=c.roi,
-        stages_ms={k: v for k, v in m.latency_ms.items() if k in STAGES},
+        stages_ms=m.stages_ms(),
         reconstruction=c.reconstruction)
 
 
@@ -676,7 +676,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
                  calibration=None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    splits: list[dict[str, float]] = []
     n = 0
     t0 = time.time()
     interrupted = False
@@ -693,9 +693,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
                     continue
                 n += 1
                 lat.append(c.meta.scan_to_result_ms())
-                for k in STAGES:
-                    if k in c.meta.latency_ms:
-                        stages[k].append(c.meta.latency_ms[k])
+                splits.append(c.meta.stages_ms())
                 ident = c.meta.identification.identity if c.meta.identification else None
                 echo(f"frame {c.msg.frame_id}: posture {c.meta.posture.name} "
                      f"({max(c.meta.posture.probabilities.values()):.2f}) id {ident} {lat[-1]:.0f} ms")
@@ -703,7 +701,7 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
         interrupted = True
     return {"frames": n, "posture_accuracy": None, "verification_accuracy": None,
             "p50_latency_ms": percentile(lat, 50), "p99_latency_ms": percentile(lat, 99),
-            "stage_p50_ms": {k: percentile(v, 50) for k, v in stages.items() if v},
+            "stage_p50_ms": stage_medians(splits),
             "duration_s": round(time.time() - t0, 1), "interrupted": interrupted, "engine": engine.name,
             "model_id": engine.model_id}
 

@@ -18,6 +18,8 @@ from thzcore.labels import POSTURES
 from thzcore.wire import Message, WireError, decode, encode
 
 RESULT_SCHEMA = 1
+# the parts of `latency_ms` that split scan complete -> published, in pipeline order
+STAGES = ("transfer_to_processing", "processing", "processing_to_inference", "queue", "inference")
 
 
 class _Model(BaseModel):
@@ -70,6 +72,10 @@ class ResultMeta(_Model):
         from the frame's t_acquired when the frame carried no completion stamp (older producers)."""
         v = self.latency_ms.get("scan_complete_to_published", self.latency_ms.get("acquired_to_published"))
         return float("nan") if v is None else float(v)
+
+    def stages_ms(self) -> dict[str, float]:
+        """The latency split by stage (STAGES order), as far as the upstream stages stamped the result."""
+        return {k: self.latency_ms[k] for k in STAGES if k in self.latency_ms}
 
 
 def encode_result(seq: int, frame_id: int, scanner_id: str, t_acquired: float, meta: ResultMeta,

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference.results import STAGES
+
 
 @dataclass
 class ScanRecord:
@@ -29,11 +31,13 @@ class ScanRecord:
     reconstruction: np.ndarray | None = None
 
 
-STAGES = ("transfer_to_processing", "processing", "processing_to_inference", "queue", "inference")
-
-
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
+
+
+def stage_medians(splits: list[dict[str, float]]) -> dict[str, float | None]:
+    """Median of each stage over the results that carry it, in pipeline order (absent stages left out)."""
+    return {k: percentile([d[k] for d in splits if k in d], 50) for k in STAGES if any(k in d for d in splits)}
 
 
 def summarise(records: list[ScanRecord], threshold: float) -> dict:
@@ -72,7 +76,6 @@ def summarise(records: list[ScanRecord], threshold: float) -> dict:
         "p99_latency_ms": percentile(lat, 99),
         "max_latency_ms": max(lat) if lat else None,
         "inference_ms_p50": percentile(inf, 50),
-        "stage_p50_ms": {k: percentile([r.stages_ms[k] for r in records if k in r.stages_ms], 50)
-                         for k in STAGES if any(k in r.stages_ms for r in records)},
+        "stage_p50_ms": stage_medians([r.stages_ms for r in records]),
         "decision_errors": sum(len(r.errors) for r in records),
     }

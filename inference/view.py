@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from inference.summary import STAGES
 from thzcore.logs import get_logger
 from thzcore.netsec import is_loopback_host
 
@@ -202,7 +201,7 @@ class LiveView:
             verification=[v.model_dump() for v in meta.verification],
             identification=meta.identification.model_dump() if meta.identification else None,
             latency_ms=_finite_or_none(meta.scan_to_result_ms()),
-            stages_ms={k: meta.latency_ms[k] for k in STAGES if k in meta.latency_ms})
+            stages_ms=meta.stages_ms())
 
     def on_status(self, state: str, detail: str = "") -> None:
         self.state.update(link={"state": state, "detail": detail})
