@@ -359,9 +359,8 @@ class AcquisitionDaemon:
             fid = self._last_id + max(1, int(n))
         skipped = 0 if self._last_id is None else fid - self._last_id - 1
         frame.frame_id = fid
-        frame.meta = {"calibration_id": self.acq.calibration_id, "instrument_frame_no": int(instrument_frame_no),
-                      "session_id": self.session_id,
-                      **({"t_complete": frame.meta["t_complete"]} if "t_complete" in frame.meta else {})}
+        frame.meta.update(calibration_id=self.acq.calibration_id, instrument_frame_no=int(instrument_frame_no),
+                          session_id=self.session_id)  # beside the session's own (t_complete)
         if self.truth is not None:
             try:
                 frame.meta["truth"] = self.truth()

@@ -3,7 +3,8 @@
 Output per averaged frame (`feed` returns a StageOutput; `serve` publishes):
   topic `frame`: array `frame` float32 (lines, samples_per_line) in the configured scale; header meta:
                  frame_ids, n_averaged, calibration_id, scale, empty_lines, roi {found, quality, reason,
-                 box_px, box_m, and when measured range_m, range_spread_m, range_chirps, focus}, truth (passed through from the raw frame when simulated), timestamps
+                 box_px, box_m, and when measured range_m, range_spread_m, range_chirps, focus,
+                 range_gate_edge}, truth (passed through from the raw frame when simulated), timestamps
                  {scan_complete (acquisition's t_complete of the newest frame), processing_received,
                  processing_done} (wall clock, s)
   topic `roi`:   array `roi` float32 (roi_size, roi_size) in [0, 1], same meta; published only when a
