@@ -56,6 +56,19 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
                      n=max(scans, 1), raw_source="auto")
 
 
+def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed, scans):
+    """Settings, engine, the ROIs of the chosen source and their network outputs with posture probabilities."""
+    import numpy as np
+
+    from inference.matching import softmax
+
+    s = _settings(obj)
+    eng = _engine(s, bundle, engine)
+    rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
+    out = eng.infer(np.stack([r.image for r in rois]))
+    return s, eng, rois, out, softmax(out["posture_logits"])
+
+
 def _source_options(f):
     opts = [
         click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
@@ -89,16 +102,12 @@ def _open_gallery(settings, gallery: str | None, engine):
 @click.pass_obj
 def enroll(obj, subject, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine, gallery):
     """Enrol SUBJECT from unconcealed scans: one template per ROI, tagged with posture and model id."""
-    from inference.matching import softmax
     from thzcore.labels import POSTURES
 
-    s = _settings(obj)
-    eng = _engine(s, bundle, engine)
     if posture is not None and posture not in POSTURES:
         raise click.BadParameter(f"{posture!r} is not one of {POSTURES}", param_hint="--posture")
-    rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
-    out = eng.infer(__import__("numpy").stack([r.image for r in rois]))
-    probs = softmax(out["posture_logits"])
+    s, eng, rois, out, probs = _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed,
+                                     scans)
     added = []
     with _open_gallery(s, gallery, eng) as g:
         from inference.gallery import GalleryError
@@ -118,14 +127,10 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
 def _decide(kind: str, obj, claim, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
             gallery, threshold):
     from inference.gallery import GalleryError
-    from inference.matching import softmax
     from thzcore.labels import POSTURES
 
-    s = _settings(obj)
-    eng = _engine(s, bundle, engine)
-    rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
-    out = eng.infer(__import__("numpy").stack([r.image for r in rois]))
-    probs = softmax(out["posture_logits"])
+    s, eng, rois, out, probs = _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed,
+                                     scans)
     results = []
     with _open_gallery(s, gallery, eng) as g:
         for r, e, p in zip(rois, out["embedding"], probs):
