@@ -23,7 +23,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.special import erf, erfinv
 
-from calibration.fitting import FitError, fit_least_squares, sigmas
+from calibration.fitting import FitError, finite_xyv, fit_least_squares, sigmas
 from calibration.values import Measured
 
 K_10_90 = math.sqrt(2.0) * float(erfinv(0.8))  # dx_10_90 = K_10_90 * w  (= 1.28155)
@@ -227,12 +227,7 @@ def fit_slanted_edge(x: np.ndarray, y: np.ndarray, values: np.ndarray,
     normal (unit) and v its value, the over-sampled edge-spread profile for plotting.
     The fitted w is the 1/e^2 radius along the edge normal.
     """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if not (x.shape == y.shape == v.shape):
-        raise ValueError(f"slanted edge: x, y, values sizes differ ({x.size}, {y.size}, {v.size})")
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(v)
+    x, y, v, ok = finite_xyv(x, y, values, "slanted edge")
     x, y, v = x[ok], y[ok], v[ok]
     if x.size < 16:
         raise FitError(f"slanted edge: need at least 16 finite samples, got {x.size}")

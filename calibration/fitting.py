@@ -50,3 +50,15 @@ def fit_least_squares(residuals: Callable[[np.ndarray], np.ndarray], p0: np.ndar
 
 def sigmas(cov: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(np.diag(cov), 0.0, None))
+
+
+def finite_xyv(x: np.ndarray, y: np.ndarray, values: np.ndarray,
+               what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """2-D samples as flat float64 arrays plus the mask of the finite ones; ValueError naming `what` when
+    the sizes differ."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if not (x.shape == y.shape == v.shape):
+        raise ValueError(f"{what}: x, y, values sizes differ ({x.size}, {y.size}, {v.size})")
+    return x, y, v, np.isfinite(x) & np.isfinite(y) & np.isfinite(v)

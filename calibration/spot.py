@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.fitting import FitError, fit_least_squares, sigmas
+from calibration.fitting import FitError, finite_xyv, fit_least_squares, sigmas
 from calibration.values import Measured
 
 
@@ -77,12 +77,7 @@ def fit_gaussian_2d(x: np.ndarray, y: np.ndarray, values: np.ndarray, rotate: bo
     groups: a label per sample; each group gets its own amplitude A_g (scans at different gain),
     the rest is shared; the reported amplitude is the mean. clusters: see fit_least_squares.
     """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if not (x.shape == y.shape == v.shape):
-        raise ValueError(f"2-D Gaussian: x, y, values sizes differ ({x.size}, {y.size}, {v.size})")
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(v)
+    x, y, v, ok = finite_xyv(x, y, values, "2-D Gaussian")
     gidx = (np.zeros(int(ok.sum()), dtype=np.int64) if groups is None
             else np.unique(np.asarray(groups).ravel()[ok], return_inverse=True)[1])
     cl = None if clusters is None else np.asarray(clusters).ravel()[ok]
