@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import sys
 import time
 
 import click
@@ -169,3 +170,121 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
                            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
                            **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]}}))
     click.echo(f"p99_latency_ms: {np.percentile(lat, 99):.3f}")
+
+
+@click.command("parity")
+@click.option("--bundle", default=None, help="model bundle (default: inference.bundle)")
+@click.option("--images", "sources", multiple=True,
+              help="ROI images (PNG), directories of them, or a dataset directory (its THz images); repeatable. "
+                   "Default: seeded random ROIs, which exercise the arithmetic but not real faces")
+@click.option("--limit", type=click.IntRange(2), default=64, show_default=True,
+              help="ROIs compared (a seeded sample of the images)")
+@click.option("--repeats", type=click.IntRange(1), default=100, show_default=True,
+              help="timed batch-1 calls per engine and output set")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_obj
+def bench_parity(obj, bundle, sources, limit, repeats, seed):
+    """Every engine buildable here against ONNX Runtime FP32 on the same ROIs: parity and batch-1 latency.
+
+    Rows: ONNX Runtime FP32 (the reference), ONNX Runtime running the FP16 graph that TensorRT FP16 is
+    built from (tensors between ops in FP16, arithmetic in FP32: the rewrite's rounding; its timing is
+    not a production setting), and TensorRT FP32 / FP16 where an NVIDIA GPU and tensorrt are present
+    (else listed as skipped, with why). Exits 1 when an engine breaks the contract; last line
+    `parity: ok|FAIL`.
+    """
+    from inference.bundle import BundleError, load_bundle
+    from inference.engine import EngineUnavailable, choose_engine, nvidia_gpu_present, tensorrt_installed
+    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.parity import contract_failures, cpu_name, image_paths, parity_stats
+    from inference.sources import load_png_roi
+
+    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    cfg = s.inference
+    try:
+        b = load_bundle(bundle or cfg.bundle)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    rng = np.random.default_rng(seed)
+    n = b.input_size
+    if sources:
+        try:
+            paths = image_paths(list(sources))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        pick = np.sort(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
+        rois = np.stack([load_png_roi(paths[i], n) for i in pick])
+        what = f"{len(rois)} ROIs sampled from {len(paths)} images ({', '.join(sources)})"
+    else:
+        rois = rng.random((limit, n, n), dtype=np.float32)
+        what = f"{limit} seeded random ROIs (pass --images for real scans)"
+
+    def ort(precision, level):
+        return lambda: OnnxRuntimeEngine(b, intra_op_threads=cfg.intra_op_threads, graph_optimization=level,
+                                         reconstruction=True, precision=precision)
+
+    # ONNX Runtime's CPU has no FP16 kernels for most of these ops and wraps them in casts: with graph
+    # optimisation off the casts stay, so every tensor between ops is rounded to FP16 while each op
+    # computes in FP32. That measures the rewrite's rounding (a lower bound on TensorRT FP16's error).
+    candidates = [("onnxruntime", "fp32", ort("fp32", cfg.graph_optimization)),
+                  ("onnxruntime", "fp16", ort("fp16", "disable"))]
+    skipped = []
+    try:
+        choose_engine("tensorrt", nvidia_gpu_present(), tensorrt_installed())
+        from inference.tensorrt import TensorRTEngine
+        for p in ("fp32", "fp16"):
+            candidates.append(("tensorrt", p, lambda p=p: TensorRTEngine(b, cfg, reconstruction=True, precision=p)))
+    except EngineUnavailable as exc:
+        skipped.append({"engine": "tensorrt", "why": str(exc).split(" but ", 1)[-1].split("; use", 1)[0]})
+
+    rows, ref, failed = [], None, []
+    with click.progressbar(candidates, label="engines", file=sys.stderr,
+                           item_show_func=lambda c: c and f"{c[0]} {c[1]}") as bar:
+        for name, precision, build in bar:
+            row: dict = {"engine": name, "precision": precision}
+            try:
+                eng = build()
+                out = eng.infer(rois, reconstruction=True)
+                info = eng.describe()
+                row["device"] = info.get("gpu") or cpu_name()
+                row["batch1_core_ms"] = time_engine(eng, 1, False, repeats, rng)["median_ms"]
+                row["batch1_recon_ms"] = time_engine(eng, 1, True, repeats, rng)["median_ms"]
+                eng.close()
+            except Exception as exc:  # a build that fails on this machine is a result, not a crash
+                row.update(error=f"{type(exc).__name__}: {exc}")
+                failed.append(f"{name} {precision}: could not run ({exc})")
+                rows.append(row)
+                if ref is None:
+                    raise click.ClickException(f"the reference engine failed: {exc}") from exc
+                continue
+            if ref is None:
+                ref = out  # ONNX Runtime FP32 is first
+                row["reference"] = True
+            else:
+                row.update(parity_stats(ref, out, b.threshold))
+                row["contract_failures"] = contract_failures(row, precision)
+                failed += [f"{name} {precision}: {f}" for f in row["contract_failures"]]
+            rows.append(row)
+
+    click.echo(f"engine parity against onnxruntime fp32, bundle {b.model_id} ({b.manifest.preset}), {what}, "
+               f"decision threshold {b.threshold:.4f}")
+    click.echo(f"{'engine':<12}{'prec':>5}  {'1-cos max':>10}{'1-cos med':>10}{'posture':>9}{'pairs flipped':>16}"
+               f"{'PSNR min':>9}{'PSNR med':>9}{'ms core':>9}{'ms +rec':>9}  device")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['engine']:<12}{r['precision']:>5}  error: {r['error']}")
+            continue
+        if r.get("reference"):
+            cells = f"{'reference':>10}{'':>10}{'':>9}{'':>16}{'':>9}{'':>9}"
+        else:
+            flips = f"{r['decision_flips']}/{r['pairs']}"
+            cells = (f"{1 - r['cosine_min']:>10.1e}{1 - r['cosine_median']:>10.1e}{100 * r['posture_agreement']:>8.1f}%"
+                     f"{flips:>16}{r['psnr_min_db']:>9.1f}{r['psnr_median_db']:>9.1f}")
+        click.echo(f"{r['engine']:<12}{r['precision']:>5}  {cells}{r['batch1_core_ms']:>9.3f}"
+                   f"{r['batch1_recon_ms']:>9.3f}  {r['device']}")
+    for sk in skipped:
+        click.echo(f"{sk['engine']:<12}{'':>5}  skipped: {sk['why']}")
+    click.echo(json.dumps({"model_id": b.model_id, "rois": what, "rows": rows, "skipped": skipped}))
+    if failed:
+        click.echo("parity: FAIL (" + "; ".join(failed) + ")")
+        raise SystemExit(1)
+    click.echo("parity: ok")

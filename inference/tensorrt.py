@@ -23,6 +23,7 @@ import numpy as np
 
 from inference.bundle import CORE_OUTPUTS, INPUT_NAME, OUTPUTS, ModelBundle
 from inference.engine import Engine
+from inference.graphs import network_graph
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -127,19 +128,6 @@ def device_key(model_id: str, precision: str, outputs: tuple[str, ...], max_batc
                      precision=precision, outputs=tuple(outputs), max_batch=max_batch)
 
 
-def _onnx_for(bundle: ModelBundle, precision: str, outputs: tuple[str, ...]) -> bytes:
-    import onnx
-    from onnx import utils
-
-    model = onnx.load(str(bundle.onnx_path))
-    if tuple(outputs) != OUTPUTS:
-        model = utils.Extractor(model).extract_model([INPUT_NAME], list(outputs))
-    if precision == "fp16":
-        from inference.fp16 import convert_to_fp16
-        model = convert_to_fp16(model, keep_fp32=("embedding",))
-    return model.SerializeToString()
-
-
 def build_engine(onnx_bytes: bytes, key: EngineKey, input_size: int, timing_cache: Path) -> bytes:
     """Build a serialised engine with a batch profile 1..max_batch (optimised for batch 1)."""
     import tensorrt as trt
@@ -185,7 +173,7 @@ def load_or_build(bundle: ModelBundle, key: EngineKey, cache_dir: Path) -> bytes
         return engine_file.read_bytes()
     log.info("building tensorrt engine", extra={"reason": reason, "precision": key.precision,
                                                 "outputs": list(key.outputs)})
-    data = build_engine(_onnx_for(bundle, key.precision, key.outputs), key, bundle.input_size,
+    data = build_engine(network_graph(bundle, key.outputs, key.precision), key, bundle.input_size,
                         timing_cache_path(cache_dir, key))
     _atomic_write(engine_file, data)
     _atomic_write(sidecar, json.dumps(key.to_json(), indent=2).encode())

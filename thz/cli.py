@@ -32,6 +32,7 @@ BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
     "inference": "inference.bench:bench_inference",
     "pipeline": "inference.bench:bench_pipeline",
+    "parity": "inference.bench:bench_parity",
 }
 
 
