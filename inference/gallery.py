@@ -3,10 +3,15 @@
 Tables
   subjects(subject_id PK, display_name, created)
   templates(id, subject_id, posture, model_id, embedding BLOB float32 LE, source, created)
-  decisions(id, ts, kind enroll|verify|identify, model_id, frame_id, claim, subject, distance,
+  decisions(id, ts, kind enroll|verify|identify|remove, model_id, frame_id, claim, subject, distance,
             threshold, accepted, source)   -- the audit table: every decision, never an embedding
 Templates made with another model cannot be compared with the current one (different embedding
 spaces): matching refuses them and says to re-enrol.
+
+Removal erases: the connection runs with `secure_delete` (freed pages are overwritten with zeros,
+not left in the file), and a removal ends with a truncating WAL checkpoint, so neither the database
+nor its write-ahead log keeps a removed subject's templates. The audit rows stay: they hold ids,
+distances and decisions, never an embedding or image.
 """
 from __future__ import annotations
 
@@ -70,6 +75,7 @@ class Gallery:
         self._clock = clock
         self._db = sqlite3.connect(str(self.path) if str(path) != ":memory:" else ":memory:")
         self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA secure_delete = ON")  # a removed template's bytes are overwritten, not left
         self._db.execute("PRAGMA journal_mode = WAL")    # -wal/-shm get the database file's mode
         self._db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; the audit stays cheap
         self._cache: tuple[int, dict[str, np.ndarray], list[str]] | None = None
@@ -118,10 +124,40 @@ class Gallery:
         log.info("enrolled template", extra={"subject": subject_id, "posture": posture, "model_id": self.model_id})
         return int(cur.lastrowid)
 
-    def remove(self, subject_id: str) -> None:
+    def remove(self, subject_id: str, source: str = "") -> int:
+        """Erase `subject_id` and every template of theirs (any model); audited. Returns the templates erased."""
         with self._db:
-            self._db.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
+            n = self._db.execute("SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,)).fetchone()[0]
+            if self._db.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,)).rowcount == 0:
+                raise GalleryError(f"subject {subject_id!r} is not enrolled")
+            self._audit("remove", subject=subject_id, source=source)
         self._edits += 1
+        self._erase_log()
+        log.info("removed subject", extra={"subject": subject_id, "templates": n})
+        return int(n)
+
+    def remove_stale(self, source: str = "") -> dict[str, int]:
+        """Erase the templates made with other models, and subjects left with none; audited per subject.
+
+        Returns {subject: templates erased}. Subjects with templates of the current model keep them.
+        """
+        with self._db:
+            rows = self._db.execute("SELECT subject_id, COUNT(*) FROM templates WHERE model_id != ? "
+                                    "GROUP BY subject_id ORDER BY subject_id", (self.model_id,)).fetchall()
+            self._db.execute("DELETE FROM templates WHERE model_id != ?", (self.model_id,))
+            self._db.execute("DELETE FROM subjects WHERE subject_id NOT IN (SELECT subject_id FROM templates)")
+            for sid, _ in rows:
+                self._audit("remove", subject=sid, source=source or "stale templates")
+        self._edits += 1
+        self._erase_log()
+        return {sid: int(n) for sid, n in rows}
+
+    def _erase_log(self) -> None:
+        """Copy the overwritten pages into the database and empty the WAL, which still holds old page images."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("the gallery is open elsewhere: erased templates stay in its write-ahead log until "
+                        "every connection closes", extra={"path": str(self.path)})
 
     # --- queries -----------------------------------------------------------------------------------
     def subjects(self) -> list[str]:
@@ -143,6 +179,19 @@ class Gallery:
                 f"{self.model_id}: embeddings of different models cannot be compared; re-enrol the subject "
                 f"with `thz enroll --subject {subject_id}`")
         return np.stack([np.frombuffer(b, dtype="<f4") for b in mine])
+
+    def summary(self) -> list[dict]:
+        """Each subject: created time, templates per posture for the current model, templates of other models."""
+        out = {sid: {"subject": sid, "display_name": name, "created": created, "postures": {}, "other_models": 0}
+               for sid, name, created in self._db.execute(
+                   "SELECT subject_id, display_name, created FROM subjects ORDER BY subject_id")}
+        for sid, mid, posture, n in self._db.execute(
+                "SELECT subject_id, model_id, posture, COUNT(*) FROM templates GROUP BY subject_id, model_id, posture"):
+            if mid == self.model_id:
+                out[sid]["postures"][posture] = n
+            else:
+                out[sid]["other_models"] += n
+        return list(out.values())
 
     def templates_by_posture(self, subject_id: str) -> dict[str, int]:
         rows = self._db.execute("SELECT posture, COUNT(*) FROM templates WHERE subject_id = ? AND model_id = ? "

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "enroll": "inference.cli:enroll",
     "verify": "inference.cli:verify",
     "identify": "inference.cli:identify",
+    "gallery": "inference.gallery_cli:gallery",
     "calibrate": "calibration.cli:calibrate",
 }
 SIM_COMMANDS: dict[str, str] = {

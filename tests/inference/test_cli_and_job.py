@@ -245,3 +245,28 @@ def test_one_ctrl_c_stops_every_stage_of_thz_run(bundle_dir, tmp_path):
     logs = "".join(err)
     assert 'new="disconnected"' in logs and "Traceback" not in logs  # the daemon shut down (galvo parked)
     assert "inference stage stopped" in logs and "processing stage stopped" in logs
+
+
+def test_gallery_list_remove_audit(bundle_dir, pngs, tmp_path):
+    g = str(tmp_path / "g.sqlite")
+    common = ("--bundle", str(bundle_dir), "--gallery", g)
+    r, _ = _invoke("gallery", "list", *common)
+    assert r.exit_code != 0 and "no gallery at" in r.output and not Path(g).exists()  # listing creates nothing
+    for subject, png in (("alice", pngs[0]), ("bob", pngs[1])):
+        _invoke("enroll", "--subject", subject, "--image", png, "--posture", "front-center", *common)
+    r, out = _invoke("gallery", "list", *common)
+    assert r.exit_code == 0 and [s["subject"] for s in out["subjects"]] == ["alice", "bob"]
+    assert out["subjects"][0]["postures"] == {"front-center": 1} and out["subjects"][0]["other_models"] == 0
+    r = CliRunner().invoke(cli, ["gallery", "remove", "alice", *common], input="n\n")
+    assert r.exit_code == 1 and "Aborted" in r.output  # asked, declined: nothing erased
+    r, out = _invoke("gallery", "remove", "alice", "--yes", *common)
+    assert r.exit_code == 0 and out == {"erased": {"alice": 1}}
+    r, _ = _invoke("gallery", "remove", "alice", "--yes", *common)
+    assert r.exit_code != 0 and "'alice' is not enrolled" in r.output
+    r, _ = _invoke("gallery", "remove", "--yes", *common)
+    assert r.exit_code == 2 and "--stale" in r.output
+    r, out = _invoke("gallery", "audit", "--limit", "3", *common)
+    assert r.exit_code == 0 and [d["kind"] for d in out["decisions"]] == ["remove", "enroll", "enroll"]
+    assert out["decisions"][0]["subject"] == "alice" and "remove" in r.stderr
+    r, out = _invoke("identify", "--image", pngs[0], *common)  # alice is gone: bob is the nearest, or rejected
+    assert out["scans"][0]["identity"] in (None, "bob")

@@ -123,3 +123,61 @@ def test_enrolment_by_another_connection_is_seen(tmp_path):
         assert not stage.has_templates()
         cli.enroll("s9", unit(0, 0, 1), "front-right")
         assert stage.identify(unit(0, 0, 1), 0.2).identity == "s9"
+
+
+def _file_bytes(folder):
+    return b"".join(f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file())
+
+
+@pytest.fixture
+def sqlite_keeps_deleted_rows(monkeypatch):
+    """Connections as an SQLite built without SQLITE_SECURE_DELETE makes them (Debian's default is on;
+    many builds' is off), so the gallery has to ask for erasure itself."""
+    import sqlite3
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        db = real(*args, **kwargs)
+        db.execute("PRAGMA secure_delete = OFF")
+        return db
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+
+def test_remove_erases_the_templates_bytes_and_is_audited(tmp_path, sqlite_keeps_deleted_rows):
+    """After removal no copy of the template is left in the database or its WAL (SQLite otherwise keeps
+    deleted rows in free pages); the other subject's template and the audit trail stay."""
+    victim = np.random.default_rng(5).standard_normal(128).astype("<f4")
+    victim /= np.linalg.norm(victim)
+    keep = unit(0, 1)
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m", clock=lambda: 9.0) as g, Gallery(path, "m") as reader:
+        for posture in ("front-center", "full-left", "full-right"):
+            g.enroll("victim", victim, posture)
+        g.enroll("other", keep, "front-center")
+        assert reader.identify(victim, 0.1).identity == "victim"
+        reader.close()  # the stage lets go; the checkpoint can then empty the WAL
+        assert victim.tobytes() in _file_bytes(tmp_path)
+        assert g.remove("victim", source="operator") == 3
+        assert victim.tobytes()[:32] not in _file_bytes(tmp_path)  # not even a fragment of it
+        assert g.subjects() == ["other"] and keep.tobytes() in _file_bytes(tmp_path)
+        assert [(r["kind"], r["subject"], r["source"]) for r in g.audit_log(1)] == [("remove", "victim", "operator")]
+        with pytest.raises(GalleryError, match="'victim' is not enrolled"):
+            g.remove("victim")
+        with pytest.raises(GalleryError, match="not enrolled"):
+            g.verify(victim, "victim", 0.3)
+
+
+def test_remove_stale_keeps_the_current_models_templates(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "old") as g:
+        g.enroll("a", unit(1, 0), "front-center")
+        g.enroll("b", unit(0, 1), "front-center")
+        g.enroll("b", unit(0, 1, 1), "full-left")
+    with Gallery(path, "new") as g:
+        g.enroll("a", unit(1, 0.2), "front-left")  # a re-enrolled with the new model; b not
+        assert {r["subject"]: (r["postures"], r["other_models"]) for r in g.summary()} == {
+            "a": ({"front-left": 1}, 1), "b": ({}, 2)}
+        assert g.remove_stale() == {"a": 1, "b": 2}
+        assert g.subjects() == ["a"] and g.templates("a").shape == (1, 128)
+        assert g.remove_stale() == {}
+        assert [r["subject"] for r in g.audit_log(2)] == ["b", "a"]
