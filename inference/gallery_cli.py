@@ -61,12 +61,13 @@ def list_cmd(obj, gallery, bundle):
     with _open(obj, gallery, bundle, need_model=True) as g:
         rows, model_id, path = g.summary(), g.model_id, g.path
     click.echo(f"gallery {path}, current model {model_id}: {len(rows)} subjects", err=True)
-    short = {p: "".join(w[0] for w in p.split("-")) for p in POSTURES}  # front-left -> fl
-    click.echo(f"{'subject':<20}{'created':>22}  " + "".join(f"{short[p]:>4}" for p in POSTURES)
+    w = {p: len(p) + 2 for p in POSTURES}
+    click.echo(f"{'subject':<20}{'created':>22}" + "".join(f"{p:>{w[p]}}" for p in POSTURES)
                + f"{'stale':>7}", err=True)
     for r in rows:
-        click.echo(f"{r['subject']:<20}{_when(r['created']):>22}  "
-                   + "".join(f"{r['postures'].get(p, 0):>4}" for p in POSTURES) + f"{r['other_models']:>7}", err=True)
+        click.echo(f"{r['subject']:<20}{_when(r['created']):>22}"
+                   + "".join(f"{r['postures'].get(p, 0):>{w[p]}}" for p in POSTURES) + f"{r['other_models']:>7}",
+                   err=True)
     stale = [r["subject"] for r in rows if not r["postures"]]
     if stale:
         click.echo(f"{len(stale)} subject(s) have no template of the current model and cannot be matched: re-enrol "
