@@ -42,6 +42,17 @@ def time_engine(engine, batch: int, reconstruction: bool, repeats: int, rng: np.
             "ms_per_roi": float(np.median(ms) / batch), "rois_per_s": float(batch / np.median(t))}
 
 
+def _settings_and_bundle(obj, bundle: str | None):
+    """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
+    from inference.bundle import BundleError, load_bundle
+
+    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    try:
+        return s, load_bundle(bundle or s.inference.bundle)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("inference")
 @click.option("--bundle", default=None, help="model bundle (default: inference.bundle)")
 @click.option("--engine", "kind", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None)
@@ -53,15 +64,10 @@ def time_engine(engine, batch: int, reconstruction: bool, repeats: int, rng: np.
 @click.pass_obj
 def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
     """Latency table of the inference engines on this machine; last line `ms_per_roi: N`."""
-    from inference.bundle import BundleError, load_bundle
     from inference.engine import make_engine
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    s, b = _settings_and_bundle(obj, bundle)
     cfg = s.inference
-    try:
-        b = load_bundle(bundle or cfg.bundle)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from None
     kind = kind or cfg.engine
     batch_list = [int(x) for x in batches.split(",")]
     thread_list = [int(x) for x in threads.split(",")]
@@ -120,16 +126,11 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     """Scan complete -> result published through the whole pipeline (virtual scanner, one subject)."""
     import queue as _queue
 
-    from inference.bundle import BundleError, load_bundle
     from inference.engine import make_engine
     from inference.job import LOCAL_ANY, Pipeline, _scene
     from inference.results import STAGES
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
-    try:
-        b = load_bundle(bundle or s.inference.bundle)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from None
+    s, b = _settings_and_bundle(obj, bundle)
     import tempfile
 
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
@@ -192,18 +193,13 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     (else listed as skipped, with why). Exits 1 when an engine breaks the contract; last line
     `parity: ok|FAIL`.
     """
-    from inference.bundle import BundleError, load_bundle
     from inference.engine import EngineUnavailable, choose_engine, nvidia_gpu_present, tensorrt_installed
     from inference.onnxrt import OnnxRuntimeEngine
     from inference.parity import contract_failures, cpu_name, image_paths, parity_stats
     from inference.sources import load_png_roi
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    s, b = _settings_and_bundle(obj, bundle)
     cfg = s.inference
-    try:
-        b = load_bundle(bundle or cfg.bundle)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from None
     rng = np.random.default_rng(seed)
     n = b.input_size
     if sources:
