@@ -113,6 +113,14 @@ class ThzData:
         self.split = np.where(np.isin(self.identity, held), "heldout", self.split)
         return held
 
+    def keep_identities(self, identities: list[int]) -> None:
+        """Leave only `identities` in the splits; every other image goes to split "excluded"."""
+        present = set(int(i) for i in np.unique(self.identity))
+        missing = sorted(set(identities) - present)
+        if missing:
+            raise ValueError(f"identities {missing} are not in {self.root} (it has {min(present)}..{max(present)})")
+        self.split = np.where(np.isin(self.identity, list(identities)), self.split, "excluded")
+
     def select(self, splits: tuple[str, ...]) -> np.ndarray:
         """Indices (sorted) of the THz images in the given splits."""
         return np.flatnonzero(np.isin(self.split, list(splits)))

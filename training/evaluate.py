@@ -96,6 +96,18 @@ def _f(v: float, pct: bool = False) -> str:
     return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
 
 
+def _ranges(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    out, start = [], None
+    for i, v in enumerate(ids):
+        if start is None:
+            start = v
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(out)
+
+
 def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict] | None) -> str:
     kind = desc["kind"]
     col = 0 if kind == "a" else 1
@@ -104,6 +116,7 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
                                                                if "model_id" in desc else ""),
              f"- dataset: `{data.root}`, split `{m['split']}`: {m['n_images']} THz images, "
              f"{m['n_anchors']} concealed anchors"
+             + (f", identities {_ranges(m['identities'])} only" if "identities" in m else "")
              + (" (identity-disjoint: identities never seen in training)" if m["split"] == "heldout" else
                 " (capture-disjoint: identities seen in training, other captures)" if m["split"] != "all" else ""),
              "- distance: cosine, d = 1 - a.b on L2-normalised embeddings; triplets use every same-posture "
@@ -141,12 +154,13 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
 
 
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
-             other: str | Path | None = None, threads: int = 2) -> dict:
+             other: str | Path | None = None, threads: int = 2, identities: list[int] | None = None) -> dict:
     """Evaluate a run or bundle on `split`; write the report; return the metrics.
 
     test | val | train: the dataset's capture-disjoint splits (of the identities the model trained on);
     heldout: every capture of the identities the run kept out of training (identity-disjoint protocol);
     all: every image.
+    `identities` restricts any of these to those identities (e.g. a set no compared model trained on).
     """
     pred, desc = predictor_for(source, threads)
     data = ThzData.load(data_dir)
@@ -154,8 +168,12 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     if split == "heldout" and not held:
         raise ValueError(f"{source} held no identity out of training (training.holdout_identities = 0): "
                          "there is no identity-disjoint split to evaluate")
+    if identities is not None:
+        data.keep_identities(identities)
     splits = ("train", "val", "test") if split == "all" else (split,)
     m = evaluate_split(pred, data, splits, keep_outputs=True)
+    if identities is not None:
+        m["identities"] = sorted(identities)
     oth = None
     if other is not None:
         opred, odesc = predictor_for(other, threads)

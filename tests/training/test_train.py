@@ -194,6 +194,30 @@ def test_identity_disjoint_holdout(dataset, tmp_path):
     assert json.loads(res.output.strip().splitlines()[-1])["n_images"] == 4 * 5 * 2  # seen identities only
     with pytest.raises(ValueError, match="fewer than 2"):
         ThzData.load(dataset).hold_out(5)
+    # the same images chosen by identity instead: every split of identities 4-5 is the held-out set
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--split", "all",
+                                      "--identities", "4-5", "--out", str(tmp_path / "e45")])
+    assert res.exit_code == 0, res.output
+    by_id = json.loads(res.output.strip().splitlines()[-1])
+    for k in ("n_images", "triplet_accuracy", "eer", "rank1_identification", "posture_accuracy"):
+        assert by_id[k] == m[k], k
+    assert "identities 4-5 only" in (tmp_path / "e45" / "report.md").read_text()
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--split", "test",
+                                      "--identities", "0,2-3", "--out", str(tmp_path / "e023")])
+    assert json.loads(res.output.strip().splitlines()[-1])["n_images"] == 3 * 5 * 2
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--identities", "4-9"])
+    assert res.exit_code == 1 and "identities [6, 7, 8, 9] are not in" in res.output
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--identities", "5-4"])
+    assert res.exit_code == 2 and "runs low-high" in res.output
+
+
+@pytest.mark.parametrize("spec, ids", [("80-83", [80, 81, 82, 83]), ("0,3,5-6", [0, 3, 5, 6]), (" 7 ", [7]),
+                                       ("2,1-2", [1, 2])])
+def test_parse_identities(spec, ids):
+    from training.cli import parse_identities
+    assert parse_identities(spec) == ids
+    with pytest.raises(ValueError, match="neither an identity id nor a range"):
+        parse_identities("a-3")
 
 
 @pytest.mark.parametrize("through", [False, True])
