@@ -193,7 +193,7 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     (else listed as skipped, with why). Exits 1 when an engine breaks the contract; last line
     `parity: ok|FAIL`.
     """
-    from inference.engine import EngineUnavailable, choose_engine, nvidia_gpu_present, tensorrt_installed
+    from inference.engine import nvidia_gpu_present, tensorrt_installed, tensorrt_missing
     from inference.onnxrt import OnnxRuntimeEngine
     from inference.parity import contract_failures, cpu_name, image_paths, parity_stats
     from inference.sources import load_png_roi
@@ -224,13 +224,13 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     candidates = [("onnxruntime", "fp32", ort("fp32", cfg.graph_optimization)),
                   ("onnxruntime", "fp16", ort("fp16", "disable"))]
     skipped = []
-    try:
-        choose_engine("tensorrt", nvidia_gpu_present(), tensorrt_installed())
+    missing = tensorrt_missing(nvidia_gpu_present(), tensorrt_installed())
+    if missing:
+        skipped.append({"engine": "tensorrt", "why": missing})
+    else:
         from inference.tensorrt import TensorRTEngine
         for p in ("fp32", "fp16"):
             candidates.append(("tensorrt", p, lambda p=p: TensorRTEngine(b, cfg, reconstruction=True, precision=p)))
-    except EngineUnavailable as exc:
-        skipped.append({"engine": "tensorrt", "why": str(exc).split(" but ", 1)[-1].split("; use", 1)[0]})
 
     rows, ref, failed = [], None, []
     with click.progressbar(candidates, label="engines", file=sys.stderr,

@@ -97,14 +97,19 @@ def choose_engine(requested: str, gpu: bool, tensorrt: bool) -> str:
     if gpu and tensorrt:
         return "tensorrt"
     if requested == "tensorrt":
-        why = []
-        if not gpu:
-            why.append("no NVIDIA GPU is visible")
-        if not tensorrt:
-            why.append("the 'tensorrt' and 'cuda-python' packages are not installed (pip install '.[gpu]')")
-        raise EngineUnavailable(f"engine 'tensorrt' requested but {' and '.join(why)}; use engine = 'auto' "
-                                "or 'onnxruntime'")
+        raise EngineUnavailable(f"engine 'tensorrt' requested but {tensorrt_missing(gpu, tensorrt)}; use engine = "
+                                "'auto' or 'onnxruntime'")
     return "onnxruntime"
+
+
+def tensorrt_missing(gpu: bool, tensorrt: bool) -> str:
+    """What stops a TensorRT engine here, in words ('' when nothing does)."""
+    why = []
+    if not gpu:
+        why.append("no NVIDIA GPU is visible")
+    if not tensorrt:
+        why.append("the 'tensorrt' and 'cuda-python' packages are not installed (pip install '.[gpu]')")
+    return " and ".join(why)
 
 
 def make_engine(bundle: ModelBundle, kind: str = "auto", settings=None, reconstruction: bool | None = None,
