@@ -188,7 +188,10 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 
 @click.command("run")
 @click.option("--sim", is_flag=True, help="run against the virtual scanner (emulated devices) instead of hardware")
-@click.option("--subjects", type=int, default=4, show_default=True, help="--sim: simulated subjects to enrol and scan")
+@click.option("--subjects", type=int, default=None, help="--sim: simulated subjects to enrol and scan, population "
+                                                          "members 0..N-1  [default: 4]")
+@click.option("--identities", "identity_spec", default=None, metavar="LIST",
+              help="--sim: which population members to enrol and scan instead, e.g. 80-83 or 3,7,12")
 @click.option("--postures", default="all", show_default=True,
               help="--sim: comma-separated postures to scan concealed, or 'all'")
 @click.option("--scans-per-posture", type=int, default=1, show_default=True,
@@ -208,8 +211,8 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
 @click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
 @click.pass_obj
-def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery, reconstruction, report_dir,
-        max_results, raw_source, result_endpoint, view, allow_stale_calibration):
+def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, engine, gallery, reconstruction,
+        report_dir, max_results, raw_source, result_endpoint, view, allow_stale_calibration):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -218,8 +221,16 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
     """
     from inference.job import JobError, run_hardware, run_sim
     from thz.prescan import prepare_scan
-    from thzcore.labels import POSTURES
+    from thzcore.labels import POSTURES, parse_identity_list
 
+    identities = None
+    if identity_spec is not None:
+        if subjects is not None:
+            raise click.UsageError("give --subjects N or --identities LIST, not both")
+        try:
+            identities = parse_identity_list(identity_spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--identities") from None
     s, calibration = prepare_scan(_settings(obj), allow_stale=allow_stale_calibration)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
@@ -235,7 +246,8 @@ def run(obj, sim, subjects, postures, scans_per_posture, bundle, engine, gallery
             bad = [p for p in plist if p not in POSTURES]
             if bad:
                 raise click.BadParameter(f"{bad} not in {POSTURES}", param_hint="--postures")
-            summary = run_sim(s, eng, n_subjects=subjects, postures=plist, scans_per_posture=scans_per_posture,
+            summary = run_sim(s, eng, n_subjects=subjects or 4, identities=identities, postures=plist,
+                              scans_per_posture=scans_per_posture,
                               gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
                               result_endpoint=result_endpoint, view=live, calibration=calibration)
         else:

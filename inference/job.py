@@ -539,27 +539,36 @@ def subject_id(identity: int) -> str:
 def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo, calibration=None) -> dict:
-    """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report."""
+            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo, calibration=None,
+            identities: list[int] | None = None) -> dict:
+    """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
+
+    The subjects are population members 0..n_subjects-1, or `identities` when given (e.g. people the
+    model never trained on).
+    """
     from thzcore.labels import POSTURES
 
     postures = list(postures or POSTURES)
+    identities = sorted(set(identities)) if identities is not None else list(range(n_subjects))
+    n_subjects = len(identities)
     if n_subjects < 2:
-        raise JobError(f"--subjects {n_subjects}: need at least 2 (each scan is also checked against an impostor)")
-    if n_subjects > settings.sim.n_identities:
-        raise JobError(f"--subjects {n_subjects} exceeds the simulated population sim.n_identities="
-                       f"{settings.sim.n_identities}")
+        raise JobError(f"{n_subjects} subject(s): need at least 2 (each scan is also checked against an impostor)")
+    outside = [i for i in identities if i >= settings.sim.n_identities]
+    if outside:
+        raise JobError(f"identities {outside} are outside the simulated population of sim.n_identities="
+                       f"{settings.sim.n_identities} (0..{settings.sim.n_identities - 1}): set [sim] n_identities = "
+                       f"{max(outside) + 1} or more in the config file (each member is drawn from its own index, "
+                       "so the others stay the same)")
     seed = settings.sim.seed if seed is None else seed
     rng = np.random.default_rng([seed, 0x5EED])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(report_dir or Path(settings.inference.report_dir) / f"run-{stamp}")
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = Path(gallery_path) if gallery_path else out_dir / "gallery.sqlite"
-    identities = list(range(n_subjects))
     records: list[ScanRecord] = []
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
-                            "threshold": engine.bundle.threshold, "subjects": n_subjects,
+                            "threshold": engine.bundle.threshold, "subjects": ", ".join(map(subject_id, identities)),
                             "postures": ",".join(postures),
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False

@@ -15,3 +15,18 @@ def posture_index(name: str) -> int:
         return POSTURES.index(name)
     except ValueError:
         raise ValueError(f"unknown posture {name!r}; expected one of {POSTURES}") from None
+
+
+def parse_identity_list(spec: str) -> list[int]:
+    """'80-99' or '0,3,5-7' -> sorted identity ids; ValueError naming the bad part."""
+    ids: set[int] = set()
+    for part in (p.strip() for p in spec.split(",")):
+        lo, sep, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"{part!r} is neither an identity id nor a range like 80-99") from None
+        if a < 0 or b < a:
+            raise ValueError(f"{part!r}: ids are >= 0 and a range runs low-high")
+        ids.update(range(a, b + 1))
+    return sorted(ids)

@@ -59,21 +59,6 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
     _echo_json(summary)
 
 
-def parse_identities(spec: str) -> list[int]:
-    """'80-99' or '0,3,5-7' -> sorted identity ids; ValueError naming the bad part."""
-    ids: set[int] = set()
-    for part in (p.strip() for p in spec.split(",")):
-        lo, sep, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            raise ValueError(f"{part!r} is neither an identity id nor a range like 80-99") from None
-        if a < 0 or b < a:
-            raise ValueError(f"{part!r}: ids are >= 0 and a range runs low-high")
-        ids.update(range(a, b + 1))
-    return sorted(ids)
-
-
 @click.command()
 @click.argument("source", type=click.Path(file_okay=False, exists=True))
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
@@ -89,11 +74,12 @@ def parse_identities(spec: str) -> list[int]:
               help="only these identities, e.g. 80-99 or 0,3,5-7 (a set no compared model trained on)")
 def evaluate(source: str, data_dir: str, split: str, other, out, threads: int, identity_spec: str | None) -> None:
     """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split."""
+    from thzcore.labels import parse_identity_list
     from training.evaluate import evaluate as run_eval
     identities = None
     if identity_spec is not None:
         try:
-            identities = parse_identities(identity_spec)
+            identities = parse_identity_list(identity_spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--identities") from None
     try:

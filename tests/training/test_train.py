@@ -214,10 +214,10 @@ def test_identity_disjoint_holdout(dataset, tmp_path):
 @pytest.mark.parametrize("spec, ids", [("80-83", [80, 81, 82, 83]), ("0,3,5-6", [0, 3, 5, 6]), (" 7 ", [7]),
                                        ("2,1-2", [1, 2])])
 def test_parse_identities(spec, ids):
-    from training.cli import parse_identities
-    assert parse_identities(spec) == ids
+    from thzcore.labels import parse_identity_list
+    assert parse_identity_list(spec) == ids
     with pytest.raises(ValueError, match="neither an identity id nor a range"):
-        parse_identities("a-3")
+        parse_identity_list("a-3")
 
 
 @pytest.mark.parametrize("through", [False, True])
