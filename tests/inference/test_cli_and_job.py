@@ -79,14 +79,18 @@ def test_source_errors(bundle_dir, pngs, tmp_path):
     assert r.exit_code == 1 and "thz export" in r.output
 
 
-def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
-    """Two subjects, one posture: the whole chain, the JSON last line, the report and the gallery."""
-    r = CliRunner().invoke(cli, ["run", "--sim", "--subjects", "2", "--postures", "front-center", "--raw-source",
-                                 "direct", "--result-endpoint", "tcp://127.0.0.1:*",
-                                 "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
+def _run_sim_direct(bundle_dir, tmp_path, *args) -> dict:
+    """`thz run --sim ARGS` from the virtual scanner directly, report in tmp_path/rep; its JSON summary."""
+    r = CliRunner().invoke(cli, ["run", "--sim", *args, "--raw-source", "direct", "--result-endpoint",
+                                 "tcp://127.0.0.1:*", "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
+    """Two subjects, one posture: the whole chain, the JSON last line, the report and the gallery."""
+    summary = _run_sim_direct(bundle_dir, tmp_path, "--subjects", "2", "--postures", "front-center")
     for key in ("frames", "posture_accuracy", "verification_accuracy", "p99_latency_ms"):
         assert key in summary
     assert summary["frames"] == 2 and summary["claims"] == 4
@@ -110,12 +114,7 @@ def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
 
 def test_run_sim_chosen_identities(bundle_dir, tmp_path):
     """--identities picks the population members to enrol and scan (e.g. people a model never saw)."""
-    r = CliRunner().invoke(cli, ["run", "--sim", "--identities", "7,12", "--postures", "full-left", "--raw-source",
-                                 "direct", "--result-endpoint", "tcp://127.0.0.1:*",
-                                 "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
-                           catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    summary = _run_sim_direct(bundle_dir, tmp_path, "--identities", "7,12", "--postures", "full-left")
     assert summary["frames"] == 2 and summary["claims"] == 4 and summary["subjects"] == 2
     from inference.gallery import Gallery
     with Gallery(tmp_path / "rep" / "gallery.sqlite", summary["model_id"]) as g:
