@@ -25,7 +25,7 @@ from inference.results import (IdentificationResult, PostureResult, ResultMeta, 
                                encode_result)
 from inference.transport import secure_bind
 from thzcore.labels import POSTURES
-from thzcore.logs import get_logger
+from thzcore.logs import RateLimitedLog, get_logger
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
@@ -38,6 +38,7 @@ class StageCounters:
     published: int = 0
     dropped_malformed: int = 0
     dropped_stale: int = 0
+    dropped_failed: int = 0      # a message whose handling raised: dropped, the stage goes on
     decision_errors: int = 0
     engine_errors: int = 0
     enrolled: int = 0
@@ -111,7 +112,8 @@ class InferenceStage:
         self._lock = threading.Lock()
         self._claims: list[str] = []
         self._enrol_as: str | None = None
-        self._last_frame: dict[str, int] = {}
+        self._last_frame: dict[str, tuple[int, float]] = {}  # scanner -> (frame id, local receive time)
+        self._warn = RateLimitedLog(log)
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -224,24 +226,53 @@ class InferenceStage:
             try:
                 msg = decode(frames, expect_topic="roi")
                 image = roi_from_message(msg, size)
-                extra_claims = msg.meta.get("claims", [])
-                if not isinstance(extra_claims, list) or not all(isinstance(c, str) for c in extra_claims):
-                    raise WireError(f"meta.claims must be a list of strings, got {extra_claims!r}")
+                extra_claims = msg.meta.get("claims") or []
+                stale = self._staleness(msg, now)
             except WireError as exc:
-                self.counters.dropped_malformed += 1
-                self.counters.last_error = str(exc)
-                log.warning("dropped malformed roi", extra={"error": str(exc)})
+                self._drop("malformed", exc)
                 continue
-            age = now - msg.t_acquired
-            last = self._last_frame.get(msg.scanner_id)
-            if age > self.cfg.stale_after_s or (last is not None and msg.frame_id <= last):
+            except Exception as exc:  # noqa: BLE001 - no message may kill the stage
+                self._drop("failed", exc)
+                continue
+            if stale is not None:
                 self.counters.dropped_stale += 1
-                log.warning("dropped stale roi", extra={"frame_id": msg.frame_id, "age_s": round(age, 3),
-                                                       "last_frame_id": last})
+                self._warn.warning("dropped stale roi", extra={"frame_id": msg.frame_id, "why": stale},
+                                   kind="stale")
                 continue
-            self._last_frame[msg.scanner_id] = msg.frame_id
+            self._last_frame[msg.scanner_id] = (msg.frame_id, now)
             out.append(_Roi(msg, image, now, claims + [c for c in extra_claims if c not in claims]))
         return out
+
+    def _staleness(self, msg: Message, now: float) -> str | None:
+        """Why `msg` is stale (None when fresh); WireError for a frame id that jumps too far ahead.
+
+        Per scanner, the last accepted frame id and the local time it was received: an id not newer
+        than that one is stale; an id more than max_frame_jump ahead is refused without becoming the
+        new reference, so one corrupt id cannot make every later frame stale. A scanner silent for
+        stale_after_s starts afresh (a restarted daemon may number its frames from 0 again).
+        """
+        age = now - msg.t_acquired
+        if abs(age) > self.cfg.stale_after_s:
+            return f"acquired {age:+.3f} s from now, beyond stale_after_s={self.cfg.stale_after_s}"
+        last = self._last_frame.get(msg.scanner_id)
+        if last is None or now - last[1] > self.cfg.stale_after_s:
+            return None
+        last_id = last[0]
+        if msg.frame_id <= last_id:
+            return f"frame id {msg.frame_id} not newer than {last_id}"
+        if msg.frame_id - last_id > self.cfg.max_frame_jump:
+            raise WireError(f"frame id {msg.frame_id} jumps {msg.frame_id - last_id} ahead of {last_id} "
+                            f"(more than inference.max_frame_jump={self.cfg.max_frame_jump})")
+        return None
+
+    def _drop(self, why: str, exc: BaseException) -> None:
+        if why == "malformed":
+            self.counters.dropped_malformed += 1
+        else:
+            self.counters.dropped_failed += 1
+        text = str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}"
+        self.counters.last_error = text
+        self._warn.warning(f"dropped {why} roi", extra={"error": text}, kind=why)
 
     def _process(self, batch: list[_Roi], pub: zmq.Socket, gallery: Gallery) -> None:
         with self._lock:
@@ -258,52 +289,59 @@ class InferenceStage:
         self.counters.batches += 1
         probs = softmax(out["posture_logits"])
         for i, r in enumerate(batch):
-            errors: list[str] = []
-            k = int(np.argmax(probs[i]))
-            posture = PostureResult(name=POSTURES[k], index=k,
-                                    probabilities={p: round(float(v), 6) for p, v in zip(POSTURES, probs[i])})
-            emb = out["embedding"][i]
-            fid = r.msg.frame_id
-            source = f"{r.msg.scanner_id}:{fid}"
-            verifications, ident, enrolled = [], None, None
             try:
-                if enrol_as is not None:
-                    gallery.enroll(enrol_as, emb, posture.name, source=source, frame_id=fid)
-                    enrolled = enrol_as
-                    self.counters.enrolled += 1
-                for claim in r.claims:
-                    try:
-                        v = gallery.verify(emb, claim, self.engine.bundle.threshold, frame_id=fid, source=source)
-                        verifications.append(VerificationResult(**v.to_json()))
-                    except GalleryError as exc:
-                        errors.append(f"verify {claim}: {exc}")
-                if enrol_as is None and gallery.has_templates():
-                    idn = gallery.identify(emb, self.identify_threshold, self.cfg.top_k, frame_id=fid, source=source)
-                    ident = IdentificationResult(**idn.to_json())
-            except GalleryError as exc:
-                errors.append(str(exc))
-            if errors:
-                self.counters.decision_errors += len(errors)
-                self.counters.last_error = errors[-1]
-            t2 = self.clock()
-            ts = {k2: float(v2) for k2, v2 in (r.msg.meta.get("timestamps") or {}).items()
-                  if isinstance(v2, (int, float)) and not isinstance(v2, bool)}
-            ts.update(acquired=r.msg.t_acquired, received=r.t_received, inference_start=t0, inference_end=t1,
-                      published=t2)
-            meta = ResultMeta(
-                calibration_id=_str_or_none(r.msg.meta.get("calibration_id")), model_id=self.engine.model_id,
-                engine=self.engine.name, posture=posture, verification=verifications, identification=ident,
-                enrolled=enrolled, errors=errors, timestamps=ts,
-                latency_ms=_latencies(ts, len(batch)),
-                truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
-                roi_seq=r.msg.seq, batch=len(batch), frame_ids=_frame_ids(r.msg))
-            recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
-            self._seq += 1
-            pub.send_multipart(encode_result(self._seq, fid, r.msg.scanner_id, r.msg.t_acquired, meta, recon))
-            self.counters.processed += 1
-            self.counters.published += 1
-            if self.on_result is not None:
-                self.on_result(meta)
+                self._publish_one(i, r, out, probs, len(batch), enrol_as, t0, t1, pub, gallery)
+            except Exception as exc:  # noqa: BLE001 - a failure with one message drops it, never the stage
+                self._drop("failed", exc)
+
+    def _publish_one(self, i: int, r: _Roi, out: dict, probs: np.ndarray, n_batch: int, enrol_as: str | None,
+                     t0: float, t1: float, pub: zmq.Socket, gallery: Gallery) -> None:
+        errors: list[str] = []
+        k = int(np.argmax(probs[i]))
+        posture = PostureResult(name=POSTURES[k], index=k,
+                                probabilities={p: round(float(v), 6) for p, v in zip(POSTURES, probs[i])})
+        emb = out["embedding"][i]
+        fid = r.msg.frame_id
+        source = f"{r.msg.scanner_id}:{fid}"
+        verifications, ident, enrolled = [], None, None
+        try:
+            if enrol_as is not None:
+                gallery.enroll(enrol_as, emb, posture.name, source=source, frame_id=fid)
+                enrolled = enrol_as
+                self.counters.enrolled += 1
+            for claim in r.claims:
+                try:
+                    v = gallery.verify(emb, claim, self.engine.bundle.threshold, frame_id=fid, source=source)
+                    verifications.append(VerificationResult(**v.to_json()))
+                except GalleryError as exc:
+                    errors.append(f"verify {claim}: {exc}")
+            if enrol_as is None and gallery.has_templates():
+                idn = gallery.identify(emb, self.identify_threshold, self.cfg.top_k, frame_id=fid, source=source)
+                ident = IdentificationResult(**idn.to_json())
+        except GalleryError as exc:
+            errors.append(str(exc))
+        if errors:
+            self.counters.decision_errors += len(errors)
+            self.counters.last_error = errors[-1]
+        t2 = self.clock()
+        ts = {k2: float(v2) for k2, v2 in (r.msg.meta.get("timestamps") or {}).items()
+              if isinstance(v2, (int, float)) and not isinstance(v2, bool)}
+        ts.update(acquired=r.msg.t_acquired, received=r.t_received, inference_start=t0, inference_end=t1,
+                  published=t2)
+        meta = ResultMeta(
+            calibration_id=_str_or_none(r.msg.meta.get("calibration_id")), model_id=self.engine.model_id,
+            engine=self.engine.name, posture=posture, verification=verifications, identification=ident,
+            enrolled=enrolled, errors=errors, timestamps=ts,
+            latency_ms=_latencies(ts, n_batch),
+            truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
+            roi_seq=r.msg.seq, batch=n_batch, frame_ids=_frame_ids(r.msg))
+        recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
+        self._seq += 1
+        pub.send_multipart(encode_result(self._seq, fid, r.msg.scanner_id, r.msg.t_acquired, meta, recon))
+        self.counters.processed += 1
+        self.counters.published += 1
+        if self.on_result is not None:
+            self.on_result(meta)
 
 
 def _latencies(ts: dict[str, float], batch: int) -> dict[str, float]:

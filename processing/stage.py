@@ -30,7 +30,7 @@ from processing.rangefinder import RangeEstimate, subject_range
 from processing.roi import FaceLocator, RoiResult
 from processing.sources import raw_frame_from_parts, read_recording
 from thzcore.frames import RawFrame
-from thzcore.logs import get_logger
+from thzcore.logs import RateLimitedLog, get_logger
 from thzcore.scanner import ScannerConfig
 from thzcore.wire import Message, WireError, encode
 
@@ -179,6 +179,7 @@ class ProcessingStage:
         check_local_endpoint(endpoint)
         ctx = zmq.Context.instance()
         sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+        warn = RateLimitedLog(log)
         drain_ms = 0  # on stop: drop what is queued; after max_outputs: let the last messages leave
         try:
             for s in (sub, pub):
@@ -200,22 +201,25 @@ class ProcessingStage:
                 t_received = time.time()
                 try:
                     raw = raw_frame_from_parts(parts)
-                except WireError as exc:
+                except Exception as exc:  # noqa: BLE001 - WireError, or anything else: no message kills the stage
                     self.counters.dropped_malformed += 1
-                    self.counters.last_error = str(exc)
-                    log.warning("dropped malformed raw message", extra={"error": str(exc)})
+                    self.counters.last_error = str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}"
+                    warn.warning("dropped malformed raw message", extra={"error": self.counters.last_error},
+                                 kind="malformed")
                     continue
                 try:
                     out = self.feed(raw)
-                except (ValueError, FloatingPointError) as exc:
+                    msgs = [] if out is None else [encode(m) for m in self.messages(out, t_received)]
+                except Exception as exc:  # noqa: BLE001 - a frame that cannot be processed is dropped, counted
                     self.counters.errors += 1
-                    self.counters.last_error = str(exc)
-                    log.warning("frame not processed", extra={"frame_id": raw.frame_id, "error": str(exc)})
+                    self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                    warn.warning("frame not processed", extra={"frame_id": raw.frame_id,
+                                                               "error": self.counters.last_error}, kind="error")
                     continue
                 if out is None:
                     continue
-                for m in self.messages(out, t_received):
-                    pub.send_multipart(encode(m))
+                for m in msgs:
+                    pub.send_multipart(m)
                 published += 1
                 if max_outputs is not None and published >= max_outputs:
                     drain_ms = 1000  # LINGER 0 would discard the `roi` still queued behind `frame`

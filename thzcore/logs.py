@@ -55,3 +55,30 @@ def setup_logging(level: str | None = None, fmt: str | None = None, force: bool 
 def get_logger(name: str) -> logging.Logger:
     """Use `log.info("msg", extra={"frame_id": 3})`; extras become key=value pairs."""
     return logging.getLogger(name)
+
+
+class RateLimitedLog:
+    """Warnings about dropped messages, at most one per `interval_s` per kind, with the count suppressed.
+
+    A flood of malformed messages must not become a flood of log lines (the counters keep the exact
+    numbers): the first drop of a kind is logged at once, later ones are folded into the next line
+    as `suppressed=N`. `clock` is injectable so tests need no sleep.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 5.0, clock=time.monotonic) -> None:
+        self.logger, self.interval_s, self.clock = logger, interval_s, clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, msg: str, extra: dict | None = None, kind: str | None = None) -> bool:
+        """Log `msg` unless one of the same kind was logged less than interval_s ago; True when logged."""
+        key = kind or msg
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        n = self._suppressed.pop(key, 0)
+        self.logger.warning(msg, extra={**(extra or {}), **({"suppressed": n} if n else {})})
+        return True

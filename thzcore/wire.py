@@ -6,17 +6,21 @@ meta (a small JSON object). Receivers call `decode` and drop + count what raises
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from thzcore.topics import meta_error
+
 SCHEMA_VERSION = 1
 TOPICS = ("raw", "frame", "roi", "result", "status")
 ALLOWED_DTYPES = ("<i2", "<u2", "<i4", "<f4", "<f8", "|u1", "|i1", "<u4", "<i8")
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
+MAX_ID = 2**53  # seq and frame_id: integers a JSON reader in any language holds exactly
 
 
 class WireError(ValueError):
@@ -69,6 +73,8 @@ def decode(frames: list[bytes], expect_topic: str | None = None) -> Message:
         h = json.loads(raw_header)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(f"header is not JSON: {exc}") from exc
+    except RecursionError:
+        raise WireError("header JSON is nested too deeply") from None
     if not isinstance(h, dict):
         raise WireError("header is not a JSON object")
     if h.get("schema") != SCHEMA_VERSION:
@@ -78,6 +84,13 @@ def decode(frames: list[bytes], expect_topic: str | None = None) -> Message:
     for key, typ in (("seq", int), ("frame_id", int), ("scanner_id", str), ("t_acquired", (int, float))):
         if not isinstance(h.get(key), typ) or isinstance(h.get(key), bool):
             raise WireError(f"header field {key!r} missing or of the wrong type: {h.get(key)!r}")
+    for key in ("seq", "frame_id"):
+        if not -1 <= h[key] < MAX_ID:
+            raise WireError(f"header field {key!r}={h[key]} outside -1..2**53")
+    if not math.isfinite(h["t_acquired"]):
+        raise WireError(f"header field 't_acquired' is {h['t_acquired']!r}; a finite time is needed")
+    if len(h["scanner_id"]) > 128:
+        raise WireError(f"header field 'scanner_id' of {len(h['scanner_id'])} characters exceeds 128")
     descr = h.get("payloads")
     if not isinstance(descr, list) or len(descr) != len(frames) - 2:
         raise WireError(f"header lists {descr if not isinstance(descr, list) else len(descr)} payloads, "
@@ -99,4 +112,7 @@ def decode(frames: list[bytes], expect_topic: str | None = None) -> Message:
     meta = h.get("meta") or {}
     if not isinstance(meta, dict):
         raise WireError("header meta is not an object")
+    bad = meta_error(topic, meta)
+    if bad is not None:
+        raise WireError(f"{topic} message: {bad}")
     return Message(topic, h["seq"], h["frame_id"], h["scanner_id"], float(h["t_acquired"]), arrays, meta)
