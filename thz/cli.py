@@ -26,8 +26,8 @@ COMMANDS: dict[str, str] = {
 SIM_COMMANDS: dict[str, str] = {
     "demo": "sim.cli:demo",
     "scanner": "sim.emulators.cli:scanner",
-    "dataset": "training.synth_cli:dataset",
-    "import-reference": "training.synth_cli:import_reference_cmd",
+    "dataset": "thz.commands.dataset:dataset",
+    "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
 BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
