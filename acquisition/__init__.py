@@ -1,6 +1,6 @@
 """acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, HDF5 recordings.
 
-Public names are imported on first use so that `thz.settings` (which imports acquisition.config)
+Public names are imported on first use so that `pipeline.settings` (which imports acquisition.config)
 stays light:
 
     AcquisitionDaemon, RunResult          acquisition.daemon

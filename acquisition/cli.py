@@ -38,7 +38,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     from acquisition.errors import ConfigurationError
     from acquisition.publish import check_bind
 
-    from thz.prescan import prepare_scan
+    from pipeline.prescan import prepare_scan
 
     scene = None
     if identity is not None:

@@ -172,7 +172,7 @@ class _Worker:
         from processing.processor import FrameProcessor
         from processing.roi import FaceLocator
         from sim.scanner import VirtualScanner
-        from thz.settings import Settings
+        from pipeline.settings import Settings
 
         s = Settings.model_validate_json(settings_json)
         self.settings = s

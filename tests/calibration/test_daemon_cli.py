@@ -10,7 +10,7 @@ import pytest
 from calibration.daemon_source import DaemonSource
 from calibration.runner import run_calibration
 from calibration.store import CalibrationStore
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
 THZ = [sys.executable, "-m", "thz.cli", "--log-level", "WARNING"]

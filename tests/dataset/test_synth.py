@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from thz.cli import cli
-from thz.settings import Settings
+from pipeline.settings import Settings
 from thzcore.labels import POSTURES
 from thzcore.manifest import content_hash, read_manifest
 from dataset.reference_layout import NAME_RE, export_reference, import_reference
