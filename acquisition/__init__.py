@@ -5,7 +5,6 @@ stays light:
 
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
-    SimScanner, BackdoorClient, grab_frames  acquisition.simlink
     Recorder, read_recording, recover     acquisition.recorder
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
@@ -16,7 +15,6 @@ from thzcore.lazy import lazy_exports
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
     "ScannerSession": "acquisition.session",
-    "SimScanner": "acquisition.simlink", "BackdoorClient": "acquisition.simlink", "grab_frames": "acquisition.simlink",
     "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",
