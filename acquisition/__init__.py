@@ -5,6 +5,7 @@ stays light:
 
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
+    grab_frames                           acquisition.grab
     Recorder, read_recording, recover     acquisition.recorder
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
@@ -14,7 +15,7 @@ from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
-    "ScannerSession": "acquisition.session",
+    "ScannerSession": "acquisition.session", "grab_frames": "acquisition.grab",
     "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",

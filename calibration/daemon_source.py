@@ -1,7 +1,7 @@
 """The measurement path through the real acquisition daemon and drivers to the device emulators.
 
     thz sim scanner (subprocess: pty galvo, SCPI receiver, JSON backdoor)
-        <- pyserial galvo driver, pyvisa receiver driver <- AcquisitionDaemon (sim.emulators.client.grab_frames)
+        <- pyserial galvo driver, pyvisa receiver driver <- AcquisitionDaemon (acquisition.grab.grab_frames)
 
 Targets, beam and noise are set through the emulator's backdoor, exactly as a technician places
 a target in the lab; frames come back as RawFrames from the daemon, which the procedures process
@@ -69,7 +69,7 @@ class _DaemonFrames:
         return self._scanner
 
     def acquire(self, n_frames: int) -> list[RawFrame]:
-        from sim.emulators.client import grab_frames
+        from acquisition.grab import grab_frames
         frames = grab_frames(self._settings.model_copy(update={"scanner": self._scanner}), n_frames)
         self.frames_acquired += len(frames)
         return frames
