@@ -1,11 +1,11 @@
 """acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, HDF5 recordings.
 
-Public names are imported on first use so that `thz.settings` (which imports acquisition.config)
+Public names are imported on first use so that `pipeline.settings` (which imports acquisition.config)
 stays light:
 
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
-    SimScanner, BackdoorClient, grab_frames  acquisition.simlink
+    grab_frames                           acquisition.grab
     Recorder, read_recording, recover     acquisition.recorder
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
@@ -15,8 +15,7 @@ from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
-    "ScannerSession": "acquisition.session",
-    "SimScanner": "acquisition.simlink", "BackdoorClient": "acquisition.simlink", "grab_frames": "acquisition.simlink",
+    "ScannerSession": "acquisition.session", "grab_frames": "acquisition.grab",
     "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",

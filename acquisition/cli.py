@@ -33,12 +33,12 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     With --sim --identity N a simulated subject stands in the field; each recorded frame keeps the
     simulator's truth in its meta, so the recording can be processed and scored offline."""
     from acquisition.daemon import AcquisitionDaemon
-    from acquisition.simlink import SimScanner
+    from sim.emulators.client import SimScanner
 
     from acquisition.errors import ConfigurationError
     from acquisition.publish import check_bind
 
-    from thz.prescan import prepare_scan
+    from pipeline.prescan import prepare_scan
 
     scene = None
     if identity is not None:

@@ -73,7 +73,7 @@ class AcquisitionDaemon:
         daemon = AcquisitionDaemon(settings, out_dir="recordings")
         result = daemon.run(frames=10)          # RunResult; exit_code 0 when all 10 were recorded
 
-    settings:  thz.settings.Settings (scanner, acquisition, and sim for the seed attribute)
+    settings:  pipeline.settings.Settings (scanner, acquisition, and sim for the seed attribute)
     out_dir:   where the session's HDF5 file and JSONL run log go (default acquisition.record_dir)
     publish:   bind the `raw` and `status` PUB sockets (endpoints in `self.endpoints` once bound)
     record:    write the HDF5 file (default acquisition.record)

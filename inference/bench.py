@@ -46,7 +46,7 @@ def _settings_and_bundle(obj, bundle: str | None):
     """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
     from inference.bundle import BundleError, load_bundle
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
     try:
         return s, load_bundle(bundle or s.inference.bundle)
     except BundleError as exc:
@@ -127,7 +127,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     import queue as _queue
 
     from inference.engine import make_engine
-    from inference.job import LOCAL_ANY, Pipeline, _scene
+    from pipeline.job import LOCAL_ANY, Pipeline, _scene
     from inference.results import STAGES
 
     s, b = _settings_and_bundle(obj, bundle)

@@ -26,8 +26,8 @@ COMMANDS: dict[str, str] = {
 SIM_COMMANDS: dict[str, str] = {
     "demo": "sim.cli:demo",
     "scanner": "sim.emulators.cli:scanner",
-    "dataset": "training.synth_cli:dataset",
-    "import-reference": "training.synth_cli:import_reference_cmd",
+    "dataset": "thz.commands.dataset:dataset",
+    "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
 BENCHES: dict[str, str] = {
     "processing": "processing.bench:bench_processing",
@@ -67,9 +67,9 @@ class AppContext:
     _settings: Any = field(default=None, repr=False)
 
     @property
-    def settings(self):  # -> thz.settings.Settings
+    def settings(self):  # -> pipeline.settings.Settings
         if self._settings is None:
-            from thz.settings import load_settings
+            from pipeline.settings import load_settings
             from thzcore.config import ConfigError
             try:
                 self._settings = load_settings(self.config_path)
@@ -103,7 +103,7 @@ def config() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def config_validate(file: str) -> None:
     """Validate FILE; exit non-zero with the offending field named."""
-    from thz.settings import load_settings
+    from pipeline.settings import load_settings
     from thzcore.config import ConfigError
     try:
         s = load_settings(file)

@@ -8,7 +8,7 @@ import zmq.auth
 from acquisition.config import AcquisitionConfig
 from acquisition.errors import ConfigurationError
 from acquisition.publish import StatusPublisher, check_bind, is_loopback, stop_authenticator
-from thz.settings import settings_from_dict
+from pipeline.settings import settings_from_dict
 from thzcore.config import ConfigError
 from thzcore.wire import decode
 

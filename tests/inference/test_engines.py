@@ -145,8 +145,8 @@ def test_no_torch_at_run_time(bundle_dir):
     import sys
     code = ("import sys, numpy as np\n"
             "import inference.bundle, inference.engine, inference.onnxrt, inference.tensorrt, inference.fp16, "
-            "inference.gallery, inference.stage, inference.job, inference.view, inference.cli, inference.bench, "
-            "inference.report\n"
+            "inference.gallery, inference.stage, pipeline.job, pipeline.view, inference.cli, inference.bench, "
+            "pipeline.report\n"
             f"e = inference.engine.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
             "e.infer(np.zeros((1, 64, 64), np.float32))\n"
             "print('torch' in sys.modules)\n")
