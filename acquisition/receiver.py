@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from acquisition.scpi import (
     BlockError, FrameCorruptError, FrameHead, parse_block_header, ReceiverConfigError, ReceiverInstrumentError, ReceiverLinkError,
     ReceiverTimeoutError, crc32, is_config_error, parse_error, parse_head, unpack_feedback,
 )
+from acquisition.reply_reader import PeerClosed, ReplyTimeout, ReplyTooLong, read_exact, read_until, source_for
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
 
@@ -20,6 +22,7 @@ log = get_logger(__name__)
 
 _RM_LOCK = threading.Lock()
 _RMS: dict[str, pyvisa.ResourceManager] = {}
+MAX_TEXT_REPLY = 64 * 1024  # bytes: the longest text reply (*IDN?, SYST:ERR?, FETC:HEAD?) is ~100
 
 
 def resource_manager(library: str = "@py") -> pyvisa.ResourceManager:
@@ -80,12 +83,24 @@ class Receiver:
     ReceiverLinkError, a malformed block -> BlockError (all LinkSuspect). After one of them the driver
     refuses further I/O until `open()` reopens the session, because a late or half-read reply would
     otherwise be taken as the answer to the next query.
+
+    One deadline per query covers the whole reply (text or block), however the bytes trickle in; a
+    text reply longer than `max_reply_bytes` and a block longer than announced are refused without
+    buffering them; the peer closing the connection raises ReceiverLinkError at once
+    (acquisition.reply_reader says why pyvisa's own reads cannot do this).
     """
 
     def __init__(self, resource: str, timeout_s: float, library: str = "@py", read_termination: str = "\n",
-                 write_termination: str = "\n", chunk_size: int = 1 << 20, block_reader: str = "exact") -> None:
+                 write_termination: str = "\n", chunk_size: int = 1 << 20, block_reader: str = "exact",
+                 max_reply_bytes: int = MAX_TEXT_REPLY, clock=time.monotonic) -> None:
         if block_reader not in ("exact", "pyvisa"):
             raise ValueError(f"block_reader={block_reader!r}: 'exact' or 'pyvisa'")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s={timeout_s!r} must be a finite number of seconds > 0")
+        if not read_termination:
+            raise ValueError("read_termination must not be empty: text replies end at it")
+        self.max_reply_bytes = max_reply_bytes
+        self.clock = clock
         self.resource, self.timeout_s, self.library = resource, timeout_s, library
         self.read_termination, self.write_termination = read_termination, write_termination
         self.chunk_size = chunk_size
@@ -137,18 +152,27 @@ class Receiver:
         if self._suspect:
             raise ReceiverLinkError(f"receiver link {self.resource!r} is suspect after an earlier failure; reopen it")
         self._suspect = True  # cleared only when the exchange completed
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        t0 = self.clock()
         try:
             if timeout_s is not None:
                 res.timeout = int(math.ceil(timeout_s * 1000))
             try:
-                out = fn(res)
+                out = fn(res, t0 + limit)
             finally:
-                if timeout_s is not None:
-                    res.timeout = int(math.ceil(self.timeout_s * 1000))
+                res.timeout = int(math.ceil(self.timeout_s * 1000))
+        except ReplyTimeout as exc:
+            raise ReceiverTimeoutError(f"receiver {what!r}: no complete reply within {limit} s "
+                                       f"({exc.got} bytes arrived in {self.clock() - t0:.3f} s)") from None
+        except PeerClosed:
+            raise ReceiverLinkError(f"receiver {what!r}: the receiver closed the connection "
+                                    f"({self.resource})") from None
+        except ReplyTooLong:
+            raise BlockError(f"receiver {what!r}: reply longer than {self.max_reply_bytes} bytes without "
+                             f"its terminator; refused") from None
         except visa_errors.VisaIOError as exc:
             if exc.error_code == constants.StatusCode.error_timeout:
-                raise ReceiverTimeoutError(f"receiver {what!r}: timed out after "
-                                           f"{timeout_s or self.timeout_s} s") from exc
+                raise ReceiverTimeoutError(f"receiver {what!r}: timed out after {limit} s") from exc
             raise ReceiverLinkError(f"receiver {what!r}: {exc}") from exc
         except (visa_errors.InvalidBinaryFormat, RuntimeError) as exc:
             raise BlockError(f"receiver {what!r}: bad binary block: {exc}") from exc
@@ -160,10 +184,16 @@ class Receiver:
         return out
 
     def write(self, command: str) -> None:
-        self._io(command, lambda r: r.write(command))
+        self._io(command, lambda r, deadline: r.write(command))
 
     def query(self, command: str, timeout_s: float | None = None) -> str:
-        return self._io(command, lambda r: r.query(command), timeout_s).strip()
+        """Send `command`; its text reply (terminator stripped) read against one deadline and the size cap."""
+        def text_reader(r, deadline):
+            r.write(command)
+            term = self.read_termination.encode()
+            raw = read_until(source_for(r, self.clock), term, self.max_reply_bytes, deadline)
+            return raw[:-len(term)].decode("ascii")
+        return self._io(command, text_reader, timeout_s).strip()
 
     def query_block(self, command: str, datatype: str, count: int, timeout_s: float | None = None) -> np.ndarray:
         """A definite-length block of exactly `count` little-endian `datatype` values.
@@ -175,26 +205,27 @@ class Receiver:
         """
         itemsize = np.dtype(datatype).itemsize
 
-        def pyvisa_reader(r):
+        def pyvisa_reader(r, deadline):
             return r.query_binary_values(command, datatype=datatype, is_big_endian=False, container=np.ndarray,
                                          header_fmt="ieee", expect_termination=True, chunk_size=self.chunk_size,
                                          length_before_block=0, raise_on_late_block=True)
 
-        def exact_reader(r):
+        def exact_reader(r, deadline):
             r.write(command)
             term = r.read_termination
             r.read_termination = None  # binary data may hold the terminator byte
             try:
-                head = bytes(r.read_bytes(2))
+                src = source_for(r, self.clock)
+                head = read_exact(src, 2, deadline)
                 nd = head[1:2]
                 if head[:1] != b"#" or not nd.isdigit() or nd == b"0":
                     raise BlockError(f"receiver {command!r}: block header starts {head!r}, not '#<1-9>'")
-                digits = bytes(r.read_bytes(int(nd)))
+                digits = read_exact(src, int(nd), deadline)
                 _, length = parse_block_header(head + digits)
                 if length != count * itemsize:
                     raise BlockError(f"receiver {command!r}: block announces {length} bytes, expected "
                                      f"{count * itemsize} ({count} x {datatype})")
-                data = bytes(r.read_bytes(length + len(term or ""), chunk_size=self.chunk_size))
+                data = read_exact(src, length + len(term or ""), deadline, chunk=self.chunk_size)
             finally:
                 r.read_termination = term
             if term and not data.endswith(term.encode()):
