@@ -127,7 +127,7 @@ def make_engine(bundle: ModelBundle, kind: str = "auto", settings=None, reconstr
     tensorrt = tensorrt_installed() if tensorrt is None else tensorrt
     chosen = choose_engine(kind, gpu, tensorrt)
     if chosen == "tensorrt":
-        from inference.tensorrt import TensorRTEngine
+        from inference.engines.tensorrt import TensorRTEngine
         try:
             return TensorRTEngine(bundle, cfg, reconstruction=recon)
         except Exception as exc:  # a broken driver or build: fall back only when the operator left it to us
@@ -136,6 +136,6 @@ def make_engine(bundle: ModelBundle, kind: str = "auto", settings=None, reconstr
             warnings.warn(f"TensorRT engine could not be built ({exc}); falling back to ONNX Runtime on the CPU",
                           RuntimeWarning, stacklevel=2)
             log.warning("tensorrt build failed, using onnxruntime", extra={"error": str(exc)})
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     return OnnxRuntimeEngine(bundle, intra_op_threads=cfg.intra_op_threads, allow_spinning=cfg.allow_spinning,
                              graph_optimization=cfg.graph_optimization, reconstruction=recon)
