@@ -64,7 +64,7 @@ def _settings_and_bundle(obj, bundle: str | None):
 @click.pass_obj
 def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
     """Latency table of the inference engines on this machine; last line `ms_per_roi: N`."""
-    from inference.engines.base import make_engine
+    from inference.engines.choice import make_engine
 
     s, b = _settings_and_bundle(obj, bundle)
     cfg = s.inference
@@ -126,7 +126,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     """Scan complete -> result published through the whole pipeline (virtual scanner, one subject)."""
     import queue as _queue
 
-    from inference.engines.base import make_engine
+    from inference.engines.choice import make_engine
     from pipeline.job import LOCAL_ANY, Pipeline, _scene
     from inference.results import STAGES
 
@@ -193,7 +193,7 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     (else listed as skipped, with why). Exits 1 when an engine breaks the contract; last line
     `parity: ok|FAIL`.
     """
-    from inference.engines.base import nvidia_gpu_present, tensorrt_installed, tensorrt_missing
+    from inference.engines.choice import nvidia_gpu_present, tensorrt_installed, tensorrt_missing
     from inference.engines.onnxrt import OnnxRuntimeEngine
     from inference.engines.parity import contract_failures, cpu_name, image_paths, parity_stats
     from inference.sources import load_png_roi

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.bundle import BundleError, load_bundle
-from inference.engines.base import EngineUnavailable, choose_engine, make_engine, nvidia_gpu_present, tensorrt_installed
+from inference.engines.choice import EngineUnavailable, choose_engine, make_engine, nvidia_gpu_present, tensorrt_installed
 from thzcore.bundle import MANIFEST_NAME
 
 
@@ -144,10 +144,10 @@ def test_no_torch_at_run_time(bundle_dir):
     import subprocess
     import sys
     code = ("import sys, numpy as np\n"
-            "import inference.bundle, inference.engines.base, inference.engines.onnxrt, inference.engines.tensorrt, inference.engines.fp16, "
+            "import inference.bundle, inference.engines.base, inference.engines.choice, inference.engines.onnxrt, inference.engines.tensorrt, inference.engines.fp16, "
             "inference.gallery, inference.stage, pipeline.job, pipeline.view, inference.cli, inference.bench, "
             "pipeline.report\n"
-            f"e = inference.engines.base.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
+            f"e = inference.engines.choice.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
             "e.infer(np.zeros((1, 64, 64), np.float32))\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -83,7 +83,7 @@ def test_image_paths_from_files_directories_and_a_dataset(tmp_path):
 
 
 def test_cli_reference_fp16_rows_and_tensorrt_skipped(bundle_dir, tmp_path):
-    from inference.engines.base import nvidia_gpu_present, tensorrt_installed
+    from inference.engines.choice import nvidia_gpu_present, tensorrt_installed
     from inference.sources import save_png_roi
     rng = np.random.default_rng(1)
     for i in range(6):
