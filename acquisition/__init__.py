@@ -6,7 +6,7 @@ stays light:
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
     grab_frames                           acquisition.grab
-    Recorder, read_recording, recover     acquisition.recorder
+    Recorder, read_recording, recover     thzcore.recording
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from thzcore.lazy import lazy_exports
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
     "ScannerSession": "acquisition.session", "grab_frames": "acquisition.grab",
-    "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
+    "Recorder": "thzcore.recording", "read_recording": "thzcore.recording", "recover": "thzcore.recording",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",
 }

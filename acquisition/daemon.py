@@ -23,7 +23,7 @@ import zmq
 
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind, stop_authenticator
-from acquisition.recorder import Recorder, software_version
+from thzcore.recording import Recorder, software_version
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
 from acquisition.state import State, StateMachine, Transition, backoff_delays

@@ -8,8 +8,8 @@ from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "load_bundle": "inference.bundle", "ModelBundle": "inference.bundle", "BundleError": "inference.bundle",
-    "Engine": "inference.engine", "make_engine": "inference.engine", "choose_engine": "inference.engine",
-    "EngineUnavailable": "inference.engine", "Gallery": "inference.gallery", "GalleryError": "inference.gallery",
+    "Engine": "inference.engines.base", "make_engine": "inference.engines.choice", "choose_engine": "inference.engines.choice",
+    "EngineUnavailable": "inference.engines.choice", "Gallery": "inference.gallery", "GalleryError": "inference.gallery",
     "ModelMismatchError": "inference.gallery", "InferenceStage": "inference.stage", "ResultMeta": "inference.results",
     "decode_result": "inference.results", "InferenceConfig": "inference.config",
 }

@@ -23,7 +23,7 @@ def _settings(obj):
 
 def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bool = False):
     from inference.bundle import BundleError, load_bundle
-    from inference.engine import EngineUnavailable, make_engine
+    from inference.engines.choice import EngineUnavailable, make_engine
 
     path = bundle or settings.inference.bundle
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import zmq
 
 from inference.config import InferenceConfig
-from inference.engine import Engine
+from inference.engines.base import Engine
 from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from inference.engine import Engine
+from inference.engines.base import Engine
 from inference.gallery import Gallery
 from inference.results import ResultMeta, decode_result
 from inference.stage import InferenceStage

@@ -144,7 +144,7 @@ def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
     """The real transports: galvo on a pty, receiver over SCPI/TCP, acquisition daemon publishing `raw`."""
     from inference.bundle import load_bundle
     from pipeline.job import run_sim
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(bundle_dir), reconstruction=False)
     lines = []
@@ -162,7 +162,7 @@ TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "models" / "compact"))  
 def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     from inference.bundle import load_bundle
     from pipeline.job import run_sim
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
     s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="auto",
@@ -177,7 +177,7 @@ def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
     """`thz run` on 'hardware': the configured galvo port and receiver resource (here an emulator)."""
     from inference.bundle import load_bundle
     from pipeline.job import run_hardware
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     from sim.emulators.server import ScannerEmulator
     from sim.scene import Subject
     from pipeline.settings import Settings

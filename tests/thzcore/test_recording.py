@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from acquisition.recorder import Recorder, read_recording, recover
+from thzcore.recording import Recorder, read_recording, recover
 from acquisition.runlog import RunLog, read_runlog
 from thzcore.frames import RawFrame
 
@@ -60,7 +60,7 @@ _WRITER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     sys.path.insert(0, {root!r})
-    from acquisition.recorder import Recorder
+    from thzcore.recording import Recorder
     from thzcore.frames import RawFrame
     rec = Recorder({path!r}, (4, 16, 8), {{"scanner_id": "sc1"}}, grow=16)
     for i in range(3):
@@ -125,7 +125,7 @@ def test_frame_meta_round_trip_through_both_readers(tmp_path):
 
 
 def test_oversized_frame_meta_drops_whole_keys_never_truncates(tmp_path):
-    from acquisition.recorder import META_LEN, frame_meta_bytes, frame_meta_from_bytes
+    from thzcore.recording import META_LEN, frame_meta_bytes, frame_meta_from_bytes
 
     f = _frame(0)
     f.meta = {"calibration_id": "cal-1", "huge": "x" * (2 * META_LEN), "truth": {"identity": 4}}
