@@ -112,7 +112,11 @@ class GalvoController:
 
     def limits_deg(self) -> tuple[float, float, float, float]:
         """The controller's own limits: max excursion X, Y (optical deg), max frequency X, Y (Hz)."""
-        return parse_floats(self.query("LIM?"), 4, "LIM?")  # type: ignore[return-value]
+        lim = parse_floats(self.query("LIM?"), 4, "LIM?")
+        if not (0 < lim[0] < 90 and 0 < lim[1] < 90 and lim[2] > 0 and lim[3] > 0):
+            raise GalvoProtocolError(f"LIM? reply {lim}: excursions must lie in (0, 90) optical degrees and "
+                                     "frequencies be > 0")
+        return lim  # type: ignore[return-value]
 
     def check_controller_limits(self) -> None:
         """Refuse to run when our configured limits are wider than what the controller accepts."""
@@ -158,9 +162,21 @@ class GalvoController:
         self.query(f"PARK {fmt(self.to_drive(x_m))} {fmt(self.to_drive(y_m))}")
 
     def position(self) -> tuple[float, float]:
-        """Measured mirror position (x_m, y_m) from the position sensors."""
+        """Measured mirror position (x_m, y_m) from the position sensors.
+
+        A reading beyond twice the configured excursion cannot be a mirror that obeyed its limits: it
+        is reported as a fault (sensor or controller), never returned as a position.
+        """
         x, y = parse_floats(self.query("POS?"), 2, "POS?")
-        return self.from_drive(x), self.from_drive(y)
+        out = []
+        for axis, deg in (("X", x), ("Y", y)):
+            bound = 2.0 * self.limits.axis(axis).max_excursion_m
+            m = self.from_drive(deg) if abs(deg) < 90.0 else float("inf")
+            if not abs(m) <= bound:
+                raise GalvoFaultError(f"galvo POS? {axis} = {deg} deg ({m:.4g} m) lies beyond twice the {axis} limit "
+                                      f"({bound / 2} m): position sensor or controller fault", 0, "FAULT")
+            out.append(m)
+        return out[0], out[1]
 
     def status(self) -> GalvoStatus:
         return parse_status(self.query("STAT?"))

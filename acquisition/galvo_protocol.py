@@ -8,6 +8,7 @@ A line is `<body>*<CK>\n` where CK is the XOR of every byte of <body> as two upp
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -165,12 +166,16 @@ def parse_status(values: tuple[str, ...]) -> GalvoStatus:
 
 
 def parse_floats(values: tuple[str, ...], n: int, what: str) -> tuple[float, ...]:
+    """n finite numbers; NaN, inf and anything float() reads but the controller never sends are refused."""
     if len(values) != n:
         raise GalvoProtocolError(f"{what} reply {values!r}: expected {n} numbers")
     try:
-        return tuple(float(v) for v in values)
+        out = tuple(float(v) for v in values)
     except ValueError:
         raise GalvoProtocolError(f"{what} reply {values!r}: not numbers") from None
+    if not all(math.isfinite(x) for x in out):
+        raise GalvoProtocolError(f"{what} reply {values!r}: not finite numbers")
+    return out
 
 
 def parse_error_entry(values: tuple[str, ...]) -> tuple[int, str]:
