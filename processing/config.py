@@ -31,7 +31,8 @@ class ProcessingConfig(Section):
                                "output per frames_averaged new frames (block)")
     output_scale: Literal["db", "linear"] = Field("db", description="frame intensity in dB (power) or linear power")
     power_floor: float = Field(1e-3, gt=0, description="power (ADC counts^2) added before dB so empty pixels stay finite")
-    threads: int = Field(1, ge=0, le=256, description="Numba threads for the kernels: 1 = serial, 0 = all cores")
+    threads: int = Field(1, ge=1, le=256, description="Numba threads for the kernels: 1 = serial; more than "
+                         "the machine has are capped at its core count")
     # --- stage transport
     publish_endpoint: str = Field("tcp://127.0.0.1:5557", description="ZMQ PUB endpoint of the `frame` and "
                                   "`roi` topics (loopback only: ROIs are face images)")

@@ -2,20 +2,48 @@
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names the field and the fix."""
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are rejected, assignments re-validated."""
+def _numeric(annotation: Any) -> bool:
+    """int, float, or an Optional / union of them (bool excluded: it is its own type here)."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return False
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, assignments re-validated.
+
+    Numbers are numbers: NaN and infinity are refused everywhere (no timeout, limit or position is
+    meaningful as either), and so are `true`/`false` or quoted strings where a number is expected
+    (pydantic would read `true` as 1 and "5" as 5).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, f in cls.model_fields.items():
+                v = data.get(name)
+                if isinstance(v, (bool, str)) and _numeric(f.annotation):
+                    kind = "a boolean" if isinstance(v, bool) else "a string"
+                    raise ValueError(f"{name}={v!r} is {kind}; a number is expected")
+        return data
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -27,7 +55,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         with p.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: arrays or tables nested too deeply to be a configuration") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
 def format_validation_error(exc: ValidationError, source: str = "config") -> str:

@@ -66,6 +66,17 @@ class RasterConfig(Section):
     max_fast_amplitude_m: float = Field(0.40, gt=0, description="limit: fast-axis half amplitude at the standoff (m)")
     max_slow_amplitude_m: float = Field(0.30, gt=0, description="limit: slow-axis half amplitude at the standoff (m)")
 
+    @model_validator(mode="after")
+    def _lines(self) -> "RasterConfig":
+        per_period = 2 if self.bidirectional else 1
+        lines = per_period * self.fast_axis_hz / self.slow_axis_hz
+        if int(round(lines)) < 1:
+            raise ValueError(
+                f"raster.fast_axis_hz={self.fast_axis_hz} and slow_axis_hz={self.slow_axis_hz} give {lines:.3g} "
+                f"lines per frame ({per_period} x fast / slow); a frame needs at least 1 line: raise fast_axis_hz "
+                "or lower slow_axis_hz")
+        return self
+
     @property
     def lines_per_frame(self) -> int:
         """Lines per frame = (2 if bidirectional else 1) * f_fast / f_slow."""
