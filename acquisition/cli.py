@@ -96,8 +96,5 @@ def recover(file: str, keep_original: bool) -> None:
     """Repair and close a recording left by a crash: every complete frame is kept, readable without SWMR."""
     from thzcore.recording import recover as do_recover
 
-    try:
-        res = do_recover(file, keep_original=keep_original)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    res = do_recover(file, keep_original=keep_original)  # RecordingError: the CLI's input error (exit 4)
     click.echo(json.dumps(res.as_dict()))

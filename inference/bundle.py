@@ -74,7 +74,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     try:
         manifest = read_manifest(p)
     except (FileNotFoundError, ValueError) as exc:
-        raise BundleError(str(exc)) from exc
+        raise BundleError(str(exc)) from None
     if tuple(manifest.postures) != POSTURES:
         raise BundleError(f"{p}: manifest postures {manifest.postures} differ from {POSTURES}; "
                           "re-export the model with the current label order")
@@ -86,8 +86,14 @@ def load_bundle(path: str | Path) -> ModelBundle:
 
 def _check_graph_io(onnx_path: Path, manifest: BundleManifest) -> None:
     import onnx  # the graph, without weights, is enough to check names and shapes
+    from google.protobuf.message import DecodeError
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        raise BundleError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    if not model.graph.input:
+        raise BundleError(f"{onnx_path}: not an ONNX model of this project (empty graph)")
     inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     outputs = [o.name for o in model.graph.output]
     if inputs != [INPUT_NAME]:
@@ -100,3 +106,16 @@ def _check_graph_io(onnx_path: Path, manifest: BundleManifest) -> None:
     n = manifest.input_size
     if len(fixed) != 4 or fixed[1:] != [1, n, n]:
         raise BundleError(f"{onnx_path}: input shape {fixed}, expected [B, 1, {n}, {n}]")
+    # the manifest's sizes must be the graph's: an embedding_size that is not the model's would compare
+    # templates of the wrong length; a posture list of another length would mislabel every class
+    want = {"embedding": manifest.embedding_size, "posture_logits": len(manifest.postures)}
+    for o in model.graph.output:
+        if o.name in want:
+            d = o.type.tensor_type.shape.dim
+            last = d[len(d) - 1].dim_value if len(d) and d[len(d) - 1].HasField("dim_value") else None
+            if last is None:
+                raise BundleError(f"{onnx_path}: output {o.name!r} has no fixed last dimension; re-export the model")
+            if last != want[o.name]:
+                field = "embedding_size" if o.name == "embedding" else "postures"
+                raise BundleError(f"{onnx_path}: output {o.name!r} has {last} values, the manifest's {field} says "
+                                  f"{want[o.name]}")

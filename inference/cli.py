@@ -22,15 +22,17 @@ def _settings(obj):
 
 
 def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bool = False):
-    from inference.bundle import BundleError, load_bundle
+    from inference.bundle import load_bundle
     from inference.engines.choice import EngineUnavailable, make_engine
 
     path = bundle or settings.inference.bundle
+    b = load_bundle(path)  # a BundleError reaches the CLI's one error path: an unusable input file (exit 4)
     try:
-        b = load_bundle(path)
         return make_engine(b, engine or settings.inference.engine, settings.inference, reconstruction=reconstruction)
-    except (BundleError, EngineUnavailable) as exc:
-        raise click.ClickException(str(exc)) from None
+    except EngineUnavailable as exc:
+        err = click.ClickException(str(exc))
+        err.exit_code = 2  # the engine asked for (option or inference.engine) cannot run here
+        raise err from None
 
 
 def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
@@ -41,7 +43,8 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
     if chosen != 1:
         raise click.UsageError("give exactly one source: --image PNG (repeatable), --recording H5, --sim or --live")
     if images:
-        return list(rois_from_images(list(images), size))
+        resize = bool(click.get_current_context().meta.get("thz.resize", False))
+        return list(rois_from_images(list(images), size, resize))
     if recording is not None:
         if not Path(recording).is_file():
             raise click.ClickException(f"recording {recording!r} does not exist")
@@ -85,6 +88,9 @@ def _source_options(f):
         click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)"),
         click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None),
         click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)"),
+        click.option("--resize", is_flag=True, expose_value=False,
+                     callback=lambda ctx, _p, v: ctx.meta.__setitem__("thz.resize", v),
+                     help="--image: resample images of another size to the model's input (refused otherwise)"),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -110,11 +116,13 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
                                      scans)
     added = []
     with _open_gallery(s, gallery, eng) as g:
-        from inference.gallery import GalleryError
+        from inference.gallery import GalleryCorruptError, GalleryError
         for r, e, p in zip(rois, out["embedding"], probs):
             pst = posture or POSTURES[int(p.argmax())]
             try:
                 g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)
+            except GalleryCorruptError:
+                raise  # a damaged file: the CLI's input error (exit 4)
             except GalleryError as exc:
                 raise click.ClickException(str(exc)) from None
             added.append(pst)
@@ -126,7 +134,7 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
 
 def _decide(kind: str, obj, claim, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
             gallery, threshold):
-    from inference.gallery import GalleryError
+    from inference.gallery import GalleryCorruptError, GalleryError
     from thzcore.labels import POSTURES
 
     s, eng, rois, out, probs = _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed,
@@ -152,6 +160,8 @@ def _decide(kind: str, obj, claim, images, recording, sim, live, identity, postu
                     best = ", ".join(f"{c}:{d:.4f}" for c, d in idn.candidates)
                     click.echo(f"{r.source}: {'identified ' + idn.identity if idn.identity else 'REJECTED (unknown)'}"
                                f" [{best}]", err=True)
+            except GalleryCorruptError:
+                raise  # a damaged file: the CLI's input error (exit 4)
             except GalleryError as exc:
                 raise click.ClickException(str(exc)) from None
             results.append(rec)
@@ -160,7 +170,8 @@ def _decide(kind: str, obj, claim, images, recording, sim, live, identity, postu
 
 @click.command("verify")
 @click.option("--claim", required=True, help="the subject id the person claims to be")
-@click.option("--threshold", type=float, default=None, help="distance threshold (default: the bundle's calibrated one)")
+@click.option("--threshold", type=click.FloatRange(0.0, 2.0, min_open=True, max_open=True), default=None,
+              help="cosine distance threshold in (0, 2) (default: the bundle's calibrated one)")
 @_source_options
 @click.pass_obj
 def verify(obj, claim, threshold, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
@@ -174,7 +185,8 @@ def verify(obj, claim, threshold, images, recording, sim, live, identity, postur
 
 
 @click.command("identify")
-@click.option("--threshold", type=float, default=None, help="open-set rejection distance (default: "
+@click.option("--threshold", type=click.FloatRange(0.0, 2.0, min_open=True, max_open=True), default=None,
+              help="open-set rejection distance in (0, 2) (default: "
                                                             "inference.identify_threshold, else the bundle's)")
 @_source_options
 @click.pass_obj
@@ -231,7 +243,12 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
             identities = parse_identity_list(identity_spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--identities") from None
-    s, calibration = prepare_scan(_settings(obj), allow_stale=allow_stale_calibration)
+    from inference.transport import check_bind
+    st = _settings(obj)
+    # refuse a public endpoint without CURVE now, not after the emulator and the daemon have started
+    check_bind(result_endpoint or st.inference.result_endpoint, st.inference.curve_secret_key_file,
+               st.inference.curve_clients_dir)
+    s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
     eng = _engine(s, bundle, engine, reconstruction=reconstruction)

@@ -15,6 +15,7 @@ distances and decisions, never an embedding or image.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -48,8 +49,24 @@ class GalleryError(ValueError):
     """A gallery operation that cannot be done as asked (unknown subject, bad embedding...)."""
 
 
+class GalleryCorruptError(GalleryError):
+    """The gallery file is not a readable gallery database, or a stored template is damaged."""
+
+
 class ModelMismatchError(GalleryError):
     """Templates were made with another model; the subject must be re-enrolled."""
+
+
+def _db_errors(fn):
+    """sqlite3 errors of a damaged or foreign file -> GalleryError naming the file (never a traceback)."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise GalleryCorruptError(f"gallery {self.path}: not a readable gallery database ({exc}); restore it from a "
+                               "backup or point inference.gallery / --gallery at another file") from None
+    return wrapper
 
 
 def _create_private(path: Path) -> None:
@@ -69,7 +86,22 @@ class Gallery:
     def __init__(self, path: str | Path, model_id: str, embedding_size: int = 128, clock=time.time) -> None:
         self.path = Path(path).expanduser()
         if str(path) != ":memory:":
-            _create_private(self.path)
+            if self.path.is_dir():
+                raise GalleryCorruptError(f"gallery {self.path} is a directory; give the path of a gallery file")
+            try:
+                _create_private(self.path)
+            except OSError as exc:
+                raise GalleryCorruptError(f"gallery {self.path}: cannot create or open it ({exc.strerror or exc})") from None
+        self._db = None
+        try:
+            self._open(path, model_id, embedding_size, clock)
+        except sqlite3.DatabaseError as exc:
+            if self._db is not None:
+                self._db.close()
+            raise GalleryCorruptError(f"gallery {self.path}: not a readable gallery database ({exc}); restore it from a "
+                               "backup or point inference.gallery / --gallery at another file") from None
+
+    def _open(self, path, model_id: str, embedding_size: int, clock) -> None:
         self.model_id = model_id
         self.embedding_size = embedding_size
         self._clock = clock
@@ -95,9 +127,24 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+
+    def _template(self, blob, subject_id: str) -> np.ndarray:
+        """One stored embedding, checked: embedding_size little-endian float32, finite."""
+        if not isinstance(blob, (bytes, memoryview)) or len(blob) != 4 * self.embedding_size:
+            n = len(blob) if isinstance(blob, (bytes, memoryview)) else type(blob).__name__
+            raise GalleryCorruptError(f"gallery {self.path}: a template of {subject_id!r} holds {n} bytes, not "
+                               f"{4 * self.embedding_size} ({self.embedding_size} float32): the file is damaged; "
+                               f"re-enrol the subject (`thz gallery remove {subject_id}`, then `thz enroll`)")
+        t = np.frombuffer(blob, dtype="<f4")
+        if not np.all(np.isfinite(t)):
+            raise GalleryCorruptError(f"gallery {self.path}: a template of {subject_id!r} holds NaN or infinity; "
+                               "re-enrol the subject")
+        return t
 
     # --- enrolment -------------------------------------------------------------------------------
+    @_db_errors
     def enroll(self, subject_id: str, embedding: np.ndarray, posture: str, source: str = "",
                display_name: str = "", frame_id: int | None = None) -> int:
         """Add one template for `subject_id` (created if new). Returns the template row id."""
@@ -124,6 +171,7 @@ class Gallery:
         log.info("enrolled template", extra={"subject": subject_id, "posture": posture, "model_id": self.model_id})
         return int(cur.lastrowid)
 
+    @_db_errors
     def remove(self, subject_id: str, source: str = "") -> int:
         """Erase `subject_id` and every template of theirs (any model); audited. Returns the templates erased."""
         with self._db:
@@ -136,6 +184,7 @@ class Gallery:
         log.info("removed subject", extra={"subject": subject_id, "templates": n})
         return int(n)
 
+    @_db_errors
     def remove_stale(self, source: str = "") -> dict[str, int]:
         """Erase the templates made with other models, and subjects left with none; audited per subject.
 
@@ -160,9 +209,11 @@ class Gallery:
                         "every connection closes", extra={"path": str(self.path)})
 
     # --- queries -----------------------------------------------------------------------------------
+    @_db_errors
     def subjects(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT subject_id FROM subjects ORDER BY subject_id")]
 
+    @_db_errors
     def templates(self, subject_id: str) -> np.ndarray:
         """(K, E) templates of `subject_id` for the current model; refuses other models' templates."""
         rows = self._db.execute("SELECT model_id, embedding FROM templates WHERE subject_id = ?",
@@ -178,8 +229,9 @@ class Gallery:
                 f"subject {subject_id!r} was enrolled with model {', '.join(others)}, not the current model "
                 f"{self.model_id}: embeddings of different models cannot be compared; re-enrol the subject "
                 f"with `thz enroll --subject {subject_id}`")
-        return np.stack([np.frombuffer(b, dtype="<f4") for b in mine])
+        return np.stack([self._template(b, subject_id) for b in mine])
 
+    @_db_errors
     def summary(self) -> list[dict]:
         """Each subject: created time, templates per posture for the current model, templates of other models."""
         out = {sid: {"subject": sid, "display_name": name, "created": created, "postures": {}, "other_models": 0}
@@ -193,6 +245,7 @@ class Gallery:
                 out[sid]["other_models"] += n
         return list(out.values())
 
+    @_db_errors
     def templates_by_posture(self, subject_id: str) -> dict[str, int]:
         rows = self._db.execute("SELECT posture, COUNT(*) FROM templates WHERE subject_id = ? AND model_id = ? "
                                 "GROUP BY posture", (subject_id, self.model_id))
@@ -202,9 +255,11 @@ class Gallery:
         """Changes when this or another connection (another `thz enroll`) modified the file."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0]) * 1_000_003 + self._edits
 
+    @_db_errors
     def has_templates(self) -> bool:
         return bool(self.current_gallery()[0])
 
+    @_db_errors
     def current_gallery(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """({subject: templates} for the current model, [subjects only enrolled with other models]), cached."""
         v = self._version()
@@ -217,12 +272,13 @@ class Gallery:
         stale: set[str] = set()
         for sid, mid, blob in self._db.execute("SELECT subject_id, model_id, embedding FROM templates"):
             if mid == self.model_id:
-                out.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f4"))
+                out.setdefault(sid, []).append(self._template(blob, sid))
             else:
                 stale.add(sid)
         return {s: np.stack(v) for s, v in out.items()}, sorted(stale - set(out))
 
     # --- decisions (each audited) -------------------------------------------------------------------
+    @_db_errors
     def verify(self, embedding: np.ndarray, claim: str, threshold: float, frame_id: int | None = None,
                source: str = "") -> Verification:
         """1:1 verification of `claim`; raises ModelMismatchError for templates of another model."""
@@ -232,6 +288,7 @@ class Gallery:
                         distance=v.distance, threshold=threshold, accepted=v.accepted, source=source)
         return v
 
+    @_db_errors
     def identify(self, embedding: np.ndarray, threshold: float, top_k: int = 3, frame_id: int | None = None,
                  source: str = "") -> Identification:
         """1:N identification with open-set rejection over the subjects enrolled with the current model."""
@@ -252,6 +309,7 @@ class Gallery:
                         accepted=ident.identity is not None, source=source)
         return ident
 
+    @_db_errors
     def audit_log(self, limit: int = 100) -> list[dict]:
         cur = self._db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
         names = [c[0] for c in cur.description]

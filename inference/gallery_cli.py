@@ -21,10 +21,12 @@ def _when(ts: float | None) -> str:
 def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
     """The existing gallery file, opened for the bundle's model id (or without one where none is needed)."""
     from inference.bundle import BundleError, load_bundle
-    from inference.gallery import Gallery, GalleryError
+    from inference.gallery import Gallery, GalleryCorruptError, GalleryError
 
     s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
     path = Path(gallery or s.inference.gallery).expanduser()
+    if path.is_dir():
+        raise GalleryCorruptError(f"gallery {path} is a directory; give the path of a gallery file")
     if not path.is_file():
         raise click.ClickException(f"no gallery at {path} (set inference.gallery or pass --gallery)")
     model_id, size = "", 128
@@ -37,6 +39,8 @@ def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
                                        f"ones: {exc}") from None
     try:
         return Gallery(path, model_id, size)
+    except GalleryCorruptError:
+        raise  # a damaged file: the CLI's input error (exit 4)
     except GalleryError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -87,7 +91,7 @@ def remove_cmd(obj, subjects, stale, yes, gallery, bundle):
     The bytes are overwritten in the database and its write-ahead log; the audit trail keeps a
     `remove` row per subject (ids and times, no biometric data).
     """
-    from inference.gallery import GalleryError
+    from inference.gallery import GalleryCorruptError, GalleryError
 
     if bool(subjects) == stale:
         raise click.UsageError("name the subjects to erase, or give --stale (not both)")
@@ -98,6 +102,8 @@ def remove_cmd(obj, subjects, stale, yes, gallery, bundle):
         try:
             erased = g.remove_stale(source="thz gallery remove --stale") if stale else {
                 s: g.remove(s, source="thz gallery remove") for s in subjects}
+        except GalleryCorruptError:
+            raise
         except GalleryError as exc:
             raise click.ClickException(str(exc)) from None
     for s, n in erased.items():

@@ -18,27 +18,51 @@ class RoiInput:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def load_png_roi(path: str | Path, size: int = 64) -> np.ndarray:
-    """A grayscale image file -> (size, size) float32 in [0, 1] (8-bit / 255, 16-bit / 65535).
+MAX_IMAGE_PIXELS = 4096 * 4096  # refused before decoding: no ROI is bigger, and a bomb must not be decoded
+MIN_RESIZE_SIDE = 16            # smaller than this cannot be resized into a face ROI
 
-    Colour images are converted to luminance; other sizes are resized (bicubic) with a warning in
-    the source string left to the caller, since a resized ROI is not what processing produces.
+
+class ImageError(ValueError):
+    """An image file that cannot be used as a ROI: unreadable, of the wrong size, or holding NaN."""
+
+
+def load_png_roi(path: str | Path, size: int = 64, resize: bool = False) -> np.ndarray:
+    """A grayscale image file -> (size, size) float32 in [0, 1] (8-bit / 255, 16-bit / 65535, float as is).
+
+    Colour images are converted to luminance. An image of another size is refused unless `resize`
+    (bicubic), since a resized ROI is not what processing produces; an image above
+    MAX_IMAGE_PIXELS is refused before it is decoded, a float image holding NaN or infinity always.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image {str(p)!r} does not exist")
-    with Image.open(p) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            a = np.asarray(im, dtype=np.float64)
-            scale = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-            a = a / scale
-        elif im.mode == "F":
-            a = np.asarray(im, dtype=np.float64)
-        else:
-            a = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ImageError(f"image {p}: {w}x{h} pixels, above the {MAX_IMAGE_PIXELS} accepted for a ROI")
+            if (w, h) != (size, size) and not resize:
+                raise ImageError(f"image {p}: {w}x{h}, a ROI is {size}x{size}; pass --resize to resample it "
+                                 "(a resampled image is not what processing produces)")
+            if min(w, h) < MIN_RESIZE_SIDE:
+                raise ImageError(f"image {p}: {w}x{h} is too small to resample into a {size}x{size} ROI")
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                scale = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+                a = a / scale
+            elif im.mode == "F":
+                a = np.asarray(im, dtype=np.float64)
+            else:
+                a = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+    if not np.all(np.isfinite(a)):
+        raise ImageError(f"image {p}: holds NaN or infinite pixels")
     if a.shape != (size, size):
         from PIL import Image as _I
         a = np.asarray(_I.fromarray(a.astype(np.float32), mode="F").resize((size, size), _I.BICUBIC))
@@ -55,9 +79,9 @@ def save_png_roi(path: str | Path, image: np.ndarray) -> Path:
     return p
 
 
-def rois_from_images(paths: list[str], size: int = 64) -> Iterator[RoiInput]:
+def rois_from_images(paths: list[str], size: int = 64, resize: bool = False) -> Iterator[RoiInput]:
     for p in paths:
-        yield RoiInput(load_png_roi(p, size), f"image:{p}")
+        yield RoiInput(load_png_roi(p, size, resize), f"image:{p}" + (" (resized)" if resize else ""))
 
 
 def rois_from_recording(path: str, settings, limit: int | None = None) -> Iterator[RoiInput]:

@@ -20,6 +20,19 @@ def is_local_endpoint(endpoint: str) -> bool:
     return is_loopback_endpoint(endpoint)
 
 
+def check_bind(endpoint: str, curve_secret_key_file: str = "", curve_clients_dir: str = "") -> None:
+    """Raise InsecureBindError for an endpoint secure_bind would refuse, before anything is started."""
+    try:
+        local = is_local_endpoint(endpoint)
+    except ValueError as exc:
+        raise InsecureBindError(str(exc)) from None
+    if not local and (not curve_secret_key_file or not curve_clients_dir):
+        raise InsecureBindError(
+            f"refusing to bind {endpoint!r} without authentication: results are biometric data. Bind "
+            "127.0.0.1 (the default), or create CURVE keys (python -m zmq.auth or zmq.auth.create_certificates) "
+            "and set inference.curve_secret_key_file (and inference.curve_clients_dir for the allowed clients)")
+
+
 def secure_bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str = "",
                 curve_clients_dir: str = ""):
     """Bind `sock`; a non-loopback endpoint needs a CURVE server key and a directory of allowed clients.
@@ -29,11 +42,7 @@ def secure_bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str = ""
     """
     auth = None
     if not is_local_endpoint(endpoint):
-        if not curve_secret_key_file or not curve_clients_dir:
-            raise InsecureBindError(
-                f"refusing to bind {endpoint!r} without authentication: results are biometric data. Bind "
-                "127.0.0.1 (the default), or create CURVE keys (python -m zmq.auth or zmq.auth.create_certificates) "
-                "and set inference.curve_secret_key_file (and inference.curve_clients_dir for the allowed clients)")
+        check_bind(endpoint, curve_secret_key_file, curve_clients_dir)
         public, secret = zmq.auth.load_certificate(str(Path(curve_secret_key_file).expanduser()))
         if secret is None:
             raise InsecureBindError(f"{curve_secret_key_file} holds no secret key")

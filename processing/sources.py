@@ -23,13 +23,10 @@ import numpy as np
 
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.recording import RecordingError  # the one recording error, also raised by this module
 from thzcore.wire import WireError, decode
 
 log = get_logger(__name__)
-
-
-class RecordingError(ValueError):
-    """An HDF5 file that does not hold raw frames in the expected layout."""
 
 
 def _find_group(h5) -> object:
@@ -55,8 +52,11 @@ def read_recording(path: str | Path, start: int = 0, stop: int | None = None) ->
         raise RecordingError(f"recording {str(p)!r} does not exist")
     try:
         fh = h5py.File(p, "r", swmr=True)
-    except (OSError, ValueError):
-        fh = h5py.File(p, "r")
+    except (OSError, RuntimeError, ValueError):
+        try:
+            fh = h5py.File(p, "r")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise RecordingError(f"{p}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
     with fh:
         g = _find_group(fh)
         for name in ("feedback_x", "feedback_y", "direction"):

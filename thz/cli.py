@@ -3,11 +3,71 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
+
+# Exit codes of every `thz` command (the table is in README.md, "Exit codes"); errors are mapped in
+# `_exit_for` below and nowhere else.
+EXIT_OK = 0           # done
+EXIT_NEGATIVE = 1     # ran, and the answer is no: a claim rejected, a parity contract broken, a run failed
+EXIT_USAGE = 2        # the command line or the configuration is wrong (the message names the option or field)
+EXIT_REFUSED = 3      # refused for safety: exposure limit, stale or tampered calibration; acquisition failed
+EXIT_INPUT = 4        # an input file is unusable: model bundle, gallery, recording, image, dataset
+EXIT_DEVICE = 5       # a device or link failed: galvo, receiver (after the daemon's own retries)
+EXIT_INTERNAL = 70    # a bug: the one-line message names the exception; THZ_DEBUG=1 shows the traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class ThzError(click.ClickException):
+    """A failure shown as one line on stderr with its documented exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _is(exc: BaseException, *where: tuple[str, str]) -> bool:
+    """isinstance against classes of modules already imported (the CLI imports no stage to map its errors)."""
+    for modname, cls_name in where:
+        cls = getattr(sys.modules.get(modname), cls_name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _exit_for(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) of an exception escaping a command."""
+    import sqlite3
+
+    from thzcore.config import ConfigError
+
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) or name
+    mods = {c.__module__.split(".")[0] for c in type(exc).__mro__}
+    if isinstance(exc, ConfigError) or _is(exc, ("thzcore.netsec", "InsecureBindError"),
+                                           ("inference.transport", "InsecureBindError")):
+        return EXIT_USAGE, text
+    if _is(exc, ("inference.bundle", "BundleError"), ("inference.gallery", "GalleryError"),
+           ("inference.sources", "ImageError"), ("thzcore.recording", "RecordingError"),
+           ("processing.sources", "RecordingError"), ("thzcore.manifest", "ManifestError")):
+        return EXIT_INPUT, text
+    if isinstance(exc, sqlite3.DatabaseError):
+        return EXIT_INPUT, f"not a readable database: {text}"
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return EXIT_INPUT, f"{exc.strerror or name}: {exc.filename}" if getattr(exc, "filename", None) else text
+    if _is(exc, ("acquisition.errors", "ConfigurationError")):
+        return EXIT_USAGE, text
+    if _is(exc, ("acquisition.errors", "AcquisitionError")):
+        return EXIT_DEVICE, f"{name}: {text}"
+    if "h5py" in mods or (isinstance(exc, OSError) and "HDF5" in text):
+        return EXIT_INPUT, f"not a readable HDF5 file: {text}"
+    if "google" in mods or "onnx" in mods or "onnxruntime" in mods:
+        return EXIT_INPUT, f"not a readable ONNX model: {name}: {text}"
+    return EXIT_INTERNAL, f"internal error: {name}: {text} (set THZ_DEBUG=1 for the traceback)"
 
 # name -> "module:attribute" of a click command or group, imported on first use
 COMMANDS: dict[str, str] = {
@@ -61,6 +121,24 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+class ThzGroup(LazyGroup):
+    """The root group: every exception a command lets escape becomes one line and an exit code (_exit_for)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # noqa: BLE001 - the one error path of the CLI
+            if os.environ.get("THZ_DEBUG"):
+                raise
+            code, text = _exit_for(exc)
+            raise ThzError(text, code) from None
+
+
 @dataclass
 class AppContext:
     config_path: str | None = None
@@ -74,11 +152,11 @@ class AppContext:
             try:
                 self._settings = load_settings(self.config_path)
             except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise ThzError(str(exc), EXIT_USAGE) from None
         return self._settings
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ThzGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="THZ_CONFIG",
               help="TOML config file (default: built-in defaults; env THZ_CONFIG).")
 @click.option("--log-level", envvar="THZ_LOG_LEVEL", default="INFO", show_default=True,
@@ -109,7 +187,7 @@ def config_validate(file: str) -> None:
         s = load_settings(file)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     click.echo(f"{file}: valid (scanner {s.scanner.scanner_id}, {s.scanner.raster.lines_per_frame} lines/frame)")
 
 

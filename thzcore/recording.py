@@ -28,6 +28,11 @@ Layout of one session file (every dataset is created before SWMR writing starts)
 
 Datasets grow by `grow` frames at a time; the writer flushes the frame's data, then sets `complete`
 and `count` and flushes again, so after a crash every frame with complete == 1 is whole.
+
+A file is created as `<name>.creating`, its whole layout written and flushed, and only then renamed
+to `<name>` (an atomic rename on one file system): a crash during creation leaves either no
+recording or one that opens (a kill -9 in the middle of h5py's creation used to leave a 48-byte file
+nothing could open). A leftover `.creating` file holds no frame and may be deleted.
 """
 from __future__ import annotations
 
@@ -52,6 +57,37 @@ META_LEN = 4096
 DATA_FIELDS = ("if_samples", "feedback_x", "feedback_y", "direction", "frame_id", "seq", "instrument_frame_no",
                "t_acquired", "t_complete", "meta", "complete")
 GAP_FIELDS = ("after_frame_id", "resume_frame_id", "t_start", "t_end", "reason")
+CREATING_SUFFIX = ".creating"
+
+
+class RecordingError(ValueError):
+    """A file that is not a readable thz-face recording; the message names the file and what is wrong."""
+
+
+def _h5_open(path: Path, mode: str = "r", **kw) -> h5py.File:
+    """h5py.File, with the errors of a damaged or foreign file (OSError, RuntimeError) as RecordingError."""
+    try:
+        return h5py.File(path, mode, **kw)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise RecordingError(f"recording {str(path)!r} does not exist") from None
+        raise RecordingError(f"{path}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
+
+
+def _count(f: h5py.File, path: Path) -> tuple[int, int]:
+    """(frames written, rows allocated) of /entry/data, checked: 0 <= count <= rows."""
+    if "entry/data/count" not in f or "entry/data/complete" not in f:
+        raise RecordingError(f"{path} is not a thz-face recording (no /entry/data/count)")
+    d = f["entry/data"]
+    try:
+        n = int(d["count"][0])
+    except (IndexError, ValueError, TypeError, OSError):
+        raise RecordingError(f"{path}: /entry/data/count is unreadable") from None
+    rows = int(d["complete"].shape[0])
+    if not 0 <= n <= rows:
+        raise RecordingError(f"{path}: /entry/data/count = {n} outside 0..{rows} (the rows the file holds): "
+                             "the file is damaged")
+    return n, rows
 
 
 def software_version() -> str:
@@ -150,12 +186,22 @@ class Recorder:
         self.grow = max(1, int(grow))
         self.count = 0
         self.n_gaps = 0
-        create_private(self.path)
         full = {"status": "running", "start_time": _iso(time.time()), "software_version": software_version(), **attrs}
         if "config_json" in full:
             full["config_sha256"] = hashlib.sha256(str(full["config_json"]).encode()).hexdigest()
-        self._f = h5py.File(self.path, "w", libver="latest")
+        if self.path.exists():
+            raise FileExistsError(f"recording {self.path} already exists")
+        creating = self.path.with_name(self.path.name + CREATING_SUFFIX)
+        if creating.exists():
+            creating.unlink()  # left by a crash during an earlier creation: it never held a frame
+        create_private(creating)
+        self._f = h5py.File(creating, "w", libver="latest")
         _make_layout(self._f, self.shape, full, self.grow, instrument)
+        self._f.flush()
+        # the recording appears whole or not at all: link() is atomic and, unlike rename, never replaces an
+        # existing file; the open handle follows the inode
+        os.link(creating, self.path)
+        os.unlink(creating)
         self._f.swmr_mode = True  # from here on: no new objects or attributes, readers may follow along
         self._d = self._f["entry/data"]
         self._g = self._f["entry/gaps"]
@@ -274,9 +320,10 @@ def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
 
 def read_recording(path: str | Path, swmr: bool = False) -> Recording:
     """Load every complete frame of a recording (swmr=True also reads a file still being written)."""
-    with h5py.File(path, "r", swmr=swmr) as f:
+    path = Path(path)
+    with _h5_open(path, "r", swmr=swmr) as f:
+        n, _ = _count(f, path)
         d = f["entry/data"]
-        n = int(d["count"][0])
         ok = np.flatnonzero(d["complete"][:n] == 1)
         # files written before t_complete / meta existed lack them
         data = {name: d[name][:n][ok] for name in DATA_FIELDS if name != "complete" and name in d}
@@ -303,9 +350,9 @@ def _open_crashed(path: Path) -> h5py.File:
     for kw in ({"swmr": True}, {}):
         try:
             return h5py.File(path, "r", **kw)
-        except OSError as exc:
-            errors.append(str(exc))
-    raise OSError(f"{path}: HDF5 cannot open the file ({'; '.join(errors)}); nothing can be recovered")
+        except (OSError, RuntimeError, ValueError) as exc:
+            errors.append(" ".join(str(exc).split()))
+    raise RecordingError(f"{path}: HDF5 cannot open the file ({errors[-1]}); nothing can be recovered")
 
 
 def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
@@ -316,17 +363,17 @@ def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise RecordingError(f"recording {str(path)!r} does not exist")
     with _open_crashed(path) as f:
-        if "entry/data/count" not in f:
-            raise ValueError(f"{path} is not a thz-face recording (no /entry/data/count)")
+        n, size = _count(f, path)
+        for group in ("entry/gaps", "entry/instrument/galvo", "entry/instrument/receiver"):
+            if group not in f:
+                raise RecordingError(f"{path} is not a thz-face recording (no /{group})")
         entry_attrs = _attrs(f["entry"])
         status = str(entry_attrs.get("status", ""))
         if status in ("closed", "recovered", "failed", "interrupted"):
-            n = int(f["entry/data/count"][0])
             return RecoverResult(path, n, 0, status, None)
         d = f["entry/data"]
-        size = d["complete"].shape[0]
         complete = d["complete"][:size]
         idx = [i for i in range(size) if complete[i] == 1]
         shape = tuple(d["if_samples"].shape[1:])

@@ -132,8 +132,8 @@ def test_sigterm_stops_cleanly_and_parks(tmp_path):
 
 @pytest.mark.parametrize("toml, code, needle", [
     ('[acquisition]\nraw_endpoint = "tcp://0.0.0.0:5599"\n', 2, "CURVE"),
-    ('[acquisition]\ngalvo_baud = 9600\n', 1, "galvo_baud: unknown key"),
-    ('[acquisition]\nreconnect_initial_s = 5.0\nreconnect_max_s = 1.0\n', 1, "reconnect_max_s"),
+    ('[acquisition]\ngalvo_baud = 9600\n', 2, "galvo_baud: unknown key"),  # exit 2: configuration (README)
+    ('[acquisition]\nreconnect_initial_s = 5.0\nreconnect_max_s = 1.0\n', 2, "reconnect_max_s"),
 ])
 def test_bad_config_rejected(tmp_path, toml, code, needle):
     cfg = tmp_path / "c.toml"

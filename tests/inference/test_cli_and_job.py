@@ -36,7 +36,10 @@ def test_png_round_trip(tmp_path):
     assert np.abs(back - img).max() <= 0.5 / 255 + 1e-6  # 8-bit quantisation
     from PIL import Image
     Image.fromarray(np.zeros((128, 100), np.uint8)).save(tmp_path / "big.png")
-    assert load_png_roi(tmp_path / "big.png").shape == (64, 64)
+    assert load_png_roi(tmp_path / "big.png", resize=True).shape == (64, 64)
+    from inference.sources import ImageError
+    with pytest.raises(ImageError, match="--resize"):
+        load_png_roi(tmp_path / "big.png")  # another size is refused unless asked for
 
 
 def test_enroll_verify_identify_from_images(bundle_dir, pngs, tmp_path):
@@ -47,7 +50,7 @@ def test_enroll_verify_identify_from_images(bundle_dir, pngs, tmp_path):
     assert stat.S_IMODE(os.stat(g).st_mode) == 0o600
     r, out = _invoke("verify", "--claim", "alice", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
     assert r.exit_code == 0 and out["accepted"] and out["scans"][0]["distance"] < 1e-5
-    r, out = _invoke("verify", "--claim", "alice", "--threshold", "-1", "--image", pngs[1],
+    r, out = _invoke("verify", "--claim", "alice", "--threshold", "1e-9", "--image", pngs[1],
                      "--bundle", str(bundle_dir), "--gallery", g)
     assert r.exit_code == 1 and not out["accepted"]  # a threshold nothing passes: rejected, exit 1
     r, out = _invoke("identify", "--image", pngs[0], "--bundle", str(bundle_dir), "--gallery", g)
@@ -65,9 +68,10 @@ def test_new_model_refuses_old_gallery(bundle_dir, pngs, tmp_path):
     m = onnx.load(str(other / ONNX_NAME))
     m.doc_string = "retrained"  # another model id, as a retrained model would have
     onnx.save(m, str(other / ONNX_NAME))
+    from thzcore.bundle import BundleManifest, write_manifest
     man = json.loads((other / MANIFEST_NAME).read_text())
     man["model_id"] = file_model_id(other / ONNX_NAME)
-    (other / MANIFEST_NAME).write_text(json.dumps(man))
+    write_manifest(other, BundleManifest.model_validate(man))  # re-exported: a new model id, a new manifest hash
     r, _ = _invoke("verify", "--claim", "alice", "--image", pngs[0], "--bundle", str(other), "--gallery", g)
     assert r.exit_code != 0 and "re-enrol" in r.output
 

@@ -70,7 +70,8 @@ def test_onnxruntime_parity_with_torch_normalised_input(bundle_dir, tmp_path):
     import json
     m = json.loads((d / MANIFEST_NAME).read_text())
     m["normalisation"] = {"mean": 0.5, "std": 0.25}
-    (d / MANIFEST_NAME).write_text(json.dumps(m))
+    from thzcore.bundle import BundleManifest, write_manifest
+    write_manifest(d, BundleManifest.model_validate(m))
     b = load_bundle(d)
     rois = np.random.default_rng(3).random((2, 64, 64), dtype=np.float32)
     out = OnnxRuntimeEngine(b, reconstruction=True).infer(rois)

@@ -155,7 +155,8 @@ def test_recover_rejects_foreign_files(tmp_path):
         recover(p)
     q = tmp_path / "junk.h5"
     q.write_bytes(b"not hdf5")
-    with pytest.raises(OSError, match="cannot open"):
+    from thzcore.recording import RecordingError
+    with pytest.raises(RecordingError, match="cannot open"):
         recover(q)
 
 
