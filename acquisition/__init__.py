@@ -1,4 +1,5 @@
-"""acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, HDF5 recordings.
+"""acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, `recover` for HDF5 recordings
+(the recording format itself is the kernel's: thzcore.recording).
 
 Public names are imported on first use so that `pipeline.settings` (which imports acquisition.config)
 stays light:
@@ -6,7 +7,7 @@ stays light:
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
     grab_frames                           acquisition.grab
-    Recorder, read_recording, recover     thzcore.recording
+    recover                               acquisition.recover
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from thzcore.lazy import lazy_exports
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
     "ScannerSession": "acquisition.session", "grab_frames": "acquisition.grab",
-    "Recorder": "thzcore.recording", "read_recording": "thzcore.recording", "recover": "thzcore.recording",
+    "recover": "acquisition.recover",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",
 }

@@ -22,13 +22,15 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
-from acquisition.publish import RawPublisher, StatusPublisher, check_bind, stop_authenticator
-from thzcore.recording import Recorder, software_version
+from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
 from acquisition.state import State, StateMachine, Transition, backoff_delays
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.netsec import stop_authenticator
+from thzcore.provenance import software_version
+from thzcore.recording import Recorder
 
 log = get_logger(__name__)
 

@@ -23,9 +23,9 @@ from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
                                encode_result)
-from inference.transport import secure_bind
 from thzcore.labels import POSTURES
 from thzcore.logs import RateLimitedLog, get_logger
+from thzcore.netsec import secure_bind
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
@@ -163,7 +163,7 @@ class InferenceStage:
             pub.setsockopt(zmq.XPUB_VERBOSE, 1)
             pub.setsockopt(zmq.SNDHWM, 1000)
             self.bound_endpoint, auth = secure_bind(pub, self.result_endpoint, self.cfg.curve_secret_key_file,
-                                                    self.cfg.curve_clients_dir)
+                                                    self.cfg.curve_clients_dir, "inference.result_endpoint")
             sub.connect(self.roi_endpoint)
             gallery = Gallery(self.gallery_path, self.engine.model_id, self.engine.bundle.manifest.embedding_size)
             poller = zmq.Poller()

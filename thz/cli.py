@@ -1,4 +1,4 @@
-"""The one `thz` command. Subcommands live in their packages and are imported only when used."""
+"""The one `thz` command. Subcommands live in thz/commands/ and are imported only when used."""
 from __future__ import annotations
 
 import importlib
@@ -30,70 +30,31 @@ class ThzError(click.ClickException):
         self.exit_code = exit_code
 
 
-def _is(exc: BaseException, *where: tuple[str, str]) -> bool:
-    """isinstance against classes of modules already imported (the CLI imports no stage to map its errors)."""
-    for modname, cls_name in where:
-        cls = getattr(sys.modules.get(modname), cls_name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
-            return True
-    return False
-
-
-def _exit_for(exc: BaseException) -> tuple[int, str]:
-    """(exit code, one-line message) of an exception escaping a command."""
-    import sqlite3
-
-    from thzcore.config import ConfigError
-
-    name = type(exc).__name__
-    text = " ".join(str(exc).split()) or name
-    mods = {c.__module__.split(".")[0] for c in type(exc).__mro__}
-    if isinstance(exc, ConfigError) or _is(exc, ("thzcore.netsec", "InsecureBindError"),
-                                           ("inference.transport", "InsecureBindError")):
-        return EXIT_USAGE, text
-    if _is(exc, ("inference.bundle", "BundleError"), ("inference.gallery", "GalleryError"),
-           ("inference.sources", "ImageError"), ("thzcore.recording", "RecordingError"),
-           ("processing.sources", "RecordingError"), ("thzcore.manifest", "ManifestError")):
-        return EXIT_INPUT, text
-    if isinstance(exc, sqlite3.DatabaseError):
-        return EXIT_INPUT, f"not a readable database: {text}"
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
-        return EXIT_INPUT, f"{exc.strerror or name}: {exc.filename}" if getattr(exc, "filename", None) else text
-    if _is(exc, ("acquisition.errors", "ConfigurationError")):
-        return EXIT_USAGE, text
-    if _is(exc, ("acquisition.errors", "AcquisitionError")):
-        return EXIT_DEVICE, f"{name}: {text}"
-    if "h5py" in mods or (isinstance(exc, OSError) and "HDF5" in text):
-        return EXIT_INPUT, f"not a readable HDF5 file: {text}"
-    if "google" in mods or "onnx" in mods or "onnxruntime" in mods:
-        return EXIT_INPUT, f"not a readable ONNX model: {name}: {text}"
-    return EXIT_INTERNAL, f"internal error: {name}: {text} (set THZ_DEBUG=1 for the traceback)"
-
 # name -> "module:attribute" of a click command or group, imported on first use
 COMMANDS: dict[str, str] = {
-    "acquire": "acquisition.cli:acquire",
-    "recover": "acquisition.cli:recover",
-    "train": "training.cli:train",
-    "evaluate": "training.cli:evaluate",
-    "export": "training.cli:export",
-    "run": "inference.cli:run",
-    "enroll": "inference.cli:enroll",
-    "verify": "inference.cli:verify",
-    "identify": "inference.cli:identify",
-    "gallery": "inference.gallery_cli:gallery",
-    "calibrate": "calibration.cli:calibrate",
+    "acquire": "thz.commands.acquire:acquire",
+    "recover": "thz.commands.acquire:recover",
+    "train": "thz.commands.train:train",
+    "evaluate": "thz.commands.train:evaluate",
+    "export": "thz.commands.train:export",
+    "run": "thz.commands.run:run",
+    "enroll": "thz.commands.run:enroll",
+    "verify": "thz.commands.run:verify",
+    "identify": "thz.commands.run:identify",
+    "gallery": "thz.commands.gallery:gallery",
+    "calibrate": "thz.commands.calibrate:calibrate",
 }
 SIM_COMMANDS: dict[str, str] = {
-    "demo": "sim.cli:demo",
-    "scanner": "sim.emulators.cli:scanner",
+    "demo": "thz.commands.demo:demo",
+    "scanner": "thz.commands.scanner:scanner",
     "dataset": "thz.commands.dataset:dataset",
     "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
 BENCHES: dict[str, str] = {
-    "processing": "processing.bench:bench_processing",
-    "inference": "inference.bench:bench_inference",
-    "pipeline": "inference.bench:bench_pipeline",
-    "parity": "inference.bench:bench_parity",
+    "processing": "thz.commands.bench_processing:bench_processing",
+    "inference": "thz.commands.bench_inference:bench_inference",
+    "pipeline": "thz.commands.bench_inference:bench_pipeline",
+    "parity": "thz.commands.bench_inference:bench_parity",
 }
 
 
@@ -110,19 +71,59 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            try:
-                return getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError) as exc:
-                # a package not built yet: say so instead of a traceback
-                @click.command(name=name, help=f"(unavailable: {exc})")
-                def _missing() -> None:
-                    raise click.ClickException(f"'thz {name}' is not available: {exc}")
-                return _missing
+            return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
 
+# The named errors that commands let through, and the exit status of each: the one place that maps them
+# (first match wins, so a subclass with its own code comes before its base).
+EXIT_CODES: dict[str, int] = {
+    "pipeline.prescan:ScanRefused": EXIT_REFUSED,  # the same code `thz calibrate` uses for an exposure refusal
+    "thzcore.config:ConfigError": EXIT_USAGE,
+    "thzcore.netsec:InsecureBindError": EXIT_USAGE,
+    "acquisition.errors:ConfigurationError": EXIT_USAGE,
+    "inference.bundle:BundleError": EXIT_INPUT,
+    "thzcore.bundle:ManifestError": EXIT_INPUT,
+    "inference.gallery:GalleryError": EXIT_INPUT,
+    "inference.sources:ImageError": EXIT_INPUT,
+    "thzcore.recording:RecordingError": EXIT_INPUT,
+    "thzcore.manifest:ManifestError": EXIT_INPUT,
+    "sqlite3:DatabaseError": EXIT_INPUT,
+    "acquisition.errors:AcquisitionError": EXIT_DEVICE,
+}
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit status for a named error of EXIT_CODES (its module is loaded when it was raised), else None."""
+    for name, code in EXIT_CODES.items():
+        module, attr = name.split(":")
+        cls = getattr(sys.modules.get(module), attr, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return code
+    return None
+
+
+def _exit_for(exc: BaseException) -> tuple[int, str]:
+    """(exit status, one-line message) of any exception escaping a command: EXIT_CODES first, then the
+    errors of files that third-party readers raise (OS, HDF5, ONNX), else an internal error."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) or name
+    code = exit_code_for(exc)
+    if code is not None:
+        return code, text
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return EXIT_INPUT, f"{exc.strerror or name}: {exc.filename}" if getattr(exc, "filename", None) else text
+    mods = {c.__module__.split(".")[0] for c in type(exc).__mro__}
+    if "h5py" in mods or (isinstance(exc, OSError) and "HDF5" in text):
+        return EXIT_INPUT, f"not a readable HDF5 file: {text}"
+    if mods & {"google", "onnx", "onnxruntime"}:
+        return EXIT_INPUT, f"not a readable ONNX model: {name}: {text}"
+    return EXIT_INTERNAL, f"internal error: {name}: {text} (set THZ_DEBUG=1 for the traceback)"
+
+
 class ThzGroup(LazyGroup):
-    """The root group: every exception a command lets escape becomes one line and an exit code (_exit_for)."""
+    """The top-level group: every exception a command lets escape becomes one line on stderr and the exit
+    status of `_exit_for` (THZ_DEBUG=1 lets it through, traceback and all)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -94,7 +94,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
               help="keep the crashed file as FILE.crashed")
 def recover(file: str, keep_original: bool) -> None:
     """Repair and close a recording left by a crash: every complete frame is kept, readable without SWMR."""
-    from thzcore.recording import recover as do_recover
+    from acquisition.recover import recover as do_recover
 
     res = do_recover(file, keep_original=keep_original)  # RecordingError: the CLI's input error (exit 4)
     click.echo(json.dumps(res.as_dict()))

@@ -37,7 +37,8 @@ def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bo
 
 def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
           posture: str | None, concealed: bool, scans: int, size: int):
-    from inference.sources import rois_from_images, rois_from_recording
+    from inference.sources import rois_from_images
+    from pipeline.rois import live_rois, rois_from_recording
 
     chosen = sum([bool(images), recording is not None, sim or live])
     if chosen != 1:
@@ -52,7 +53,6 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
         if not rois:
             raise click.ClickException(f"no face ROI found in {recording}")
         return rois
-    from pipeline.job import live_rois
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
     return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
@@ -243,11 +243,11 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
             identities = parse_identity_list(identity_spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--identities") from None
-    from inference.transport import check_bind
+    from thzcore.netsec import check_bind
     st = _settings(obj)
     # refuse a public endpoint without CURVE now, not after the emulator and the daemon have started
     check_bind(result_endpoint or st.inference.result_endpoint, st.inference.curve_secret_key_file,
-               st.inference.curve_clients_dir)
+               st.inference.curve_clients_dir, "inference.result_endpoint")
     s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
