@@ -80,7 +80,7 @@ def test_source_errors(bundle_dir, pngs, tmp_path):
     r = CliRunner().invoke(cli, ["identify", "--bundle", str(bundle_dir)])
     assert r.exit_code == 2 and "exactly one source" in r.output
     r = CliRunner().invoke(cli, ["identify", "--image", pngs[0], "--bundle", str(tmp_path / "none")])
-    assert r.exit_code == 1 and "thz export" in r.output
+    assert r.exit_code == 4 and "thz export" in r.output  # exit 4: an unusable input file (README)
 
 
 def _run_sim_direct(bundle_dir, tmp_path, *args) -> dict:
