@@ -92,6 +92,7 @@ class GalvoDevice:
     log: deque = field(default_factory=lambda: deque(maxlen=2000))
     out_of_range: int = 0  # commands received that broke a limit (the host must never send one)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    watchdog_parked: threading.Event = field(default_factory=threading.Event)  # set when the watchdog parks
 
     # --- physics view ---
     def _m(self, deg: float) -> float:
@@ -143,6 +144,14 @@ class GalvoDevice:
     def _push(self, code: int, text: str) -> None:
         self.errors.append((int(code), str(text).replace('"', "'")))
 
+    def tick(self) -> str:
+        """Run the host watchdog now and return the state. The controller's own timer calls this (the pty
+        port every 50 ms), so a host that is gone is noticed within the watchdog period, not at the next
+        command or status query."""
+        with self.lock:
+            self._tick()
+            return self.state
+
     def _tick(self) -> None:
         """Host watchdog: a running raster with no command for watchdog_s parks itself."""
         if (self.state == "RUNNING" and self.watchdog_s > 0
@@ -150,6 +159,7 @@ class GalvoDevice:
             self.state, self.park_deg = "PARKED", (0.0, 0.0)
             self.flags |= FLAG_WATCHDOG
             self._push(E_WATCHDOG, "Host watchdog expired; parked")
+            self.watchdog_parked.set()
 
     # --- the line interpreter ---
     def handle_line(self, line: bytes) -> bytes:

@@ -117,13 +117,16 @@ class PtyGalvoPort:
                 else:
                     time.sleep(0.01)
                 continue
+            self.device.tick()  # the controller's watchdog timer runs whether or not the host talks
             try:
                 r, _, _ = select.select([fd], [], [], 0.05)
                 if not r:
                     continue
                 data = os.read(fd, 4096)
             except (OSError, ValueError):
-                continue  # unplugged under us
+                # unplugged under us, or EIO: no process holds the port open (the host is gone)
+                time.sleep(0.05)
+                continue
             buf += data
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)

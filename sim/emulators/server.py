@@ -95,7 +95,7 @@ class ScannerEmulator:
         return {"frames_served": self.receiver.frames_served, "connections": self.scpi.connections,
                 "unplugs": self.galvo_port.unplugs, "faults_fired": dict(self.faults.fired),
                 "faults_pending": self.faults.pending(), "galvo_out_of_range": self.galvo.out_of_range,
-                "galvo_state": self.galvo.state, "model_rebuilds": self.physics.rebuilds,
+                "galvo_state": self.galvo.tick(), "model_rebuilds": self.physics.rebuilds,
                 "receiver_state": self.receiver.state}
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
