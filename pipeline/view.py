@@ -101,11 +101,57 @@ class ViewState:
             self.update()
 
 
+class _CappedServer(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` of them: the next is answered 503 and closed
+    (300 idle connections used to hold 300 threads)."""
+
+    daemon_threads = True
+    request_queue_size = 128  # a burst of connections is accepted (and refused) instead of stalling in SYN retries
+
+    def __init__(self, address, handler, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._count_lock = threading.Lock()
+        self.refused = 0
+        self.active = 0  # connections being served now
+        self.peak = 0    # the most served at once
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._count_lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self.active -= 1
+        self._slots.release()
+
+
 class LiveView:
     """Serve the page on loopback; feed it with on_frame / on_result / on_status from any thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, fault_after_s: float = 3.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_connections: int = 16,
+                 idle_timeout_s: float = 10.0) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"live view host {host!r} is not loopback: the page shows faces and has no "
                              "authentication; bind 127.0.0.1 and reach it through an SSH tunnel")
@@ -114,6 +160,8 @@ class LiveView:
         view = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = idle_timeout_s  # a connection that sends no request (or reads no event) is closed
+
             def log_message(self, fmt: str, *args: Any) -> None:  # requests are not logged (no faces in logs)
                 pass
 
@@ -163,10 +211,10 @@ class LiveView:
                         else:
                             self.wfile.write(b": heartbeat\n\n")
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:  # gone, or not reading its events for idle_timeout_s
                     return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _CappedServer((host, port), Handler, max_connections)
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="live-view", daemon=True)

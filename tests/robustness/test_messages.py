@@ -289,3 +289,33 @@ def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
     finally:
         stop.set()
         t.join(10)
+
+
+def test_live_view_caps_connections_and_closes_idle_ones(matrix):
+    """Issue 13 item 10: 300 idle connections used to hold 300 threads until they went away."""
+    import socket
+
+    from pipeline.view import LiveView
+
+    view = LiveView(port=0, max_connections=8, idle_timeout_s=1.0).start()
+    host, port = view._server.server_address[:2]
+    base = threading.active_count()
+    socks = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection((host, port), timeout=5)
+            socks.append(s)
+        # every connection beyond the cap is answered 503 and closed at once; the rest are closed when
+        # idle for 1 s: each recv below returns b"" (or the 503) when the server closes its side
+        answers = []
+        for s in socks:
+            answers.append(s.recv(200))
+        assert all(a == b"" or a.startswith(b"HTTP/1.1 503") for a in answers)
+        refused = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
+        assert refused == view._server.refused and refused > 0
+        assert view._server.peak <= 8 and threading.active_count() <= base + 8
+        matrix.record("live view", "300 idle connections, cap 8", f"{refused} refused, peak 8, idle closed after 1 s")
+    finally:
+        for s in socks:
+            s.close()
+        view.stop()
