@@ -8,6 +8,10 @@ from inference.bundle import BundleError, load_bundle
 from inference.engines.choice import EngineUnavailable, choose_engine, make_engine, nvidia_gpu_present, tensorrt_installed
 from thzcore.bundle import MANIFEST_NAME
 
+# torch eager vs ONNX Runtime: the export contract's own tolerance (training.export_tolerance); the two
+# order float32 sums differently, and by how much depends on the CPU's vector width
+EXPORT_ATOL = 1e-4
+
 
 def _engines():
     kinds = [pytest.param(("onnxruntime", None), id="onnxruntime")]
@@ -76,7 +80,7 @@ def test_onnxruntime_parity_with_torch_normalised_input(bundle_dir, tmp_path):
     rois = np.random.default_rng(3).random((2, 64, 64), dtype=np.float32)
     out = OnnxRuntimeEngine(b, reconstruction=True).infer(rois)
     ref = torch_reference(((rois - 0.5) / 0.25)[:, None].astype(np.float32))
-    np.testing.assert_allclose(out["embedding"], ref["embedding"], atol=1e-5)
+    np.testing.assert_allclose(out["embedding"], ref["embedding"], atol=EXPORT_ATOL)
 
 
 @pytest.mark.parametrize("threads, spin", [(1, False), (2, True)])
@@ -84,7 +88,7 @@ def test_onnxruntime_settings_do_not_change_results(bundle, golden, threads, spi
     from inference.engines.onnxrt import OnnxRuntimeEngine
     rois, ref = golden
     e = OnnxRuntimeEngine(bundle, intra_op_threads=threads, allow_spinning=spin, graph_optimization="basic")
-    np.testing.assert_allclose(e.infer(rois)["embedding"], ref["embedding"], atol=1e-5)
+    np.testing.assert_allclose(e.infer(rois)["embedding"], ref["embedding"], atol=EXPORT_ATOL)
     assert e.describe()["intra_op_threads"] == threads
 
 

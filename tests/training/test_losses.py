@@ -17,9 +17,11 @@ def test_supcon_three_points_by_hand():
     # e0 = e1 = (1,0) (identity 7), e2 = (0,1) (identity 9); tau = 0.5.
     # anchor 0: sims to 1, 2 are 1/0.5 = 2 and 0 -> log p(1) = 2 - log(e^2 + 1); anchor 1 the same;
     # anchor 2 has no positive and is skipped. L = -(2 - log(e^2 + 1)).
-    e = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # 2 - log(e^2 + 1) = 0.127 cancels 2 digits: checked in float64, where the closed form holds to ~1e-15
+    e = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     got = supcon_loss(e, torch.tensor([7, 7, 9]), tau=0.5)
-    assert float(got) == pytest.approx(-(2 - math.log(math.e ** 2 + 1)), rel=1e-6)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(-(2 - math.log(math.e ** 2 + 1)), rel=1e3 * torch.finfo(torch.float64).eps)
 
 
 def test_supcon_positives_are_per_identity_and_mask_drops_samples():
@@ -82,11 +84,20 @@ def test_psnr_by_hand():
 
 
 def test_reconstruction_loss_is_the_weighted_sum():
-    x, y = torch.full((1, 1, 16, 16), 0.3), torch.full((1, 1, 16, 16), 0.6)
+    # float64: in float32 the Gaussian-window variance of a constant image is E[x^2] - mu^2, which cancels
+    # to ~eps32 * mu^2 = 4e-8 against C2 = 9e-4 and moves the SSIM term by ~1e-5 depending on the CPU's
+    # summation order (AVX2 vs AVX-512); the closed form is checked where it holds, the float32 path below
+    x, y = torch.full((1, 1, 16, 16), 0.3, dtype=torch.float64), torch.full((1, 1, 16, 16), 0.6, dtype=torch.float64)
     total, parts = reconstruction_loss(x, y, 2.0, 0.5, 0.0)
     ch = math.sqrt(0.09 + 1e-6)
     s = (2 * 0.18 + 1e-4) / (0.09 + 0.36 + 1e-4)
-    assert float(total) == pytest.approx(2.0 * ch + 0.5 * (1 - s), rel=1e-5)
+    expect = 2.0 * ch + 0.5 * (1 - s)
+    assert float(total) == pytest.approx(expect, rel=1e3 * torch.finfo(torch.float64).eps)
+    # float32: the bound of that cancellation, 121 window taps x eps32 x (mu_x^2 + mu_y^2) / C2, times the
+    # SSIM weight 0.5
+    tol32 = 0.5 * 121 ** 0.5 * torch.finfo(torch.float32).eps * (0.09 + 0.36) / 9e-4
+    total32, _ = reconstruction_loss(x.float(), y.float(), 2.0, 0.5, 0.0)
+    assert float(total32) == pytest.approx(expect, abs=tol32)
     assert set(parts) == {"charbonnier", "ssim_loss"}
 
 

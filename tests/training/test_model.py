@@ -54,9 +54,12 @@ def test_predicted_routing_equals_gt_routing_with_the_predicted_labels(net):
         soft = net(x, route="soft")
         experts = torch.stack([d(pred["fmap"], pred["skips"]) for d in net.decoders], 1)
     net.train()
-    assert torch.allclose(pred["reconstruction"], gt["reconstruction"], atol=1e-6)
+    # the routes run the decoders on different batch sizes, so the CPU's GEMM blocking (and the order of
+    # float32 sums) differs: outputs in [0, 1] agree to a few hundred float32 roundings, not to the last bit
+    atol = 256 * torch.finfo(torch.float32).eps
+    assert torch.allclose(pred["reconstruction"], gt["reconstruction"], atol=atol)
     w = pred["posture_logits"].softmax(1)[:, :, None, None, None]
-    assert torch.allclose(soft["reconstruction"], (experts * w).sum(1), atol=1e-6)
+    assert torch.allclose(soft["reconstruction"], (experts * w).sum(1), atol=atol)
 
 
 def test_bad_input_and_route_are_rejected(net):
