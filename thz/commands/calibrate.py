@@ -20,9 +20,9 @@ def _store_path(obj, store: str | None) -> Path:
 
 
 def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: bool, direct: bool) -> None:
-    from calibration.exposure import ExposureLimitError
+    from calibration.fits.power_density import ExposureLimitError
     from calibration.runner import run_calibration
-    from calibration.sources import open_source
+    from calibration.sources.virtual import open_source
     from calibration.store import CalibrationStore
 
     settings = obj.settings

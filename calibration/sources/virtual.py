@@ -1,4 +1,4 @@
-"""Measurement sources (see calibration.source): the daemon + emulators, or the virtual scanner in-process."""
+"""Measurement sources (see calibration.sources.base): the daemon + emulators, or the virtual scanner in-process."""
 from __future__ import annotations
 
 import math
@@ -110,11 +110,11 @@ class VirtualSource:
 def open_source(settings: Any, sim: bool = True, direct: bool = False, seed: int | None = None):
     """The daemon + emulator path when available (and not `direct`), else the in-process virtual scanner."""
     if not sim:
-        from calibration.daemon_source import HardwareSource
+        from calibration.sources.daemon import HardwareSource
         return HardwareSource(settings)
     if not direct:
         try:
-            from calibration.daemon_source import DaemonSource
+            from calibration.sources.daemon import DaemonSource
         except ImportError as exc:
             log.warning("daemon path unavailable, measuring the virtual scanner in-process",
                         extra={"reason": str(exc)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from calibration.sources import scaled_fast_axis
+from calibration.sources.virtual import scaled_fast_axis
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
