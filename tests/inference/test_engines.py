@@ -128,7 +128,7 @@ def test_auto_falls_back_when_tensorrt_build_fails(bundle):
     with pytest.warns(RuntimeWarning, match="falling back to ONNX Runtime"):
         e = make_engine(bundle, "auto", gpu=True, tensorrt=True)
     assert e.name == "onnxruntime"
-    with pytest.raises(Exception):
+    with pytest.raises(ImportError):  # an explicit request lets the failure through: no tensorrt here
         make_engine(bundle, "tensorrt", gpu=True, tensorrt=True)
 
 
