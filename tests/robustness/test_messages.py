@@ -164,7 +164,7 @@ def test_inference_stage_survives_the_roi_corpus_and_answers_every_good_roi_afte
         assert stage.subscribed.wait(10)
         corpus = roi_corpus()
         fid = 0
-        for case, parts in corpus:
+        for _case, parts in corpus:
             src.sock.send_multipart(parts)
             fid += 1
             src.good(fid)  # a good ROI after every bad one: it must be answered
