@@ -9,6 +9,7 @@ from typing import Any
 
 import h5py
 
+from thzcore.h5clear import clear_consistency_flags
 from thzcore.logs import get_logger
 from thzcore.recording import (DATA_FIELDS, GAP_FIELDS, RecordingError, create_private, entry_attrs, frame_count,
                                iso_time, make_layout)
@@ -30,12 +31,19 @@ class RecoverResult:
 
 
 def _open_crashed(path: Path) -> h5py.File:
+    """Open a crash-left file read-only: SWMR, plain, and once more after clearing the "open for write"
+    flags a killed writer leaves in the superblock (thzcore.h5clear, what `h5clear -s` does)."""
     errors = []
-    for kw in ({"swmr": True}, {}):
-        try:
-            return h5py.File(path, "r", **kw)
-        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a superblock HDF5 cannot decode
-            errors.append(" ".join(str(exc).split()))
+    for attempt in range(2):
+        for kw in ({"swmr": True}, {}):
+            try:
+                return h5py.File(path, "r", **kw)
+            except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a superblock HDF5 cannot decode
+                errors.append(" ".join(str(exc).split()))
+        if attempt == 0 and "already open for write" in errors[-1] and clear_consistency_flags(path):
+            log.warning("cleared the open-for-write flags a killed writer left", extra={"file": str(path)})
+            continue
+        break
     raise RecordingError(f"{path}: HDF5 cannot open the file ({errors[-1]}); nothing can be recovered")
 
 
