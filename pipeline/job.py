@@ -194,7 +194,7 @@ class Collector:
                             self.view.on_frame(m.frame_id, m.arrays["frame"], m.meta)
                         elif m.topic == "roi" and "roi" in m.arrays:
                             self.rois[(m.scanner_id, m.frame_id)] = np.array(m.arrays["roi"], np.float32)
-                            if len(self.rois) > 512:
+                            if len(self.rois) > 64:  # a result waits at most 1 s for its ROI
                                 self.rois.pop(next(iter(self.rois)))
                 if status is not None and status in ev:
                     while True:
@@ -567,6 +567,8 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = Path(gallery_path) if gallery_path else out_dir / "gallery.sqlite"
     records: list[ScanRecord] = []
+    from pipeline.report import RowSpool
+    spool = RowSpool(out_dir / ".scans.rows.html")
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
                             "threshold": engine.bundle.threshold, "subjects": ", ".join(map(subject_id, identities)),
@@ -604,6 +606,8 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                     scene = subject_scene(i, p, True, int(rng.integers(1 << 31)))
                     for c in pipe.clean_results(scene, scans_per_posture, scene_timeout_s):
                         r = _record(c, subject_id(i), p, claims[1])
+                        spool.add(r)  # the images go to disk now; the record keeps the numbers
+                        r.roi = r.reconstruction = None
                         records.append(r)
                         echo(_progress(len(records), total, r))
             pipe.stage.set_claims([])
@@ -622,15 +626,18 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                                                                     "dropped_stale", "decision_errors")},
                    processing_counters={k: proc_counters.get(k) for k in ("received", "emitted", "faces", "no_face",
                                                                           "dropped_malformed")})
-    report = write_report_files(out_dir, summary, records, info)
+    spool.close()
+    report = write_report_files(out_dir, summary, records, info, rows=spool.path)
+    spool.path.unlink(missing_ok=True)
     summary["report"] = str(report)
     echo(_summary_text(summary))
     return summary
 
 
-def write_report_files(out_dir: Path, summary: dict, records: list[ScanRecord], info: dict) -> Path:
+def write_report_files(out_dir: Path, summary: dict, records: list[ScanRecord], info: dict,
+                       rows: Path | None = None) -> Path:
     from pipeline.report import write_report
-    return write_report(out_dir / "report.html", summary, records, info)
+    return write_report(out_dir / "report.html", summary, records, info, rows=rows)
 
 
 def _record(c: Collected, subject: str, posture: str, impostor: str) -> ScanRecord:

@@ -46,24 +46,49 @@ def _decision(accepted: bool | None, distance: float | None, want_accept: bool) 
     return f'<td class="{cls}">{"accept" if accepted else "reject"} ({distance:.3f})</td>'
 
 
-def write_report(path: str | Path, summary: dict, records: list[ScanRecord], info: dict) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for r in records:
-        roi = f'<img src="{png_data_uri(r.roi)}" alt="roi">' if r.roi is not None else "-"
-        rec = (f'<img src="{png_data_uri(r.reconstruction)}" alt="reconstruction">'
-               if r.reconstruction is not None else "-")
-        posture_cls = "ok" if r.posture_pred == r.posture_true else "bad"
-        rows.append(
-            f"<tr><td>{r.frame_id}</td><td>{html.escape(r.subject)}</td><td>{html.escape(r.posture_true)}</td>"
+def scan_row(r: ScanRecord) -> str:
+    """The report's table row of one scan, its images inline (written as each scan comes in)."""
+    roi = f'<img src="{png_data_uri(r.roi)}" alt="roi">' if r.roi is not None else "-"
+    rec = (f'<img src="{png_data_uri(r.reconstruction)}" alt="reconstruction">'
+           if r.reconstruction is not None else "-")
+    posture_cls = "ok" if r.posture_pred == r.posture_true else "bad"
+    return (f"<tr><td>{r.frame_id}</td><td>{html.escape(r.subject)}</td><td>{html.escape(r.posture_true)}</td>"
             f"<td>{roi}</td><td>{rec}</td>"
             f'<td class="{posture_cls}">{html.escape(r.posture_pred)} ({r.posture_prob:.2f})</td>'
             + _decision(r.genuine_accepted, r.genuine_distance, True)
             + f"<td>{_fmt(r.impostor_claim)}</td>"
             + _decision(r.impostor_accepted, r.impostor_distance, False)
             + f"<td>{_fmt(r.identified)}</td><td>{r.latency_ms:.1f}</td>"
-            + f"<td>{html.escape('; '.join(r.errors))}</td></tr>")
+            + f"<td>{html.escape('; '.join(r.errors))}</td></tr>\n")
+
+
+class RowSpool:
+    """Scan rows streamed to a private file as they come, so a long session holds no images in memory;
+    `write_report(..., rows=spool.path)` copies them into the report."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # face images: owner only
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+
+    def add(self, r: ScanRecord) -> None:
+        self._fh.write(scan_row(r))
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_report(path: str | Path, summary: dict, records: list[ScanRecord], info: dict,
+                 rows: str | Path | None = None) -> Path:
+    """The HTML report; the scan rows from `rows` (a RowSpool's file) when given, else built from records."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if rows is not None:
+        rows = [Path(rows).read_text(encoding="utf-8")]
+    else:
+        rows = [scan_row(r) for r in records]
     keys = ["frames", "posture_accuracy", "verification_accuracy", "genuine_accept_rate", "impostor_reject_rate",
             "identification_rank1", "mean_genuine_distance", "mean_impostor_distance", "threshold",
             "p50_latency_ms", "p99_latency_ms", "inference_ms_p50"]
