@@ -150,7 +150,7 @@ def test_no_torch_at_run_time(bundle_dir):
     import sys
     code = ("import sys, numpy as np\n"
             "import inference.bundle, inference.engines.base, inference.engines.choice, inference.engines.onnxrt, inference.engines.tensorrt, inference.engines.fp16, "
-            "inference.gallery, inference.stage, pipeline.job, pipeline.view, thz.commands.run, thz.commands.bench_inference, "
+            "inference.gallery, inference.stage, pipeline.compose, pipeline.run, pipeline.view, thz.commands.run, thz.commands.bench_inference, "
             "pipeline.report\n"
             f"e = inference.engines.choice.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
             "e.infer(np.zeros((1, 64, 64), np.float32))\n"
