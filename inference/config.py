@@ -33,7 +33,7 @@ class InferenceConfig(Section):
     identify_threshold: float | None = Field(
         None, ge=0.0, le=2.0, description="open-set rejection distance for 1:N identification "
                                           "(cosine distance); None = the bundle's verification threshold")
-    stale_after_s: float = Field(10.0, gt=0, description="a ROI acquired longer ago (or further ahead) than this is "
+    stale_after_s: float = Field(10.0, gt=0, description="a ROI acquired longer ago than this is "
                                                          "dropped as stale (s); a scanner silent this long starts "
                                                          "afresh, so a restarted daemon may renumber its frames")
     max_frame_jump: int = Field(1000, ge=1, description="a ROI whose frame id is more than this ahead of the last "

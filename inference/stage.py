@@ -251,9 +251,11 @@ class InferenceStage:
         new reference, so one corrupt id cannot make every later frame stale. A scanner silent for
         stale_after_s starts afresh (a restarted daemon may number its frames from 0 again).
         """
+        # only the past is stale: a source faster than real time (the direct virtual scanner) stamps frames
+        # ahead of the wall clock, and a frame id far ahead is caught below
         age = now - msg.t_acquired
-        if abs(age) > self.cfg.stale_after_s:
-            return f"acquired {age:+.3f} s from now, beyond stale_after_s={self.cfg.stale_after_s}"
+        if age > self.cfg.stale_after_s:
+            return f"acquired {age:.3f} s ago, beyond stale_after_s={self.cfg.stale_after_s}"
         last = self._last_frame.get(msg.scanner_id)
         if last is None or now - last[1] > self.cfg.stale_after_s:
             return None
