@@ -74,8 +74,24 @@ def contract_failures(stats: dict, precision: str) -> list[str]:
     return fails
 
 
+def _inside(root: Path, q: Path, what: str) -> Path:
+    """q, when it (symlinks resolved) lies inside root; ImageError naming it otherwise."""
+    from inference.sources import ImageError
+
+    if not q.resolve().is_relative_to(root.resolve()):
+        raise ImageError(f"{what} {str(q)!r} lies outside {str(root)!r} (a '..' path, an absolute path or a "
+                         "symlink out of it): refused")
+    return q
+
+
 def image_paths(sources: list[str]) -> list[Path]:
-    """PNG files named, or found under directories; a dataset directory gives its manifest's THz images."""
+    """PNG files named, or found under directories; a dataset directory gives its manifest's THz images.
+
+    Paths from a manifest and files found under a directory must stay inside it: a manifest row with
+    '..' or an absolute path, or a symlink pointing out, is refused (the bench reads only what it was given).
+    """
+    from inference.sources import ImageError
+
     paths: list[Path] = []
     for src in sources:
         p = Path(src)
@@ -85,10 +101,15 @@ def image_paths(sources: list[str]) -> list[Path]:
             with open(p / "manifest.csv", newline="") as fh:
                 rows = list(csv.DictReader(fh))
             if rows and not {"path", "modality"} <= set(rows[0]):
-                raise ValueError(f"{p / 'manifest.csv'}: needs the columns 'path' and 'modality'")
-            paths.extend(p / r["path"] for r in rows if r["modality"] == "thz")
+                raise ImageError(f"{p / 'manifest.csv'}: needs the columns 'path' and 'modality'")
+            for r in rows:
+                if r["modality"] == "thz":
+                    if Path(r["path"]).is_absolute():
+                        raise ImageError(f"{p / 'manifest.csv'}: path {r['path']!r} is absolute; rows name files "
+                                         "relative to the dataset directory")
+                    paths.append(_inside(p, p / r["path"], f"{p / 'manifest.csv'}: row path"))
         elif p.is_dir():
-            paths.extend(sorted(p.rglob("*.png")))
+            paths.extend(_inside(p, q, "image") for q in sorted(p.rglob("*.png")))
         else:
             raise FileNotFoundError(f"{src!r} is neither an image file nor a directory")
     if not paths:

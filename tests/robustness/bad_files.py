@@ -127,6 +127,17 @@ def cases(tmp: Path, good_bundle: Path, good_image: Path, good_gallery: Path) ->
         shutil.copy(p, cp)
         out.append((f"recording to recover: {name}", ["recover", str(cp)], EXIT_INPUT))
 
+    neg = tmp / "negative_count.h5"
+    from thzcore.frames import RawFrame
+    from thzcore.recording import write_recording
+    shape = (4, 16, 8)
+    write_recording(neg, [RawFrame(i, 1.0 + i, "s1", np.zeros(shape, np.int16), np.zeros(shape[:2], np.float32),
+                                   np.zeros(4, np.float32), np.ones(4, np.int8)) for i in range(2)])
+    with h5py.File(neg, "r+") as f:
+        f["entry/data/count"][0] = -5
+        f["entry"].attrs["status"] = "running"
+    out.append(("recording to recover: count -5", ["recover", str(neg)], EXIT_INPUT))
+
     # images
     jpng = tmp / "junk.png"
     jpng.write_bytes(rng.bytes(300))

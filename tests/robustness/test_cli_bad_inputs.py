@@ -42,6 +42,7 @@ def _names():
         "gallery: 2-byte template blob", "gallery: a directory", "gallery list: a directory",
         *[f"recording to {verb}: {what}" for what in ("random bytes", "HDF5 that is not a recording", "48-byte stub")
           for verb in ("enroll", "identify", "recover")],
+        "recording to recover: count -5",
         "image: random bytes as PNG", "image: truncated PNG", "image: float TIFF with NaN", "image: 1x1 PNG",
         "image: 12000x12000 PNG", "image: missing file", "config: not UTF-8", "config: nested 100k deep",
         "config validate: not UTF-8", "thz run --result-endpoint on 0.0.0.0",

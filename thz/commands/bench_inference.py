@@ -205,8 +205,11 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     rng = np.random.default_rng(seed)
     n = b.input_size
     if sources:
+        from inference.sources import ImageError
         try:
             paths = image_paths(list(sources))
+        except ImageError:
+            raise  # an input refused (outside the directory, bad manifest): the CLI's exit 4
         except (OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         pick = np.sort(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
