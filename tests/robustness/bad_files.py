@@ -76,6 +76,8 @@ def cases(tmp: Path, good_bundle: Path, good_image: Path, good_gallery: Path) ->
     out.append(("bundle: truncated ONNX, manifest rehashed", verify_with(bundle=b), EXIT_INPUT))
     b = _rehashed(tmp, good_bundle, "threshold_2", None, rehash=False, verification_threshold=2.0)
     out.append(("bundle: threshold 2.0 with the old hash", verify_with(bundle=b), EXIT_INPUT))
+    b = _rehashed(tmp, good_bundle, "threshold_09", None, rehash=False, verification_threshold=0.9)
+    out.append(("bundle: threshold 0.9 hand-edited (old hash)", verify_with(bundle=b), EXIT_INPUT))
     b = _rehashed(tmp, good_bundle, "embedding_64", None, embedding_size=64, rehash=True)
     out.append(("bundle: embedding_size 64 against a 128-d model", verify_with(bundle=b), EXIT_INPUT))
     b = _bundle_with(tmp, good_bundle, "manifest_junk", manifest="{not json")

@@ -36,7 +36,7 @@ def _names():
     return [
         "bundle: truncated model.onnx", "bundle: random bytes as model.onnx",
         "bundle: random ONNX, manifest rehashed", "bundle: truncated ONNX, manifest rehashed",
-        "bundle: threshold 2.0 with the old hash", "bundle: embedding_size 64 against a 128-d model",
+        "bundle: threshold 2.0 with the old hash", "bundle: threshold 0.9 hand-edited (old hash)", "bundle: embedding_size 64 against a 128-d model",
         "bundle: manifest not JSON",
         "bundle: manifest not UTF-8", "bundle: missing directory", "gallery: random bytes", "gallery: truncated",
         "gallery: 2-byte template blob", "gallery: a directory", "gallery list: a directory",
