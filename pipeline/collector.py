@@ -72,12 +72,15 @@ class Collector:
                         except WireError:
                             self.malformed += 1
                             continue
-                        if m.topic == "frame" and self.view is not None and "frame" in m.arrays:
-                            self.view.on_frame(m.frame_id, m.arrays["frame"], m.meta)
-                        elif m.topic == "roi" and "roi" in m.arrays:
-                            self.rois[(m.scanner_id, m.frame_id)] = np.array(m.arrays["roi"], np.float32)
-                            if len(self.rois) > 64:  # a result waits at most 1 s for its ROI
-                                self.rois.pop(next(iter(self.rois)))
+                        try:
+                            if m.topic == "frame" and self.view is not None and "frame" in m.arrays:
+                                self.view.on_frame(m.frame_id, m.arrays["frame"], m.meta)
+                            elif m.topic == "roi" and "roi" in m.arrays:
+                                self.rois[(m.scanner_id, m.frame_id)] = np.array(m.arrays["roi"], np.float32)
+                                if len(self.rois) > 64:  # a result waits at most 1 s for its ROI
+                                    self.rois.pop(next(iter(self.rois)))
+                        except Exception:  # noqa: BLE001 - a message that cannot be shown is dropped, not fatal
+                            self.malformed += 1
                 if status is not None and status in ev:
                     while True:
                         try:
@@ -87,7 +90,10 @@ class Collector:
                         except WireError:
                             self.malformed += 1
                             continue
-                        self.view.on_status(str(m.meta.get("state", "?")), str(m.meta.get("reason", "")))
+                        try:
+                            self.view.on_status(str(m.meta.get("state", "?")), str(m.meta.get("reason", "")))
+                        except Exception:  # noqa: BLE001
+                            self.malformed += 1
                 if res in ev:
                     while True:
                         try:
@@ -108,7 +114,10 @@ class Collector:
                     rec = msg.arrays.get("reconstruction")
                     c = Collected(msg, meta, image, None if rec is None else np.array(rec))
                     if self.view is not None:
-                        self.view.on_result(msg.frame_id, meta, image, c.reconstruction)
+                        try:
+                            self.view.on_result(msg.frame_id, meta, image, c.reconstruction)
+                        except Exception:  # noqa: BLE001 - the live view failing to draw one result is not fatal
+                            self.malformed += 1
                     self.queue.put(c)
                 pending = keep
         finally:

@@ -9,13 +9,18 @@ import pytest
 from tests.inference.conftest import bundle, bundle_dir, ort_engine  # noqa: F401 - shared fixtures
 
 _ROWS: dict[tuple[str, str], list[str]] = defaultdict(list)
+_TOTALS: dict[str, int] = defaultdict(int)
+TOTAL_KEYS = ("stage_deaths", "tracebacks", "corrupt_frames", "frames_checked")
 
 
 class Matrix:
-    """`matrix.record(area, case, outcome)`; outcome is a short word ('dropped', 'exit 4', 'parked')."""
+    """`matrix.record(area, case, outcome, **totals)`; outcome is a short phrase ('dropped', 'exit 4');
+    totals (stage_deaths, tracebacks, corrupt_frames, frames_checked) are summed into the table's last line."""
 
-    def record(self, area: str, case: str, outcome: str) -> None:
+    def record(self, area: str, case: str, outcome: str, **totals: int) -> None:
         _ROWS[(area, case)].append(outcome)
+        for k, v in totals.items():
+            _TOTALS[k] += int(v)
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +50,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             for o in outcomes:
                 counts[o] += 1
             tr.write_line(f"  {case:<{width}} " + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items()))
+    n = sum(len(o) for o in _ROWS.values())
+    tr.write_line(f"total: {n} inputs / faults; " + ", ".join(f"{k.replace('_', ' ')} {_TOTALS[k]}" for k in TOTAL_KEYS))

@@ -61,7 +61,7 @@ def test_bad_input_gives_one_line_and_its_exit_code(bad_cases, name, matrix, mon
     assert r.exit_code == code, f"{name}: exit {r.exit_code}, expected {code}: {out[-600:]}"
     errors = [ln for ln in out.splitlines() if ln.startswith("Error:") or ln.startswith("refused")]
     assert errors or r.exit_code == 2, out
-    matrix.record("CLI bad inputs", name, f"exit {r.exit_code}")
+    matrix.record("CLI bad inputs", name, f"exit {r.exit_code}", tracebacks=0)
 
 
 def test_an_unexpected_exception_is_one_line_with_exit_70():

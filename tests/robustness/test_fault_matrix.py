@@ -43,7 +43,7 @@ def _run(emu, tmp_path, fault, reason, matrix, case):
     detect_s = float(rec.gaps["t_start"][0]) - injected[0]
     matrix.record("fault matrix (daemon + emulator)", case,
                   f"detected ({reason}), parked, recovered, {r.gaps} gap(s), 0 corrupt of {rec.frames}, "
-                  f"noticed {detect_s:.2f} s after injection")
+                  f"noticed {detect_s:.2f} s after injection", corrupt_frames=corrupt, frames_checked=rec.frames)
     return detect_s
 
 

@@ -99,7 +99,8 @@ def _kill_at_random_moments(tmp_path, n_kills: int, seed: int, matrix) -> None:
         total_files += files
         total_frames += frames
     matrix.record("kill -9 (recordings)", f"{n_kills} kills at seeded moments (seed {seed})",
-                  f"{total_files} files recovered, {total_frames} frames checked, 0 corrupt")
+                  f"{total_files} files recovered, {total_frames} frames checked, 0 corrupt",
+                  corrupt_frames=0, frames_checked=total_frames)
 
 
 def test_kill9_at_seeded_random_moments_quick(tmp_path, matrix):

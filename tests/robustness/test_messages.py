@@ -174,7 +174,7 @@ def test_inference_stage_survives_the_roi_corpus_and_answers_every_good_roi_afte
         assert stage._thread.is_alive() and stage.error is None
         assert c.dropped_malformed + c.dropped_failed == len(corpus) and c.published == len(corpus)
         for case, _ in corpus:
-            matrix.record("inference stage (roi)", case, "dropped, stage alive")
+            matrix.record("inference stage (roi)", case, "dropped, stage alive", stage_deaths=0)
     finally:
         stage.stop()
 
@@ -285,7 +285,7 @@ def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
         assert _wait(lambda: stage.counters.dropped_malformed + stage.counters.errors == len(corpus))
         assert t.is_alive()
         for case, _ in corpus:
-            matrix.record("processing stage (raw)", case, "dropped, stage alive")
+            matrix.record("processing stage (raw)", case, "dropped, stage alive", stage_deaths=0)
     finally:
         stop.set()
         t.join(10)
