@@ -3,8 +3,10 @@
 The publisher is an XPUB socket, so the stage sees subscriptions arrive: with
 `min_subscribers=N` it reads no ROI until N subscriptions to `result` have come in, and a
 subscriber that connected before the run starts gets the very first result (no sleep involved).
-Malformed ROI messages (bad header, payload, shape, NaN) and stale ones (acquired longer ago than
-`stale_after_s`, or not newer than the last frame from the same scanner) are counted and dropped.
+Malformed ROI messages (bad header, payload, shape, NaN, a meta that breaks the `roi` schema, a frame
+id more than `max_frame_jump` ahead) and stale ones (acquired longer ago than `stale_after_s`, or not
+newer than the last frame from the same scanner) are counted and dropped; so is any message whose
+handling raises (`dropped_failed`): no message stops the stage.
 """
 from __future__ import annotations
 
