@@ -180,8 +180,14 @@ class AcquisitionDaemon:
                          self.recorder.path if self.recorder else None, self.runlog.path if self.runlog else None,
                          dict(self.endpoints))
 
+    def _require_session(self) -> ScannerSession:
+        """The run's scanner session; connecting, configuring and scanning need it (run() opens it first)."""
+        if self.session is None:
+            raise AcquisitionError("no scanner session: run() opens one before it connects, configures or scans")
+        return self.session
+
     def _step(self) -> None:
-        assert self.session is not None
+        self._require_session()
         try:
             frame, head = self.session.acquire()
         except ConfigurationError:
@@ -226,7 +232,7 @@ class AcquisitionDaemon:
         attrs = {"config_json": self.settings.model_dump_json(), "calibration_id": self.acq.calibration_id,
                  "sim_seed": -1 if self.sim_seed is None else int(self.sim_seed),
                  "galvo_port": self.acq.galvo_port, "receiver_resource": self.acq.receiver_resource}
-        assert self.session is not None
+        self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
                                  grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
@@ -288,7 +294,7 @@ class AcquisitionDaemon:
         log.warning("fault", extra={"error": reason, "reopen": reopen})
         self._event("fault", error=reason, kind="link" if reopen else "device")
         self._open_gap(reason)
-        assert self.session is not None
+        self._require_session()
         self.session.park()
         self._streak += 1
         if self._streak > self.acq.reconnect_max_attempts:
@@ -310,7 +316,7 @@ class AcquisitionDaemon:
 
     def _recover(self, reopen: bool, first: bool = False) -> None:
         """(Re)connect and (re)apply with capped exponential backoff; _Fatal when every attempt failed."""
-        assert self.session is not None
+        self._require_session()
         a = self.acq
         # the backoff keeps growing across recoveries that do not lead to a good frame
         skip = max(0, self._streak - 1)

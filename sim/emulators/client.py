@@ -132,7 +132,8 @@ class SimScanner:
         err.close()
         deadline = time.monotonic() + startup_timeout_s
         line = b""
-        assert proc.stdout is not None
+        if proc.stdout is None:  # stdout=PIPE above: the endpoints line comes through it
+            raise RuntimeError("the scanner emulator was started without a pipe for its endpoints line")
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or proc.poll() is not None:
