@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import zmq
 
+from acquisition.config import AcquisitionSettings
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
@@ -84,7 +85,7 @@ class AcquisitionDaemon:
     clock, wall, sleep: injected time (monotonic, Unix, and a stop-aware sleep) so tests run fast
     """
 
-    def __init__(self, settings: Any, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
+    def __init__(self, settings: AcquisitionSettings, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
                  publish: bool = True, record: bool | None = None,
                  on_frame: Callable[[RawFrame], None] | None = None,
                  truth: Callable[[], dict | None] | None = None,
