@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import zmq
 
+from acquisition.config import AcquisitionSettings
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
@@ -84,7 +85,7 @@ class AcquisitionDaemon:
     clock, wall, sleep: injected time (monotonic, Unix, and a stop-aware sleep) so tests run fast
     """
 
-    def __init__(self, settings: Any, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
+    def __init__(self, settings: AcquisitionSettings, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
                  publish: bool = True, record: bool | None = None,
                  on_frame: Callable[[RawFrame], None] | None = None,
                  truth: Callable[[], dict | None] | None = None,
@@ -110,6 +111,7 @@ class AcquisitionDaemon:
         self._raw: RawPublisher | None = None
         self._ctx: zmq.Context | None = None
         self.endpoints: dict[str, str] = {}
+        self.on_ready: Callable[[dict[str, str]], None] | None = None  # called once `raw`/`status` are bound
         self.idn: dict[str, str] = {}
         self.frames = 0
         self.seq = 0
@@ -179,8 +181,14 @@ class AcquisitionDaemon:
                          self.recorder.path if self.recorder else None, self.runlog.path if self.runlog else None,
                          dict(self.endpoints))
 
+    def _require_session(self) -> ScannerSession:
+        """The run's scanner session; connecting, configuring and scanning need it (run() opens it first)."""
+        if self.session is None:
+            raise AcquisitionError("no scanner session: run() opens one before it connects, configures or scans")
+        return self.session
+
     def _step(self) -> None:
-        assert self.session is not None
+        self._require_session()
         try:
             frame, head = self.session.acquire()
         except ConfigurationError:
@@ -206,6 +214,8 @@ class AcquisitionDaemon:
             self._raw = RawPublisher(self._ctx, a.raw_endpoint, a.raw_hwm, a.curve_secret_key_file,
                                      a.curve_clients_dir)
             self.endpoints = {"raw": self._raw.endpoint, "status": self._status.endpoint}
+            if self.on_ready is not None:  # the stage lifecycle (thzcore.stage): the endpoints are bound
+                self.on_ready(dict(self.endpoints))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.wall()))
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.scanner.scanner_id)
@@ -223,7 +233,7 @@ class AcquisitionDaemon:
         attrs = {"config_json": self.settings.model_dump_json(), "calibration_id": self.acq.calibration_id,
                  "sim_seed": -1 if self.sim_seed is None else int(self.sim_seed),
                  "galvo_port": self.acq.galvo_port, "receiver_resource": self.acq.receiver_resource}
-        assert self.session is not None
+        self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
                                  grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
@@ -285,7 +295,7 @@ class AcquisitionDaemon:
         log.warning("fault", extra={"error": reason, "reopen": reopen})
         self._event("fault", error=reason, kind="link" if reopen else "device")
         self._open_gap(reason)
-        assert self.session is not None
+        self._require_session()
         self.session.park()
         self._streak += 1
         if self._streak > self.acq.reconnect_max_attempts:
@@ -307,7 +317,7 @@ class AcquisitionDaemon:
 
     def _recover(self, reopen: bool, first: bool = False) -> None:
         """(Re)connect and (re)apply with capped exponential backoff; _Fatal when every attempt failed."""
-        assert self.session is not None
+        self._require_session()
         a = self.acq
         # the backoff keeps growing across recoveries that do not lead to a good frame
         skip = max(0, self._streak - 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,17 +28,18 @@ from inference.results import (IdentificationResult, PostureResult, ResultMeta, 
 from thzcore.labels import POSTURES
 from thzcore.logs import RateLimitedLog, get_logger
 from thzcore.netsec import secure_bind
+from thzcore.stage import Ready, StageCounters
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
 
 
 @dataclass
-class StageCounters:
-    received: int = 0
+class InferenceCounters(StageCounters):
+    """received, dropped_malformed, last_error (every stage's) and what inference adds."""
+
     processed: int = 0
     published: int = 0
-    dropped_malformed: int = 0
     dropped_stale: int = 0
     dropped_failed: int = 0      # a message whose handling raised: dropped, the stage goes on
     decision_errors: int = 0
@@ -46,10 +47,6 @@ class StageCounters:
     enrolled: int = 0
     subscribers: int = 0
     batches: int = 0
-    last_error: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -105,7 +102,7 @@ class InferenceStage:
         self.ctx = context or zmq.Context.instance()
         self.clock = clock
         self.on_result = on_result
-        self.counters = StageCounters()
+        self.counters = InferenceCounters()
         self.bound_endpoint: str | None = None
         self.ready = threading.Event()        # sockets bound/connected
         self.subscribed = threading.Event()   # min_subscribers reached
@@ -152,7 +149,8 @@ class InferenceStage:
             self.ready.set()
 
     # --- the loop -----------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, ready: Ready | None = None) -> None:
+        """Serve until `stop`; `ready(endpoint)` gets the bound result endpoint (thzcore.stage's lifecycle)."""
         sub = self.ctx.socket(zmq.SUB)
         pub = self.ctx.socket(zmq.XPUB)
         auth = None
@@ -173,6 +171,8 @@ class InferenceStage:
             log.info("inference stage up", extra={"roi": self.roi_endpoint, "result": self.bound_endpoint,
                                                   **self.engine.describe()})
             self.ready.set()
+            if ready is not None:
+                ready(self.bound_endpoint)
             if self.min_subscribers <= 0:
                 self.subscribed.set()
             sub_registered = False
