@@ -273,12 +273,12 @@ def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
     pub.bind("tcp://127.0.0.1:*")
     endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
     stage = ProcessingStage(ScannerConfig())
-    stop, ready = threading.Event(), threading.Event()
+    stop, up = threading.Event(), threading.Event()
     t = threading.Thread(target=stage.serve, args=(endpoint, "tcp://127.0.0.1:*"),
-                         kwargs={"stop": stop, "ready": ready}, daemon=True)
+                         kwargs={"stop": stop, "ready": lambda _endpoint: up.set()}, daemon=True)
     t.start()
     try:
-        assert ready.wait(30) and pub.poll(10_000) and pub.recv() == b"\x01raw"
+        assert up.wait(30) and pub.poll(10_000) and pub.recv() == b"\x01raw"
         corpus = raw_corpus()
         for _, parts in corpus:
             pub.send_multipart(parts)
