@@ -8,6 +8,10 @@ Fault policy (acquisition.errors):
 Every outage is a gap: from the last frame recorded to the first frame after it, with the first
 error as its reason, in the HDF5 file (/entry/gaps) and the run log. Capped exponential backoff;
 `reconnect_max_attempts` failed recoveries in a row -> failed, exit code 3.
+
+About 400 lines: the state machine, the fault policy and the recovery loop share the daemon's
+state (session, recorder, publishers, gap bookkeeping) step by step; split, each part would reach
+into the others' fields.
 """
 from __future__ import annotations
 
