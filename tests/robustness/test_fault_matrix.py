@@ -16,6 +16,8 @@ from tests.acquisition.conftest import crc_le, point_at, run_daemon, small_setti
 from tests.acquisition.test_daemon import FAULTS
 from thzcore.recording import read_recording
 
+pytestmark = pytest.mark.integration  # real pty / TCP / processes
+
 QUICK = {"rx-disconnect", "rx-truncate", "galvo-unplug"}
 
 

@@ -15,6 +15,8 @@ from acquisition.galvo import GalvoController
 from acquisition.galvo_protocol import (GalvoError, GalvoFaultError, GalvoProtocolError, checksum, unframe)
 from acquisition.raster import AxisLimits, GalvoLimits, optical_angle_mapping
 
+pytestmark = pytest.mark.integration  # real pty / TCP / processes
+
 
 def _line(body: str) -> bytes:
     return body.encode() + b"*" + checksum(body.encode()).encode() + b"\n"

@@ -2,6 +2,8 @@
 controller's own timer, not only when a command or a status query arrives. Fake clock, real pty, no sleep."""
 from __future__ import annotations
 
+import pytest
+
 import threading
 
 from acquisition.galvo import GalvoController
@@ -10,6 +12,8 @@ from acquisition.raster import AxisLimits, GalvoLimits, optical_angle_mapping
 from sim.emulators.faults import FaultBook
 from sim.emulators.galvo_device import GalvoDevice, GalvoLimits as DevLimits
 from sim.emulators.galvo_port import PtyGalvoPort
+
+pytestmark = pytest.mark.integration  # real pty / TCP / processes
 
 
 class FakeClock:

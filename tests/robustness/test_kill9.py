@@ -16,6 +16,8 @@ import pytest
 from acquisition.recover import recover
 from thzcore.recording import CREATING_SUFFIX, RecordingError, read_recording
 
+pytestmark = pytest.mark.integration  # real pty / TCP / processes
+
 SHAPE = (4, 16, 8)
 
 # a child that writes recordings of a few frames, one after another, until killed; each frame's samples

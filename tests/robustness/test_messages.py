@@ -151,6 +151,7 @@ def _results(sub, n, timeout_ms=10_000):
     return out
 
 
+@pytest.mark.integration
 def test_inference_stage_survives_the_roi_corpus_and_answers_every_good_roi_after_it(ort_engine, tmp_path, ctx,
                                                                                      matrix):
     src = _Source(ctx)
@@ -179,6 +180,7 @@ def test_inference_stage_survives_the_roi_corpus_and_answers_every_good_roi_afte
         stage.stop()
 
 
+@pytest.mark.integration
 def test_one_far_future_frame_id_does_not_make_later_rois_stale(ort_engine, tmp_path, ctx, matrix):
     """Issue 13 item 2: one valid ROI with frame_id 2**40 used to make every later ROI of its scanner stale."""
     src = _Source(ctx)
@@ -264,6 +266,7 @@ def raw_corpus() -> list[tuple[str, list[bytes]]]:
     ]
 
 
+@pytest.mark.integration
 def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
     from processing.stage import ProcessingStage
     from thzcore.scanner import ScannerConfig
@@ -291,6 +294,7 @@ def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
         t.join(10)
 
 
+@pytest.mark.integration
 def test_live_view_caps_connections_and_closes_idle_ones(matrix):
     """Issue 13 item 10: 300 idle connections used to hold 300 threads until they went away."""
     import socket

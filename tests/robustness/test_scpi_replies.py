@@ -15,6 +15,8 @@ from acquisition.receiver import Receiver
 from acquisition.scpi import BlockError, ReceiverLinkError, ReceiverTimeoutError, build_block
 from tests.robustness.fake_scpi import FakeScpi, drip, endless
 
+pytestmark = pytest.mark.integration  # real pty / TCP / processes
+
 IDN = b"THZ,FMCW-340,0001,1.0\n"
 TIMEOUT_S = 1.0
 SLACK = 0.10  # "every reply deadline kept within 10 %"
