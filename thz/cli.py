@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "recover": "acquisition.cli:recover",
     "train": "training.cli:train",
     "evaluate": "training.cli:evaluate",
+    "baselines": "training.cli:baselines",
     "export": "training.cli:export",
     "run": "inference.cli:run",
     "enroll": "inference.cli:enroll",
