@@ -22,8 +22,8 @@ Reconstruction baselines, on the network's reconstruction targets (each conceale
 unconcealed capture) and with its SSIM / PSNR (`training.metrics.reconstruction_metrics`):
 
     oracle         the mean of the person's OTHER unconcealed train-split captures in that posture
-    posture_mean   identity-blind: the mean unconcealed fit-set image of that posture (of other
-                   identities when the fit set is the evaluated dataset)
+    posture_mean   identity-blind: the mean unconcealed fit-set image of that posture, of the other
+                   people only when the fit set holds the evaluated people (`same_people`)
     second_capture another real unconcealed capture of the same person and posture (the nearest
                    capture index to the target's, any split): what a perfect, noise-free face
                    model could not beat by much
@@ -43,7 +43,8 @@ import numpy as np
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from training.data import ThzData, manifest_hash
-from training.metrics import cosine_distance, posture_metrics, protocol_metrics, reconstruction_metrics, unit_mean
+from training.metrics import (cosine_distance, posture_metrics, protocol_metrics, rank1_identification,
+                              reconstruction_metrics, unit_mean, verification_metrics)
 from training.pairwise_ssim import ssim_matrix
 from training.predict import split_protocol
 
@@ -64,11 +65,33 @@ class FitSet:
     posture: np.ndarray       # (n,)
     concealed: np.ndarray     # (n,) bool
     source: str               # what it is, for the report
-    same_dataset: bool        # drawn from the evaluated dataset (then identities mean the same people)
+    same_dataset: bool        # drawn from the evaluated dataset
+    same_people: bool         # an identity number means the same person here and in the evaluated dataset
 
     def describe(self) -> dict:
         return {"source": self.source, "n_images": int(len(self.identity)),
-                "n_identities": int(len(np.unique(self.identity))), "same_dataset": self.same_dataset}
+                "n_identities": int(len(np.unique(self.identity))), "same_dataset": self.same_dataset,
+                "same_people": self.same_people}
+
+
+def _population_seed(root: Path) -> int | None:
+    """The builder's population seed from `dataset.json` (written by `thz sim dataset`), None when unknown."""
+    import json
+    try:
+        return json.loads((Path(root) / "dataset.json").read_text())["plan"]["population_seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def same_people(a: ThzData, b: ThzData) -> bool:
+    """Whether identity i of `a` is the person i of `b`: one dataset, or two builds of one population seed.
+
+    Unknown provenance (a lab's import without `dataset.json`) counts as different people.
+    """
+    if Path(a.root).resolve() == Path(b.root).resolve():
+        return True
+    pa, pb = _population_seed(a.root), _population_seed(b.root)
+    return pa is not None and pa == pb
 
 
 def fit_set(data: ThzData, train_mask: np.ndarray, evaluated: np.ndarray, fit_data: ThzData | None = None) -> FitSet:
@@ -79,19 +102,19 @@ def fit_set(data: ThzData, train_mask: np.ndarray, evaluated: np.ndarray, fit_da
     """
     if fit_data is not None:
         sel = np.flatnonzero(fit_data.split == "train")
-        src, d, same = f"train split of {fit_data.root}", fit_data, False
+        src, d, same, people = f"train split of {fit_data.root}", fit_data, False, same_people(data, fit_data)
         if not len(sel):
             raise ValueError(f"--fit-data {fit_data.root} has no train split to fit the baselines on")
     else:
         sel = np.flatnonzero(train_mask & ~evaluated)
-        src, d, same = f"train split of {data.root} minus the evaluated images", data, True
+        src, d, same, people = f"train split of {data.root} minus the evaluated images", data, True, True
         if not len(sel):
             raise ValueError("no train-split image is left to fit the baselines on once the evaluated images are "
                              "excluded (e.g. --split all or train): give --fit-data DIR, a dataset of other people, "
                              "or evaluate fewer identities with --identities")
     if len(np.unique(d.identity[sel])) < 2:
         raise ValueError(f"the baselines' fit set ({src}) holds fewer than 2 identities: LDA needs 2 or more")
-    return FitSet(d.images[sel], d.identity[sel], d.posture[sel], d.concealed[sel], src, same)
+    return FitSet(d.images[sel], d.identity[sel], d.posture[sel], d.concealed[sel], src, same, people)
 
 
 def _flat(images: np.ndarray) -> np.ndarray:
@@ -246,12 +269,12 @@ def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, 
     return out
 
 
-def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, train_mask: np.ndarray
-                             ) -> dict[str, dict]:
-    """SSIM / PSNR of the four reference predictors on the network's reconstruction targets (module doc).
+def reconstruction_predictions(data: ThzData, splits: tuple[str, ...], fit: FitSet, train_mask: np.ndarray
+                               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The four reference predictors (module doc): key -> (anchor indices, target indices, predicted images).
 
     An anchor for which a predictor has nothing to offer (no other train capture, no second capture)
-    is left out of that predictor's row; `n` says over how many anchors each row is.
+    is left out of that predictor's rows.
     """
     _, tri, _, _ = split_protocol(data, splits)
     unc = ~data.concealed
@@ -264,7 +287,7 @@ def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet
         own = np.flatnonzero(cell & train_mask)
         if len(own):
             preds["oracle"].append((a, t, data.images[own].mean(0)))
-        pool = fit_unc & (fit.posture == p) & ((fit.identity != i) if fit.same_dataset else True)
+        pool = fit_unc & (fit.posture == p) & ((fit.identity != i) if fit.same_people else True)
         if pool.any():
             preds["posture_mean"].append((a, t, fit.images[pool].mean(0)))
         other = np.flatnonzero(cell)
@@ -272,26 +295,56 @@ def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet
             gap = np.abs(data.capture[other] - data.capture[t])
             preds["second_capture"].append((a, t, data.images[other[np.lexsort((data.capture[other], gap))[0]]]))
         preds["concealed"].append((a, t, data.images[a]))
+    return {k: (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+                np.stack([r[2] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, 64, 64), np.float32))
+            for k, rows in preds.items()}
+
+
+def identity_score(embed, data: ThzData, splits: tuple[str, ...], anchors: np.ndarray, images: np.ndarray) -> dict:
+    """Does a reconstruction show the right person? Its embedding verified against the split's references.
+
+    `embed` maps (n,1,64,64) images to unit embeddings (the evaluated network's). Each reconstruction
+    of anchor a is a probe of a's identity against the split's unconcealed captures:
+    rank-1 against the per-identity templates and all-posture ROC AUC / EER (`training.metrics`).
+    """
+    idx = data.select(splits)
+    refs = idx[~data.concealed[idx]]
+    emb = np.concatenate([embed(images), embed(data.images[refs])])
+    ident = np.concatenate([data.identity[anchors], data.identity[refs]])
+    probes, rr = np.arange(len(anchors)), np.arange(len(anchors), len(emb))
+    v = verification_metrics(emb, ident, probes, rr)
+    return {"identity_rank1": rank1_identification(emb, ident, probes, rr), "identity_roc_auc": v["roc_auc"],
+            "identity_eer": v["eer"]}
+
+
+def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, train_mask: np.ndarray,
+                             embed=None) -> dict[str, dict]:
+    """SSIM / PSNR of the reference predictors on the network's reconstruction targets; `n` = anchors scored.
+
+    With `embed` (a network's embedding), also each predictor's `identity_score`.
+    """
     out = {}
-    for key, rows in preds.items():
-        if not rows:
+    for key, (a, t, pred) in reconstruction_predictions(data, splits, fit, train_mask).items():
+        if not len(a):
             out[key] = {"n": 0}
             continue
-        a = np.array([r[0] for r in rows])
-        pred = np.stack([r[2] for r in rows]).astype(np.float32)
-        rm = reconstruction_metrics(pred, data.images[np.array([r[1] for r in rows])], data.posture[a])
-        out[key] = {"ssim": rm["ssim"], "psnr": rm["psnr"], "n": int(len(rows)),
-                    "per_posture": rm["per_posture"]}
+        rm = reconstruction_metrics(pred, data.images[t], data.posture[a])
+        out[key] = {"ssim": rm["ssim"], "psnr": rm["psnr"], "n": int(len(a)), "per_posture": rm["per_posture"]}
+        if embed is not None:
+            out[key] |= identity_score(embed, data, splits, a, pred)
     return out
 
 
 def run_baselines(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None = None,
-                  methods=METHODS, progress: bool = True) -> dict:
-    """Every baseline on `splits` of `data`: {"fit": ..., "verification": {method: ...}, "reconstruction": ...}."""
+                  methods=METHODS, progress: bool = True, embed=None) -> dict:
+    """Every baseline on `splits` of `data`: {"fit": ..., "verification": {method: ...}, "reconstruction": ...}.
+
+    `embed`: the evaluated network's embedding, for the identity score of each reconstruction predictor.
+    """
     fit = fit_set(data, train_mask, np.isin(data.split, list(splits)), fit_data)
     log.info("baselines", extra={"splits": list(splits), "fit": fit.describe()})
     return {"fit": fit.describe(), "verification": verification_baselines(data, splits, fit, methods, progress),
-            "reconstruction": reconstruction_baselines(data, splits, fit, train_mask)}
+            "reconstruction": reconstruction_baselines(data, splits, fit, train_mask, embed)}
 
 
 # ---- the report ---------------------------------------------------------------------------------------
@@ -339,13 +392,23 @@ def tables(baselines: dict, network: dict | None = None, network_label: str = "n
         lines += ["", f"Pairs: all postures {first['n_genuine']} genuine / {first['n_impostor']} impostor; same "
                       f"posture {first.get('same_posture_n_genuine')} / {first.get('same_posture_n_impostor')}; "
                       f"triplets {first.get('n_triplets')}."]
-    lines += ["", "Reconstruction against the same targets (each concealed anchor's paired unconcealed capture):", "",
-              "| predictor | SSIM | PSNR (dB) | anchors |", "|---|---:|---:|---:|"]
+    rec = baselines["reconstruction"]
+    ident = any("identity_rank1" in r for r in rec.values())
+    lines += ["", "Reconstruction against the same targets (each concealed anchor's paired unconcealed capture)"
+              + (f"; identity = the predicted image embedded by {network_label} and identified among the split's "
+                 "unconcealed references (rank-1 against the templates, all-posture ROC AUC):" if ident else ":"), "",
+              "| predictor | SSIM | PSNR (dB) | anchors |" + (" identity rank-1 | identity AUC |" if ident else ""),
+              "|---|---:|---:|---:|" + ("---:|---:|" if ident else "")]
+
+    def cols(r: dict) -> str:
+        return f" {_pct(r.get('identity_rank1'))} | {_num(r.get('identity_roc_auc'))} |" if ident else ""
     if network is not None and "ssim" in network:
         lines.append(f"| **{network_label}** (predicted-posture routing) | {network['ssim']:.4f} | "
-                     f"{network['psnr']:.2f} | {network['n_anchors']} |")
-    for key, r in baselines["reconstruction"].items():
-        lines.append(f"| {RECONSTRUCTION_LABELS[key]} | {_num(r.get('ssim'))} | {_num(r.get('psnr'), 2)} | {r['n']} |")
+                     f"{network['psnr']:.2f} | {network['n_anchors']} |"
+                     + cols(network.get("reconstruction_identity", {})))
+    for key, r in rec.items():
+        lines.append(f"| {RECONSTRUCTION_LABELS[key]} | {_num(r.get('ssim'))} | {_num(r.get('psnr'), 2)} | {r['n']} |"
+                     + cols(r))
     return lines + [""]
 
 

@@ -139,6 +139,12 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
         if f"ssim_{r}_routing" in m:
             lines.append(f"| {'ground truth' if r == 'gt' else 'soft (probability blend)'} | "
                          f"{m[f'ssim_{r}_routing']:.4f} | {m[f'psnr_{r}_routing']:.2f} |")
+    if "reconstruction_identity" in m:
+        ri = m["reconstruction_identity"]
+        lines += ["", f"Identity of the reconstruction (each reconstructed face embedded by the network and identified "
+                      f"among the split's unconcealed references): rank-1 {100 * ri['identity_rank1']:.2f}%, "
+                      f"ROC AUC {ri['identity_roc_auc']:.4f}, EER {100 * ri['identity_eer']:.2f}% (the concealed "
+                      f"inputs themselves: rank-1 {100 * m['rank1_identification']:.2f}%)."]
     lines += ["", "Biometric verification (concealed probe vs unconcealed reference):", "",
               "| pairs | ROC AUC | EER | TAR @ FAR 1% | TAR @ FAR 0.1% | rank-1 identification | genuine / impostor |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -184,10 +190,15 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
         data.keep_identities(identities)
     splits = ("train", "val", "test") if split == "all" else (split,)
     m = evaluate_split(pred, data, splits, keep_outputs=True)
+    from training.baselines import identity_score
+    embed = lambda x: pred(x, reconstruct=False)["embedding"]  # noqa: E731
+    o = m["_outputs"]
+    m["reconstruction_identity"] = identity_score(embed, data, splits, o["anchors"],
+                                                  o["reconstructions"]["predicted"])
     if baselines:
         from training.baselines import run_baselines
         m["baselines"] = run_baselines(data, splits, train_mask, ThzData.load(fit_dir) if fit_dir else None,
-                                       progress=progress)
+                                       progress=progress, embed=embed)
     if identities is not None:
         m["identities"] = sorted(identities)
     oth = None

@@ -205,6 +205,21 @@ def test_fit_set_excludes_the_evaluated_images_and_needs_something_left(dataset)
     other = ThzData.load(dataset)
     fit = bl.fit_set(data, train, np.isin(data.split, ["test"]), fit_data=other)
     assert not fit.same_dataset and len(fit.identity) == int((other.split == "train").sum())
+    assert fit.same_people  # the same directory: the same people
+
+
+def test_same_people_from_the_population_seed(tmp_path):
+    import json
+    for name, seed in (("a", 1234), ("b", 1234), ("c", 999)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dataset.json").write_text(json.dumps({"plan": {"population_seed": seed}}))
+    (tmp_path / "lab").mkdir()
+    d = {k: _data([_blocks((1,))], [0], [0], [False], [0], ["train"]) for k in ("a", "b", "c", "lab")}
+    for k in d:
+        d[k].root = tmp_path / k
+    assert bl.same_people(d["a"], d["b"])          # another capture seed of one population
+    assert not bl.same_people(d["a"], d["c"])      # another population: identity 0 is someone else
+    assert not bl.same_people(d["a"], d["lab"])    # unknown provenance: assume other people
 
 
 def test_reconstruction_baselines_by_hand():
@@ -231,6 +246,20 @@ def test_reconstruction_baselines_by_hand():
         assert r[key]["n"] == 1
         assert r[key]["psnr"] == pytest.approx(psnr(v), rel=1e-5), key
         assert r[key]["ssim"] == pytest.approx(ssim_const(v), abs=SSIM_TOL), key
+
+
+def test_identity_score_tells_the_right_face_from_a_wrong_one():
+    data = _hand_data()
+    anchors = np.flatnonzero(data.concealed & (data.split == "test"))            # identities 0, 1, 2
+    own = np.stack([data.images[(data.identity == i) & ~data.concealed & (data.split == "test")][0]
+                    for i in data.identity[anchors]])
+    embed = bl.Pixel().represent
+    right = bl.identity_score(embed, data, ("test",), anchors, own)
+    wrong = bl.identity_score(embed, data, ("test",), anchors, np.roll(own, 1, axis=0))   # the next person's face
+    # each prediction IS a reference of its identity: distance 0 to it, 1 to the others (disjoint blocks)
+    assert right["identity_rank1"] == 1.0 and right["identity_roc_auc"] == 1.0 and right["identity_eer"] == 0.0
+    # the wrong faces: genuine pairs all at d = 1; impostors three at 0 (the face shown) and three at 1 (ties: 1/2)
+    assert wrong["identity_rank1"] == 0.0 and wrong["identity_roc_auc"] == pytest.approx(0.25)
 
 
 # ---- the commands -------------------------------------------------------------------------------------
@@ -274,7 +303,10 @@ def test_cli_evaluate_with_baselines(dataset, tmp_path):
     assert "same_posture_eer" in s and "tar_at_far0p1" in s and set(s["baselines"]["verification"]) == set(bl.METHODS)
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| **Model A** |" in report and "| SSIM template matching |" in report and "oracle" in report
+    assert "identity rank-1" in report
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert 0 <= m["reconstruction_identity"]["identity_rank1"] <= 1
+    assert "identity_roc_auc" in m["baselines"]["reconstruction"]["posture_mean"]
     assert m["baselines"]["verification"]["pca"]["n_triplets"] == m["n_triplets"]   # the same triplets
     res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--fit-data", str(dataset)])
     assert res.exit_code == 2 and "--baselines" in res.output
