@@ -98,8 +98,11 @@ def fit_set(data: ThzData, train_mask: np.ndarray, evaluated: np.ndarray, fit_da
     """The fit set: the train split of `fit_data` when given, else `train_mask` of `data` minus `evaluated`.
 
     `train_mask` is taken before any `--identities` restriction (a run trains on every train identity),
-    `evaluated` is the mask of the evaluated images: nothing evaluated is ever fitted on.
+    `evaluated` is the mask of the evaluated images: nothing evaluated is ever fitted on (also when
+    `fit_data` is the evaluated dataset again).
     """
+    if fit_data is not None and Path(fit_data.root).resolve() == Path(data.root).resolve():
+        fit_data = None   # the evaluated dataset itself: its evaluated images stay out of the fit all the same
     if fit_data is not None:
         sel = np.flatnonzero(fit_data.split == "train")
         src, d, same, people = f"train split of {fit_data.root}", fit_data, False, same_people(data, fit_data)

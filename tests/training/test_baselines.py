@@ -193,7 +193,7 @@ def test_pca_and_lda_are_fitted_on_train_images_only(dataset, monkeypatch):
     assert np.abs(p.pca.mean_.reshape(64, 64)[:4, :4]).max() == 0.0
 
 
-def test_fit_set_excludes_the_evaluated_images_and_needs_something_left(dataset):
+def test_fit_set_excludes_the_evaluated_images_and_needs_something_left(dataset, tmp_path):
     data = ThzData.load(dataset)
     train = data.split == "train"
     data.keep_identities([0, 1, 2])
@@ -202,10 +202,19 @@ def test_fit_set_excludes_the_evaluated_images_and_needs_something_left(dataset)
     # --split all --identities 0-2: fitted on the train captures of the OTHER identities (3-5)
     fit = bl.fit_set(data, train, np.isin(data.split, ["train", "val", "test"]))
     assert set(fit.identity) == {3, 4, 5} and fit.same_dataset
-    other = ThzData.load(dataset)
+    # --fit-data naming the evaluated dataset again changes nothing: its evaluated images stay out
+    again = bl.fit_set(data, train, np.isin(data.split, ["test"]), fit_data=ThzData.load(dataset))
+    test_faces = {im.tobytes() for im in data.images[data.split == "test"]}
+    assert again.same_dataset and not any(im.tobytes() in test_faces for im in again.images)
+    other = ThzData.load(_copy(dataset, tmp_path))
     fit = bl.fit_set(data, train, np.isin(data.split, ["test"]), fit_data=other)
     assert not fit.same_dataset and len(fit.identity) == int((other.split == "train").sum())
-    assert fit.same_people  # the same directory: the same people
+    assert not fit.same_people  # no dataset.json: unknown provenance counts as other people
+
+
+def _copy(dataset: Path, tmp_path: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(dataset, tmp_path / "copy"))
 
 
 def test_same_people_from_the_population_seed(tmp_path):
@@ -284,10 +293,11 @@ def test_cli_baselines_round_trip(dataset, tmp_path):
     assert res.exit_code == 1 and "--fit-data" in res.output
     # open set: identities 0-2 evaluated, fitted on another dataset's train split
     res = CliRunner().invoke(_cli(), ["baselines", "--data", str(dataset), "--split", "all", "--identities", "0-2",
-                                      "--fit-data", str(dataset), "--out", str(tmp_path / "d"), "--no-progress"])
+                                      "--fit-data", str(_copy(dataset, tmp_path)), "--out", str(tmp_path / "d"),
+                                      "--no-progress"])
     assert res.exit_code == 0, res.output
     s = _last_json(res.output)
-    assert s["n_images"] == 3 * 5 * 2 * 4 and not s["fit"]["same_dataset"]
+    assert s["n_images"] == 3 * 5 * 2 * 4 and not s["fit"]["same_dataset"] and s["fit"]["n_identities"] == 6
 
 
 def test_cli_evaluate_with_baselines(dataset, tmp_path):
