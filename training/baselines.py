@@ -54,6 +54,20 @@ METHODS = ("pixel", "ncc", "ssim", "pca", "fisher")
 RECONSTRUCTIONS = ("oracle", "posture_mean", "second_capture", "concealed")
 PCA_COMPONENTS = 50          # at most; fewer when the fit set is small
 PROGRESS_PAIRS = 20_000      # SSIM matrices with at least this many pairs get a progress bar
+FULL_SVD_MAX = 500           # fit sets up to this size get the exact SVD, larger ones a seeded randomized one
+
+
+def _pca(k: int, n: int, whiten: bool):
+    """scikit-learn PCA with k components for n fit images: exact SVD, or seeded randomized SVD for large n.
+
+    The exact SVD of data/full's 1000 x 4096 train images took 32 s on the shared cores, the randomized
+    one (40 oversamples, 7 power iterations) 3.8 s, with the 50th variance within 0.03% of the exact.
+    """
+    from sklearn.decomposition import PCA
+    if n <= FULL_SVD_MAX:
+        return PCA(n_components=k, whiten=whiten, svd_solver="full")
+    return PCA(n_components=k, whiten=whiten, svd_solver="randomized", random_state=0, n_oversamples=40,
+               iterated_power=7)
 
 
 @dataclass
@@ -189,12 +203,11 @@ class Pca(Method):
     key = "pca"
 
     def fit(self, fit: FitSet) -> None:
-        from sklearn.decomposition import PCA
         x = _flat(fit.images)
         k = min(PCA_COMPONENTS, len(x) - 1, x.shape[1])
         if k < 1:
             raise ValueError(f"PCA needs at least 2 fit images, the fit set has {len(x)}")
-        self.pca = PCA(n_components=k, whiten=True, svd_solver="full").fit(x)
+        self.pca = _pca(k, len(x), whiten=True).fit(x)
         self.label = f"PCA-{k} whitened cosine"
 
     def represent(self, images):
@@ -209,7 +222,6 @@ class Fisher(Method):
     key = "fisher"
 
     def fit(self, fit: FitSet) -> None:
-        from sklearn.decomposition import PCA
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
         x, y = _flat(fit.images), fit.identity
         c = len(np.unique(y))
@@ -217,7 +229,7 @@ class Fisher(Method):
         k = min(PCA_COMPONENTS, len(x) - c, x.shape[1])
         if k < 1:
             raise ValueError(f"Fisherfaces need more fit images than identities, got {len(x)} images of {c}")
-        self.pca = PCA(n_components=k, svd_solver="full").fit(x)
+        self.pca = _pca(k, len(x), whiten=False).fit(x)
         self.lda = LinearDiscriminantAnalysis(solver="svd").fit(self.pca.transform(x), y)
         self.dims = int(self.lda.transform(self.pca.transform(x[:1])).shape[1])
         self.label = f"Fisherfaces (PCA-{k} + LDA-{self.dims})"

@@ -46,11 +46,12 @@ def test_ssim_matrix_of_constant_images_by_hand():
 def test_ssim_matrix_equals_the_one_ssim_of_every_pair(dataset):
     data = ThzData.load(dataset)
     x, y = data.images[:7], data.images[40:45]
-    s = ssim_matrix(x, y, pairs_per_block=4)  # blocks smaller than a row: the tiling must not matter
+    s = ssim_matrix(x, y, rows_per_block=3)  # blocks on two threads, the last one short: tiling must not matter
     ref = np.stack([ssim(torch.from_numpy(x[i:i + 1]).expand(len(y), -1, -1, -1), torch.from_numpy(y)).numpy()
                     for i in range(len(x))])
     np.testing.assert_allclose(s, ref, rtol=0, atol=SSIM_TOL)
     assert np.abs(s - ref).max() < 1e-5  # what it measures on these images
+    np.testing.assert_array_equal(ssim_matrix(x, y, threads=1), s)   # threads only split the rows
     assert ssim_matrix(x[:0], y).shape == (0, 5)
     with pytest.raises(ValueError, match="grey"):
         ssim_matrix(np.zeros((1, 3, 64, 64)), y)
