@@ -14,8 +14,8 @@ per-identity templates) plus posture by nearest neighbour:
             then LDA on the identity labels to min(n_identities - 1, k) dimensions, L2-normalised, cosine
 
 pca and fisher are fitted (scikit-learn) on a FIT SET only: the train split of the evaluated dataset
-minus every evaluated image (the default), or the train split of another dataset (`--fit-data`,
-for new people: a dataset of other identities). Posture by nearest neighbour: each evaluated image
+minus every evaluated image (the default), or the train split of another dataset (`--fit-data`;
+for new people, the dataset the network trained on). Posture by nearest neighbour: each evaluated image
 takes the posture of its nearest fit-set image under the method's distance.
 
 Reconstruction baselines, on the network's reconstruction targets (each concealed anchor's paired
@@ -25,8 +25,7 @@ unconcealed capture) and with its SSIM / PSNR (`training.metrics.reconstruction_
     posture_mean   identity-blind: the mean unconcealed fit-set image of that posture, of the other
                    people only when the fit set holds the evaluated people (`same_people`)
     second_capture another real unconcealed capture of the same person and posture (the nearest
-                   capture index to the target's, any split): what a perfect, noise-free face
-                   model could not beat by much
+                   capture index to the target's, any split): how alike two real scans of one face are
     concealed      the concealed input itself
 
 References: Turk & Pentland, "Eigenfaces for recognition", J. Cogn. Neurosci. 1991; Belhumeur,
@@ -127,8 +126,8 @@ def fit_set(data: ThzData, train_mask: np.ndarray, evaluated: np.ndarray, fit_da
         src, d, same, people = f"train split of {data.root} minus the evaluated images", data, True, True
         if not len(sel):
             raise ValueError("no train-split image is left to fit the baselines on once the evaluated images are "
-                             "excluded (e.g. --split all or train): give --fit-data DIR, a dataset of other people, "
-                             "or evaluate fewer identities with --identities")
+                             "excluded (e.g. --split all or train): give --fit-data DIR (e.g. the dataset the "
+                             "network trained on) or evaluate fewer identities with --identities")
     if len(np.unique(d.identity[sel])) < 2:
         raise ValueError(f"the baselines' fit set ({src}) holds fewer than 2 identities: LDA needs 2 or more")
     return FitSet(d.images[sel], d.identity[sel], d.posture[sel], d.concealed[sel], src, same, people)

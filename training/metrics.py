@@ -12,8 +12,8 @@ SSIM: `training.losses.ssim` (11x11 Gaussian, sigma 1.5, valid borders, data ran
 Biometric verification: genuine pairs = (concealed probe, unconcealed reference) of one identity,
     impostor pairs = of different identities; all-posture (every probe x reference pair) and
     same-posture (only pairs whose probe and reference share the posture: keys `same_posture_*`).
-    ROC AUC = P(d_genuine < d_impostor), ties count 1/2 (Mann-Whitney). A claim is accepted when d <= t: FAR(t) = impostors accepted,
-    FRR(t) = genuines rejected; EER where they cross (mean of the two at the threshold minimising
+    ROC AUC = P(d_genuine < d_impostor), ties count 1/2 (Mann-Whitney). A claim is accepted when
+    d <= t: FAR(t) = impostors accepted, FRR(t) = genuines rejected; EER where they cross (mean of the two at the threshold minimising
     |FAR - FRR|); TAR@FAR = genuines accepted at the largest t with FAR(t) <= target (1% and 0.1%).
 Rank-1 identification: each concealed probe against per-identity templates (L2-normalised mean of the
     identity's unconcealed embeddings); correct when the nearest template is the probe's identity.
