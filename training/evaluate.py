@@ -148,11 +148,12 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
     lines += ["", "Biometric verification (concealed probe vs unconcealed reference):", "",
               "| pairs | ROC AUC | EER | TAR @ FAR 1% | TAR @ FAR 0.1% | rank-1 identification | genuine / impostor |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, p in (("all postures", ""), ("same posture", "same_posture_")):
+    for name, p, rank1 in (("all postures", "", f"{100 * m['rank1_identification']:.2f}%"),
+                           ("same posture", "same_posture_", "-")):
         if f"{p}eer" in m:
             lines.append(f"| {name} | {m[f'{p}roc_auc']:.4f} | {100 * m[f'{p}eer']:.2f}% | "
                          f"{100 * m[f'{p}tar_at_far1']:.2f}% | {100 * m[f'{p}tar_at_far0p1']:.2f}% | "
-                         f"{100 * m['rank1_identification']:.2f}% | {m[f'{p}n_genuine']} / {m[f'{p}n_impostor']} |")
+                         f"{rank1} | {m[f'{p}n_genuine']} / {m[f'{p}n_impostor']} |")
     lines.append("")
     if "baselines" in m:
         from training.baselines import tables
