@@ -16,7 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def rank1(settings_update: dict, n_ids: int, n_caps: int, posture: str = "front-center") -> float:
