@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "recover": "thz.commands.acquire:recover",
     "train": "thz.commands.train:train",
     "evaluate": "thz.commands.train:evaluate",
+    "baselines": "thz.commands.train:baselines",
     "export": "thz.commands.train:export",
     "run": "thz.commands.run:run",
     "enroll": "thz.commands.run:enroll",

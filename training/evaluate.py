@@ -139,11 +139,25 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
         if f"ssim_{r}_routing" in m:
             lines.append(f"| {'ground truth' if r == 'gt' else 'soft (probability blend)'} | "
                          f"{m[f'ssim_{r}_routing']:.4f} | {m[f'psnr_{r}_routing']:.2f} |")
-    lines += ["", "Biometric verification (concealed probe vs unconcealed reference, all postures):", "",
-              "| ROC AUC | EER | TAR @ FAR 1% | rank-1 identification | genuine / impostor pairs |",
-              "|---:|---:|---:|---:|---:|",
-              f"| {m['roc_auc']:.4f} | {100 * m['eer']:.2f}% | {100 * m['tar_at_far1']:.2f}% | "
-              f"{100 * m['rank1_identification']:.2f}% | {m['n_genuine']} / {m['n_impostor']} |", ""]
+    if "reconstruction_identity" in m:
+        ri = m["reconstruction_identity"]
+        lines += ["", f"Identity of the reconstruction (each reconstructed face embedded by the network and identified "
+                      f"among the split's unconcealed references): rank-1 {100 * ri['identity_rank1']:.2f}%, "
+                      f"ROC AUC {ri['identity_roc_auc']:.4f}, EER {100 * ri['identity_eer']:.2f}% (the concealed "
+                      f"inputs themselves: rank-1 {100 * m['rank1_identification']:.2f}%)."]
+    lines += ["", "Biometric verification (concealed probe vs unconcealed reference):", "",
+              "| pairs | ROC AUC | EER | TAR @ FAR 1% | TAR @ FAR 0.1% | rank-1 identification | genuine / impostor |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, p, rank1 in (("all postures", "", f"{100 * m['rank1_identification']:.2f}%"),
+                           ("same posture", "same_posture_", "-")):
+        if f"{p}eer" in m:
+            lines.append(f"| {name} | {m[f'{p}roc_auc']:.4f} | {100 * m[f'{p}eer']:.2f}% | "
+                         f"{100 * m[f'{p}tar_at_far1']:.2f}% | {100 * m[f'{p}tar_at_far0p1']:.2f}% | "
+                         f"{rank1} | {m[f'{p}n_genuine']} / {m[f'{p}n_impostor']} |")
+    lines.append("")
+    if "baselines" in m:
+        from training.baselines import tables
+        lines += ["## Classical baselines beside the network", ""] + tables(m["baselines"], m, _label(desc))
     if other is not None:
         om, od = other
         lines += [f"Compared with {_label(od)} (`{od['path']}`): triplet accuracy {100 * om['triplet_accuracy']:.2f}%,"
@@ -154,13 +168,17 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
 
 
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
-             other: str | Path | None = None, threads: int = 2, identities: list[int] | None = None) -> dict:
+             other: str | Path | None = None, threads: int = 2, identities: list[int] | None = None,
+             baselines: bool = False, fit_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Evaluate a run or bundle on `split`; write the report; return the metrics.
 
     test | val | train: the dataset's capture-disjoint splits (of the identities the model trained on);
     heldout: every capture of the identities the run kept out of training (identity-disjoint protocol);
     all: every image.
     `identities` restricts any of these to those identities (e.g. a set no compared model trained on).
+    `baselines`: also the classical baselines (training/baselines.py) on the same images and protocols,
+    fitted on the train split of the data the model trained on minus the evaluated images, or on the
+    train split of `fit_dir`.
     """
     pred, desc = predictor_for(source, threads)
     data = ThzData.load(data_dir)
@@ -168,10 +186,20 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     if split == "heldout" and not held:
         raise ValueError(f"{source} held no identity out of training (training.holdout_identities = 0): "
                          "there is no identity-disjoint split to evaluate")
+    train_mask = data.split == "train"   # what the run trained on, before any --identities restriction
     if identities is not None:
         data.keep_identities(identities)
     splits = ("train", "val", "test") if split == "all" else (split,)
     m = evaluate_split(pred, data, splits, keep_outputs=True)
+    from training.baselines import identity_score
+    embed = lambda x: pred(x, reconstruct=False)["embedding"]  # noqa: E731
+    o = m["_outputs"]
+    m["reconstruction_identity"] = identity_score(embed, data, splits, o["anchors"],
+                                                  o["reconstructions"]["predicted"])
+    if baselines:
+        from training.baselines import run_baselines
+        m["baselines"] = run_baselines(data, splits, train_mask, ThzData.load(fit_dir) if fit_dir else None,
+                                       progress=progress, embed=embed)
     if identities is not None:
         m["identities"] = sorted(identities)
     oth = None
@@ -189,4 +217,8 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     public = {k: v for k, v in m.items() if not k.startswith("_")}
     (out / "metrics.json").write_text(json.dumps(public | {"model": desc}, indent=2, default=float))
     log.info("evaluation written", extra={"report": str(out / "report.md")})
-    return headline(m) | {"model": desc["kind"], "source": desc["source"], "report": str(out / "report.md")}
+    result = headline(m) | {"model": desc["kind"], "source": desc["source"], "report": str(out / "report.md")}
+    if baselines:
+        from training.baselines import summary
+        result["baselines"] = summary(m["baselines"])
+    return result

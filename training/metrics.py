@@ -10,14 +10,21 @@ Posture accuracy; average correct confidence = mean softmax probability of the t
 SSIM: `training.losses.ssim` (11x11 Gaussian, sigma 1.5, valid borders, data range 1), per image, then
     the mean; PSNR = 10 log10(1 / MSE) dB per image, then the mean. Per posture and the weakest one.
 Biometric verification: genuine pairs = (concealed probe, unconcealed reference) of one identity,
-    impostor pairs = of different identities (all postures). ROC AUC = P(d_genuine < d_impostor),
-    ties count 1/2 (Mann-Whitney). A claim is accepted when d <= t: FAR(t) = impostors accepted,
-    FRR(t) = genuines rejected; EER where they cross (mean of the two at the threshold minimising
-    |FAR - FRR|); TAR@FAR = genuines accepted at the largest t with FAR(t) <= target.
+    impostor pairs = of different identities; all-posture (every probe x reference pair) and
+    same-posture (only pairs whose probe and reference share the posture: keys `same_posture_*`).
+    ROC AUC = P(d_genuine < d_impostor), ties count 1/2 (Mann-Whitney). A claim is accepted when
+    d <= t: FAR(t) = impostors accepted, FRR(t) = genuines rejected; EER where they cross (mean of the two at the threshold minimising
+    |FAR - FRR|); TAR@FAR = genuines accepted at the largest t with FAR(t) <= target (1% and 0.1%).
 Rank-1 identification: each concealed probe against per-identity templates (L2-normalised mean of the
     identity's unconcealed embeddings); correct when the nearest template is the probe's identity.
+
+Every function that compares images takes `distance` (default `cosine_distance` on embeddings) and,
+for templates, `template`, so the classical baselines (training/baselines.py: pixels, NCC, SSIM,
+PCA, Fisherfaces) go through these same definitions with their own representation and distance.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,13 +34,25 @@ from thzcore.labels import POSTURES
 from training.losses import psnr, ssim
 
 
+# (n, ...) x (m, ...) representations -> (n, m) distances (smaller = more alike)
+Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+FAR_TARGETS = {"far1": 0.01, "far0p1": 0.001}   # key suffix -> target FAR of the TAR@FAR figures
+
+
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(n,E) x (m,E) unit vectors -> (n,m) distances 1 - a.b."""
     return 1.0 - np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
 
 
+def unit_mean(x: np.ndarray) -> np.ndarray:
+    """The template of a set of unit embeddings: their mean, L2-normalised."""
+    m = np.asarray(x, np.float64).mean(0)
+    return m / np.linalg.norm(m)
+
+
 def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, anchors: np.ndarray,
-                    positives: np.ndarray, negative_pool: np.ndarray) -> dict[str, float]:
+                    positives: np.ndarray, negative_pool: np.ndarray, distance: Distance = cosine_distance
+                    ) -> dict[str, float]:
     """Triplet accuracy and mean d(a,p), d(a,n); negatives = pool members of the anchor's posture, other id."""
     correct = total = 0
     d_pos, d_neg = [], []
@@ -41,8 +60,8 @@ def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, 
         neg = negative_pool[(posture[negative_pool] == posture[a]) & (identity[negative_pool] != identity[a])]
         if len(neg) == 0:
             continue
-        dp = float(cosine_distance(emb[a][None], emb[p][None])[0, 0])
-        dn = cosine_distance(emb[a][None], emb[neg])[0]
+        d = np.asarray(distance(emb[a][None], emb[np.concatenate([[p], neg])])[0], np.float64)
+        dp, dn = float(d[0]), d[1:]
         correct += int((dp < dn).sum())
         total += len(dn)
         d_pos.append(dp)
@@ -113,27 +132,63 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
     return float(1.0 - frr[k]), float(t[k])
 
 
-def pair_distances(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray
+def pair_distances(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                   posture: np.ndarray | None = None, distance: Distance = cosine_distance
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Genuine and impostor distances of every (probe, reference) pair."""
-    d = cosine_distance(emb[probes], emb[refs])
+    """Genuine and impostor distances of every (probe, reference) pair (same-posture pairs only if `posture`)."""
+    return _split_pairs(np.asarray(distance(emb[probes], emb[refs]), np.float64), identity, probes, refs, posture)
+
+
+def _split_pairs(d: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                 posture: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     same = identity[probes][:, None] == identity[refs][None, :]
-    return d[same], d[~same]
+    keep = np.ones_like(same) if posture is None else posture[probes][:, None] == posture[refs][None, :]
+    return d[same & keep], d[~same & keep]
 
 
-def verification_metrics(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray
-                         ) -> dict[str, float]:
-    """ROC AUC, EER (and its threshold), TAR at FAR = 1% (and its threshold) over all probe x reference pairs."""
-    gen, imp = pair_distances(emb, identity, probes, refs)
+def _biometrics(gen: np.ndarray, imp: np.ndarray) -> dict[str, float]:
     e, t_eer = eer(gen, imp)
-    tar, t_far = threshold_at_far(gen, imp, 0.01)
-    return {"roc_auc": roc_auc(gen, imp), "eer": e, "eer_threshold": t_eer, "tar_at_far1": tar,
-            "far1_threshold": t_far, "n_genuine": int(len(gen)), "n_impostor": int(len(imp))}
+    m = {"roc_auc": roc_auc(gen, imp), "eer": e, "eer_threshold": t_eer}
+    for key, far in FAR_TARGETS.items():
+        m[f"tar_at_{key}"], m[f"{key}_threshold"] = threshold_at_far(gen, imp, far)
+    return m | {"n_genuine": int(len(gen)), "n_impostor": int(len(imp))}
 
 
-def rank1_identification(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray) -> float:
+def verification_metrics(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                         posture: np.ndarray | None = None, distance: Distance = cosine_distance
+                         ) -> dict[str, float]:
+    """ROC AUC, EER (and its threshold), TAR at FAR = 1% and 0.1% (and thresholds) over all probe x reference pairs.
+
+    With `posture`, the same figures over the same-posture pairs only, as `same_posture_<key>`
+    (one distance matrix serves both protocols).
+    """
+    d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
+    m = _biometrics(*_split_pairs(d, identity, probes, refs, None))
+    if posture is not None:
+        m |= {f"same_posture_{k}": v for k, v in _biometrics(*_split_pairs(d, identity, probes, refs, posture)).items()}
+    return m
+
+
+def rank1_identification(emb: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                         distance: Distance = cosine_distance,
+                         template: Callable[[np.ndarray], np.ndarray] = unit_mean) -> float:
     ids = np.unique(identity[refs])
-    tmpl = np.stack([emb[refs[identity[refs] == i]].mean(0) for i in ids])
-    tmpl /= np.linalg.norm(tmpl, axis=1, keepdims=True)
-    nearest = ids[cosine_distance(emb[probes], tmpl).argmin(1)]
+    tmpl = np.stack([template(emb[refs[identity[refs] == i]]) for i in ids])
+    nearest = ids[np.asarray(distance(emb[probes], tmpl)).argmin(1)]
     return float((nearest == identity[probes]).mean())
+
+
+def protocol_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
+                     anchors: np.ndarray, targets: np.ndarray, distance: Distance = cosine_distance,
+                     template: Callable[[np.ndarray], np.ndarray] = unit_mean) -> dict[str, float]:
+    """The verification protocols of one split, on rows of `emb` (the network's and every baseline's).
+
+    Triplets of (anchors, targets) with every same-posture unconcealed negative; all-posture and
+    same-posture biometrics of concealed probes against unconcealed references; rank-1 against
+    per-identity templates of the references.
+    """
+    refs, probes = np.flatnonzero(~concealed), np.flatnonzero(concealed)
+    m = triplet_metrics(emb, identity, posture, anchors, targets, refs, distance)
+    m |= verification_metrics(emb, identity, probes, refs, posture, distance)
+    m["rank1_identification"] = rank1_identification(emb, identity, probes, refs, distance, template)
+    return m

@@ -14,8 +14,7 @@ import torch
 
 from training.data import ThzData, TripletIndex
 from training.distill import ModelB
-from training.metrics import (posture_metrics, rank1_identification, reconstruction_metrics, triplet_metrics,
-                              verification_metrics)
+from training.metrics import posture_metrics, protocol_metrics, reconstruction_metrics
 from training.model import ModelConfig, MultiTaskNet
 
 BEST = "best.pt"
@@ -122,6 +121,20 @@ def predictor_for(path: str | Path, threads: int = 2):
     raise FileNotFoundError(f"{p} is neither a run directory (with {BEST}) nor a model bundle (with model.onnx)")
 
 
+def split_protocol(data: ThzData, splits: tuple[str, ...]) -> tuple[np.ndarray, TripletIndex, np.ndarray, np.ndarray]:
+    """The images of `splits` and their triplets.
+
+    Returns (THz indices idx, the TripletIndex, its anchors and targets as rows of idx).
+    """
+    idx = data.select(splits)
+    if len(idx) == 0:
+        raise ValueError(f"the dataset has no THz image in splits {splits}")
+    tri = TripletIndex.build(data, splits)
+    pos_of = {int(i): k for k, i in enumerate(idx)}          # THz index -> row of idx
+    local = lambda a: np.array([pos_of[int(i)] for i in a], np.int64)  # noqa: E731
+    return idx, tri, local(tri.anchors), local(tri.target)
+
+
 def evaluate_split(predict, data: ThzData, splits: tuple[str, ...], routes: tuple[str, ...] | None = None,
                    keep_outputs: bool = False) -> dict:
     """Every metric of `training.metrics` on the THz images of `splits` (see that module for definitions).
@@ -129,24 +142,14 @@ def evaluate_split(predict, data: ThzData, splits: tuple[str, ...], routes: tupl
     The main reconstruction numbers use the predicted-posture routing (what runs live); the other
     routings available to the predictor are reported as ssim_<route> / psnr_<route>.
     """
-    idx = data.select(splits)
-    if len(idx) == 0:
-        raise ValueError(f"the dataset has no THz image in splits {splits}")
-    tri = TripletIndex.build(data, splits)
+    idx, tri, anchors, targets = split_protocol(data, splits)
     out = predict(data.images[idx], reconstruct=False)
-    pos_of = {int(i): k for k, i in enumerate(idx)}          # THz index -> row of `out`
-    local = lambda a: np.array([pos_of[int(i)] for i in a], np.int64)  # noqa: E731
     ident, post, conc = data.identity[idx], data.posture[idx], data.concealed[idx]
     emb = out["embedding"]
-    anchors, targets = local(tri.anchors), local(tri.target)
-    refs = np.flatnonzero(~conc)
-    probes = np.flatnonzero(conc)
     m: dict = {"split": "+".join(splits), "n_images": int(len(idx)), "n_anchors": int(len(anchors)),
                "distance": "cosine"}
-    m.update(triplet_metrics(emb, ident, post, anchors, targets, refs))
+    m.update(protocol_metrics(emb, ident, post, conc, anchors, targets))
     m.update(posture_metrics(out["posture_logits"], post))
-    m.update(verification_metrics(emb, ident, probes, refs))
-    m["rank1_identification"] = rank1_identification(emb, ident, probes, refs)
     x_a, y_a, p_a = data.images[tri.anchors], data.images[tri.target], data.posture[tri.anchors]
     recs = {}
     for route in routes or getattr(predict, "routes", ("predicted",)):

@@ -59,24 +59,30 @@ def test_plan_rejects_bad_values():
 
 def test_counts_manifest_and_images(made):
     out, summary = made
-    assert summary.failed == 0 and summary.no_face == 0
-    assert (summary.thz_images, summary.visible_images) == (24, 8)
+    # at 340 GHz a face is seen by its glints; a capture whose glints are too weak for the locator is
+    # left out, as the paper left out unusable captures (1158 of 1400)
+    assert summary.failed == 0 and summary.thz_images + summary.no_face == 24 and summary.visible_images == 8
+    assert summary.thz_images >= 12
     rows = read_manifest(out)
     thz = [r for r in rows if r.modality == "thz"]
     vis = [r for r in rows if r.modality == "visible"]
-    assert len(thz) == 24 and len(vis) == 8
+    assert len(thz) == summary.thz_images and len(vis) == 8
     assert Counter((r.identity, r.posture, r.concealed) for r in vis) == {
         (i, p, c): 1 for i in range(2) for p in POST for c in (True, False)}
-    # test: one concealed and one unconcealed capture per identity and posture
+    # the split is the plan's, whatever was found: one capture per identity and posture in test and val
+    units = PLAN.units()
+    assert Counter(PLAN.split_of(u.identity, u.posture, u.capture) for u in units) == {"train": 8, "val": 8, "test": 8}
     test = Counter((r.identity, r.posture, r.concealed) for r in thz if r.split == "test")
-    assert test == {(i, p, c): 1 for i in range(2) for p in POST for c in (True, False)}
-    assert summary.splits == {"train": 8, "val": 8, "test": 8}
-    # a capture index never spans two splits, and both its scans exist
+    assert all(n == 1 for n in test.values())
+    assert sum(summary.splits.values()) == summary.thz_images
+    # a capture index never spans two splits, and every unit left its sidecar (found or not)
     by_cap = defaultdict(set)
     for r in thz:
         by_cap[(r.identity, r.posture, r.capture)].add((r.split, r.concealed))
+        assert r.split == PLAN.split_of(r.identity, r.posture, r.capture)
     for v in by_cap.values():
-        assert len({s for s, _ in v}) == 1 and {c for _, c in v} == {True, False}
+        assert len({s for s, _ in v}) == 1
+    assert all((out / f"{u.stem}.json").is_file() for u in units)
     with Image.open(out / thz[0].path) as im:
         assert im.mode == "I;16" and im.size == (64, 64)
         a = np.asarray(im)
@@ -93,7 +99,8 @@ def test_counts_manifest_and_images(made):
 def test_units_are_deterministic_whatever_the_worker(made, tmp_path):
     out, _ = made
     w = _Worker(Settings().model_dump_json(), PLAN, str(tmp_path))
-    for u in (Unit(1, "front-center", 2, False), Unit(0, "full-left", 0, True)):  # other order, other process
+    found = [Unit(r.identity, r.posture, r.capture, r.concealed) for r in read_manifest(out) if r.modality == "thz"]
+    for u in (found[-1], found[0]):  # other order, other process
         w.thz(u)
         assert (tmp_path / f"{u.stem}.png").read_bytes() == (out / f"{u.stem}.png").read_bytes()
     assert w.sim_cfg.population_seed == PLAN.population_seed and w.sim_cfg.seed == PLAN.seed
@@ -106,7 +113,7 @@ def test_resume_remakes_only_what_is_missing(made):
     gone = [Unit(0, "full-left", 1, True), Unit(1, "full-left", 0, False), Unit(1, "front-center", 2, True)]
     for u in gone:
         (out / f"{u.stem}.json").unlink()
-        (out / f"{u.stem}.png").unlink()
+        (out / f"{u.stem}.png").unlink(missing_ok=True)   # a capture without a face has no image
     (out / "visible/id001/full-left_concealed.png").unlink()
     s = make_dataset(out, PLAN, Settings(), workers=1, progress=False)
     assert s.made_now == 4 and s.skipped_done == 28
@@ -133,29 +140,34 @@ def test_content_hash_sees_what_the_manifest_hash_does_not(made, tmp_path):
 
 
 def test_cli_resumes_and_exports(made, tmp_path):
-    out, _ = made
+    out, summary = made
+    n = summary.thz_images
     res = CliRunner().invoke(cli, ["sim", "dataset", "--out", str(out), "--small", "--identities", "2",
                                    "--captures", "3", "--postures", ",".join(POST), "--workers", "1", "--no-progress",
                                    "--export-reference"])
     assert res.exit_code == 0, res.output
     last = json.loads(res.output.strip().splitlines()[-1])
-    assert last["made_now"] == 0 and last["skipped_done"] == 32 and last["thz_images"] == 24
-    assert last["reference"]["triplets"] == {"train": 4, "val": 4, "test": 4}
+    assert last["made_now"] == 0 and last["skipped_done"] == 32 and last["thz_images"] == n
+    # a triplet per concealed capture whose unconcealed partner was found: at most 4 per split
+    assert set(last["reference"]["triplets"]) == {"train", "val", "test"}
+    assert all(0 <= v <= 4 for v in last["reference"]["triplets"].values())
+    assert sum(last["reference"]["triplets"].values()) > 0
 
 
 def test_reference_layout_round_trip(made, tmp_path):
-    out, _ = made
+    out, summary = made
+    n = summary.thz_images
     ref = tmp_path / "ref"
     info = export_reference(out, ref, seed=0)
-    assert info["thz_images"] == 24 and info["visible_images"] == 8
+    assert info["thz_images"] == n and info["visible_images"] == 8
     files = sorted((ref / "thz").glob("*/*/*.png"))
-    assert len(files) == 24
+    assert len(files) == n
     m = NAME_RE.match(files[0].stem)
     assert m and m["c1"] == m["c2"] and files[0].parts[-3] == m["id"] == "000"
     import csv
     with (ref / "data" / "test_dataset.csv").open() as fh:
         recs = list(csv.DictReader(fh))
-    assert len(recs) == 4  # one concealed test capture per identity and posture
+    assert len(recs) <= 4  # one concealed test capture per identity and posture (where its face was found)
     for r in recs:
         a, p, n = (NAME_RE.match(Path(r[c]).stem) for c in ("anchor", "positive", "negative"))
         assert a["c1"] == "b" and p["c1"] == "n" and n["c1"] == "n"
@@ -164,10 +176,18 @@ def test_reference_layout_round_trip(made, tmp_path):
         assert (ref / "visible" / r["visible_negative"]).parts[-3] == n["id"]
     back = tmp_path / "imported"
     imp = import_reference(ref / "thz", back, ref / "visible", ref / "data", seed=0)
-    assert imp["split_from_csv"] == 24 and imp["mixed_split_captures"] == 0
+    # images in a triplet CSV take its split; the rest (no face found for a partner) the seeded rule
+    assert 0 < imp["split_from_csv"] <= n and imp["mixed_split_captures"] == 0
     key = lambda r: (r.identity, r.posture, r.concealed, r.modality, r.capture, r.split)  # noqa: E731
     orig, new = read_manifest(out), read_manifest(back)
-    assert sorted(map(key, orig)) == sorted(map(key, new))
+    # where a capture is missing (no face found) the seeded rule runs over the captures present, so
+    # the split is compared where every capture of an identity and posture made it
+    full = {k for k, v in Counter((r.identity, r.posture) for r in orig if r.modality == "thz").items()
+            if v == 2 * PLAN.captures}
+    nosplit = lambda r: key(r)[:-1]  # noqa: E731
+    assert sorted(map(nosplit, orig)) == sorted(map(nosplit, new))
+    assert sorted(key(r) for r in orig if (r.identity, r.posture) in full or r.modality == "visible") == sorted(
+        key(r) for r in new if (r.identity, r.posture) in full or r.modality == "visible")
     # pixels: the export is the 16-bit ROI rounded to 8 bits
     o = {key(r): r for r in orig}
     for r in new[:5]:
@@ -177,13 +197,15 @@ def test_reference_layout_round_trip(made, tmp_path):
     # without CSVs the seeded rule gives the very same splits
     again = import_reference(ref / "thz", tmp_path / "imported2", ref / "visible", None, seed=0)
     assert again["split_from_csv"] == 0
-    assert sorted(map(key, read_manifest(tmp_path / "imported2"))) == sorted(map(key, orig))
+    again_rows = read_manifest(tmp_path / "imported2")
+    assert sorted(key(r) for r in again_rows if (r.identity, r.posture) in full or r.modality == "visible") == sorted(
+        key(r) for r in orig if (r.identity, r.posture) in full or r.modality == "visible")
     # the command-line form
     from thz.commands.dataset import import_reference_cmd
     res = CliRunner().invoke(import_reference_cmd, ["--thz", str(ref / "thz"), "--csv-dir", str(ref / "data"),
                                                     "--out", str(tmp_path / "imported3")])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output.strip().splitlines()[-1])["thz_images"] == 24
+    assert json.loads(res.output.strip().splitlines()[-1])["thz_images"] == n
 
 
 def test_import_rejects_bad_names(tmp_path):

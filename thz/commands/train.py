@@ -1,4 +1,4 @@
-"""Click commands `thz train`, `thz evaluate`, `thz export` (registered lazily by thz/cli.py).
+"""Click commands `thz train`, `thz evaluate`, `thz baselines`, `thz export` (registered lazily by thz/cli.py).
 
 Each prints its result as ONE JSON object on the last stdout line; logs and progress go to stderr.
 """
@@ -72,21 +72,60 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--identities", "identity_spec", default=None, metavar="LIST",
               help="only these identities, e.g. 80-99 or 0,3,5-7 (a set no compared model trained on)")
-def evaluate(source: str, data_dir: str, split: str, other, out, threads: int, identity_spec: str | None) -> None:
+@click.option("--baselines", is_flag=True,
+              help="also the classical baselines (pixel cosine, NCC, SSIM, PCA, Fisherfaces) on the same protocols")
+@click.option("--fit-data", "fit_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="fit PCA / LDA / posture NN on this dataset's train split (default: the evaluated dataset's "
+                   "train split minus the evaluated images)")
+@click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
+def evaluate(source: str, data_dir: str, split: str, other, out, threads: int, identity_spec: str | None,
+             baselines: bool, fit_dir, progress: bool) -> None:
     """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split."""
-    from thzcore.labels import parse_identity_list
     from training.evaluate import evaluate as run_eval
-    identities = None
-    if identity_spec is not None:
-        try:
-            identities = parse_identity_list(identity_spec)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--identities") from None
+    if fit_dir is not None and not baselines:
+        raise click.BadParameter("--fit-data only fits the baselines: add --baselines", param_hint="--fit-data")
     try:
-        result = run_eval(source, data_dir, split, out, other, threads, identities)
+        result = run_eval(source, data_dir, split, out, other, threads, _identities(identity_spec), baselines,
+                          fit_dir, progress)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     _echo_json(result)
+
+
+def _identities(spec: str | None) -> list[int] | None:
+    from thzcore.labels import parse_identity_list
+    if spec is None:
+        return None
+    try:
+        return parse_identity_list(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--identities") from None
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="dataset directory with manifest.csv")
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--identities", "identity_spec", default=None, metavar="LIST",
+              help="only these identities, e.g. 80-99 or 0,3,5-7")
+@click.option("--fit-data", "fit_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="fit PCA / LDA / posture NN on this dataset's train split (e.g. other people; default: the "
+                   "train split of --data minus the evaluated images)")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="report directory (default: runs/baselines_<manifest hash>_<split>)")
+@click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
+def baselines(data_dir: str, split: str, identity_spec: str | None, fit_dir, out, progress: bool) -> None:
+    """How hard is a dataset? Classical template matching on the protocols of `thz evaluate`, no network.
+
+    Prints the Markdown tables, then the JSON summary as the last line; writes report.md and metrics.json.
+    """
+    from training.baselines import evaluate_baselines, summary
+    try:
+        result, text = evaluate_baselines(data_dir, split, out, _identities(identity_spec), fit_dir, progress)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(text)
+    _echo_json({k: v for k, v in result.items() if k != "baselines"} | summary(result["baselines"]))
 
 
 @click.command()
