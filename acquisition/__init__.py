@@ -1,12 +1,13 @@
-"""acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, HDF5 recordings.
+"""acquisition: galvo (serial) and receiver (VISA/SCPI) drivers, the acquisition daemon, `recover` for HDF5 recordings
+(the recording format itself is the kernel's: thzcore.recording).
 
-Public names are imported on first use so that `thz.settings` (which imports acquisition.config)
+Public names are imported on first use so that `pipeline.settings` (which imports acquisition.config)
 stays light:
 
     AcquisitionDaemon, RunResult          acquisition.daemon
     ScannerSession                        acquisition.session
-    SimScanner, BackdoorClient, grab_frames  acquisition.simlink
-    Recorder, read_recording, recover     acquisition.recorder
+    grab_frames                           acquisition.grab
+    recover                               acquisition.recover
     GalvoController / Receiver            acquisition.galvo / acquisition.receiver
 """
 from __future__ import annotations
@@ -15,9 +16,8 @@ from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "AcquisitionDaemon": "acquisition.daemon", "RunResult": "acquisition.daemon",
-    "ScannerSession": "acquisition.session",
-    "SimScanner": "acquisition.simlink", "BackdoorClient": "acquisition.simlink", "grab_frames": "acquisition.simlink",
-    "Recorder": "acquisition.recorder", "read_recording": "acquisition.recorder", "recover": "acquisition.recorder",
+    "ScannerSession": "acquisition.session", "grab_frames": "acquisition.grab",
+    "recover": "acquisition.recover",
     "GalvoController": "acquisition.galvo", "Receiver": "acquisition.receiver",
     "AcquisitionConfig": "acquisition.config",
 }

@@ -22,13 +22,15 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
-from acquisition.publish import RawPublisher, StatusPublisher, check_bind, stop_authenticator
-from acquisition.recorder import Recorder, software_version
+from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
 from acquisition.state import State, StateMachine, Transition, backoff_delays
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.netsec import stop_authenticator
+from thzcore.provenance import software_version
+from thzcore.recording import Recorder
 
 log = get_logger(__name__)
 
@@ -73,7 +75,7 @@ class AcquisitionDaemon:
         daemon = AcquisitionDaemon(settings, out_dir="recordings")
         result = daemon.run(frames=10)          # RunResult; exit_code 0 when all 10 were recorded
 
-    settings:  thz.settings.Settings (scanner, acquisition, and sim for the seed attribute)
+    settings:  pipeline.settings.Settings (scanner, acquisition, and sim for the seed attribute)
     out_dir:   where the session's HDF5 file and JSONL run log go (default acquisition.record_dir)
     publish:   bind the `raw` and `status` PUB sockets (endpoints in `self.endpoints` once bound)
     record:    write the HDF5 file (default acquisition.record)

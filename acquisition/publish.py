@@ -8,71 +8,38 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import zmq
 
 from acquisition.errors import ConfigurationError
+from thzcore import netsec
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
-from thzcore.netsec import is_loopback_endpoint as is_loopback
+from thzcore.netsec import CurveLease, InsecureBindError
 from thzcore.wire import Message, encode
 
 log = get_logger(__name__)
 
-_AUTH_LOCK = threading.Lock()
-_AUTHS: dict[int, Any] = {}
-
 
 def check_bind(endpoint: str, curve_secret_key_file: str, curve_clients_dir: str, what: str) -> None:
-    """Refuse a non-loopback bind without CURVE, saying how to configure it."""
-    if is_loopback(endpoint):
-        return
-    if not curve_secret_key_file or not curve_clients_dir:
-        raise ConfigurationError(
-            f"acquisition.{what}={endpoint!r} is not a loopback address and CURVE is not configured: refusing to "
-            "publish scans unauthenticated. Bind tcp://127.0.0.1:PORT (the default), or create certificates with "
-            "`python -c \"import zmq.auth; zmq.auth.create_certificates('keys', 'server')\"` (and one per client), "
-            "then set acquisition.curve_secret_key_file = 'keys/server.key_secret' and "
-            "acquisition.curve_clients_dir to a directory holding the clients' *.key files")
-    if not Path(curve_secret_key_file).expanduser().is_file():
-        raise ConfigurationError(f"acquisition.curve_secret_key_file={curve_secret_key_file!r} does not exist")
-    if not Path(curve_clients_dir).expanduser().is_dir():
-        raise ConfigurationError(f"acquisition.curve_clients_dir={curve_clients_dir!r} is not a directory")
-
-
-def bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str, curve_clients_dir: str, what: str) -> str:
-    """Bind after check_bind; CURVE server with an authenticator when configured. Returns the bound endpoint."""
-    check_bind(endpoint, curve_secret_key_file, curve_clients_dir, what)
-    if curve_secret_key_file:
-        from zmq.auth import load_certificate
-        from zmq.auth.thread import ThreadAuthenticator
-        public, secret = load_certificate(str(Path(curve_secret_key_file).expanduser()))
-        if secret is None:
-            raise ConfigurationError(f"acquisition.curve_secret_key_file={curve_secret_key_file!r} holds no secret key")
-        with _AUTH_LOCK:
-            if id(sock.context) not in _AUTHS:
-                auth = ThreadAuthenticator(sock.context)
-                auth.start()
-                auth.configure_curve(domain="*", location=str(Path(curve_clients_dir).expanduser()))
-                _AUTHS[id(sock.context)] = auth
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.curve_server = True
+    """Refuse a non-loopback bind without CURVE (thzcore.netsec), as the daemon's ConfigurationError."""
     try:
-        sock.bind(endpoint)
+        netsec.check_bind(endpoint, curve_secret_key_file, curve_clients_dir, f"acquisition.{what}")
+    except InsecureBindError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def bind(sock: zmq.Socket, endpoint: str, curve_secret_key_file: str, curve_clients_dir: str,
+         what: str) -> tuple[str, CurveLease | None]:
+    """secure_bind with configured keys used on loopback too; (bound endpoint, CURVE lease or None)."""
+    try:
+        return netsec.secure_bind(sock, endpoint, curve_secret_key_file, curve_clients_dir, f"acquisition.{what}",
+                                  curve_on_loopback=True)
+    except InsecureBindError as exc:
+        raise ConfigurationError(str(exc)) from exc
     except zmq.ZMQError as exc:
         raise ConfigurationError(f"acquisition.{what}={endpoint!r}: cannot bind: {exc}") from exc
-    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-
-def stop_authenticator(ctx: zmq.Context) -> None:
-    """Stop the CURVE authenticator of `ctx`, if any (its socket would keep ctx.term() waiting)."""
-    with _AUTH_LOCK:
-        auth = _AUTHS.pop(id(ctx), None)
-    if auth is not None:
-        auth.stop()
 
 
 class StatusPublisher:
@@ -87,7 +54,8 @@ class StatusPublisher:
         self.scanner_id, self.heartbeat_s, self._clock = scanner_id, heartbeat_s, clock
         self._sock = ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self.endpoint = bind(self._sock, endpoint, curve_secret_key_file, curve_clients_dir, "status_endpoint")
+        self.endpoint, self._lease = bind(self._sock, endpoint, curve_secret_key_file, curve_clients_dir,
+                                          "status_endpoint")
         self._q: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._current: dict[str, Any] = {"state": "disconnected"}
         self._seq = 0
@@ -126,6 +94,8 @@ class StatusPublisher:
                     self._send(heartbeat=False)
         finally:
             self._sock.close(0)
+            if self._lease is not None:
+                self._lease.stop()
 
 
 class RawPublisher:
@@ -136,7 +106,8 @@ class RawPublisher:
         self._sock = ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
-        self.endpoint = bind(self._sock, endpoint, curve_secret_key_file, curve_clients_dir, "raw_endpoint")
+        self.endpoint, self._lease = bind(self._sock, endpoint, curve_secret_key_file, curve_clients_dir,
+                                          "raw_endpoint")
         self.sent = 0
 
     def publish(self, frame: RawFrame, seq: int) -> None:
@@ -145,3 +116,6 @@ class RawPublisher:
 
     def close(self) -> None:
         self._sock.close(0)
+        if self._lease is not None:
+            self._lease.stop()
+            self._lease = None

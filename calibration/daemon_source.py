@@ -1,7 +1,7 @@
 """The measurement path through the real acquisition daemon and drivers to the device emulators.
 
     thz sim scanner (subprocess: pty galvo, SCPI receiver, JSON backdoor)
-        <- pyserial galvo driver, pyvisa receiver driver <- AcquisitionDaemon (acquisition.simlink.grab_frames)
+        <- pyserial galvo driver, pyvisa receiver driver <- AcquisitionDaemon (acquisition.grab.grab_frames)
 
 Targets, beam and noise are set through the emulator's backdoor, exactly as a technician places
 a target in the lab; frames come back as RawFrames from the daemon, which the procedures process
@@ -69,7 +69,7 @@ class _DaemonFrames:
         return self._scanner
 
     def acquire(self, n_frames: int) -> list[RawFrame]:
-        from acquisition.simlink import grab_frames
+        from acquisition.grab import grab_frames
         frames = grab_frames(self._settings.model_copy(update={"scanner": self._scanner}), n_frames)
         self.frames_acquired += len(frames)
         return frames
@@ -116,7 +116,7 @@ class DaemonSource(_DaemonFrames):
 
     def __init__(self, settings: Any, seed: int | None = None, realtime: bool = False,
                  min_timeout_s: float = 30.0) -> None:
-        from acquisition.simlink import SimScanner
+        from sim.emulators.client import SimScanner
         # the emulator computes a frame on demand; on a loaded machine a new target's first frame
         # (map build, kernel compile) can outlast the 5 s default I/O timeout
         settings = patient_settings(settings, min_timeout_s)

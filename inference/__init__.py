@@ -1,4 +1,4 @@
-"""inference: engines (TensorRT | ONNX Runtime) behind one interface, the gallery, the result stage, `thz run`.
+"""inference: engines (TensorRT | ONNX Runtime) behind one interface, the gallery, the result stage.
 
 Public names are imported lazily, so `inference.config` stays light for the config loader.
 """
@@ -8,10 +8,9 @@ from thzcore.lazy import lazy_exports
 
 _LAZY = {
     "load_bundle": "inference.bundle", "ModelBundle": "inference.bundle", "BundleError": "inference.bundle",
-    "Engine": "inference.engine", "make_engine": "inference.engine", "choose_engine": "inference.engine",
-    "EngineUnavailable": "inference.engine", "Gallery": "inference.gallery", "GalleryError": "inference.gallery",
+    "Engine": "inference.engines.base", "make_engine": "inference.engines.choice", "choose_engine": "inference.engines.choice",
+    "EngineUnavailable": "inference.engines.choice", "Gallery": "inference.gallery", "GalleryError": "inference.gallery",
     "ModelMismatchError": "inference.gallery", "InferenceStage": "inference.stage", "ResultMeta": "inference.results",
-    "decode_result": "inference.results", "Pipeline": "inference.job", "run_sim": "inference.job",
-    "LiveView": "inference.view", "InferenceConfig": "inference.config",
+    "decode_result": "inference.results", "InferenceConfig": "inference.config",
 }
 __getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -18,14 +18,14 @@ import numpy as np
 import zmq
 
 from inference.config import InferenceConfig
-from inference.engine import Engine
+from inference.engines.base import Engine
 from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
                                encode_result)
-from inference.transport import secure_bind
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
+from thzcore.netsec import secure_bind
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
@@ -161,7 +161,7 @@ class InferenceStage:
             pub.setsockopt(zmq.XPUB_VERBOSE, 1)
             pub.setsockopt(zmq.SNDHWM, 1000)
             self.bound_endpoint, auth = secure_bind(pub, self.result_endpoint, self.cfg.curve_secret_key_file,
-                                                    self.cfg.curve_clients_dir)
+                                                    self.cfg.curve_clients_dir, "inference.result_endpoint")
             sub.connect(self.roi_endpoint)
             gallery = Gallery(self.gallery_path, self.engine.model_id, self.engine.bundle.manifest.embedding_size)
             poller = zmq.Poller()

@@ -12,6 +12,6 @@ _LAZY = {
     "ProcessingStage": "processing.stage", "StageOutput": "processing.stage",
     "FaceLocator": "processing.roi", "RoiResult": "processing.roi", "extract_face_roi": "processing.roi",
     "ProcessingCalibration": "processing.calibration_model", "ProcessingConfig": "processing.config",
-    "estimate_line_shift": "processing.line_phase", "read_recording": "processing.sources",
+    "estimate_line_shift": "processing.line_phase",
 }
 __getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -28,11 +28,11 @@ from processing.config import ProcessingConfig
 from processing.processor import FrameProcessor, ProcessedFrame
 from processing.rangefinder import RangeEstimate, subject_range
 from processing.roi import FaceLocator, RoiResult
-from processing.sources import raw_frame_from_parts, read_recording
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.recording import iter_frames
 from thzcore.scanner import ScannerConfig
-from thzcore.wire import Message, WireError, encode
+from thzcore.wire import Message, WireError, decode, encode
 
 log = get_logger(__name__)
 
@@ -148,7 +148,7 @@ class ProcessingStage:
                 yield out
 
     def run_recording(self, path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[StageOutput]:
-        yield from self.run(read_recording(path, start, stop))
+        yield from self.run(iter_frames(path, start, stop))
 
     # ---- wire
     def messages(self, out: StageOutput, t_received: float | None = None) -> list[Message]:
@@ -199,7 +199,7 @@ class ProcessingStage:
                 parts = sub.recv_multipart()
                 t_received = time.time()
                 try:
-                    raw = raw_frame_from_parts(parts)
+                    raw = RawFrame.from_message(decode(parts, expect_topic="raw"))
                 except WireError as exc:
                     self.counters.dropped_malformed += 1
                     self.counters.last_error = str(exc)

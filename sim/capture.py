@@ -36,6 +36,7 @@ class Capture(BaseModel):
     loss_db: float
     echo_db: float
     fabric_seed: int
+    motion_seed: int = 0
 
     def expression(self) -> Expression:
         return Expression(self.lip_delta_m, self.jaw_open_m, self.brow_raise_m, self.cheek_delta_m)
@@ -72,4 +73,5 @@ def draw_capture(subject: Subject, cfg: SimConfig, standoff_m: float) -> Capture
         loss_db=float(rng.uniform(b.loss_min_db, b.loss_max_db)),
         echo_db=float(rng.uniform(b.echo_min_db, b.echo_max_db)),
         fabric_seed=int(rng.integers(0, 2**31 - 1)),
+        motion_seed=int(rng.integers(0, 2**31 - 1)),
     )

@@ -12,14 +12,14 @@ from thzcore.config import Section
 
 
 class ReflectionConfig(Section):
-    """How surfaces return the beam: specular glints plus a weak diffuse (speckled) part."""
+    """How surfaces return the beam: specular physical optics plus a weak diffuse part from roughness."""
 
     skin_power_reflectivity: float = Field(0.155, gt=0, le=1, description="skin |Gamma|^2 at normal incidence")
-    skin_diffuse_db: float = Field(-17.0, le=0, description="skin diffuse backscatter power relative to skin specular (dB)")
-    diffuse_cos_power: float = Field(1.5, ge=0, description="diffuse backscatter per projected area ~ cos(alpha)^m (m = 1: Lambertian; 1.5 tunes the face dynamic range to 8.3 dB)")
+    skin_rms_height_m: float = Field(30e-6, ge=0, le=2e-4, description="rms height of the skin's sub-mm roughness (m); sets the coherent loss exp(-(2 k sigma)^2) and the diffuse level")
+    skin_correlation_length_m: float = Field(0.25e-3, gt=0, le=5e-3, description="correlation length of the skin roughness (m); sets the width of the diffuse lobe")
     eye_power_reflectivity: float = Field(0.25, gt=0, le=1, description="eye (wet cornea) |Gamma|^2")
     hair_loss_db: float = Field(1.5, ge=0, description="one-way loss through scalp hair (dB)")
-    hair_diffuse_db: float = Field(-22.0, le=0, description="hair diffuse echo power relative to skin specular (dB)")
+    hair_backscatter_db: float = Field(-10.0, le=10, description="backscatter coefficient sigma0 of hair at normal incidence (dB, per unit area)")
     clothing_loss_db: float = Field(1.0, ge=0, description="one-way loss through the shirt on neck/shoulders (dB)")
     metal_power_reflectivity: float = Field(1.0, gt=0, le=1, description="|Gamma|^2 of metal calibration targets")
     point_target_amplitude: float = Field(0.3, gt=0, description="point target return amplitude in the waist, beam centred")
@@ -33,9 +33,8 @@ class BalaclavaConfig(Section):
     gap_max_mm: float = Field(5.0, ge=0, le=20, description="largest fabric-to-skin gap drawn per capture (mm)")
     loss_min_db: float = Field(1.0, ge=0, description="smallest one-way transmission loss (dB)")
     loss_max_db: float = Field(3.0, ge=0, description="largest one-way transmission loss (dB)")
-    echo_min_db: float = Field(-30.0, le=0, description="weakest fabric echo power relative to skin specular (dB)")
-    echo_max_db: float = Field(-20.0, le=0, description="strongest fabric echo power relative to skin specular (dB)")
-    echo_specular_fraction: float = Field(0.3, ge=0, le=1, description="part of the fabric echo power that is specular")
+    echo_min_db: float = Field(-30.0, le=0, description="weakest fabric power reflectivity relative to skin's (dB)")
+    echo_max_db: float = Field(-20.0, le=0, description="strongest fabric power reflectivity relative to skin's (dB)")
     knit_period_mm: float = Field(6.0, gt=0, description="knit stitch period (mm)")
     knit_depth: float = Field(0.6, ge=0, le=1, description="modulation depth of the echo by the knit pattern")
     eye_opening_width_m: float = Field(0.11, gt=0, description="width of the eye slot (m)")
@@ -61,12 +60,15 @@ class CaptureConfig(Section):
     expression_jitter: float = Field(1.0, ge=0, description="scale of the expression changes (lips, jaw, brow; 1 = natural)")
     breathing_amplitude_m: float = Field(0.0015, ge=0, description="range excursion of breathing sway (m)")
     breathing_hz: float = Field(0.25, gt=0, description="breathing sway frequency (Hz)")
+    sway_rotation_deg: float = Field(0.3, ge=0, le=5, description="rms postural sway of the head's yaw and pitch between frames (deg)")
+    sway_position_m: float = Field(0.001, ge=0, le=0.02, description="rms postural sway of the head position, each axis (m)")
+    sway_band_hz: float = Field(0.7, gt=0, le=5, description="upper frequency of the postural sway (Hz)")
 
 
 class NoiseConfig(Section):
     """The noise that dominates a THz frame; thermal noise is small. Overridable per scanner (set_noise)."""
 
-    speckle: bool = Field(True, description="redraw the diffuse speckle field every frame")
+    micro_motion: bool = Field(True, description="postural sway of the head between frames (changes the glints' interference)")
     leakage_amplitude: float = Field(0.25, ge=0, description="Tx->Rx leakage tone amplitude (plate = 1)")
     leakage_range_m: float = Field(5.70, gt=0, description="apparent range of the leakage path (m), near R_ref")
     phase_noise_rad: float = Field(0.03, ge=0, description="phase random-walk step per IF sample (rad)")

@@ -1,20 +1,24 @@
-"""Scene maps: what the beam sees at each position of the standoff plane, built once per scene.
+"""Scene maps: the field the beam couples back at each position of the standoff plane, per capture.
 
 A map is a regular grid over (u, v), the beam position in metres at the standoff plane (angle x
 standoff, the coordinate of the galvo feedback), row i <-> v = v0 + i h, column j <-> u = u0 + j h.
-For each of two layers (skin, fabric) it holds:
+Each tone layer of a scene (the skin and, for a concealed head, the fabric's front face: two
+returns inside one range cell that interfere in the receiver) gives, for a beam centred at a
+cell, three maps:
 
-    amp    the specular return amplitude (plate in the waist = 1) for a beam centred there, already
-           integrated over the beam footprint: sqrt(|Gamma|^2 eta_tilt eta_curv) x transmission x focus
-    range  the range of that return (m), smoothed at the beam scale and filled outside the surface
-    diff   the diffuse amplitude density sqrt(sigma_d) (before the beam integration); every frame
-           draws a fresh complex Gaussian field with it and convolves with the two-way pattern
-           (speckle), normalised so a uniform density sigma_d gives E|S|^2 = sigma_d
+    amp     complex field coupled into the receive mode (plate in the waist = 1), eq. (1) of
+            sim.physical_optics for subjects: a coherent facet sum, never a shading model
+    phase_r range (m) whose carrier phase 2k (R - R_ref) multiplies amp (the scene's reference range
+            for subjects, whose amp already holds exp(j 2k (R - R_s)); the surface range for targets)
+    beat_r  range (m) that sets the beat frequency: the coherent range moment, eq. (5)
 
-Approximations (see docs/scanner_physics.md): one return per layer per beam position (range =
-beam-weighted mean), the specular amplitude blurred by the beam instead of a coherent integral
-over the footprint (the tilt and curvature coupling stand for that integral), one beam radius per
-scene for the blur.
+Subjects: the posed head, neck and shoulders are z-buffered onto the grid; each pixel becomes a
+facet with the Fresnel reflection of skin (or eye), the two-way transmission of hair, shirt or
+balaclava, the coherent loss of its roughness and a weak diffuse part from the same roughness
+(fixed per capture: a rough surface does not change between frames), and the beam sum is done by
+FFT. The head's facets keep their spectrum, so a frame's micro-rotation of the head (sim.motion)
+costs one inverse FFT over the head's block; neck and shoulders are summed once.
+Calibration targets keep their closed forms (the beam integral done analytically).
 """
 from __future__ import annotations
 
@@ -29,10 +33,12 @@ from scipy.special import erfc
 from sim import beam
 from sim.capture import Capture
 from sim.config import SimConfig
-from sim.head import (A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh,
-                      rotation)
+from sim.head import A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh, rotation
+from sim.mesh_raster import rasterize
+from sim.motion import Sway
+from sim.physical_optics import (BeamGeometry, FacetConvolver, effective_range, facet_phase_factors, fresnel_power,
+                                 index_from_reflectivity)
 from sim.population import HeadShape
-from sim.raster import rasterize
 from sim.scene import Target
 
 
@@ -68,6 +74,10 @@ class Optics:
         return beam.beam_radius(range_m, self.w0_m, self.waist_range_m, self.wavelength_m)
 
     @property
+    def k(self) -> float:
+        return 2.0 * math.pi / self.wavelength_m
+
+    @property
     def theta0(self) -> float:
         return beam.divergence(self.w0_m, self.wavelength_m)
 
@@ -77,74 +87,64 @@ class Optics:
 
 
 @dataclass
+class ToneLayer:
+    """One return per chirp: a static field plus blocks that move with the head."""
+
+    static_e0: np.ndarray                       # (ny, nx) complex64
+    static_e1: np.ndarray                       # (ny, nx) complex64, range moment (m x field)
+    ref_range_m: float                          # R_s of eq. (2)
+    moving: list[tuple[FacetConvolver, int, int]] = field(default_factory=list)   # (convolver, row, col)
+
+
+@dataclass
 class SceneMaps:
     grid: MapGrid
     w_map_m: float                     # beam radius at the scene, in standoff-plane metres
-    skin_amp: np.ndarray
-    skin_range: np.ndarray
-    skin_diff: np.ndarray
-    fabric_amp: np.ndarray | None = None
-    fabric_range: np.ndarray | None = None
-    fabric_diff: np.ndarray | None = None
+    layers: list[ToneLayer] | None = None
+    target: tuple[np.ndarray, np.ndarray] | None = None   # closed-form (amp, range) of a calibration target
     head_mask: np.ndarray | None = None
+    surface_range: list[np.ndarray] = field(default_factory=list)   # per layer: z-buffered range (nan: none)
     breathing_amplitude_m: float = 0.0
     breathing_phase_rad: float = 0.0
+    sway: Sway | None = None
+    centre_uv: tuple[float, float] = (0.0, 0.0)          # head centre on the map (rotation axis)
+    k: float = 0.0
+    range_scale: float = 1.0                              # R / s of the subject (physical per map metre)
     truth: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def empty(grid: MapGrid, range_m: float, w_map_m: float) -> "SceneMaps":
         z = np.zeros((grid.ny, grid.nx))
-        return SceneMaps(grid, w_map_m, z, np.full_like(z, range_m), z.copy())
+        return SceneMaps(grid, w_map_m, target=(z, np.full_like(z, range_m)))
 
+    @property
+    def n_layers(self) -> int:
+        return 1 if self.layers is None else len(self.layers)
 
-def _gauss(a: np.ndarray, sigma_px: float) -> np.ndarray:
-    return gaussian_filter(a, sigma_px, mode="constant", truncate=3.0)
-
-
-def _fill_range(r: np.ndarray, valid: np.ndarray, sigma_px: float, default: float) -> np.ndarray:
-    """Beam-weighted mean range where the surface is, extended to the beam's reach around it.
-
-    Farther out the return amplitude is zero and the range only sets the beat of a silent tone,
-    so it takes the median range of the surface (or `default` when there is none).
-    """
-    m = valid.astype(np.float64)
-    num = _gauss(np.where(valid, r, 0.0), sigma_px)
-    den = _gauss(m, sigma_px)
-    fill = float(np.median(r[valid])) if valid.any() else default
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-12), fill)
-
-
-def surface_coupling(r_smooth: np.ndarray, grid: MapGrid, optics: Optics, w_surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(eta, cos alpha): power coupling of the locally quadric surface under a beam centred at each cell.
-
-    With u = x s / R, the slope in physical units is grad R = dR/du * s / R (a surface of constant
-    range faces the beam everywhere). Around the beam centre the surface is z = g.x + x^T H x / 2;
-    in the principal frame of H (curvatures kappa_i, slope components g_i) the overlap of the
-    Gaussian mode with the reflected field is, per direction (beam.quadric_coupling),
-
-        eta_i = (1 + beta_i^2)^(-1/2) exp(-(k g_i w)^2 / (1 + beta_i^2)),   beta_i = k kappa_i w^2 / 2
-
-    which is exp(-(2 alpha / theta0)^2) for a flat tilted surface and a beam-sized spot on a
-    strongly curved one.
-    """
-    s = optics.standoff_m
-    h = grid.pitch
-    scale = s / r_smooth
-    dv, du = np.gradient(r_smooth, h)
-    gx, gy = du * scale, dv * scale
-    cos_a = 1.0 / np.sqrt(1.0 + gx * gx + gy * gy)
-    dvv, dvu = np.gradient(dv, h)
-    duv, duu = np.gradient(du, h)
-    a, c, b = duu * scale**2, dvv * scale**2, 0.5 * (dvu + duv) * scale**2
-    # principal curvatures and directions of the 2x2 Hessian [[a, b], [b, c]]
-    mean, dif = 0.5 * (a + c), np.sqrt((0.5 * (a - c)) ** 2 + b * b)
-    k1, k2 = mean + dif, mean - dif
-    theta = 0.5 * np.arctan2(2.0 * b, a - c)            # angle of the k1 direction
-    g1 = gx * np.cos(theta) + gy * np.sin(theta)
-    g2 = -gx * np.sin(theta) + gy * np.cos(theta)
-    eta = (beam.quadric_coupling(g1, k1, w_surface, optics.wavelength_m)
-           * beam.quadric_coupling(g2, k2, w_surface, optics.wavelength_m))
-    return eta, cos_a
+    def fields(self, yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(amp (L, ny, nx) complex64, phase_r (L, ny, nx), beat_r (L, ny, nx)) for a head rotated by
+        (yaw, pitch) from its capture pose (the frame's micro-motion; targets ignore it)."""
+        ny, nx = self.grid.ny, self.grid.nx
+        if self.layers is None:
+            a, r = self.target
+            return (a.astype(np.complex64)[None], r[None].astype(np.float64), r[None].astype(np.float64))
+        # eq. (4): the ramp exp(j q.(x - u_c)), q = 2k (R/s) angle, per map metre
+        q = (2.0 * self.k * self.range_scale * yaw_rad, 2.0 * self.k * self.range_scale * pitch_rad)
+        amps = np.empty((len(self.layers), ny, nx), dtype=np.complex64)
+        phase_r = np.empty((len(self.layers), ny, nx))
+        beat_r = np.empty((len(self.layers), ny, nx))
+        for li, layer in enumerate(self.layers):
+            e0 = layer.static_e0.copy()
+            e1 = layer.static_e1.copy()
+            for conv, i0, j0 in layer.moving:
+                m0, m1 = conv.field(q)
+                h, w = m0.shape
+                e0[i0:i0 + h, j0:j0 + w] += m0
+                e1[i0:i0 + h, j0:j0 + w] += m1
+            amps[li] = e0
+            phase_r[li] = layer.ref_range_m
+            beat_r[li] = effective_range(e0, e1, layer.ref_range_m)
+        return amps, phase_r, beat_r
 
 
 def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -157,74 +157,141 @@ def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Genera
     return np.clip(n / (2.5 * n.std() + 1e-12), -1.0, 1.0)
 
 
+def _project(mesh: Mesh, rot: np.ndarray, cap: Capture, grid: MapGrid, s: float):
+    v = mesh.vertices @ rot.T
+    x = v[:, 0] + cap.x_m
+    y = v[:, 1] + cap.y_m
+    rng_v = cap.range_m - v[:, 2]                       # Z out of the face -> towards the scanner
+    px = (x * s / rng_v - grid.u0) / grid.pitch
+    py = (y * s / rng_v - grid.v0) / grid.pitch
+    return rasterize(px, py, rng_v, mesh.attrs, mesh.triangles, grid.ny, grid.nx)
+
+
+def rough_surface_backscatter(cos_i: np.ndarray, gamma2: np.ndarray, k: float, rms_height_m: float,
+                              corr_length_m: float) -> np.ndarray:
+    """sigma0 of a slightly rough surface (first-order Kirchhoff / physical optics, Gaussian correlation):
+
+        sigma0(theta) = |Gamma|^2 (2 k sigma cos theta)^2 (k l)^2 exp(-(k l sin theta)^2)
+
+    sigma the rms height, l the correlation length (Ulaby, Moore, Fung, Microwave Remote Sensing II,
+    ch. 12: the incoherent term for k sigma << 1). Per unit area, dimensionless.
+    """
+    c = np.clip(cos_i, 0.0, 1.0)
+    s2 = 1.0 - c * c
+    kl2 = (k * corr_length_m) ** 2
+    return gamma2 * (2.0 * k * rms_height_m * c) ** 2 * kl2 * np.exp(-kl2 * s2)
+
+
+def diffuse_pixel_variance(sigma0: np.ndarray, wavelength_m: float, pixel_m: float) -> np.ndarray:
+    """E|rho_d|^2 per map pixel that gives the received diffuse power sigma0 lambda^2 / (4 pi^2 w^2).
+
+    The received power of an incoherent surface under a monostatic Gaussian beam is
+    P / P_plate = sigma0 lambda^2 / (4 pi^2 w^2) (radar equation with the beam's on-axis gain); a
+    white field of variance D per pixel of physical side h_phys gives D h_phys^2 / (pi w^2) through
+    eq. (1), so D = sigma0 lambda^2 / (4 pi h_phys^2).
+    """
+    return sigma0 * wavelength_m ** 2 / (4.0 * math.pi * pixel_m ** 2)
+
+
 def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid, optics: Optics,
                  cfg: SimConfig) -> SceneMaps:
-    """Rasterise the posed head (and neck, shoulders) and turn it into beam-scale return maps."""
+    """Rasterise the posed head (and neck, shoulders) and sum their facets under the beam."""
     b = cfg.balaclava
     rf = cfg.reflection
     s = optics.standoff_m
+    k = optics.k
     head = head_mesh(shape, cap.expression(), eye_slot_w=b.eye_opening_width_m, eye_slot_h=b.eye_opening_height_m)
     neck, shoulders = body_mesh()
-    rot_head = rotation(cap.yaw_deg, cap.pitch_deg, cap.roll_deg)
-    rot_body = rotation(0.5 * cap.yaw_deg)
-    parts = []
-    for m, rot in ((head, rot_head), (neck, rot_body), (shoulders, rot_body)):
-        v = m.vertices @ rot.T
-        parts.append(Mesh(v, m.triangles, m.attrs))
-    mesh = Mesh.concat(parts)
-    x = mesh.vertices[:, 0] + cap.x_m
-    y = mesh.vertices[:, 1] + cap.y_m
-    rng_v = cap.range_m - mesh.vertices[:, 2]             # Z out of the face -> towards the scanner
-    px = (x * s / rng_v - grid.u0) / grid.pitch
-    py = (y * s / rng_v - grid.v0) / grid.pitch
-    zbuf, att = rasterize(px, py, rng_v, mesh.attrs, mesh.triangles, grid.ny, grid.nx)
-    valid = np.isfinite(zbuf)
+    z_head, att_head = _project(head, rotation(cap.yaw_deg, cap.pitch_deg, cap.roll_deg), cap, grid, s)
+    body = Mesh.concat([neck, shoulders])
+    z_body, att_body = _project(body, rotation(0.5 * cap.yaw_deg), cap, grid, s)
+    on_head = np.isfinite(z_head) & (z_head <= z_body)
+    on_body = np.isfinite(z_body) & ~on_head
+    zbuf = np.where(on_head, z_head, z_body)
+    att = np.where(on_head[..., None], att_head, att_body)
+    valid = on_head | on_body
 
-    w_scene = float(optics.w(cap.range_m))
-    w_map = w_scene * s / cap.range_m
-    sig = 0.5 * w_map / grid.pitch                      # g = exp(-2 r^2 / w^2) is a Gaussian of sigma w/2
-    r_s = _fill_range(zbuf, valid, sig, cap.range_m)
-    w_surf = optics.w(r_s)
-    eta, cos_a = surface_coupling(r_s, grid, optics, w_surf)
-    focus = optics.w0_m / w_surf                        # amplitude; power (w0/w)^2
+    geom = BeamGeometry.at_range(cap.range_m, optics.w0_m, optics.waist_range_m, optics.wavelength_m, s)
+    scale = cap.range_m / s                              # physical metres per map metre
+    pixel_m = grid.pitch * scale
+    ref = cap.range_m
+    phasor, du, dv = facet_phase_factors(zbuf, valid, grid.pitch, k, ref)
+    slope2 = (du * du + dv * dv) / (scale * scale)       # physical |grad R|^2
+    cos_i = 1.0 / np.sqrt(1.0 + slope2)
 
-    hair, eye = att[..., A_HAIR], att[..., A_EYE]
-    cloth = att[..., A_CLOTH]
-    gamma2 = rf.skin_power_reflectivity * (1.0 - eye) + rf.eye_power_reflectivity * eye
+    hair, eye, cloth = att[..., A_HAIR], att[..., A_EYE], att[..., A_CLOTH]
+    n_skin = index_from_reflectivity(rf.skin_power_reflectivity)
+    n_eye = index_from_reflectivity(rf.eye_power_reflectivity)
+    gamma2 = (rf.skin_power_reflectivity * fresnel_power(cos_i, n_skin) / fresnel_power(np.ones(1), n_skin)[0]
+              * (1.0 - eye)
+              + rf.eye_power_reflectivity * fresnel_power(cos_i, n_eye) / fresnel_power(np.ones(1), n_eye)[0] * eye)
     t_hair = 10 ** (-2 * rf.hair_loss_db * hair / 20)   # two-way amplitude
     t_cloth = 10 ** (-2 * rf.clothing_loss_db * cloth / 20)
     covered = valid & (att[..., A_COVER] > 0.5) & (cloth < 0.5) if concealed else np.zeros_like(valid)
     t_bal = np.where(covered, 10 ** (-2 * cap.loss_db / 20), 1.0)
     trans = t_hair * t_cloth * t_bal
 
-    # the coupling already integrates over the footprint; material edges (silhouette, eye slot)
-    # are integrated by blurring the material factor with the two-way pattern
-    skin_amp = np.sqrt(eta) * focus * _gauss(np.where(valid, np.sqrt(gamma2) * trans, 0.0), sig)
-    diff_pow = rf.skin_power_reflectivity * (10 ** (rf.skin_diffuse_db / 10) * cos_a ** rf.diffuse_cos_power
-                                             + hair * 10 ** (rf.hair_diffuse_db / 10))
-    skin_diff = np.where(valid, np.sqrt(diff_pow) * trans * focus, 0.0)
+    # coherent part: Fresnel x transmission x the roughness (Debye-Waller) loss exp(-(2 k sigma cos)^2 / 2)
+    coherent = np.sqrt(gamma2) * trans * np.exp(-0.5 * (2.0 * k * rf.skin_rms_height_m * cos_i) ** 2)
+    # diffuse part: a random facet field fixed for the capture (the same rough skin every frame)
+    rng = np.random.default_rng([cap.fabric_seed, 0xD1F])
+    sigma0 = rough_surface_backscatter(cos_i, gamma2, k, rf.skin_rms_height_m, rf.skin_correlation_length_m)
+    sigma0 = sigma0 * (1.0 - hair) + hair * 10 ** (rf.hair_backscatter_db / 10) * cos_i
+    dvar = diffuse_pixel_variance(sigma0, optics.wavelength_m, pixel_m)
+    white = (rng.standard_normal(zbuf.shape) + 1j * rng.standard_normal(zbuf.shape)) * math.sqrt(0.5)
+    rho_skin = np.where(valid, (coherent * phasor + np.sqrt(dvar) * trans * white
+                                * np.exp(1j * 2.0 * k * (np.where(valid, zbuf, ref) - ref))), 0.0)
 
-    maps = SceneMaps(grid, w_map, skin_amp, r_s, skin_diff)
-    maps.head_mask = valid & (att[..., A_HEAD] > 0.5)
+    layers = [_layer(rho_skin, zbuf, valid, on_head, grid, geom, ref, cap, s)]
+    maps = SceneMaps(grid, geom.w_map_m, layers=layers, k=k, range_scale=scale)
+    maps.head_mask = on_head & (att[..., A_HEAD] > 0.5)
+    maps.surface_range = [np.where(valid, zbuf, np.nan)]
     maps.breathing_amplitude_m = cap.breathing_amplitude_m
     maps.breathing_phase_rad = cap.breathing_phase_rad
+    maps.centre_uv = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)
     if concealed:
         frng = np.random.default_rng([cap.fabric_seed, 0xFAB])
         gap = cap.gap_mm * (0.7 + 0.3 * _smooth_noise(zbuf.shape, 15.0, frng))
         gap = np.clip(gap, 0.0, b.gap_max_mm) * 1e-3
         fr = np.where(covered, zbuf - gap - b.thickness_mm * 1e-3, np.nan)
         fvalid = np.isfinite(fr)
-        maps.fabric_range = _fill_range(np.nan_to_num(fr), fvalid, sig, cap.range_m)
-        echo = rf.skin_power_reflectivity * 10 ** (cap.echo_db / 10)
-        maps.fabric_amp = np.sqrt(echo * b.echo_specular_fraction * eta) * focus * _gauss(fvalid.astype(float), sig)
+        fphasor, _, _ = facet_phase_factors(np.nan_to_num(fr, nan=ref), fvalid, grid.pitch, k, ref)
+        # the knit: the fabric's reflectivity is modulated by the stitch pattern (6 mm, a few
+        # wavelengths: its diffraction is the fabric's "diffuse" echo) and by uneven thickness
         tu, tv = att[..., A_TEX_U], att[..., A_TEX_V]
         p = b.knit_period_mm * 1e-3
         knit = 1.0 + b.knit_depth * np.cos(2 * np.pi * tu / p) * np.cos(2 * np.pi * tv / (0.8 * p))
         knit *= 1.0 + 0.3 * _smooth_noise(zbuf.shape, 2.0, frng)
-        fd = echo * (1.0 - b.echo_specular_fraction) * np.clip(knit, 0.0, None) * cos_a ** rf.diffuse_cos_power
-        maps.fabric_diff = np.where(fvalid, np.sqrt(fd) * focus, 0.0)
-    maps.truth = {"capture": cap.model_dump(), "beam_radius_at_subject_m": w_scene}
+        echo = rf.skin_power_reflectivity * 10 ** (cap.echo_db / 10)
+        rho_fab = np.where(fvalid, math.sqrt(echo) * np.clip(knit, 0.0, None) * fphasor, 0.0)
+        maps.surface_range.append(fr)
+        layers.append(_layer(rho_fab, np.nan_to_num(fr, nan=ref), fvalid, fvalid & on_head, grid, geom, ref, cap, s))
+    maps.truth = {"capture": cap.model_dump(), "beam_radius_at_subject_m": float(optics.w(cap.range_m))}
     return maps
+
+
+def _layer(rho: np.ndarray, rng_map: np.ndarray, valid: np.ndarray, moving: np.ndarray, grid: MapGrid,
+           geom: BeamGeometry, ref: float, cap: Capture, s: float) -> ToneLayer:
+    """Split a layer's facets into the head block (moves per frame) and the rest (summed once)."""
+    rho_r = rho * np.where(valid, rng_map - ref, 0.0)
+    fixed = ~moving
+    centre = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)
+    static = FacetConvolver(np.where(fixed, rho, 0.0), np.where(fixed, rho_r, 0.0), grid.pitch, geom,
+                            (grid.u0, grid.v0), centre)
+    e0, e1 = static.field()
+    layer = ToneLayer(e0.copy(), e1.copy(), ref)
+    if moving.any():
+        rows = np.where(moving.any(axis=1))[0]
+        cols = np.where(moving.any(axis=0))[0]
+        pad = geom.reach_px(grid.pitch)
+        i0, i1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, grid.ny)
+        j0, j1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, grid.nx)
+        blk = (slice(i0, i1), slice(j0, j1))
+        mv = moving[blk]
+        conv = FacetConvolver(np.where(mv, rho[blk], 0.0), np.where(mv, rho_r[blk], 0.0), grid.pitch, geom,
+                              (grid.u0 + j0 * grid.pitch, grid.v0 + i0 * grid.pitch), centre)
+        layer.moving.append((conv, int(i0), int(j0)))
+    return layer
 
 
 def target_maps(t: Target, grid: MapGrid, optics: Optics, cfg: SimConfig) -> SceneMaps:
@@ -267,6 +334,15 @@ def target_maps(t: Target, grid: MapGrid, optics: Optics, cfg: SimConfig) -> Sce
         diff = np.full_like(U, math.sqrt(10 ** (rf.grid_board_diffuse_db / 10))) * focus
     else:  # pragma: no cover - pydantic restricts kind
         raise ValueError(f"unknown target kind {t.kind!r}")
-    maps = SceneMaps(grid, w_map, amp, rng_map, diff)
+    amp = amp.astype(np.complex128)
+    if diff.any():
+        # the board's diffuse echo: a fixed rough-surface field (complex Gaussian, beam-sized grain)
+        rng = np.random.default_rng([t.key(), 0xB0A4D])
+        sig = 0.5 * w_map / grid.pitch
+        z = rng.standard_normal((2, *diff.shape))
+        z = gaussian_filter(z[0], sig) + 1j * gaussian_filter(z[1], sig)
+        z /= math.sqrt(float(np.mean(np.abs(z) ** 2)))
+        amp += diff * z
+    maps = SceneMaps(grid, w_map, target=(amp, rng_map))
     maps.truth = {"beam_radius_at_target_m": float(optics.w(t.range_m))}
     return maps

@@ -26,7 +26,8 @@ from sim.capture import draw_capture
 from sim.config import NoiseConfig, SimConfig
 from sim.maps import MapGrid, Optics, SceneMaps, subject_maps, target_maps
 from sim.population import Population
-from sim.sampling import SpeckleSynth, sample_layers
+from sim.motion import Sway
+from sim.sampling import sample_layers
 from sim.scene import Scene, Subject, Target
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
@@ -114,7 +115,6 @@ class VirtualScanner:
         self.servo_natural_hz, self.servo_damping, self.feedback_delay_s = r.servo_natural_hz, r.servo_damping, r.feedback_delay_s
         self.scene: Scene | None = None
         self._maps: tuple[Any, SceneMaps] | None = None
-        self._speckle: tuple[Any, SpeckleSynth] | None = None
 
     # -- configuration of the true state ----------------------------------------------------------
     def set_scene(self, scene: Scene | None) -> None:
@@ -211,16 +211,13 @@ class VirtualScanner:
             cap = draw_capture(sc, self.sim_cfg, self.optics.standoff_m)
             maps = subject_maps(self.population.identity(sc.identity), cap, sc.concealed, grid, self.optics,
                                 self.sim_cfg)
+            if sc.capture_seed is not None:
+                c = self.sim_cfg.capture
+                maps.sway = Sway.draw(cap.motion_seed, c.sway_rotation_deg, c.sway_position_m, c.sway_band_hz)
         else:
             maps = target_maps(sc, grid, self.optics, self.sim_cfg)
         self._maps = (key, maps)
         return maps
-
-    def _speckle_synth(self, maps: SceneMaps) -> SpeckleSynth:
-        key = (maps.grid, round(maps.w_map_m, 9))
-        if self._speckle is None or self._speckle[0] != key:
-            self._speckle = (key, SpeckleSynth((maps.grid.ny, maps.grid.nx), maps.w_map_m, maps.grid.pitch))
-        return self._speckle[1]
 
     # -- one frame -----------------------------------------------------------------------------------
     def acquire_frame(self, frame_id: int, drive: RasterDrive | None = None, t0: float | None = None) -> RawFrame:
@@ -258,23 +255,23 @@ class VirtualScanner:
         fb_y += nz.feedback_noise_m * rng.standard_normal(n_lines)
         t_beam = t_frame + t_beam_rel
 
-        # scene returns along the true beam path
+        # scene returns along the true beam path; the head sways between frames (sim.motion)
         maps = self.scene_maps(drive)
-        layers = [(maps.skin_amp, maps.skin_range, maps.skin_diff)]
-        if maps.fabric_amp is not None:
-            layers.append((maps.fabric_amp, maps.fabric_range, maps.fabric_diff))
-        synth = self._speckle_synth(maps)
-        spk = [synth.draw(d, rng) if nz.speckle else np.zeros(synth.shape, complex) for _, _, d in layers]
-        dr = maps.breathing_amplitude_m * np.sin(2 * math.pi * self.sim_cfg.capture.breathing_hz * t_beam
-                                                 + maps.breathing_phase_rad)
+        yaw = pitch = du = dv = dz = 0.0
+        if maps.sway is not None and nz.micro_motion:
+            t_mid = t_frame + 0.5 * n_lines * t_line
+            yaw, pitch, dx, dy, dz = maps.sway.at(t_mid)
+            du, dv = dx / maps.range_scale, dy / maps.range_scale
+        amps, phase_r, beat_r = maps.fields(yaw, pitch)
+        dr = dz + maps.breathing_amplitude_m * np.sin(2 * math.pi * self.sim_cfg.capture.breathing_hz * t_beam
+                                                      + maps.breathing_phase_rad)
         phase_per_m = 4.0 * math.pi * self.optics.carrier_hz / SPEED_OF_LIGHT
         cyc_per_m = 2.0 * fm.slope_hz_per_s / (SPEED_OF_LIGHT * fm.sample_rate_hz)
+        # a lateral sway of the head moves the whole field: sample it where the head's point under the beam was
         amp, phase, cyc = sample_layers(
-            u_beam, v_beam, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch,
-            np.stack([a for a, _, _ in layers]), np.stack([r for _, r, _ in layers]),
-            maps.grid.u0 + synth.offset, maps.grid.v0 + synth.offset, synth.pitch,
-            np.stack([s.real for s in spk]), np.stack([s.imag for s in spk]),
-            phase_per_m, cyc_per_m, fm.reference_range_m)
+            u_beam - du, v_beam - dv, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch,
+            np.ascontiguousarray(amps.real, dtype=np.float64), np.ascontiguousarray(amps.imag, dtype=np.float64),
+            phase_r, beat_r, phase_per_m, cyc_per_m, fm.reference_range_m)
 
         # receiver (sim.receiver, one kernel): IF filter, gain drift, leakage with phase noise, thermal noise, ADC
         adc_max = 2 ** (fm.adc_bits - 1) - 1

@@ -15,7 +15,7 @@ from sim.config import SimConfig
 from sim.head import (A_BROW, A_CLOTH, A_COVER, A_EYE, A_HAIR, A_LIP, A_TEX_U, A_TEX_V, Mesh, body_mesh,
                       head_mesh, rotation)
 from sim.population import Population
-from sim.raster import rasterize
+from sim.mesh_raster import rasterize
 from sim.scene import Subject
 
 FRAME_M = 0.30              # side of the square framed around the head (m)

@@ -1,2 +1,4 @@
-"""thz: the command line of thz-face and the composed configuration."""
-__version__ = "0.1.0"
+"""thz: the one command line of thz-face (cli.py and commands/)."""
+from thzcore.provenance import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""The one `thz` command. Subcommands live in their packages and are imported only when used."""
+"""The one `thz` command. Subcommands live in thz/commands/ and are imported only when used."""
 from __future__ import annotations
 
 import importlib
@@ -11,29 +11,29 @@ import click
 
 # name -> "module:attribute" of a click command or group, imported on first use
 COMMANDS: dict[str, str] = {
-    "acquire": "acquisition.cli:acquire",
-    "recover": "acquisition.cli:recover",
-    "train": "training.cli:train",
-    "evaluate": "training.cli:evaluate",
-    "export": "training.cli:export",
-    "run": "inference.cli:run",
-    "enroll": "inference.cli:enroll",
-    "verify": "inference.cli:verify",
-    "identify": "inference.cli:identify",
-    "gallery": "inference.gallery_cli:gallery",
-    "calibrate": "calibration.cli:calibrate",
+    "acquire": "thz.commands.acquire:acquire",
+    "recover": "thz.commands.acquire:recover",
+    "train": "thz.commands.train:train",
+    "evaluate": "thz.commands.train:evaluate",
+    "export": "thz.commands.train:export",
+    "run": "thz.commands.run:run",
+    "enroll": "thz.commands.run:enroll",
+    "verify": "thz.commands.run:verify",
+    "identify": "thz.commands.run:identify",
+    "gallery": "thz.commands.gallery:gallery",
+    "calibrate": "thz.commands.calibrate:calibrate",
 }
 SIM_COMMANDS: dict[str, str] = {
-    "demo": "sim.cli:demo",
-    "scanner": "sim.emulators.cli:scanner",
-    "dataset": "training.synth_cli:dataset",
-    "import-reference": "training.synth_cli:import_reference_cmd",
+    "demo": "thz.commands.demo:demo",
+    "scanner": "thz.commands.scanner:scanner",
+    "dataset": "thz.commands.dataset:dataset",
+    "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
 BENCHES: dict[str, str] = {
-    "processing": "processing.bench:bench_processing",
-    "inference": "inference.bench:bench_inference",
-    "pipeline": "inference.bench:bench_pipeline",
-    "parity": "inference.bench:bench_parity",
+    "processing": "thz.commands.bench_processing:bench_processing",
+    "inference": "thz.commands.bench_inference:bench_inference",
+    "pipeline": "thz.commands.bench_inference:bench_pipeline",
+    "parity": "thz.commands.bench_inference:bench_parity",
 }
 
 
@@ -67,9 +67,9 @@ class AppContext:
     _settings: Any = field(default=None, repr=False)
 
     @property
-    def settings(self):  # -> thz.settings.Settings
+    def settings(self):  # -> pipeline.settings.Settings
         if self._settings is None:
-            from thz.settings import load_settings
+            from pipeline.settings import load_settings
             from thzcore.config import ConfigError
             try:
                 self._settings = load_settings(self.config_path)
@@ -103,7 +103,7 @@ def config() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def config_validate(file: str) -> None:
     """Validate FILE; exit non-zero with the offending field named."""
-    from thz.settings import load_settings
+    from pipeline.settings import load_settings
     from thzcore.config import ConfigError
     try:
         s = load_settings(file)

@@ -5,6 +5,16 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+__version__ = "0.1.0"  # pyproject.toml's version, for a source checkout that is not installed
+
+
+def software_version() -> str:
+    """'thz-face VERSION', from the installed distribution or, in a plain checkout, __version__."""
+    try:
+        from importlib.metadata import version
+        return f"thz-face {version('thz-face')}"
+    except Exception:  # not installed as a distribution (source checkout)
+        return f"thz-face {__version__}"
 
 
 def source_commit(paths: tuple[str, ...] = ()) -> str:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
-from training.manifest import MANIFEST_FILE, Row, content_hash, read_manifest
+from thzcore.manifest import MANIFEST_FILE, Row, content_hash, read_manifest
 
 log = get_logger(__name__)
 SIZE = 64

@@ -34,7 +34,7 @@ log = get_logger(__name__)
 
 @dataclass
 class Context:
-    settings: Any                      # thz.settings.Settings
+    settings: Any                      # pipeline.settings.Settings
     source: MeasurementSource
     store: CalibrationStore
     report_dir: Path

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from acquisition.daemon import AcquisitionDaemon, RunResult
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 # 8 Hz slow axis -> 2 * 32 / 8 = 8 lines per frame of 64 chirps x 128 samples: 131 kB, 125 ms a frame
 SMALL = {

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from acquisition.runlog import read_runlog
-from acquisition.simlink import SimScanner, grab_frames
+from acquisition.grab import grab_frames
+from sim.emulators.client import SimScanner
 
 from .conftest import small_settings
 

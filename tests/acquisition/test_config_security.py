@@ -7,9 +7,11 @@ import zmq.auth
 
 from acquisition.config import AcquisitionConfig
 from acquisition.errors import ConfigurationError
-from acquisition.publish import StatusPublisher, check_bind, is_loopback, stop_authenticator
-from thz.settings import settings_from_dict
+from acquisition.publish import StatusPublisher, check_bind
+from pipeline.settings import settings_from_dict
 from thzcore.config import ConfigError
+from thzcore.netsec import is_loopback_endpoint as is_loopback
+from thzcore.netsec import stop_authenticator
 from thzcore.wire import decode
 
 

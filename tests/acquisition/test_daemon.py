@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from acquisition.daemon import EXIT_CONFIG, EXIT_FAILED, AcquisitionDaemon
-from acquisition.recorder import read_recording
+from thzcore.recording import read_recording
 from acquisition.runlog import read_runlog
 from thzcore.frames import RawFrame
 from thzcore.wire import decode

@@ -8,7 +8,7 @@ from calibration.exposure import ExposureLimitError
 from calibration.store import CalibrationRecord, CalibrationStore
 from calibration.values import Measured
 from processing.calibration_model import ProcessingCalibration
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 
 def settings_with_store(path):

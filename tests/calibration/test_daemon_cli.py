@@ -10,7 +10,7 @@ import pytest
 from calibration.daemon_source import DaemonSource
 from calibration.runner import run_calibration
 from calibration.store import CalibrationStore
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
 THZ = [sys.executable, "-m", "thz.cli", "--log-level", "WARNING"]
@@ -84,7 +84,7 @@ def test_daemon_phase_recovers_backdoor_feedback_delay(tmp_path):
 def test_hardware_source_asks_for_each_target_and_measures_the_configured_devices(tmp_path):
     """Without --sim: the emulator stands in for the lab's devices (configured addresses only); the
     technician's answer to each placement prompt is played by placing the target through its backdoor."""
-    from acquisition.simlink import SimScanner
+    from sim.emulators.client import SimScanner
     from calibration.daemon_source import HardwareSource, patient_settings
 
     s = patient_settings(Settings(), 30.0)

@@ -11,7 +11,7 @@ from calibration.exposure import ExposureLimitError
 from calibration.runner import run_calibration
 from calibration.store import CalibrationStore
 from tests.calibration.closed_form import ClosedFormSource
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from calibration.runner import run_calibration
 from calibration.sources import VirtualSource
 from calibration.store import CalibrationStore
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 
 @pytest.fixture

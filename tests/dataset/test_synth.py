@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from thz.cli import cli
-from thz.settings import Settings
+from pipeline.settings import Settings
 from thzcore.labels import POSTURES
-from training.manifest import content_hash, read_manifest
-from training.reference_layout import NAME_RE, export_reference, import_reference
-from training.synth import DatasetPlan, Unit, _Worker, make_dataset
+from thzcore.manifest import content_hash, read_manifest
+from dataset.reference_layout import NAME_RE, export_reference, import_reference
+from dataset.synth import DatasetPlan, Unit, _Worker, make_dataset
 
 POST = ("front-center", "full-left")
 PLAN = DatasetPlan(n_identities=2, captures=3, postures=POST)  # 2 x 2 x 3 x 2 = 24 THz + 8 visible
@@ -177,7 +177,7 @@ def test_reference_layout_round_trip(made, tmp_path):
     assert again["split_from_csv"] == 0
     assert sorted(map(key, read_manifest(tmp_path / "imported2"))) == sorted(map(key, orig))
     # the command-line form
-    from training.synth_cli import import_reference_cmd
+    from thz.commands.dataset import import_reference_cmd
     res = CliRunner().invoke(import_reference_cmd, ["--thz", str(ref / "thz"), "--csv-dir", str(ref / "data"),
                                                     "--out", str(tmp_path / "imported3")])
     assert res.exit_code == 0, res.output
@@ -185,7 +185,7 @@ def test_reference_layout_round_trip(made, tmp_path):
 
 
 def test_import_rejects_bad_names(tmp_path):
-    from training.manifest import ManifestError
+    from thzcore.manifest import ManifestError
     bad = tmp_path / "thz" / "007" / "u"
     bad.mkdir(parents=True)
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(bad / "007_b1n_0.png")

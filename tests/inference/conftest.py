@@ -30,5 +30,5 @@ def golden(bundle):
 
 @pytest.fixture(scope="session")
 def ort_engine(bundle):
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     return OnnxRuntimeEngine(bundle, intra_op_threads=1, reconstruction=True)

@@ -135,7 +135,7 @@ def test_run_sim_identity_errors(bundle_dir, tmp_path, args, code, message):
 
 
 def _has_daemon() -> bool:
-    from inference.job import _acquisition_daemon
+    from pipeline.job import _acquisition_daemon
     return _acquisition_daemon() is not None
 
 
@@ -143,9 +143,9 @@ def _has_daemon() -> bool:
 def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
     """The real transports: galvo on a pty, receiver over SCPI/TCP, acquisition daemon publishing `raw`."""
     from inference.bundle import load_bundle
-    from inference.job import run_sim
-    from inference.onnxrt import OnnxRuntimeEngine
-    from thz.settings import Settings
+    from pipeline.job import run_sim
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+    from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(bundle_dir), reconstruction=False)
     lines = []
     s = run_sim(Settings(), eng, n_subjects=2, postures=["full-right"], report_dir=str(tmp_path), echo=lines.append,
@@ -161,9 +161,9 @@ TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "models" / "compact"))  
 @pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason=f"no trained bundle in {TRAINED}")
 def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     from inference.bundle import load_bundle
-    from inference.job import run_sim
-    from inference.onnxrt import OnnxRuntimeEngine
-    from thz.settings import Settings
+    from pipeline.job import run_sim
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+    from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
     s = run_sim(Settings(), eng, n_subjects=2, report_dir=str(tmp_path), echo=lambda m: None, raw_source="auto",
                 result_endpoint="tcp://127.0.0.1:*")
@@ -176,11 +176,11 @@ def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
 def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
     """`thz run` on 'hardware': the configured galvo port and receiver resource (here an emulator)."""
     from inference.bundle import load_bundle
-    from inference.job import run_hardware
-    from inference.onnxrt import OnnxRuntimeEngine
+    from pipeline.job import run_hardware
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     from sim.emulators.server import ScannerEmulator
     from sim.scene import Subject
-    from thz.settings import Settings
+    from pipeline.settings import Settings
     base = Settings()
     with ScannerEmulator(base.scanner, base.sim, seed=3, realtime=False) as emu:
         ends = emu.endpoints()
@@ -204,7 +204,7 @@ def test_enroll_and_identify_from_a_recording(bundle_dir, tmp_path):
     import h5py
     from sim.scanner import VirtualScanner
     from sim.scene import Subject
-    from thz.settings import Settings
+    from pipeline.settings import Settings
     s = Settings()
     vs = VirtualScanner(s.scanner, s.sim, seed=5)
     vs.set_scene(Subject(identity=4, posture="front-center"))

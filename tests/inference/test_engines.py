@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.bundle import BundleError, load_bundle
-from inference.engine import EngineUnavailable, choose_engine, make_engine, nvidia_gpu_present, tensorrt_installed
+from inference.engines.choice import EngineUnavailable, choose_engine, make_engine, nvidia_gpu_present, tensorrt_installed
 from thzcore.bundle import MANIFEST_NAME
 
 
@@ -21,11 +21,11 @@ def _engines():
 def engine(request, bundle, tmp_path_factory):
     kind, precision = request.param
     if kind == "onnxruntime":
-        from inference.onnxrt import OnnxRuntimeEngine
+        from inference.engines.onnxrt import OnnxRuntimeEngine
         e = OnnxRuntimeEngine(bundle, reconstruction=True)
     else:
         from inference.config import InferenceConfig
-        from inference.tensorrt import TensorRTEngine
+        from inference.engines.tensorrt import TensorRTEngine
         cfg = InferenceConfig(trt_cache_dir=str(tmp_path_factory.mktemp("trt")), trt_precision=precision)
         e = TensorRTEngine(bundle, cfg, reconstruction=True)
     e.precision_under_test = precision or "fp32"
@@ -62,7 +62,7 @@ def test_contract_batch_sizes_agree(engine, golden):
 
 def test_onnxruntime_parity_with_torch_normalised_input(bundle_dir, tmp_path):
     """A bundle with mean/std normalisation: the engine applies it before the network."""
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     from tests.inference.tinymodel import torch_reference
     import shutil
     d = tmp_path / "norm"
@@ -80,7 +80,7 @@ def test_onnxruntime_parity_with_torch_normalised_input(bundle_dir, tmp_path):
 
 @pytest.mark.parametrize("threads, spin", [(1, False), (2, True)])
 def test_onnxruntime_settings_do_not_change_results(bundle, golden, threads, spin):
-    from inference.onnxrt import OnnxRuntimeEngine
+    from inference.engines.onnxrt import OnnxRuntimeEngine
     rois, ref = golden
     e = OnnxRuntimeEngine(bundle, intra_op_threads=threads, allow_spinning=spin, graph_optimization="basic")
     np.testing.assert_allclose(e.infer(rois)["embedding"], ref["embedding"], atol=1e-5)
@@ -144,10 +144,10 @@ def test_no_torch_at_run_time(bundle_dir):
     import subprocess
     import sys
     code = ("import sys, numpy as np\n"
-            "import inference.bundle, inference.engine, inference.onnxrt, inference.tensorrt, inference.fp16, "
-            "inference.gallery, inference.stage, inference.job, inference.view, inference.cli, inference.bench, "
-            "inference.report\n"
-            f"e = inference.engine.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
+            "import inference.bundle, inference.engines.base, inference.engines.choice, inference.engines.onnxrt, inference.engines.tensorrt, inference.engines.fp16, "
+            "inference.gallery, inference.stage, pipeline.job, pipeline.view, thz.commands.run, thz.commands.bench_inference, "
+            "pipeline.report\n"
+            f"e = inference.engines.choice.make_engine(inference.bundle.load_bundle({str(bundle_dir)!r}), 'onnxruntime')\n"
             "e.infer(np.zeros((1, 64, 64), np.float32))\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

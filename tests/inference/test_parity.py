@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from inference.parity import contract_failures, image_paths, parity_stats, psnr
+from inference.engines.parity import contract_failures, image_paths, parity_stats, psnr
 from thz.cli import cli
 
 
@@ -83,7 +83,7 @@ def test_image_paths_from_files_directories_and_a_dataset(tmp_path):
 
 
 def test_cli_reference_fp16_rows_and_tensorrt_skipped(bundle_dir, tmp_path):
-    from inference.engine import nvidia_gpu_present, tensorrt_installed
+    from inference.engines.choice import nvidia_gpu_present, tensorrt_installed
     from inference.sources import save_png_roi
     rng = np.random.default_rng(1)
     for i in range(6):
@@ -105,7 +105,7 @@ def test_cli_reference_fp16_rows_and_tensorrt_skipped(bundle_dir, tmp_path):
 
 def test_cli_exits_1_when_the_contract_breaks(bundle_dir, monkeypatch):
     """A cosine bound no real engine meets: the FP16 row fails, the command says which and exits 1."""
-    monkeypatch.setitem(__import__("inference.parity", fromlist=["MIN_COSINE"]).MIN_COSINE, "fp16", 1.5)
+    monkeypatch.setitem(__import__("inference.engines.parity", fromlist=["MIN_COSINE"]).MIN_COSINE, "fp16", 1.5)
     r = CliRunner().invoke(cli, ["bench", "parity", "--bundle", str(bundle_dir), "--limit", "3", "--repeats", "1"])
     assert r.exit_code == 1, r.output
     last = r.stdout.strip().splitlines()[-1]

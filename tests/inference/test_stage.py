@@ -12,8 +12,8 @@ from inference.config import InferenceConfig
 from inference.gallery import Gallery
 from inference.results import decode_result
 from inference.stage import InferenceStage
-from inference.transport import InsecureBindError, is_local_endpoint, secure_bind
 from thzcore.labels import POSTURES
+from thzcore.netsec import InsecureBindError, is_loopback_endpoint, secure_bind
 from thzcore.wire import Message, encode
 
 
@@ -205,10 +205,10 @@ def test_enrolment_mode_then_verification(ort_engine, tmp_path, ctx):
 
 
 def test_non_loopback_bind_refused_without_curve(ctx, ort_engine, tmp_path):
-    assert is_local_endpoint("tcp://127.0.0.1:5558") and is_local_endpoint("tcp://[::1]:5") \
-        and is_local_endpoint("ipc:///tmp/x") and is_local_endpoint("tcp://localhost:1")
-    assert not is_local_endpoint("tcp://*:5558") and not is_local_endpoint("tcp://0.0.0.0:1") \
-        and not is_local_endpoint("tcp://10.0.0.5:1")
+    assert is_loopback_endpoint("tcp://127.0.0.1:5558") and is_loopback_endpoint("tcp://[::1]:5") \
+        and is_loopback_endpoint("ipc:///tmp/x") and is_loopback_endpoint("tcp://localhost:1")
+    assert not is_loopback_endpoint("tcp://*:5558") and not is_loopback_endpoint("tcp://0.0.0.0:1") \
+        and not is_loopback_endpoint("tcp://10.0.0.5:1")
     s = ctx.socket(zmq.PUB)
     with pytest.raises(InsecureBindError, match="curve_secret_key_file"):
         secure_bind(s, "tcp://0.0.0.0:5999")

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from inference.fp16 import convert_to_fp16, normalise_tail
-from inference.tensorrt import EngineKey, engine_paths, needs_rebuild, timing_cache_path
+from inference.engines.fp16 import convert_to_fp16, normalise_tail
+from inference.engines.tensorrt import EngineKey, engine_paths, needs_rebuild, timing_cache_path
 
 KEY = EngineKey(gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", tensorrt_version="11.0.0",
                 cuda_runtime_version=13000, cuda_driver_version=13000, model_id="0123456789abcdef",
@@ -124,7 +124,7 @@ def test_load_or_build_caches_and_rebuilds_on_a_new_key(bundle, tmp_path, monkey
     """The cache around the TensorRT build (the build itself needs a GPU and is replaced by a recorder):
     built once and written atomically with its key; the same key loads from disk; any other key or a
     damaged key file builds again; the graph handed to the builder is the one the key asks for."""
-    import inference.tensorrt as trt_mod
+    import inference.engines.tensorrt as trt_mod
 
     builds: list[tuple[EngineKey, onnx.ModelProto]] = []
 

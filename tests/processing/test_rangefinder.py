@@ -10,7 +10,7 @@ from processing.rangefinder import face_chirps, peak_bins
 from processing.stage import ProcessingStage
 from sim.scanner import VirtualScanner
 from sim.scene import Subject
-from thz.settings import Settings
+from pipeline.settings import Settings
 
 
 def test_peak_bin_of_a_tone_between_bins():

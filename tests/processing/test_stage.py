@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from processing.config import ProcessingConfig
-from processing.sources import RecordingError, read_recording, write_recording
+from thzcore.recording import RecordingError, iter_frames, write_recording
 from processing.stage import ProcessingStage, check_local_endpoint
 from processing.synthetic import make_raw_frame
 from tests.processing.test_roi import head_scene
@@ -50,7 +50,7 @@ def test_window_restarts_on_dropped_frame(raws):
 
 def test_recording_round_trip(raws, tmp_path):
     p = write_recording(tmp_path / "session.h5", raws[:3])
-    back = list(read_recording(p))
+    back = list(iter_frames(p))
     assert [r.frame_id for r in back] == [100, 101, 102]
     np.testing.assert_array_equal(back[1].if_samples, raws[1].if_samples)
     assert back[0].meta["truth"]["identity"] == 3
@@ -58,12 +58,12 @@ def test_recording_round_trip(raws, tmp_path):
     outs = list(st.run_recording(p))
     assert len(outs) == 1 and outs[0].frame.frame_ids == [100, 101, 102]
     with pytest.raises(RecordingError, match="does not exist"):
-        list(read_recording(tmp_path / "none.h5"))
+        list(iter_frames(tmp_path / "none.h5"))
     import h5py
     with h5py.File(tmp_path / "bad.h5", "w") as fh:
         fh["x"] = np.zeros(3)
-    with pytest.raises(RecordingError, match="no 4-D dataset"):
-        list(read_recording(tmp_path / "bad.h5"))
+    with pytest.raises(RecordingError, match="not a thz-face recording"):
+        list(iter_frames(tmp_path / "bad.h5"))
 
 
 def test_zmq_raw_in_frame_and_roi_out(raws):
@@ -133,10 +133,10 @@ def test_recording_skips_incomplete_and_unwritten_frames(raws, tmp_path):
     p = write_recording(tmp_path / "crashed.h5", raws[:3])
     with h5py.File(p, "a") as fh:
         g = fh["entry/data"]
-        g.create_dataset("complete", data=np.array([1, 0, 1], np.uint8))
-        g.create_dataset("count", data=np.array([2], np.int64))
+        g["complete"][1] = 0
+        g["count"][0] = 2
         fh["entry"].attrs["calibration_id"] = "cal-3"
-    back = list(read_recording(p))
+    back = list(iter_frames(p))
     assert [r.frame_id for r in back] == [100]
     assert back[0].meta["calibration_id"] == "cal-3"
 

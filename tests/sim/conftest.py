@@ -6,7 +6,7 @@ import pytest
 from sim.config import SimConfig
 from thzcore.scanner import ScannerConfig
 
-QUIET = dict(speckle=False, leakage_amplitude=0.0, phase_noise_rad=0.0, gain_drift_db=0.0, line_jitter_s=0.0,
+QUIET = dict(micro_motion=False, leakage_amplitude=0.0, phase_noise_rad=0.0, gain_drift_db=0.0, line_jitter_s=0.0,
              thermal_counts=0.0, feedback_noise_m=0.0)
 
 

@@ -51,7 +51,7 @@ def test_identities_differ_at_the_beam_scale(scanner_cfg, sim_cfg):
     assert iou < 0.97                                    # silhouettes differ by more than a beam rim
     # face ranges (depth) differ by more than a millimetre somewhere inside both heads
     both = m0.head_mask & m1.head_mask
-    assert np.percentile(np.abs(m0.skin_range - m1.skin_range)[both], 90) > 0.003
+    assert np.percentile(np.abs(m0.surface_range[0] - m1.surface_range[0])[both], 90) > 0.003
 
 
 def test_postures_turn_the_head(scanner_cfg, sim_cfg):

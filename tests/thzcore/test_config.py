@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from thz.settings import Settings, load_settings, settings_from_dict
+from pipeline.settings import Settings, load_settings, settings_from_dict
 from thzcore.config import ConfigError
 from thzcore.scanner import SPEED_OF_LIGHT, ScannerConfig
 

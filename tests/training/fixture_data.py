@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from thzcore.labels import POSTURES
-from training.manifest import Row, write_manifest
+from thzcore.manifest import Row, write_manifest
 
 N = 64
 

@@ -9,7 +9,7 @@ from tests.training.fixture_data import make_dataset
 from training.batches import make_batch, random_affine, warp
 from training.config import AugmentConfig
 from training.data import ThzData, TripletIndex
-from training.manifest import ManifestError
+from thzcore.manifest import ManifestError
 from training.sampler import BalancedTripletSampler
 
 

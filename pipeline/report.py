@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.summary import ScanRecord
+from pipeline.summary import ScanRecord
 
 
 def png_data_uri(image: np.ndarray | None, scale: int = 2) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.summary import ScanRecord, summarise
+from pipeline.summary import ScanRecord, summarise
 
 
 def _rec(subject, posture, pred, g_acc, i_acc, ident, lat, stages=None):

@@ -2,7 +2,7 @@
 
 Every engine keeps a graph without the reconstruction decoder (CORE_OUTPUTS) for verification +
 posture, and the whole graph for when the reconstruction is wanted. FP16 is a rewrite of the graph
-(`inference.fp16`) with an FP32 interface and an FP32 L2-normalise tail: what a strongly typed
+(`inference.engines.fp16`) with an FP32 interface and an FP32 L2-normalise tail: what a strongly typed
 TensorRT build compiles, and what `thz bench parity` runs on ONNX Runtime's CPU to measure the
 precision loss of the rewrite on any machine.
 """
@@ -27,6 +27,6 @@ def network_graph(bundle: ModelBundle, outputs: tuple[str, ...] = OUTPUTS, preci
     if tuple(outputs) != OUTPUTS:
         model = utils.Extractor(model).extract_model([INPUT_NAME], list(outputs))
     if precision == "fp16":
-        from inference.fp16 import convert_to_fp16
+        from inference.engines.fp16 import convert_to_fp16
         model = convert_to_fp16(model, keep_fp32=("embedding",))
     return model.SerializeToString()

@@ -33,12 +33,12 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     With --sim --identity N a simulated subject stands in the field; each recorded frame keeps the
     simulator's truth in its meta, so the recording can be processed and scored offline."""
     from acquisition.daemon import AcquisitionDaemon
-    from acquisition.simlink import SimScanner
+    from sim.emulators.client import SimScanner
 
     from acquisition.errors import ConfigurationError
     from acquisition.publish import check_bind
 
-    from thz.prescan import prepare_scan
+    from pipeline.prescan import prepare_scan
 
     scene = None
     if identity is not None:
@@ -94,7 +94,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
               help="keep the crashed file as FILE.crashed")
 def recover(file: str, keep_original: bool) -> None:
     """Repair and close a recording left by a crash: every complete frame is kept, readable without SWMR."""
-    from acquisition.recorder import recover as do_recover
+    from acquisition.recover import recover as do_recover
 
     try:
         res = do_recover(file, keep_original=keep_original)

@@ -2,7 +2,7 @@
 
 Facts this follows (TensorRT 10/11, cuda-python 13):
 - networks are strongly typed: `BuilderFlag.FP16` is gone, so FP16 means converting the ONNX graph
-  to FP16 first (`inference.fp16`), keeping the L2-normalise tail FP32;
+  to FP16 first (`inference.engines.fp16`), keeping the L2-normalise tail FP32;
 - an engine is only valid for the GPU (name, compute capability), TensorRT version and CUDA
   version it was built with: the cache key holds all of them with the model id, precision,
   output set and batch profile, and a mismatch rebuilds, never runs a stale engine;
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from inference.bundle import CORE_OUTPUTS, INPUT_NAME, OUTPUTS, ModelBundle
-from inference.engine import Engine
-from inference.graphs import network_graph
+from inference.engines.base import Engine
+from inference.engines.graphs import network_graph
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)

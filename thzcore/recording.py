@@ -28,6 +28,10 @@ Layout of one session file (every dataset is created before SWMR writing starts)
 
 Datasets grow by `grow` frames at a time; the writer flushes the frame's data, then sets `complete`
 and `count` and flushes again, so after a crash every frame with complete == 1 is whole.
+
+The one format: `Recorder` writes it (the acquisition daemon, `write_recording` for hand-made files),
+`read_recording` loads every complete frame, `iter_frames` streams them (processing, offline runs),
+and acquisition's `recover` repairs a file left by a crash.
 """
 from __future__ import annotations
 
@@ -37,15 +41,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
 
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
+from thzcore.provenance import software_version
 
 log = get_logger(__name__)
+
+
+class RecordingError(ValueError):
+    """A file that is not a readable thz-face recording; the message names the file and what is missing."""
 
 REASON_LEN = 160
 META_LEN = 4096
@@ -54,16 +63,7 @@ DATA_FIELDS = ("if_samples", "feedback_x", "feedback_y", "direction", "frame_id"
 GAP_FIELDS = ("after_frame_id", "resume_frame_id", "t_start", "t_end", "reason")
 
 
-def software_version() -> str:
-    try:
-        from importlib.metadata import version
-        return f"thz-face {version('thz-face')}"
-    except Exception:  # not installed as a distribution (source checkout)
-        import thz
-        return f"thz-face {thz.__version__}"
-
-
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
 
 
@@ -81,7 +81,7 @@ def _data_specs(shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...],
             "t_complete": ((), "<f8"), "meta": ((), f"S{META_LEN}"), "complete": ((), "|u1")}
 
 
-def _make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any], capacity: int,
+def make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any], capacity: int,
                  instrument: dict[str, dict[str, Any]] | None = None) -> None:
     f.attrs["NX_class"] = "NXroot"
     f.attrs["file_name"] = os.path.basename(f.filename)
@@ -151,11 +151,11 @@ class Recorder:
         self.count = 0
         self.n_gaps = 0
         create_private(self.path)
-        full = {"status": "running", "start_time": _iso(time.time()), "software_version": software_version(), **attrs}
+        full = {"status": "running", "start_time": iso_time(time.time()), "software_version": software_version(), **attrs}
         if "config_json" in full:
             full["config_sha256"] = hashlib.sha256(str(full["config_json"]).encode()).hexdigest()
         self._f = h5py.File(self.path, "w", libver="latest")
-        _make_layout(self._f, self.shape, full, self.grow, instrument)
+        make_layout(self._f, self.shape, full, self.grow, instrument)
         self._f.swmr_mode = True  # from here on: no new objects or attributes, readers may follow along
         self._d = self._f["entry/data"]
         self._g = self._f["entry/gaps"]
@@ -230,7 +230,7 @@ class Recorder:
         with h5py.File(self.path, "r+") as f:
             e = f["entry"]
             e.attrs["status"] = status
-            e.attrs["end_time"] = _iso(time.time())
+            e.attrs["end_time"] = iso_time(time.time())
             e.attrs["frames"] = self.count
             for device, attrs in self._instrument_attrs.items():
                 for k, v in attrs.items():
@@ -255,26 +255,44 @@ class Recording:
         return int(self.data["frame_id"].shape[0])
 
     def raw_frame(self, i: int) -> RawFrame:
-        d = self.data
-        meta: dict[str, Any] = {"calibration_id": str(self.attrs.get("calibration_id", ""))}
-        if "meta" in d:
-            meta.update(frame_meta_from_bytes(bytes(d["meta"][i])))
-        if "t_complete" in d and d["t_complete"][i] > 0:
-            meta["t_complete"] = float(d["t_complete"][i])
-        return RawFrame(int(d["frame_id"][i]), float(d["t_acquired"][i]), str(self.attrs.get("scanner_id", "")),
-                        d["if_samples"][i], d["feedback_x"][i], d["feedback_y"][i], d["direction"][i], meta)
+        return _frame_from_row(self.attrs, {name: values[i] for name, values in self.data.items()})
 
 
-def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
+def _frame_from_row(attrs: dict[str, Any], row: dict[str, Any]) -> RawFrame:
+    """One frame of /entry/data (a dict of its datasets' rows) with the entry attributes as a RawFrame."""
+    meta: dict[str, Any] = {"calibration_id": str(attrs.get("calibration_id", ""))}
+    if "meta" in row:
+        meta.update(frame_meta_from_bytes(bytes(row["meta"])))
+    if "t_complete" in row and row["t_complete"] > 0:
+        meta["t_complete"] = float(row["t_complete"])
+    return RawFrame(int(row["frame_id"]), float(row["t_acquired"]), str(attrs.get("scanner_id", "")),
+                    row["if_samples"], row["feedback_x"], row["feedback_y"], row["direction"], meta)
+
+
+def entry_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     out = {}
     for k, v in obj.attrs.items():
         out[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
     return out
 
 
+def _open(path: str | Path, swmr: bool) -> h5py.File:
+    p = Path(path)
+    if not p.is_file():
+        raise RecordingError(f"recording {str(p)!r} does not exist")
+    try:
+        f = h5py.File(p, "r", swmr=swmr)
+    except OSError as exc:
+        raise RecordingError(f"{p}: HDF5 cannot open the file ({exc})") from None
+    if "entry/data/if_samples" not in f or "entry/data/count" not in f:
+        f.close()
+        raise RecordingError(f"{p} is not a thz-face recording (no /entry/data/if_samples and count)")
+    return f
+
+
 def read_recording(path: str | Path, swmr: bool = False) -> Recording:
     """Load every complete frame of a recording (swmr=True also reads a file still being written)."""
-    with h5py.File(path, "r", swmr=swmr) as f:
+    with _open(path, swmr) as f:
         d = f["entry/data"]
         n = int(d["count"][0])
         ok = np.flatnonzero(d["complete"][:n] == 1)
@@ -282,91 +300,35 @@ def read_recording(path: str | Path, swmr: bool = False) -> Recording:
         data = {name: d[name][:n][ok] for name in DATA_FIELDS if name != "complete" and name in d}
         gaps = {name: f["entry/gaps"][name][:] for name in GAP_FIELDS}
         gaps["reason"] = np.array([r.decode("utf-8", "replace") for r in gaps["reason"]], dtype=object)
-        return Recording(Path(path), _attrs(f["entry"]), data, gaps)
+        return Recording(Path(path), entry_attrs(f["entry"]), data, gaps)
 
 
-@dataclass
-class RecoverResult:
-    path: Path
-    frames: int
-    dropped: int
-    status_before: str
-    backup: Path | None
+def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, swmr: bool = True) -> Iterator[RawFrame]:
+    """Yield the complete frames start..stop of a recording one at a time (a session may not fit in memory).
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "frames": self.frames, "dropped": self.dropped,
-                "status_before": self.status_before, "backup": str(self.backup) if self.backup else None}
-
-
-def _open_crashed(path: Path) -> h5py.File:
-    errors = []
-    for kw in ({"swmr": True}, {}):
-        try:
-            return h5py.File(path, "r", **kw)
-        except OSError as exc:
-            errors.append(str(exc))
-    raise OSError(f"{path}: HDF5 cannot open the file ({'; '.join(errors)}); nothing can be recovered")
-
-
-def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
-    """Rewrite a crash-left recording as a closed file holding every complete, readable frame.
-
-    The original is kept as `<name>.crashed` (keep_original) or removed. A file already closed is
-    left untouched.
+    A frame the writer had not finished (complete == 0, a crash mid-frame) is skipped with a warning.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    with _open_crashed(path) as f:
-        if "entry/data/count" not in f:
-            raise ValueError(f"{path} is not a thz-face recording (no /entry/data/count)")
-        entry_attrs = _attrs(f["entry"])
-        status = str(entry_attrs.get("status", ""))
-        if status in ("closed", "recovered", "failed", "interrupted"):
-            n = int(f["entry/data/count"][0])
-            return RecoverResult(path, n, 0, status, None)
+    with _open(path, swmr) as f:
         d = f["entry/data"]
-        size = d["complete"].shape[0]
-        complete = d["complete"][:size]
-        idx = [i for i in range(size) if complete[i] == 1]
-        shape = tuple(d["if_samples"].shape[1:])
-        tmp = path.with_name(path.name + ".recovering")
-        if tmp.exists():
-            tmp.unlink()
-        create_private(tmp)
-        kept = 0
-        with h5py.File(tmp, "w", libver="latest") as out:
-            _make_layout(out, shape, {**entry_attrs, "status": "recovering"}, len(idx))
-            od = out["entry/data"]
-            for i in idx:
-                try:
-                    row = {name: d[name][i] for name in DATA_FIELDS if name in d}  # older files lack some
-                except (OSError, ValueError) as exc:  # a chunk the crash left unreadable
-                    log.warning("frame unreadable, dropped", extra={"index": i, "error": str(exc)})
-                    continue
-                for name, v in row.items():
-                    od[name][kept] = v
-                kept += 1
-            for name in DATA_FIELDS:
-                od[name].resize(kept, axis=0)
-            od["count"][0] = kept
-            for name in GAP_FIELDS:
-                src = f["entry/gaps"][name][:]
-                out["entry/gaps"][name].resize(src.shape[0], axis=0)
-                out["entry/gaps"][name][:] = src
-            for dev in ("galvo", "receiver"):
-                for k, v in f["entry/instrument"][dev].attrs.items():
-                    out["entry/instrument"][dev].attrs[k] = v
-            e = out["entry"]
-            e.attrs["status"] = "recovered"
-            e.attrs["status_before_recovery"] = status
-            e.attrs["recovered_time"] = _iso(time.time())
-            e.attrs["frames"] = kept
-            e.attrs["frames_dropped_in_recovery"] = len(idx) - kept
-    backup = None
-    if keep_original:
-        backup = path.with_name(path.name + ".crashed")
-        os.replace(path, backup)
-    os.replace(tmp, path)
-    os.chmod(path, 0o600)
-    return RecoverResult(path, kept, len(idx) - kept, status, backup)
+        attrs = entry_attrs(f["entry"])
+        n = int(d["count"][0])
+        complete = d["complete"][:n]
+        names = [name for name in DATA_FIELDS if name != "complete" and name in d]
+        for i in range(start, n if stop is None else min(stop, n)):
+            if not complete[i]:
+                log.warning("incomplete frame skipped", extra={"file": str(path), "index": i})
+                continue
+            yield _frame_from_row(attrs, {name: d[name][i] for name in names})
+
+
+def write_recording(path: str | Path, frames: list[RawFrame], attrs: dict[str, Any] | None = None) -> Path:
+    """Write `frames` as one closed recording (tests and hand-made files); the session's attrs on /entry."""
+    if not frames:
+        raise ValueError("write_recording needs at least one frame")
+    rec = Recorder(path, frames[0].shape, {"scanner_id": frames[0].scanner_id, **(attrs or {})}, grow=len(frames))
+    try:
+        for seq, frame in enumerate(frames):
+            rec.write(frame, seq)
+    finally:
+        rec.close()
+    return rec.path

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from acquisition.recorder import Recorder, read_recording, recover
-from acquisition.runlog import RunLog, read_runlog
+from acquisition.recover import recover
 from thzcore.frames import RawFrame
+from thzcore.recording import Recorder, iter_frames, read_recording
 
 SHAPE = (4, 16, 8)
 
@@ -60,7 +60,7 @@ _WRITER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     sys.path.insert(0, {root!r})
-    from acquisition.recorder import Recorder
+    from thzcore.recording import Recorder
     from thzcore.frames import RawFrame
     rec = Recorder({path!r}, (4, 16, 8), {{"scanner_id": "sc1"}}, grow=16)
     for i in range(3):
@@ -98,8 +98,6 @@ def test_sigkill_mid_session_then_recover(tmp_path):
 
 
 def test_frame_meta_round_trip_through_both_readers(tmp_path):
-    from processing.sources import read_recording as processing_read
-
     rec = Recorder(tmp_path / "m.h5", SHAPE, {"scanner_id": "sc1", "calibration_id": "cal-2"}, grow=4)
     truth = {"scene": {"kind": "subject", "identity": 3, "posture": "full-left", "concealed": True},
              "identity": 3, "posture": "full-left", "concealed": True}
@@ -118,14 +116,14 @@ def test_frame_meta_round_trip_through_both_readers(tmp_path):
         assert m["truth"] == {**truth, "identity": i} and m["t_complete"] == 2000.5 + i
         assert m["session_id"] == "s-1" and m["note"] == "µ-unicode" and m["calibration_id"] == "cal-2"
     assert "t_complete" not in r.raw_frame(3).meta and "truth" not in r.raw_frame(3).meta
-    # processing reads the same file (what `thz verify --recording` and offline evaluation use)
-    frames = list(processing_read(tmp_path / "m.h5"))
+    # the streaming reader gives the same frames (what `thz verify --recording` and offline evaluation use)
+    frames = list(iter_frames(tmp_path / "m.h5"))
     assert [f.meta.get("truth", {}).get("identity") for f in frames] == [0, 1, 2, None]
     assert frames[1].meta["t_complete"] == 2001.5 and frames[1].meta["calibration_id"] == "cal-2"
 
 
 def test_oversized_frame_meta_drops_whole_keys_never_truncates(tmp_path):
-    from acquisition.recorder import META_LEN, frame_meta_bytes, frame_meta_from_bytes
+    from thzcore.recording import META_LEN, frame_meta_bytes, frame_meta_from_bytes
 
     f = _frame(0)
     f.meta = {"calibration_id": "cal-1", "huge": "x" * (2 * META_LEN), "truth": {"identity": 4}}
@@ -157,15 +155,3 @@ def test_recover_rejects_foreign_files(tmp_path):
     q.write_bytes(b"not hdf5")
     with pytest.raises(OSError, match="cannot open"):
         recover(q)
-
-
-def test_runlog_lines_and_cut_line(tmp_path):
-    log = RunLog(tmp_path / "r.jsonl", wall=lambda: 1.0)
-    log.event("start", kind="x")
-    log.event("frame", frame_id=1)
-    log.close()
-    with open(tmp_path / "r.jsonl", "a") as fh:
-        fh.write('{"t": 2, "event": "fra')  # a crash mid-line
-    ev = read_runlog(tmp_path / "r.jsonl")
-    assert ev == [{"t": 1.0, "event": "start", "kind": "x"}, {"t": 1.0, "event": "frame", "frame_id": 1}]
-    assert stat.S_IMODE(os.stat(tmp_path / "r.jsonl").st_mode) == 0o600

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inference.results import PostureResult, ResultMeta, VerificationResult
-from inference.view import LiveView
+from pipeline.view import LiveView
 
 
 class FakeClock:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from inference.bundle import CORE_OUTPUTS, INPUT_NAME, OUTPUTS, ModelBundle
-from inference.engine import Engine
-from inference.graphs import network_graph
+from inference.engines.base import Engine
+from inference.engines.graphs import network_graph
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
            "all": "ORT_ENABLE_ALL"}

@@ -29,11 +29,11 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from inference.engine import Engine
+from inference.engines.base import Engine
 from inference.gallery import Gallery
 from inference.results import ResultMeta, decode_result
 from inference.stage import InferenceStage
-from inference.summary import ScanRecord, percentile, stage_medians, summarise
+from pipeline.summary import ScanRecord, percentile, stage_medians, summarise
 from thzcore.logs import get_logger
 from thzcore.wire import Message, WireError, decode, encode
 
@@ -147,7 +147,7 @@ class Collector:
         self.result_endpoint = result_endpoint
         self.roi_endpoint = roi_endpoint
         self.ctx = context
-        self.view = view  # inference.view.LiveView, fed with frames, results and link state
+        self.view = view  # pipeline.view.LiveView, fed with frames, results and link state
         self.status_endpoint = status_endpoint
         self.queue: "queue.Queue[Collected]" = queue.Queue()
         self.ready = threading.Event()
@@ -259,7 +259,7 @@ class Pipeline:
         self.raw_source = raw_source
         self.view = view
         self.settings = settings
-        self.calibration = calibration  # ProcessingCalibration in force (thz.prescan), or None: uncalibrated
+        self.calibration = calibration  # ProcessingCalibration in force (pipeline.prescan), or None: uncalibrated
         self.engine = engine
         self.sim = sim
         self.gallery_path = gallery_path
@@ -628,7 +628,7 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
 
 
 def write_report_files(out_dir: Path, summary: dict, records: list[ScanRecord], info: dict) -> Path:
-    from inference.report import write_report
+    from pipeline.report import write_report
     return write_report(out_dir / "report.html", summary, records, info)
 
 

@@ -46,7 +46,7 @@ def _settings_and_bundle(obj, bundle: str | None):
     """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
     from inference.bundle import BundleError, load_bundle
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
     try:
         return s, load_bundle(bundle or s.inference.bundle)
     except BundleError as exc:
@@ -64,7 +64,7 @@ def _settings_and_bundle(obj, bundle: str | None):
 @click.pass_obj
 def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
     """Latency table of the inference engines on this machine; last line `ms_per_roi: N`."""
-    from inference.engine import make_engine
+    from inference.engines.choice import make_engine
 
     s, b = _settings_and_bundle(obj, bundle)
     cfg = s.inference
@@ -126,8 +126,8 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     """Scan complete -> result published through the whole pipeline (virtual scanner, one subject)."""
     import queue as _queue
 
-    from inference.engine import make_engine
-    from inference.job import LOCAL_ANY, Pipeline, _scene
+    from inference.engines.choice import make_engine
+    from pipeline.job import LOCAL_ANY, Pipeline, _scene
     from inference.results import STAGES
 
     s, b = _settings_and_bundle(obj, bundle)
@@ -193,9 +193,9 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     (else listed as skipped, with why). Exits 1 when an engine breaks the contract; last line
     `parity: ok|FAIL`.
     """
-    from inference.engine import nvidia_gpu_present, tensorrt_installed, tensorrt_missing
-    from inference.onnxrt import OnnxRuntimeEngine
-    from inference.parity import contract_failures, cpu_name, image_paths, parity_stats
+    from inference.engines.choice import nvidia_gpu_present, tensorrt_installed, tensorrt_missing
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+    from inference.engines.parity import contract_failures, cpu_name, image_paths, parity_stats
     from inference.sources import load_png_roi
 
     s, b = _settings_and_bundle(obj, bundle)
@@ -228,7 +228,7 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     if missing:
         skipped.append({"engine": "tensorrt", "why": missing})
     else:
-        from inference.tensorrt import TensorRTEngine
+        from inference.engines.tensorrt import TensorRTEngine
         for p in ("fp32", "fp16"):
             candidates.append(("tensorrt", p, lambda p=p: TensorRTEngine(b, cfg, reconstruction=True, precision=p)))
 

@@ -23,7 +23,7 @@ def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
     from inference.bundle import BundleError, load_bundle
     from inference.gallery import Gallery, GalleryError
 
-    s = obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
     path = Path(gallery or s.inference.gallery).expanduser()
     if not path.is_file():
         raise click.ClickException(f"no gallery at {path} (set inference.gallery or pass --gallery)")

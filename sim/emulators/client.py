@@ -1,11 +1,11 @@
 """The virtual scanner as a subprocess (`thz sim scanner`) and a client of its JSON backdoor.
 
-acquisition does not import sim: it starts the emulator process and talks to it through the same
-transports as to real hardware (pty, SCPI socket), plus the backdoor for scenes and faults.
+The one way to stand the emulated devices up for a driver: the drivers talk to the process through
+the same transports as to real hardware (pty, SCPI socket); the backdoor sets scenes and faults.
 
     with SimScanner.start(settings, seed=0, realtime=False) as sim:
         sim.backdoor.set_scene({"kind": "point", "range_m": 6.0})
-        frames = grab_frames(sim.settings_for(settings), 5)
+        frames = acquisition.grab.grab_frames(sim.settings_for(settings), 5)
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from typing import Any
 
 import zmq
 
-from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -184,27 +183,3 @@ class SimScanner:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def grab_frames(settings: Any, k: int, **daemon_kw: Any) -> list[RawFrame]:
-    """Acquire `k` frames from the devices `settings` addresses and return them (no file, no ZMQ by default).
-
-    Raises RuntimeError when the run did not deliver all k frames (the reason is in the message).
-    """
-    from acquisition.daemon import AcquisitionDaemon
-
-    frames: list[RawFrame] = []
-    kw = {"publish": False, "record": False, **daemon_kw}
-    user_cb = kw.pop("on_frame", None)
-
-    def keep(f: RawFrame) -> None:
-        frames.append(f)
-        if user_cb is not None:
-            user_cb(f)
-
-    with tempfile.TemporaryDirectory(prefix="thz-grab-") as d:
-        kw.setdefault("out_dir", d)
-        result = AcquisitionDaemon(settings, on_frame=keep, **kw).run(frames=k)
-    if result.exit_code != 0 or len(frames) != k:
-        raise RuntimeError(f"grabbed {len(frames)} of {k} frames: {result.status} {result.reason}")
-    return frames

@@ -47,7 +47,7 @@ from PIL import Image
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.provenance import source_commit
-from training.manifest import Row, content_hash, write_manifest
+from thzcore.manifest import Row, content_hash, write_manifest
 
 log = get_logger(__name__)
 SUMMARY_FILE = "dataset.json"
@@ -172,7 +172,7 @@ class _Worker:
         from processing.processor import FrameProcessor
         from processing.roi import FaceLocator
         from sim.scanner import VirtualScanner
-        from thz.settings import Settings
+        from pipeline.settings import Settings
 
         s = Settings.model_validate_json(settings_json)
         self.settings = s
@@ -355,7 +355,7 @@ def make_dataset(out: str | Path, plan: DatasetPlan, settings: Any, workers: int
     if thz_rows:
         write_contact_sheet(out, rows, out / CONTACT_SHEET, seed=plan.seed)
     summary.content_sha256_16 = content_hash(out) if rows else ""
-    summary.git_commit = source_commit(("sim", "processing", "thzcore", "training/synth.py"))
+    summary.git_commit = source_commit(("sim", "processing", "thzcore", "dataset/synth.py"))
     (out / SUMMARY_FILE).write_text(json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
                                                indent=2, default=str))
     return summary

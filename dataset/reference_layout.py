@@ -32,7 +32,7 @@ from PIL import Image
 
 from thzcore.labels import POSTURES, SPLITS
 from thzcore.logs import get_logger
-from training.manifest import ManifestError, Row, read_manifest, write_manifest
+from thzcore.manifest import ManifestError, Row, read_manifest, write_manifest
 
 log = get_logger(__name__)
 CSV_COLUMNS = ("anchor", "positive", "negative", "visible_concealed", "visible_unconcealed", "visible_negative")

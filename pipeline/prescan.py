@@ -20,7 +20,7 @@ def prepare_scan(settings: Any, allow_stale: bool = False) -> tuple[Any, Any]:
     from calibration.exposure import ExposureLimitError
     from thzcore.logs import get_logger
 
-    log = get_logger("thz.prescan")
+    log = get_logger("pipeline.prescan")
     try:
         exposure_preflight(settings)
     except ExposureLimitError as exc:

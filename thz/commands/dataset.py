@@ -31,7 +31,7 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
     """Make 20 identities x 5 postures x 7 captures x {concealed, unconcealed} THz ROIs plus 200 visible
     images, manifest.csv, dataset.json and contact_sheet.png in OUT. A killed run continues where it
     stopped when started again with the same options. Prints a JSON summary as the last line."""
-    from training.synth import DatasetPlan, make_dataset
+    from dataset.synth import DatasetPlan, make_dataset
 
     s = obj.settings
     kw = {"seed": s.sim.seed if seed is None else seed,
@@ -54,7 +54,7 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
         raise click.ClickException(str(exc)) from None
     result = asdict(summary)
     if export_reference:
-        from training.reference_layout import export_reference as export
+        from dataset.reference_layout import export_reference as export
         ref = export(out, os.path.join(out, "reference"), seed=plan.seed)
         result["reference"] = ref
     result.pop("errors", None)
@@ -75,8 +75,8 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the split of files no CSV names")
 def import_reference_cmd(thz_dir: str, visible_dir: str | None, csv_dir: str | None, out: str, seed: int) -> None:
     """Copy a dataset kept in the authors' layout into OUT with a manifest.csv (a lab's real data)."""
-    from training.manifest import ManifestError
-    from training.reference_layout import import_reference
+    from thzcore.manifest import ManifestError
+    from dataset.reference_layout import import_reference
 
     try:
         summary = import_reference(thz_dir, out, visible_dir, csv_dir, seed)

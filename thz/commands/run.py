@@ -18,12 +18,12 @@ log = get_logger(__name__)
 
 
 def _settings(obj):
-    return obj.settings if obj is not None else __import__("thz.settings", fromlist=["Settings"]).Settings()
+    return obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
 
 
 def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bool = False):
     from inference.bundle import BundleError, load_bundle
-    from inference.engine import EngineUnavailable, make_engine
+    from inference.engines.choice import EngineUnavailable, make_engine
 
     path = bundle or settings.inference.bundle
     try:
@@ -49,7 +49,7 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
         if not rois:
             raise click.ClickException(f"no face ROI found in {recording}")
         return rois
-    from inference.job import live_rois
+    from pipeline.job import live_rois
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
     return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
@@ -219,8 +219,8 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     posture, verify each scan against its true identity and one impostor claim, then print a
     summary, write an HTML report, and end with a JSON line.
     """
-    from inference.job import JobError, run_hardware, run_sim
-    from thz.prescan import prepare_scan
+    from pipeline.job import JobError, run_hardware, run_sim
+    from pipeline.prescan import prepare_scan
     from thzcore.labels import POSTURES, parse_identity_list
 
     identities = None
@@ -237,7 +237,7 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     eng = _engine(s, bundle, engine, reconstruction=reconstruction)
     live = None
     if view:
-        from inference.view import LiveView
+        from pipeline.view import LiveView
         live = LiveView(port=s.inference.view_port, fault_after_s=s.inference.view_fault_after_s).start()
         click.echo(f"live view: {live.url}", err=True)
     try:

@@ -1,0 +1,102 @@
+"""`thz recover`: rewrite a recording left by a crash as a closed file holding every complete frame."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from thzcore.logs import get_logger
+from thzcore.recording import DATA_FIELDS, GAP_FIELDS, create_private, entry_attrs, iso_time, make_layout
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RecoverResult:
+    path: Path
+    frames: int
+    dropped: int
+    status_before: str
+    backup: Path | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "frames": self.frames, "dropped": self.dropped,
+                "status_before": self.status_before, "backup": str(self.backup) if self.backup else None}
+
+
+def _open_crashed(path: Path) -> h5py.File:
+    errors = []
+    for kw in ({"swmr": True}, {}):
+        try:
+            return h5py.File(path, "r", **kw)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise OSError(f"{path}: HDF5 cannot open the file ({'; '.join(errors)}); nothing can be recovered")
+
+
+def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
+    """Rewrite a crash-left recording as a closed file holding every complete, readable frame.
+
+    The original is kept as `<name>.crashed` (keep_original) or removed. A file already closed is
+    left untouched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with _open_crashed(path) as f:
+        if "entry/data/count" not in f:
+            raise ValueError(f"{path} is not a thz-face recording (no /entry/data/count)")
+        attrs = entry_attrs(f["entry"])
+        status = str(attrs.get("status", ""))
+        if status in ("closed", "recovered", "failed", "interrupted"):
+            n = int(f["entry/data/count"][0])
+            return RecoverResult(path, n, 0, status, None)
+        d = f["entry/data"]
+        size = d["complete"].shape[0]
+        complete = d["complete"][:size]
+        idx = [i for i in range(size) if complete[i] == 1]
+        shape = tuple(d["if_samples"].shape[1:])
+        tmp = path.with_name(path.name + ".recovering")
+        if tmp.exists():
+            tmp.unlink()
+        create_private(tmp)
+        kept = 0
+        with h5py.File(tmp, "w", libver="latest") as out:
+            make_layout(out, shape, {**attrs, "status": "recovering"}, len(idx))
+            od = out["entry/data"]
+            for i in idx:
+                try:
+                    row = {name: d[name][i] for name in DATA_FIELDS if name in d}  # older files lack some
+                except (OSError, ValueError) as exc:  # a chunk the crash left unreadable
+                    log.warning("frame unreadable, dropped", extra={"index": i, "error": str(exc)})
+                    continue
+                for name, v in row.items():
+                    od[name][kept] = v
+                kept += 1
+            for name in DATA_FIELDS:
+                od[name].resize(kept, axis=0)
+            od["count"][0] = kept
+            for name in GAP_FIELDS:
+                src = f["entry/gaps"][name][:]
+                out["entry/gaps"][name].resize(src.shape[0], axis=0)
+                out["entry/gaps"][name][:] = src
+            for dev in ("galvo", "receiver"):
+                for k, v in f["entry/instrument"][dev].attrs.items():
+                    out["entry/instrument"][dev].attrs[k] = v
+            e = out["entry"]
+            e.attrs["status"] = "recovered"
+            e.attrs["status_before_recovery"] = status
+            e.attrs["recovered_time"] = iso_time(time.time())
+            e.attrs["frames"] = kept
+            e.attrs["frames_dropped_in_recovery"] = len(idx) - kept
+    backup = None
+    if keep_original:
+        backup = path.with_name(path.name + ".crashed")
+        os.replace(path, backup)
+    os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    return RecoverResult(path, kept, len(idx) - kept, status, backup)

@@ -1,0 +1,1 @@
+"""The synthetic dataset (virtual scanner + processing) and the reference code's layout, exported and imported."""

@@ -1,0 +1,1 @@
+"""The subcommands of `thz`: each module parses flags and calls one function of a package."""
