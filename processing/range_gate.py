@@ -68,7 +68,7 @@ def range_gate_reference(if_samples: np.ndarray, window: np.ndarray, k0: int, k1
     return (p.max(axis=-1) if rule == "peak" else p.sum(axis=-1)).astype(np.float32)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _gate_line(x_line, window, k0, k1, rule, scale, buf, out_line):
     """One line: x_line (C, N) int16 -> out_line (C,) gated power. buf (C, N) float32 scratch."""
     n_chirps, n = x_line.shape
@@ -89,7 +89,7 @@ def _gate_line(x_line, window, k0, k1, rule, scale, buf, out_line):
         out_line[c] = acc * scale
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _range_gate_serial(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
     out = np.empty((n_lines, n_chirps), np.float32)
@@ -99,7 +99,7 @@ def _range_gate_serial(if_samples, window, k0, k1, rule, scale):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 def _range_gate_parallel(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
     out = np.empty((n_lines, n_chirps), np.float32)
