@@ -12,25 +12,28 @@ For chirp c (start time t_c = c T_p, T_p the chirp period) and IF sample n = 0..
     theta_c  = theta_0 + 0.1 z_c                              leakage phase of chirp c (rad)
     eps_c[n] = sigma_pn sum_{i=1..n} z_pn[c, i]               random-walk phase noise, eps_c[0] = 0
 
-The z are unit Gaussian draws, generated in registers instead of read from stored banks: a
-counter-based generator (SplitMix64's output function applied to key + counter x golden gamma, the
-counter being c N + n) gives 64 random bits per sample, two 16-bit fields of which index a table of
-the 65536 Gaussian quantiles Phi^-1((i + 1/2) / 65536) (rescaled to unit variance; tails to 4.3
-sigma). The draws depend only on (key, c, n): a frame is the same whatever the order, thread or
-process that computes it, and any chirp can be computed alone. The key is drawn per frame from the
+The z are unit-variance draws generated in registers instead of read from stored banks: every chirp
+has its own xorshift64 stream (13, 7, 17; shifts and xors only, so it vectorises on AVX2 as on
+AVX-512), seeded by SplitMix64's output function of (frame key, chirp index) and stepped once per
+sample. Of each 64-bit state, four 12-bit fields summed (Irwin-Hall) and shaped by y = z (a + b z^2)
+give the thermal draw: unit variance and the Gaussian kurtosis 3 exactly, |y| <= 4.06; bits 4..15
+give a uniform phase-noise increment of unit variance (the walk of 1..127 such steps is Gaussian
+to the central limit; its variance sigma_pn^2 n and its 1/f^2 spectrum are those of Gaussian steps).
+The draws depend only on (key, c, n): a frame is the same whatever the order, thread or process
+that computes it, and any chirp can be computed alone. The key is drawn per frame from the
 scanner's (seed, frame_id, scene) generator.
 
-Evaluation: chirps are processed in blocks of 16 lanes so that the sample recurrences (the Chebyshev
-recurrence of each tone, the phase-noise walk) vectorise across chirps; tones whose amplitude is
-zero in a whole block are skipped. Tones run in float64 (the Chebyshev recurrence loses
-n eps / sin(2 pi f) of relative accuracy near f = 0); the Gaussian table is float32. Sines of the
-phases come from a polynomial (Cody-Waite reduction to [-pi/4, pi/4], Taylor to degree 14) that
-vectorises. `receive_reference` is the independent NumPy form of the same equations (direct cosines,
-cumulative sums), used by the tests.
+Evaluation: chirps are processed in blocks of 32 lanes so that the sample recurrences (the Chebyshev
+recurrence of each tone, the phase-noise walk, the generator) vectorise across chirps; tones whose
+amplitude is zero in a whole block are skipped. Tones run in float64 (the Chebyshev recurrence
+loses n eps / sin(2 pi f) of relative accuracy near f = 0, too much for float32 at 14 bits). Sines
+of the phases come from a polynomial (Cody-Waite reduction to [-pi/4, pi/4], Taylor to degree 14)
+that vectorises. `receive_reference` is the independent NumPy form of the same equations (direct
+cosines, cumulative sums), used by the tests.
 
-References: SplitMix64, Steele, Lea, Flood, "Fast splittable pseudorandom number generators",
-OOPSLA 2014; Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011 (counter-based
-generators).
+References: Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014
+(SplitMix64); Marsaglia, "Xorshift RNGs", J. Stat. Software 8(14), 2003; Salmon et al., "Parallel
+random numbers: as easy as 1, 2, 3", SC 2011 (streams keyed by counters).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from numba import njit
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 LEAK_PHASE_JITTER_RAD = 0.1   # rms chirp-to-chirp jitter of the leakage phase (rad)
 GAIN_DRIFT_TERMS = 6          # sinusoids in the gain drift
-_LANES = 16                   # chirps per block (vector lanes of the recurrences)
+_LANES = 32                   # chirps per block (vector lanes of the recurrences)
 _GAMMA = 0x9E3779B97F4A7C15   # SplitMix64 golden gamma
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
