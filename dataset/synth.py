@@ -39,19 +39,42 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict
 
+from processing.config import ProcessingConfig
+from sim.config import SimConfig
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
-from thzcore.provenance import source_commit
 from thzcore.manifest import Row, content_hash, write_manifest
+from thzcore.provenance import source_commit
+from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
 SUMMARY_FILE = "dataset.json"
 CONTACT_SHEET = "contact_sheet.png"
+
+
+class DatasetSettings(Protocol):
+    """The sections of the configuration the dataset builder reads (the composed pipeline.settings.Settings)."""
+
+    scanner: ScannerConfig
+    sim: SimConfig
+    processing: ProcessingConfig
+
+    def model_dump_json(self) -> str: ...
+
+
+class _WorkerSettings(BaseModel):
+    """DatasetSettings as a worker process rebuilds them from JSON; the other sections are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    scanner: ScannerConfig = ScannerConfig()
+    sim: SimConfig = SimConfig()
+    processing: ProcessingConfig = ProcessingConfig()
 
 
 @dataclass(frozen=True)
@@ -172,9 +195,7 @@ class _Worker:
         from processing.processor import FrameProcessor
         from processing.roi import FaceLocator
         from sim.scanner import VirtualScanner
-        from pipeline.settings import Settings
-
-        s = Settings.model_validate_json(settings_json)
+        s = _WorkerSettings.model_validate_json(settings_json)
         self.settings = s
         self.plan = plan
         self.out = Path(out)
@@ -298,7 +319,7 @@ def collect_rows(out: Path, plan: DatasetPlan) -> tuple[list[Row], list[dict]]:
     return rows, metas
 
 
-def make_dataset(out: str | Path, plan: DatasetPlan, settings: Any, workers: int = 1, progress: bool = True,
+def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, workers: int = 1, progress: bool = True,
                  on_done: Callable[[str, Any], None] | None = None) -> DatasetSummary:
     """Make (or finish) the dataset in `out`; returns the summary also written to out/dataset.json."""
     from tqdm import tqdm

@@ -1,4 +1,4 @@
-"""Where the ROIs of `thz enroll / verify / identify` come from: PNG files, HDF5 recordings, or a live scan."""
+"""ROIs as image files: PNG in and out, for `thz enroll / verify / identify --image` (recordings and live scans: pipeline.rois)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,20 +58,3 @@ def save_png_roi(path: str | Path, image: np.ndarray) -> Path:
 def rois_from_images(paths: list[str], size: int = 64) -> Iterator[RoiInput]:
     for p in paths:
         yield RoiInput(load_png_roi(p, size), f"image:{p}")
-
-
-def rois_from_recording(path: str, settings, limit: int | None = None) -> Iterator[RoiInput]:
-    """Process an HDF5 raw recording (processing's stage: averaging + face ROI) and yield the ROIs found."""
-    from processing.stage import ProcessingStage  # upstream stage, imported only for this source
-
-    stage = ProcessingStage(settings.scanner, settings.processing)
-    n = 0
-    for out in stage.run_recording(path):
-        if not out.roi.found or out.roi.image is None:
-            continue
-        meta = out.meta()
-        yield RoiInput(np.asarray(out.roi.image, np.float32), f"recording:{path}", out.frame.frame_id,
-                       {"calibration_id": meta.get("calibration_id"), "truth": meta.get("truth")})
-        n += 1
-        if limit is not None and n >= limit:
-            return

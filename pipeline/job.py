@@ -19,6 +19,7 @@ frames all belong to the new scene are scored ("clean"): the averaging window mu
 from __future__ import annotations
 
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -49,8 +50,7 @@ class JobError(RuntimeError):
 
 
 def _echo(msg: str) -> None:
-    import click
-    click.echo(msg, err=True)
+    print(msg, file=sys.stderr, flush=True)
 
 
 # --- raw sources ------------------------------------------------------------------------------------
@@ -525,7 +525,8 @@ def _acquisition_daemon():
     return AcquisitionDaemon
 
 
-def _scene(identity: int, posture: str, concealed: bool, capture_seed: int) -> dict:
+def subject_scene(identity: int, posture: str, concealed: bool, capture_seed: int) -> dict:
+    """The scene JSON of population member `identity` in `posture` (the backdoor and SimRawSource take it)."""
     from sim.scene import Subject
     return Subject(identity=identity, posture=posture, concealed=concealed,
                    capture_seed=capture_seed).model_dump(mode="json")
@@ -583,7 +584,7 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
             with Gallery(gpath, engine.model_id, engine.bundle.manifest.embedding_size) as gallery:
                 for i in identities:
                     for p in postures:
-                        scene = _scene(i, p, False, int(rng.integers(1 << 31)))
+                        scene = subject_scene(i, p, False, int(rng.integers(1 << 31)))
                         got = pipe.clean_results(scene, 1, scene_timeout_s)
                         roi = got[0].roi
                         if roi is None:
@@ -600,7 +601,7 @@ def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] |
                     impostor = identities[(identities.index(i) + 1 + int(rng.integers(n_subjects - 1))) % n_subjects]
                     claims = [subject_id(i), subject_id(impostor)]
                     pipe.stage.set_claims(claims)
-                    scene = _scene(i, p, True, int(rng.integers(1 << 31)))
+                    scene = subject_scene(i, p, True, int(rng.integers(1 << 31)))
                     for c in pipe.clean_results(scene, scans_per_posture, scene_timeout_s):
                         r = _record(c, subject_id(i), p, claims[1])
                         records.append(r)
@@ -715,18 +716,4 @@ def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_
             "model_id": engine.model_id}
 
 
-def live_rois(settings, sim: bool, identity: int | None, posture: str, concealed: bool, n: int = 1,
-              raw_source: str = "auto"):
-    """ROIs from a live scan for `thz enroll/verify/identify --sim|--live`."""
-    from inference.sources import RoiInput
-
-    with Pipeline(settings, None, sim=sim, raw_source=raw_source) as pipe:
-        if sim:
-            scene = _scene(int(identity), posture, concealed, int(np.random.default_rng().integers(1 << 31)))
-            got = pipe.clean_rois(scene, n, 60.0)
-        else:
-            raise JobError("--live ROI capture needs the acquisition daemon; use --sim or --recording")
-        return [RoiInput(img, f"sim:{m.frame_id}", m.frame_id, {"truth": m.meta.get("truth")}) for m, img in got]
-
-
-__all__ = ["Pipeline", "JobError", "run_sim", "run_hardware", "live_rois", "SimRawSource", "subject_id"]
+__all__ = ["Pipeline", "JobError", "run_sim", "run_hardware", "SimRawSource", "subject_id"]

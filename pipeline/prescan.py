@@ -1,17 +1,19 @@
 """Before any scan: exposure pre-flight and the calibration record in force (shared by `thz acquire` and `thz run`)."""
 from __future__ import annotations
 
-from typing import Any
+from processing.calibration_model import ProcessingCalibration
 
-import click
-
-EXIT_REFUSED = 3  # same code as `thz calibrate` uses for an exposure refusal
+from pipeline.settings import Settings
 
 
-def prepare_scan(settings: Any, allow_stale: bool = False) -> tuple[Any, Any]:
+class ScanRefused(RuntimeError):
+    """The pre-scan gate refused to scan; the message says why and what to do (the CLI exits 3)."""
+
+
+def prepare_scan(settings: Settings, allow_stale: bool = False) -> tuple[Settings, ProcessingCalibration | None]:
     """(settings naming the calibration id in force, ProcessingCalibration or None).
 
-    Refuses (click exit 3) when the configured raster would exceed an exposure limit, and when the
+    Raises ScanRefused when the configured raster would exceed an exposure limit, and when the
     current calibration record is tampered, for another scanner, or stale (unless allow_stale):
     such a record is reported, never silently used. Without any record the scan runs uncalibrated
     (calibration id '') and says so.
@@ -24,13 +26,11 @@ def prepare_scan(settings: Any, allow_stale: bool = False) -> tuple[Any, Any]:
     try:
         exposure_preflight(settings)
     except ExposureLimitError as exc:
-        click.echo(f"refused: exposure limit would be exceeded: {exc}", err=True)
-        raise SystemExit(EXIT_REFUSED) from None
+        raise ScanRefused(f"refused: exposure limit would be exceeded: {exc}") from None
     try:
         pc = current_processing_calibration(settings, allow_stale=allow_stale)
     except CalibrationError as exc:
-        click.echo(f"refused: {exc} (or pass --allow-stale-calibration for a stale record)", err=True)
-        raise SystemExit(EXIT_REFUSED) from None
+        raise ScanRefused(f"refused: {exc} (or pass --allow-stale-calibration for a stale record)") from None
     if pc is None:
         log.warning("no calibration record in force: scanning uncalibrated; run `thz calibrate phase`",
                     extra={"store": settings.calibration.store})

@@ -51,15 +51,38 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            try:
-                return getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError) as exc:
-                # a package not built yet: say so instead of a traceback
-                @click.command(name=name, help=f"(unavailable: {exc})")
-                def _missing() -> None:
-                    raise click.ClickException(f"'thz {name}' is not available: {exc}")
-                return _missing
+            return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+
+# The named errors that commands let through, and the exit status of each: the one place that maps them.
+EXIT_CODES: dict[str, int] = {
+    "pipeline.prescan:ScanRefused": 3,  # the same code `thz calibrate` uses for an exposure refusal
+}
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit status for a named error of EXIT_CODES (its module is loaded when it was raised), else None."""
+    for name, code in EXIT_CODES.items():
+        module, attr = name.split(":")
+        cls = getattr(sys.modules.get(module), attr, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return code
+    return None
+
+
+class ThzGroup(LazyGroup):
+    """The top-level group: a named error of EXIT_CODES is printed on stderr and ends with its exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code is None:
+                raise
+            click.echo(str(exc), err=True)
+            ctx.exit(code)
 
 
 @dataclass
@@ -79,7 +102,7 @@ class AppContext:
         return self._settings
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ThzGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="THZ_CONFIG",
               help="TOML config file (default: built-in defaults; env THZ_CONFIG).")
 @click.option("--log-level", envvar="THZ_LOG_LEVEL", default="INFO", show_default=True,

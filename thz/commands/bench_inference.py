@@ -127,7 +127,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     import queue as _queue
 
     from inference.engines.choice import make_engine
-    from pipeline.job import LOCAL_ANY, Pipeline, _scene
+    from pipeline.job import LOCAL_ANY, Pipeline, subject_scene
     from inference.results import STAGES
 
     s, b = _settings_and_bundle(obj, bundle)
@@ -139,7 +139,7 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     tmp = tempfile.TemporaryDirectory(prefix="thz-bench-")  # an empty gallery, not the operator's
     with tmp, Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False,
                        gallery_path=f"{tmp.name}/gallery.sqlite") as pipe:
-        pipe.set_scene(_scene(0, "front-center", True, 1))
+        pipe.set_scene(subject_scene(0, "front-center", True, 1))
         skip = s.processing.frames_averaged + 1  # the averaging window fills first
         while len(rows["scan_complete_to_published"]) < n_results:
             pipe.check_alive()

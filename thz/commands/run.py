@@ -35,7 +35,8 @@ def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bo
 
 def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
           posture: str | None, concealed: bool, scans: int, size: int):
-    from inference.sources import rois_from_images, rois_from_recording
+    from inference.sources import rois_from_images
+    from pipeline.rois import live_rois, rois_from_recording
 
     chosen = sum([bool(images), recording is not None, sim or live])
     if chosen != 1:
@@ -49,7 +50,6 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
         if not rois:
             raise click.ClickException(f"no face ROI found in {recording}")
         return rois
-    from pipeline.job import live_rois
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
     return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
