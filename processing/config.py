@@ -41,6 +41,10 @@ class ProcessingConfig(Section):
     roi_size: int = Field(64, ge=8, description="ROI side in pixels after bicubic resize")
     roi_head_top_margin_m: float = Field(
         0.02, ge=0, description="space kept above the top of the head inside the ROI box (m)")
+    roi_glint_merge_m: float = Field(
+        0.04, gt=0, le=0.2, description="glints closer than about twice this merge into one face region (m)")
+    roi_glint_crown_offset_m: float = Field(
+        0.06, ge=0, le=0.2, description="crown above the top glint when only glints are seen (forehead height, m)")
     roi_threshold_db: float = Field(
         6.0, gt=0, description="a pixel is head when brighter than the frame's background level by this (dB power)")
     roi_min_quality: float = Field(

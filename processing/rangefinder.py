@@ -5,8 +5,8 @@ its peak inside the range gate; a parabola through the log power of the peak bin
 neighbours refines it (a Hann-windowed tone's main lobe is close to a Gaussian, whose log is a
 parabola), and the bin maps back to range: R = R_ref + k dR with dR = c / 2B
 (thzcore.scanner.FmcwConfig.range_bin inverted). The subject range is the median over the
-brightest half of those chirps (the face surface; a chirp that grazes the background has a weak
-peak), `spread_m` half their inter-quartile range.
+brightest tenth of those chirps (the face's glints; at 340 GHz most of the face returns little and
+those chirps read the noise floor), `spread_m` half their inter-quartile range.
 
 Focus (Gaussian beam, docs/scanner_physics.md): the spot grows as w(R) = w0 sqrt(1 + ((R - z_w)/z_R)^2),
 so the resolution left is focus = w0 / w(R) in (0, 1]; at the edge of the depth of focus
@@ -81,7 +81,8 @@ def subject_range(if_samples: np.ndarray, x_m: np.ndarray, y_m: np.ndarray, box_
     if int(mask.sum()) < min_chirps:
         return None
     bins, power = peak_bins(if_samples[mask], window, k0, k1)
-    bright = bins[power >= np.median(power)]
+    # the face's echoes are its glints: the brightest tenth of the box's chirps (the rest is the noise floor)
+    bright = bins[power >= np.percentile(power, 90)]
     k_med = float(np.median(bright))
     # a face beyond the gate leaves only its main lobe's flank and the head's farther parts inside it:
     # a median peak within EDGE_BINS of the edge means "at or beyond", not a measurement

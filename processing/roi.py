@@ -3,25 +3,29 @@
 The frame is anisotropic: a column is pitch_x = fov_x / 256 (1.76 mm), a row pitch_y = fov_y / 64
 (7.03 mm), so the default 0.26 x 0.30 m box is about 148 columns x 42.7 rows.
 
-Finding the head (the subject moves within the field; head, neck and shoulders are bright against
-an empty background that falls outside the range gate):
-  1. the frame in dB of power (a linear frame is converted), smoothed by a box of about
-     2 x 2 cm so speckle and glints do not break the mask;
-  2. background level b = 20th percentile of the smoothed frame; head mask = smoothed > b + T
-     (T = processing.roi_threshold_db);
-  3. the largest connected region of the mask is the subject; the head top is its first row,
-     the head centre column the mean column of the region over the rows of the top 0.22 m;
+Finding the head (the subject moves within the field; at 340 GHz a face is seen by its specular
+glints, forehead, nose, lips, chin, cheekbones, against a background that falls outside the gate):
+  1. the frame's power (a dB frame is converted) smoothed by a box of about 2 x 2 cm, in dB;
+  2. background level b = 20th percentile of the smoothed frame; bright = smoothed > b + T
+     (T = processing.roi_threshold_db); the bright pixels are grouped by dilating them with an
+     ellipse of radius processing.roi_glint_merge_m, so the glints of one face, a few cm apart,
+     form one group;
+  3. the group with the most excess power is the subject, its bright pixels the region; the
+     region's first row is the crown when the head is seen whole (more than half of the group
+     bright) and otherwise the top glint, which lies
+     processing.roi_glint_crown_offset_m below the crown; the head centre column is the mean
+     column of the region over the rows of the top 0.22 m;
   4. the box: roi_width_m centred on the head column, its top roi_head_top_margin_m above the
      head top, roi_height_m tall; shifted (not shrunk) to stay inside the frame.
 
 Quality score in [0, 1] = contrast * coverage * containment (* focus, from the subject's range, when the
 stage measured it: processing.rangefinder):
-  contrast    = clip((median dB of the mask inside the box - b) / (2 T), 0, 1)
-  coverage    = clip(fraction of the box covered by the mask / 0.35, 0, 1)  (a head fills about half)
+  contrast    = clip((median smoothed dB of the region's pixels in the box - b) / (2 T), 0, 1)
+  coverage    = clip(fraction of the box covered by the group / 0.35, 0, 1)
   containment = 1, times 0.5 when the mask touches the frame's top row (head cut off) and 0.75
                 when the box had to be shifted by more than 10% of its width to fit the frame.
-No face (found = False, image None, `reason` says why): no pixel above b + T, a largest region
-smaller than 25% of the expected head area (0.15 x 0.20 m), or quality < roi_min_quality.
+No face (found = False, image None, `reason` says why): no pixel above b + T, a single glint, a region
+smaller than 5% of the expected head area (0.15 x 0.20 m), or quality < roi_min_quality.
 
 Resize and normalisation (the rule training expects; the dataset uses this very function):
   the box (fractional pixel edges) is resampled to roi_size x roi_size with PIL's bicubic filter
@@ -42,7 +46,7 @@ from processing.rangefinder import RangeEstimate
 from thzcore.scanner import ScannerConfig
 
 HEAD_HEIGHT_M = 0.22  # crown to chin of an adult head (m): rows used to centre the box
-HEAD_AREA_M2 = 0.15 * 0.20  # frontal area of a head (m^2); a region needs 25% of it
+HEAD_AREA_M2 = 0.15 * 0.20  # frontal area of a head (m^2); a region needs 5% of it (a few glints)
 
 
 @dataclass
@@ -108,7 +112,12 @@ class FaceLocator:
         self.box_cols = c.roi_width_m / self.pitch_x
         self.box_rows = c.roi_height_m / self.pitch_y
         self.smooth = (max(1, round(0.02 / self.pitch_y)), max(1, round(0.02 / self.pitch_x)))
-        self.min_area_px = 0.25 * HEAD_AREA_M2 / (self.pitch_x * self.pitch_y)
+        self.min_area_px = 0.05 * HEAD_AREA_M2 / (self.pitch_x * self.pitch_y)
+        # grouping element: an ellipse of radius roi_glint_merge_m in physical units
+        ry = max(1, round(c.roi_glint_merge_m / self.pitch_y))
+        rx = max(1, round(c.roi_glint_merge_m / self.pitch_x))
+        yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+        self.group_element = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
 
     def to_db(self, frame: np.ndarray, scale: str) -> np.ndarray:
         if scale == "db":
@@ -128,25 +137,37 @@ class FaceLocator:
         db = self.to_db(frame, scale)
         if not np.all(np.isfinite(db)):
             return self._no_face("frame holds NaN or inf")
-        sm = ndimage.uniform_filter(db.astype(np.float64), size=self.smooth, mode="nearest")
+        # smoothed in power, not in dB, so a beam-sized glint spreads over the box instead of averaging away
+        sm = 10.0 * np.log10(ndimage.uniform_filter(10.0 ** (db.astype(np.float64) / 10.0), size=self.smooth,
+                                                    mode="nearest"))
         bg = float(np.percentile(sm, 20))
-        mask = sm > bg + c.roi_threshold_db
-        if not mask.any():
+        bright = sm > bg + c.roi_threshold_db
+        if not bright.any():
             return self._no_face(f"no region brighter than background {bg:.1f} dB + {c.roi_threshold_db} dB")
-        labels, n = ndimage.label(mask)
-        sizes = np.bincount(labels.ravel())[1:]
-        k = int(np.argmax(sizes)) + 1
-        if sizes[k - 1] < self.min_area_px:
-            return self._no_face(f"largest bright region is {int(sizes[k - 1])} px; a head needs "
-                                 f">= {self.min_area_px:.0f} px")
-        region = labels == k
+        # glints of one face (forehead, nose, lips, chin, cheekbones: a few cm apart) are grouped by
+        # dilating them with an ellipse of radius roi_glint_merge_m
+        grouped = ndimage.binary_dilation(bright, structure=self.group_element)
+        labels, n = ndimage.label(grouped)
+        energy = ndimage.sum(np.where(bright, 10.0 ** ((sm - bg) / 10.0), 0.0), labels, index=np.arange(1, n + 1))
+        k = int(np.argmax(energy)) + 1
+        group = labels == k
+        region = group & bright
+        size = int(region.sum())
+        if size < self.min_area_px:
+            return self._no_face(f"largest bright region is {size} px; a head needs >= {self.min_area_px:.0f} px")
         rows = np.nonzero(region.any(axis=1))[0]
         top = int(rows[0])
+        # a head seen whole (diffuse returns above the threshold) shows its crown; a head seen only by
+        # its glints shows the forehead or brow first, roi_glint_crown_offset_m below the crown
+        seen_whole = float(bright[group].mean()) > 0.5
+        crown_offset = 0.0 if seen_whole else c.roi_glint_crown_offset_m / self.pitch_y
+        if not seen_whole and ndimage.label(region)[1] < 2:
+            return self._no_face("a single bright spot: a face seen by its glints shows at least two")
         head_rows = max(1, int(round(HEAD_HEIGHT_M / self.pitch_y)))
         sub = region[top:top + head_rows]
         col_centre = float(np.nonzero(sub)[1].mean()) + 0.5  # pixel centres are at j + 0.5
         # box in fractional pixel edges
-        row0 = top - c.roi_head_top_margin_m / self.pitch_y
+        row0 = top - crown_offset - c.roi_head_top_margin_m / self.pitch_y
         col0 = col_centre - 0.5 * self.box_cols
         want = (row0, col0)
         row0 = float(np.clip(row0, 0.0, self.shape[0] - self.box_rows))
@@ -158,8 +179,9 @@ class FaceLocator:
         r_a, r_b = int(np.floor(row0)), int(np.ceil(row0 + self.box_rows))
         c_a, c_b = int(np.floor(col0)), int(np.ceil(col0 + self.box_cols))
         in_box = region[r_a:r_b, c_a:c_b]
-        contrast = float(np.clip((np.median(db[r_a:r_b, c_a:c_b][in_box]) - bg) / (2 * c.roi_threshold_db), 0, 1))
-        coverage = float(np.clip(in_box.mean() / 0.35, 0, 1))
+        contrast = float(np.clip((np.median(sm[r_a:r_b, c_a:c_b][in_box]) - bg) / (2 * c.roi_threshold_db), 0, 1))
+        # a whole head fills about half the box; a face's glints, grouped, a third
+        coverage = float(np.clip(group[r_a:r_b, c_a:c_b].mean() / 0.35, 0, 1))
         containment = 1.0
         if top == 0:
             containment *= 0.5

@@ -80,7 +80,8 @@ def facet_phase_factors(range_m: np.ndarray, valid: np.ndarray, pitch: float, k:
     """(exp(j 2k (R - R_s)) sinc sinc, slope_u, slope_v) of each map pixel's facet, eq. (2).
 
     Slopes are dR/du and dR/dv in metres of range per metre of map; pixels whose neighbour lies on
-    another surface (a depth jump, the silhouette) take the one-sided difference on their own side.
+    another surface (a depth jump, the silhouette) take the one-sided difference on their own side,
+    and a pixel with no neighbour on its surface (the rim, seen at grazing) the steepest slope.
     """
     r = np.where(valid, range_m, np.nan)
     du = _slope(r, pitch, axis=1)
@@ -108,8 +109,9 @@ def _slope(r: np.ndarray, h: float, axis: int) -> np.ndarray:
         bwd[0, :] = np.nan
     both = np.isfinite(fwd) & np.isfinite(bwd)
     out = np.where(both, 0.5 * (fwd + bwd), np.where(np.isfinite(fwd), fwd, bwd))
-    # an isolated pixel (no neighbour on either side) faces the beam as far as we know: slope 0
-    return np.where(np.isfinite(out), out, 0.0)
+    # no neighbour on its own surface on either side: a sliver seen at grazing incidence (the rim
+    # of the head); it turns away from the beam as steeply as the grid can tell
+    return np.where(np.isfinite(out), out, edge)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def test_roi_reports_no_face_on_empty_frame():
 def test_roi_reports_no_face_on_small_blob():
     f = frame_of(lambda x, y: 0.8 * (((x - 0.1) ** 2 + (y + 0.1) ** 2) < 0.02 ** 2))
     roi = extract_face_roi(f, SC)
-    assert not roi.found and "a head needs" in roi.reason
+    assert not roi.found and ("a head needs" in roi.reason or "single bright spot" in roi.reason)
 
 
 def test_roi_on_linear_frame_equals_db_frame():
