@@ -5,7 +5,7 @@ Light public names (no Numba import): the store, its record and errors, and the 
 commands use; the measurement procedures live in calibration.procedures and calibration.runner.
 """
 from calibration.api import current_processing_calibration, exposure_preflight
-from calibration.exposure import ExposureLimitError
+from calibration.fits.power_density import ExposureLimitError
 from calibration.store import CalibrationError, CalibrationRecord, CalibrationStore, Problem
 from calibration.values import Check, Measured
 

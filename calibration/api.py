@@ -27,7 +27,7 @@ def current_processing_calibration(settings: Any, allow_stale: bool = False) -> 
 
 
 def exposure_preflight(settings: Any) -> None:
-    """Raise calibration.exposure.ExposureLimitError when scanning would exceed a configured limit."""
+    """Raise calibration.fits.power_density.ExposureLimitError when scanning would exceed a configured limit."""
     from calibration.preflight import exposure_preflight as _pf
     _pf(settings, CalibrationStore(settings.calibration.store))
 

@@ -2,7 +2,7 @@
 
 The spot is the current beam record's, conservatively the smaller of the knife-edge and
 point-target radius per axis; without a usable record, the design waist. The raster is the
-configured one; the transmit power follows from the design peak density (calibration.exposure).
+configured one; the transmit power follows from the design peak density (calibration.fits.power_density).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from calibration.config import CalibrationConfig
-from calibration.exposure import assert_exposure_allowed, exposure_checks, power_from_peak_density, raster_exposure
+from calibration.fits.power_density import assert_exposure_allowed, exposure_checks, power_from_peak_density, raster_exposure
 from calibration.store import CalibrationError, CalibrationStore
 from thzcore.scanner import ScannerConfig
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from calibration.caustic import CausticFit
-    from calibration.edge import EdgeFit
+    from calibration.fits.caustic import CausticFit
+    from calibration.fits.edge import EdgeFit
     from calibration.store import CalibrationRecord
 
 
@@ -39,7 +39,7 @@ def plot_knife_edge(path: Path, distance_m: np.ndarray, values: np.ndarray, fit:
     power=True: `values` are detected power fitted with edge_profile_power; the plot shows the
     amplitude sqrt(P - noise power) against the fitted erf.
     """
-    from calibration.edge import K_10_90, edge_profile
+    from calibration.fits.edge import K_10_90, edge_profile
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     s = np.asarray(distance_m) * 1e3
@@ -77,7 +77,7 @@ def plot_spot(path: Path, image: np.ndarray, extent_m: tuple[float, float, float
 def plot_caustic(path: Path, z_m: np.ndarray, w_m: np.ndarray, sigma_m: np.ndarray, fit: "CausticFit",
                  spec_dof_m: float) -> Path:
     """Measured radii with error bars, the w(z) fit and the +-z_R band."""
-    from calibration.caustic import beam_radius
+    from calibration.fits.caustic import beam_radius
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.errorbar(z_m, np.asarray(w_m) * 1e3, yerr=np.asarray(sigma_m) * 1e3, fmt="o", ms=4, label="measured w")

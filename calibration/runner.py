@@ -11,7 +11,7 @@ from typing import Any
 
 from calibration.procedures.common import Context, make_record
 from calibration.report import write_report
-from calibration.source import MeasurementSource
+from calibration.sources.base import MeasurementSource
 from calibration.store import KINDS, CalibrationRecord, CalibrationStore
 from thzcore.logs import get_logger
 

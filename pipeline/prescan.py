@@ -19,7 +19,7 @@ def prepare_scan(settings: Settings, allow_stale: bool = False) -> tuple[Setting
     (calibration id '') and says so.
     """
     from calibration.api import CalibrationError, current_processing_calibration, exposure_preflight
-    from calibration.exposure import ExposureLimitError
+    from calibration.fits.power_density import ExposureLimitError
     from thzcore.logs import get_logger
 
     log = get_logger("pipeline.prescan")

@@ -25,11 +25,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from calibration.edge import fit_knife_edge
+from calibration.fits.edge import fit_knife_edge
 from calibration.procedures.common import (ChirpSamples, Context, Outcome, chirp_samples, dithered_chirps,
                                            image_axes, plate_reference, target)
 from calibration.report import plot_knife_edge, plot_spot
-from calibration.spot import SpotFit, fit_gaussian_2d
+from calibration.fits.spot import SpotFit, fit_gaussian_2d
 from calibration.values import Check, Measured
 
 EDGE_HALF_WINDOW_M = 0.05   # samples within this distance of the edge enter the fit

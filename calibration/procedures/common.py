@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from calibration.source import MeasurementSource
+from calibration.sources.base import MeasurementSource
 from calibration.store import CalibrationError, CalibrationRecord, CalibrationStore, software_version, utc_now
 from calibration.values import Check, Measured
 from processing.calibration_model import ProcessingCalibration

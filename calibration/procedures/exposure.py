@@ -2,7 +2,7 @@
 
 The spot comes from the current beam record (per axis the smaller of the knife-edge and
 point-target radii, calibration.preflight; the design waist when there is none, said in the report). The transmit power follows from the design peak
-density at the design waist (calibration.exposure). No scan is needed, so this is also the
+density at the design waist (calibration.fits.power_density). No scan is needed, so this is also the
 pre-flight check every scanning procedure runs first: it refuses to scan when a limit would be
 exceeded (ExposureLimitError).
 """
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from calibration.exposure import assert_exposure_allowed
+from calibration.fits.power_density import assert_exposure_allowed
 from calibration.preflight import assess_exposure, measured_radius
 from calibration.procedures.common import Context, Outcome
 from calibration.values import Measured

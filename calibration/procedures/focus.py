@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from calibration.caustic import fit_caustic
+from calibration.fits.caustic import fit_caustic
 from calibration.procedures.beam import point_scan
 from calibration.procedures.common import Context, Outcome
 from calibration.report import plot_caustic

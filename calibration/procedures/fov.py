@@ -4,7 +4,7 @@ The grid (pitch p, one dot at the origin offsets) is scanned at the standoff, di
 the point target. Every dot inside the field is located by a 2-D Gaussian fit of the chirp
 powers (at the processor's per-chirp positions) in a window around its grid node; its true
 position is that node. A
-straight-line fit per axis (calibration.linearity) gives the scale g (true field = g x nominal
+straight-line fit per axis (calibration.fits.linearity) gives the scale g (true field = g x nominal
 field) and the residual non-linearity. The x mapping becomes the processor's feedback gain and
 offset (composed with the ones in force): x_true = g (g_old fb + c_old) + c.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.fitting import FitError
-from calibration.linearity import fit_linearity
+from calibration.fits.fitting import FitError
+from calibration.fits.linearity import fit_linearity
 from calibration.procedures.common import ChirpSamples, Context, Outcome, carry_processing, dithered_chirps, target
 from calibration.report import plot_linearity
-from calibration.spot import fit_gaussian_2d
+from calibration.fits.spot import fit_gaussian_2d
 from calibration.values import Check, Measured
 
 

@@ -5,7 +5,7 @@ line crosses one sharp step and the forward/backward cross-correlation has a sin
 The processor's own estimator (FrameProcessor.estimate_line_lag: de-warp with a trial lag,
 measure the sub-pixel row shift, correct, iterate) gives the lag of each frame; the record
 holds their mean and its standard error. A scan of the forward/backward correlation over trial
-lags (calibration.line_phase) is drawn to show the peak. The table repeats the estimate at other
+lags (calibration.fits.line_phase) is drawn to show the peak. The table repeats the estimate at other
 fast-axis amplitudes: a linear servo's lag does not depend on amplitude, a slew-limited one does.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from calibration.line_phase import lag_scan
+from calibration.fits.line_phase import lag_scan
 from calibration.procedures.common import Context, Outcome, carry_processing, target
 from calibration.report import plot_line_phase
 from calibration.values import Check, Measured

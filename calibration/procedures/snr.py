@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from calibration.procedures.common import Context, Outcome, scan_power, target
 from calibration.report import plot_snr_histogram
-from calibration.snr import dynamic_range_db, measure_snr
+from calibration.fits.dynamic_range import dynamic_range_db, measure_snr
 from calibration.values import Check, Measured
 from processing.roi import FaceLocator
 

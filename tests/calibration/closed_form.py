@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
-from calibration.sources import scaled_fast_axis
+from calibration.sources.base import scaled_fast_axis
 from processing.synthetic import make_raw_frame
 from thzcore.scanner import ScannerConfig
 

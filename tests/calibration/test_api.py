@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from calibration.api import CalibrationError, current_processing_calibration, exposure_preflight
-from calibration.exposure import ExposureLimitError
+from calibration.fits.power_density import ExposureLimitError
 from calibration.store import CalibrationRecord, CalibrationStore
 from calibration.values import Measured
 from processing.calibration_model import ProcessingCalibration

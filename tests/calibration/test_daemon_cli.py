@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.daemon_source import DaemonSource
+from calibration.sources.daemon import DaemonSource
 from calibration.runner import run_calibration
 from calibration.store import CalibrationStore
 from pipeline.settings import Settings
@@ -85,7 +85,7 @@ def test_hardware_source_asks_for_each_target_and_measures_the_configured_device
     """Without --sim: the emulator stands in for the lab's devices (configured addresses only); the
     technician's answer to each placement prompt is played by placing the target through its backdoor."""
     from sim.emulators.client import SimScanner
-    from calibration.daemon_source import HardwareSource, patient_settings
+    from calibration.sources.daemon import HardwareSource, patient_settings
 
     s = patient_settings(Settings(), 30.0)
     lab = SimScanner.start(s, seed=11, realtime=False)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from calibration.caustic import beam_radius, caustic_start, fit_caustic
-from calibration.edge import K_10_90, edge_profile, fit_knife_edge, fit_slanted_edge
-from calibration.fitting import FitError
-from calibration.linearity import assign_grid_lines, find_peaks_subpixel, fit_linearity
-from calibration.spot import fit_gaussian_2d, gaussian_2d
+from calibration.fits.caustic import beam_radius, caustic_start, fit_caustic
+from calibration.fits.edge import K_10_90, edge_profile, fit_knife_edge, fit_slanted_edge
+from calibration.fits.fitting import FitError
+from calibration.fits.linearity import assign_grid_lines, find_peaks_subpixel, fit_linearity
+from calibration.fits.spot import fit_gaussian_2d, gaussian_2d
 
 
 def test_k_10_90_closed_form():
@@ -142,7 +142,7 @@ def test_peaks_subpixel_and_assignment():
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_knife_edge_power_detection_unbiased_by_noise_floor(sign):
     # coherent detection: amplitude erf, power = amplitude^2 + noise power (here exactly its mean)
-    from calibration.edge import edge_profile_power
+    from calibration.fits.edge import edge_profile_power
     x = np.linspace(-0.04, 0.04, 200)
     y = edge_profile_power(sign * x, 0.05, 1.0, 0.003, 0.0075)
     f = fit_knife_edge(x, y, power=True)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from calibration.exposure import ExposureLimitError
+from calibration.fits.power_density import ExposureLimitError
 from calibration.runner import run_calibration
 from calibration.store import CalibrationStore
 from tests.calibration.closed_form import ClosedFormSource

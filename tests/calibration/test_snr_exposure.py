@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from calibration.exposure import (ExposureLimitError, assert_exposure_allowed, exposure_checks,
+from calibration.fits.power_density import (ExposureLimitError, assert_exposure_allowed, exposure_checks,
                                   peak_power_density_mw_cm2, power_from_peak_density, raster_exposure)
-from calibration.snr import dynamic_range_db, measure_snr, to_linear_power
+from calibration.fits.dynamic_range import dynamic_range_db, measure_snr, to_linear_power
 
 
 def test_to_linear_power():

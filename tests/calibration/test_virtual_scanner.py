@@ -12,7 +12,7 @@ Stated tolerances (the simulator adds what the closed-form frames lack):
 import pytest
 
 from calibration.runner import run_calibration
-from calibration.sources import VirtualSource
+from calibration.sources.virtual import VirtualSource
 from calibration.store import CalibrationStore
 from pipeline.settings import Settings
 

@@ -19,8 +19,14 @@ def _store_path(obj, store: str | None) -> Path:
     return Path(store or obj.settings.calibration.store)
 
 
+def _ask_on_terminal(message: str, scene: dict | None) -> None:
+    """Show the placement instruction on stderr and wait for Enter (stdin; a script can pipe newlines)."""
+    click.echo(f"\n>>> {message}", err=True)
+    click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+
+
 def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: bool, direct: bool) -> None:
-    from calibration.exposure import ExposureLimitError
+    from calibration.fits.power_density import ExposureLimitError
     from calibration.runner import run_calibration
     from calibration.sources import open_source
     from calibration.store import CalibrationStore
@@ -31,7 +37,7 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     if direct and not sim:
         raise click.UsageError("--direct measures the in-process virtual scanner: it needs --sim")
     # without --sim: the configured devices; the command asks the technician to place each target
-    source = open_source(settings, sim=sim, direct=direct)
+    source = open_source(settings, sim=sim, direct=direct, ask=_ask_on_terminal)
     try:
         record, report, summ = run_calibration(kind, settings, source, st, report_dir, quick=quick)
     except ExposureLimitError as exc:

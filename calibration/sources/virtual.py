@@ -1,30 +1,17 @@
-"""Measurement sources (see calibration.source): the daemon + emulators, or the virtual scanner in-process."""
+"""The virtual scanner in-process as a measurement source (no transports): quick runs and tests."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from calibration.sources.base import scaled_fast_axis
 from thzcore.frames import RawFrame
-from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
-
-log = get_logger(__name__)
-
-
-def scaled_fast_axis(scanner: ScannerConfig, scale: float) -> ScannerConfig:
-    """The scanner with the fast-axis amplitude times `scale`: fov_x scales with it (A = fov_x / 2 / sin(pi fill / 2))."""
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"fast-axis amplitude scale={scale!r} must be a positive number")
-    d = scanner.model_dump()
-    d["raster"]["fov_x_m"] = scanner.raster.fov_x_m * scale
-    return ScannerConfig.model_validate(d)  # refuses an amplitude above raster.max_fast_amplitude_m
-
 
 class VirtualSource:
     """sim.scanner.VirtualScanner driven in-process with the configured raster (no transports).
 
-    The seam the brief allows when the daemon path is unavailable; the frames are the same
-    physics the emulators serve, without the serial/VISA/ZMQ hops.
+    The frames are the same physics the emulators serve, without the serial/VISA/ZMQ hops
+    (`thz calibrate --sim --direct`).
     """
 
     source_kind = "sim"
@@ -105,19 +92,3 @@ class VirtualSource:
 
     def close(self) -> None:
         pass
-
-
-def open_source(settings: Any, sim: bool = True, direct: bool = False, seed: int | None = None):
-    """The daemon + emulator path when available (and not `direct`), else the in-process virtual scanner."""
-    if not sim:
-        from calibration.daemon_source import HardwareSource
-        return HardwareSource(settings)
-    if not direct:
-        try:
-            from calibration.daemon_source import DaemonSource
-        except ImportError as exc:
-            log.warning("daemon path unavailable, measuring the virtual scanner in-process",
-                        extra={"reason": str(exc)})
-        else:
-            return DaemonSource(settings, seed=seed)
-    return VirtualSource(settings, seed=seed)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.fitting import FitError, finite_xyv, fit_least_squares, sigmas
+from calibration.fits.fitting import FitError, finite_xyv, fit_least_squares, sigmas
 from calibration.values import Measured
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from calibration.sources import scaled_fast_axis
+from calibration.sources.base import scaled_fast_axis
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
@@ -48,13 +48,6 @@ def describe_scene(scene: dict[str, Any] | None) -> str:
             f"y {scene.get('offset_y_m', 0):+.4f} m.")
 
 
-def ask_on_terminal(message: str, scene: dict[str, Any] | None) -> None:
-    """Show the placement instruction on stderr and wait for Enter (stdin; a script can pipe newlines)."""
-    import click
-    click.echo(f"\n>>> {message}", err=True)
-    click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
-
-
 class _DaemonFrames:
     """Frames of the devices `settings` addresses, one short daemon run per `acquire`; the fast-axis
     amplitude is changed through the configuration like any other raster setting."""
@@ -83,14 +76,14 @@ class HardwareSource(_DaemonFrames):
     """The configured devices through the real daemon and drivers; each target is placed by the technician.
 
     `ask(message, scene)` is called whenever the scene changes and returns once the target is in
-    place (default: a terminal prompt). Nothing of the truth is known: `truth()` is empty.
+    place (`thz calibrate` prompts on the terminal). Nothing of the truth is known: `truth()` is empty.
     """
 
     source_kind = "hardware"
 
-    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
+    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None]) -> None:
         super().__init__(settings)
-        self.ask = ask or ask_on_terminal
+        self.ask = ask
         self._placed: Any = _NOTHING_YET
         a = settings.acquisition
         self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} and "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.fitting import FitError
+from calibration.fits.fitting import FitError
 from calibration.values import Measured
 
 

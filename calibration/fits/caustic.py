@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.fitting import FitError, fit_least_squares, sigmas
+from calibration.fits.fitting import FitError, fit_least_squares, sigmas
 from calibration.values import Measured
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.special import erf, erfinv
 
-from calibration.fitting import FitError, finite_xyv, fit_least_squares, sigmas
+from calibration.fits.fitting import FitError, finite_xyv, fit_least_squares, sigmas
 from calibration.values import Measured
 
 K_10_90 = math.sqrt(2.0) * float(erfinv(0.8))  # dx_10_90 = K_10_90 * w  (= 1.28155)

@@ -12,6 +12,7 @@ amplitude for the lag table. Implementations:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
 from thzcore.frames import RawFrame
@@ -41,3 +42,12 @@ class MeasurementSource(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def scaled_fast_axis(scanner: ScannerConfig, scale: float) -> ScannerConfig:
+    """The scanner with the fast-axis amplitude times `scale`: fov_x scales with it (A = fov_x / 2 / sin(pi fill / 2))."""
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"fast-axis amplitude scale={scale!r} must be a positive number")
+    d = scanner.model_dump()
+    d["raster"]["fov_x_m"] = scanner.raster.fov_x_m * scale
+    return ScannerConfig.model_validate(d)  # refuses an amplitude above raster.max_fast_amplitude_m
