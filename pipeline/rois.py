@@ -6,7 +6,8 @@ from typing import Iterator
 import numpy as np
 
 from inference.sources import RoiInput
-from pipeline.job import JobError, Pipeline, subject_scene
+from pipeline.compose import JobError, Pipeline
+from pipeline.run import subject_scene
 from processing.stage import ProcessingStage
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import zmq
 
+LOCAL_ANY = "tcp://127.0.0.1:*"  # loopback, an ephemeral port: what the stages of one process bind
+
 _CREATE_KEYS = ("`python -c \"import zmq.auth; zmq.auth.create_certificates('keys', 'server')\"` "
                 "(and one per client)")
 

@@ -51,5 +51,5 @@ class Engine(ABC):
     def describe(self) -> dict:
         return {"engine": self.name, "model_id": self.model_id, "reconstruction": self.reconstruction}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a no-op by default: an engine without resources keeps it)
         """Release resources (GPU buffers, sessions)."""

@@ -135,7 +135,7 @@ def test_run_sim_identity_errors(bundle_dir, tmp_path, args, code, message):
 
 
 def _has_daemon() -> bool:
-    from pipeline.job import _acquisition_daemon
+    from pipeline.compose import _acquisition_daemon
     return _acquisition_daemon() is not None
 
 
@@ -143,7 +143,7 @@ def _has_daemon() -> bool:
 def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
     """The real transports: galvo on a pty, receiver over SCPI/TCP, acquisition daemon publishing `raw`."""
     from inference.bundle import load_bundle
-    from pipeline.job import run_sim
+    from pipeline.run import run_sim
     from inference.engines.onnxrt import OnnxRuntimeEngine
     from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(bundle_dir), reconstruction=False)
@@ -161,7 +161,7 @@ TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "models" / "compact"))  
 @pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason=f"no trained bundle in {TRAINED}")
 def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
     from inference.bundle import load_bundle
-    from pipeline.job import run_sim
+    from pipeline.run import run_sim
     from inference.engines.onnxrt import OnnxRuntimeEngine
     from pipeline.settings import Settings
     eng = OnnxRuntimeEngine(load_bundle(TRAINED), reconstruction=False)
@@ -176,7 +176,7 @@ def test_run_sim_trained_bundle_gets_postures_right(tmp_path):
 def test_run_without_sim_uses_the_configured_devices(bundle_dir, tmp_path):
     """`thz run` on 'hardware': the configured galvo port and receiver resource (here an emulator)."""
     from inference.bundle import load_bundle
-    from pipeline.job import run_hardware
+    from pipeline.run import run_hardware
     from inference.engines.onnxrt import OnnxRuntimeEngine
     from sim.emulators.server import ScannerEmulator
     from sim.scene import Subject

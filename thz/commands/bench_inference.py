@@ -127,7 +127,9 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     import queue as _queue
 
     from inference.engines.choice import make_engine
-    from pipeline.job import LOCAL_ANY, Pipeline, subject_scene
+    from pipeline.compose import Pipeline
+    from pipeline.run import subject_scene
+    from thzcore.netsec import LOCAL_ANY
     from inference.results import STAGES
 
     s, b = _settings_and_bundle(obj, bundle)

@@ -219,7 +219,8 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     posture, verify each scan against its true identity and one impostor claim, then print a
     summary, write an HTML report, and end with a JSON line.
     """
-    from pipeline.job import JobError, run_hardware, run_sim
+    from pipeline.compose import JobError
+    from pipeline.run import run_hardware, run_sim
     from pipeline.prescan import prepare_scan
     from thzcore.labels import POSTURES, parse_identity_list
 
