@@ -37,6 +37,9 @@ class Capture(BaseModel):
     echo_db: float
     fabric_seed: int
     motion_seed: int = 0
+    knit_shift_u_m: float = 0.0      # where the stitch pattern sits on the face this time it was pulled on
+    knit_shift_v_m: float = 0.0
+    knit_angle_deg: float = 0.0
 
     def expression(self) -> Expression:
         return Expression(self.lip_delta_m, self.jaw_open_m, self.brow_raise_m, self.cheek_delta_m)
@@ -74,4 +77,8 @@ def draw_capture(subject: Subject, cfg: SimConfig, standoff_m: float) -> Capture
         echo_db=float(rng.uniform(b.echo_min_db, b.echo_max_db)),
         fabric_seed=int(rng.integers(0, 2**31 - 1)),
         motion_seed=int(rng.integers(0, 2**31 - 1)),
+        # a balaclava pulled on again sits differently: its stitches land anywhere within a period
+        knit_shift_u_m=float(rng.uniform(0.0, b.knit_period_mm * 1e-3)),
+        knit_shift_v_m=float(rng.uniform(0.0, b.knit_period_mm * 1e-3)),
+        knit_angle_deg=float(rng.normal(0.0, 5.0)),
     )

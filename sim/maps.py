@@ -259,6 +259,8 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
         # the knit: the fabric's reflectivity is modulated by the stitch pattern (6 mm, a few
         # wavelengths: its diffraction is the fabric's "diffuse" echo) and by uneven thickness
         tu, tv = att[..., A_TEX_U], att[..., A_TEX_V]
+        ca, sa = math.cos(math.radians(cap.knit_angle_deg)), math.sin(math.radians(cap.knit_angle_deg))
+        tu, tv = ca * tu - sa * tv + cap.knit_shift_u_m, sa * tu + ca * tv + cap.knit_shift_v_m
         p = b.knit_period_mm * 1e-3
         knit = 1.0 + b.knit_depth * np.cos(2 * np.pi * tu / p) * np.cos(2 * np.pi * tv / (0.8 * p))
         knit *= 1.0 + 0.3 * _smooth_noise(zbuf.shape, 2.0, frng)
