@@ -1,7 +1,6 @@
 """FMCW beat synthesis against closed forms: beat frequency, range resolution, thermal noise, ADC (sim.receiver)."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

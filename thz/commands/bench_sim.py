@@ -26,7 +26,7 @@ import click
 def bench_sim(frames: int, identities: int, captures: int, baseline: str | None, tree: str | None,
               json_out: bool) -> None:
     """Time the virtual scanner and `thz sim dataset` on this machine (defaults, one core)."""
-    from dataset import bench
+    from pipeline import bench
 
     here = Path(tree) if tree else Path(bench.__file__).resolve().parents[1]
     try:

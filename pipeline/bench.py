@@ -20,6 +20,7 @@ Figures (CPU time by time.process_time, medians; wall time beside it):
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -72,16 +73,16 @@ class _Clock:
 def _settings() -> Any:
     try:
         from pipeline.settings import Settings
-    except ImportError:       # v1 layout
-        from thz.settings import Settings  # type: ignore[no-redef]
+    except ImportError:       # a v1 tree (run by run_tree): its settings lived in thz/, its builder in training/
+        Settings = importlib.import_module("thz.settings").Settings
     return Settings()
 
 
 def _dataset_module() -> Any:
     try:
         import dataset.synth as synth
-    except ImportError:       # v1 layout
-        import training.synth as synth  # type: ignore[no-redef]
+    except ImportError:       # a v1 tree
+        synth = importlib.import_module("training.synth")
     return synth
 
 

@@ -6,7 +6,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from dataset import bench
+from pipeline import bench
 from thz.cli import cli
 
 FIGURES = {"tree": "/x", "commit": "abc", "frame_cpu_ms": 9.5, "frame_wall_ms": 12.0, "receiver_cpu_ms": 4.0,
