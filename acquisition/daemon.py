@@ -110,6 +110,7 @@ class AcquisitionDaemon:
         self._raw: RawPublisher | None = None
         self._ctx: zmq.Context | None = None
         self.endpoints: dict[str, str] = {}
+        self.on_ready: Callable[[dict[str, str]], None] | None = None  # called once `raw`/`status` are bound
         self.idn: dict[str, str] = {}
         self.frames = 0
         self.seq = 0
@@ -206,6 +207,8 @@ class AcquisitionDaemon:
             self._raw = RawPublisher(self._ctx, a.raw_endpoint, a.raw_hwm, a.curve_secret_key_file,
                                      a.curve_clients_dir)
             self.endpoints = {"raw": self._raw.endpoint, "status": self._status.endpoint}
+            if self.on_ready is not None:  # the stage lifecycle (thzcore.stage): the endpoints are bound
+                self.on_ready(dict(self.endpoints))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.wall()))
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.scanner.scanner_id)

@@ -26,6 +26,7 @@ from inference.results import (IdentificationResult, PostureResult, ResultMeta, 
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.netsec import secure_bind
+from thzcore.stage import Ready
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
@@ -148,7 +149,8 @@ class InferenceStage:
             self.ready.set()
 
     # --- the loop -----------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, ready: Ready | None = None) -> None:
+        """Serve until `stop`; `ready(endpoint)` gets the bound result endpoint (thzcore.stage's lifecycle)."""
         sub = self.ctx.socket(zmq.SUB)
         pub = self.ctx.socket(zmq.XPUB)
         auth = None
@@ -169,6 +171,8 @@ class InferenceStage:
             log.info("inference stage up", extra={"roi": self.roi_endpoint, "result": self.bound_endpoint,
                                                   **self.engine.describe()})
             self.ready.set()
+            if ready is not None:
+                ready(self.bound_endpoint)
             if self.min_subscribers <= 0:
                 self.subscribed.set()
             sub_registered = False

@@ -18,49 +18,51 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import zmq
 
+from acquisition.daemon import AcquisitionDaemon
 from inference.engines.base import Engine
 from inference.stage import InferenceStage
 from pipeline.collector import Collected, Collector
+from pipeline.settings import Settings
 from pipeline.sim_source import SimRawSource
+from pipeline.view import LiveView
+from processing.calibration_model import ProcessingCalibration
+from processing.stage import ProcessingStage
+from sim.emulators.client import BackdoorClient, SimScanner
 from thzcore.logs import get_logger
 from thzcore.netsec import LOCAL_ANY
+from thzcore.stage import Ready, Serve, StageError, StageRunner
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
-# --sim raw sources: emulator = device emulators + acquisition daemon; direct = the virtual scanner
-# publishing `raw` itself; auto = emulator when the acquisition daemon is installed, else direct
-RAW_SOURCES = ("auto", "emulator", "direct")
+# --sim raw sources: emulator = the device emulators (a process) read by the acquisition daemon;
+# direct = the virtual scanner publishing `raw` itself (no transports, no daemon)
+RAW_SOURCES = ("emulator", "direct")
 
 
 class JobError(RuntimeError):
     """The job cannot run as configured; the message says what to change."""
 
 
-# --- the pipeline -----------------------------------------------------------------------------------
-@dataclass
-class _Worker:
-    name: str
-    thread: threading.Thread
-    error: Callable[[], BaseException | None] = lambda: None
-
-
 class Pipeline:
-    """Start/stop the stages as threads of this process. Use as a context manager.
+    """Build each stage from its config section, start it through the one lifecycle, connect it by endpoint.
 
-    `endpoints` overrides result/roi/raw publish endpoints (default: loopback ephemeral ports
-    for the internal hops and inference.result_endpoint for results, so clients can subscribe).
+    Every stage runs as a StageRunner (thzcore.stage) on one stop event: start() returns the
+    endpoint it bound, check_alive() reports the first that died. Use as a context manager.
+    `result_endpoint` overrides inference.result_endpoint; the internal hops bind loopback
+    ephemeral ports.
     """
 
-    def __init__(self, settings, engine: Engine | None, sim: bool = True, gallery_path: str | Path | None = None,
-                 result_endpoint: str | None = None, reconstruction: bool | None = None, seed: int | None = None,
-                 collect_rois: bool = True, raw_source: str = "auto", view=None, calibration=None) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None, sim: bool = True,
+                 gallery_path: str | Path | None = None, result_endpoint: str | None = None,
+                 reconstruction: bool | None = None, seed: int | None = None, collect_rois: bool = True,
+                 raw_source: str = "emulator", view: LiveView | None = None,
+                 calibration: ProcessingCalibration | None = None) -> None:
         if raw_source not in RAW_SOURCES:
             raise ValueError(f"raw_source={raw_source!r}: choose one of {RAW_SOURCES}")
         self.raw_source = raw_source
@@ -76,15 +78,15 @@ class Pipeline:
         self.collect_rois = collect_rois
         self.ctx = zmq.Context()
         self.stop_event = threading.Event()
-        self.workers: list[_Worker] = []
-        self.source: Any = None
-        self.emulator: Any = None
-        self.processing: Any = None
+        self.stages: list[StageRunner] = []
+        self.source: SimRawSource | None = None
+        self.emulator: SimScanner | None = None
+        self.daemon: AcquisitionDaemon | None = None
+        self.processing: ProcessingStage | None = None
         self.stage: InferenceStage | None = None
         self.collector: Collector | None = None
         self.roi_endpoint: str | None = None
-        self.daemon: Any = None
-        self._daemon_dir: Any = None
+        self._daemon_dir: tempfile.TemporaryDirectory | None = None
         self.truth_margin = 0  # frames to skip after the first one labelled with a new scene
         self.t_started = 0.0
 
@@ -96,146 +98,103 @@ class Pipeline:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _thread(self, name: str, target: Callable[[], None], error: Callable[[], BaseException | None]) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        t.start()
-        self.workers.append(_Worker(name, t, error))
+    def _run(self, name: str, serve: Serve, on_stop: Callable[[], None] | None = None,
+             timeout_s: float = 60.0) -> str | None:
+        """Start one stage on the pipeline's stop event; returns the endpoint it bound."""
+        runner = StageRunner(name, serve, stop=self.stop_event, on_stop=on_stop)
+        self.stages.append(runner)
+        try:
+            return runner.start(timeout_s)
+        except StageError as exc:
+            raise JobError(str(exc)) from exc
 
     def start(self) -> None:
         self.t_started = time.time()
         raw_endpoint = self._start_raw_source()
-        self._start_processing(raw_endpoint)
+        self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
+                                          calibration=self.calibration,
+                                          calibration_dir=self.settings.calibration.store)
+        processing = self.processing
+        self.roi_endpoint = self._run("processing", lambda stop, ready: processing.serve(
+            raw_endpoint, LOCAL_ANY, stop=stop, ready=ready))
         if self.engine is not None:
             self.stage = InferenceStage(self.engine, self.settings.inference, roi_endpoint=self.roi_endpoint,
                                         result_endpoint=self.result_endpoint, gallery_path=self.gallery_path,
                                         min_subscribers=1, reconstruction=self.reconstruction, context=self.ctx)
-            self.stage.start()
-            self.workers.append(_Worker("inference", self.stage._thread, lambda: self.stage.error))
+            stage = self.stage
+            result_endpoint = self._run("inference", lambda stop, ready: stage.run(stop, ready=ready),
+                                        timeout_s=30.0)
             status = self.daemon.endpoints.get("status") if self.daemon is not None else None
-            self.collector = Collector(self.stage.bound_endpoint,
+            self.collector = Collector(result_endpoint,
                                        self.roi_endpoint if (self.collect_rois or self.view) else None, self.ctx,
                                        view=self.view, status_endpoint=status)
         else:
-            self.collector = Collector("inproc://none", self.roi_endpoint, self.ctx)
-        self._thread("collector", lambda: self.collector.run(self.stop_event), lambda: None)
-        self.collector.ready.wait(5)
+            self.collector = Collector(None, self.roi_endpoint, self.ctx)
+        self._run("collector", self.collector.serve, timeout_s=5.0)
         if self.stage is not None and not self.stage.subscribed.wait(10):  # XPUB handshake, no sleep
             raise JobError("the result collector's subscription never reached the inference stage")
 
     def _start_raw_source(self) -> str:
-        if self.sim:
-            daemon_cls = _acquisition_daemon() if self.raw_source != "direct" else None
-            if self.raw_source == "emulator" and daemon_cls is None:
-                raise JobError("raw source 'emulator' needs the acquisition daemon (acquisition.daemon)")
-            if daemon_cls is not None:
-                return self._start_emulated_hardware(daemon_cls)
+        if not self.sim:
+            return self._start_daemon(self.settings, {})
+        if self.raw_source == "direct":
             self.source = SimRawSource(self.settings, self.seed, LOCAL_ANY, self.ctx)
-            self._thread("sim-source", lambda: self.source.run(self.stop_event), lambda: self.source.error)
-            if not self.source.ready.wait(30) or self.source.error is not None:
-                raise JobError(f"virtual scanner failed to start: {self.source.error}")
-            return self.source.bound
-        daemon_cls = _acquisition_daemon()
-        if daemon_cls is None:
-            raise JobError("`thz run` without --sim needs the acquisition daemon (acquisition.daemon), which this "
-                           "installation lacks; use `thz run --sim`")
-        return self._start_daemon(daemon_cls, {})
-
-    def _start_emulated_hardware(self, daemon_cls) -> str:
-        """The scanner emulator (real pty + SCPI transports) in this process, driven by the acquisition daemon."""
-        from sim.emulators.server import ScannerEmulator
-
-        self.emulator = ScannerEmulator(self.settings.scanner, self.settings.sim, seed=self.seed, realtime=False)
-        ends = self.emulator.start()
+            endpoint = self._run("sim-source", self.source.serve, timeout_s=30.0)
+            _require_endpoint(endpoint, "sim-source")
+            return endpoint
+        # the device emulators, started the one way (`thz sim scanner`, a process of its own) and read
+        # through the real transports by the acquisition daemon
+        self.emulator = SimScanner.start(self.settings, seed=self.seed, realtime=False)
         self.truth_margin = 1  # the daemon labels a frame when it arrives: the scene may have changed mid-frame
-        return self._start_daemon(daemon_cls, {"galvo_port": ends["galvo_port"],
-                                               "galvo_baudrate": ends["galvo_baudrate"],
-                                               "receiver_resource": ends["receiver_resource"],
-                                               "raw_endpoint": LOCAL_ANY, "status_endpoint": LOCAL_ANY,
-                                               "record": False},
-                                  truth=self._emulated_truth)
+        truth_link = BackdoorClient(self.emulator.endpoints["backdoor"])  # the daemon thread's own REQ socket
+        return self._start_daemon(self.emulator.settings_for(self.settings),
+                                  {"raw_endpoint": LOCAL_ANY, "status_endpoint": LOCAL_ANY, "record": False},
+                                  truth=lambda: _scene_truth(truth_link.truth()))
 
-    def _emulated_truth(self) -> dict | None:
-        scene = self.emulator.physics.scene()
-        if scene is None:
-            return None
-        return {"scene": scene, **{k: scene[k] for k in ("identity", "posture", "concealed") if k in scene}}
-
-    def _start_daemon(self, daemon_cls, overrides: dict, truth=None) -> str:
-        """The acquisition daemon in a thread; `overrides` replace acquisition settings (emulator addresses)."""
-        acq = self.settings.acquisition.model_copy(update=overrides)
-        settings = self.settings.model_copy(update={"acquisition": acq})
+    def _start_daemon(self, settings: Settings, overrides: dict[str, Any],
+                      truth: Callable[[], dict | None] | None = None) -> str:
+        """The acquisition daemon as a stage; `overrides` replace acquisition settings (emulator addresses)."""
+        acq = settings.acquisition.model_copy(update=overrides)
+        settings = settings.model_copy(update={"acquisition": acq})
         out_dir = None
         if not acq.record:
             self._daemon_dir = tempfile.TemporaryDirectory(prefix="thz-run-")  # run log only
             out_dir = self._daemon_dir.name
-        self.daemon = daemon_cls(settings, out_dir=out_dir, sim_seed=self.seed if self.sim else None,
-                                 publish=True, record=acq.record, truth=truth)
-        result: list = []
+        daemon = AcquisitionDaemon(settings, out_dir=out_dir, sim_seed=self.seed if self.sim else None,
+                                   publish=True, record=acq.record, truth=truth)
+        self.daemon = daemon
 
-        def run() -> None:
-            try:
-                result.append(self.daemon.run())
-            except BaseException as exc:
-                result.append(exc)
+        def serve(stop: threading.Event, ready: Ready) -> None:
+            daemon.on_ready = lambda endpoints: ready(endpoints["raw"])
+            result = daemon.run()
+            if result.exit_code != 0 and not stop.is_set():
+                raise StageError(f"acquisition ended: {result.reason}")
 
-        def error():
-            if result and isinstance(result[0], BaseException):
-                return result[0]
-            if result and getattr(result[0], "exit_code", 0) != 0 and not self.stop_event.is_set():
-                return JobError(f"acquisition ended: {result[0].reason}")
-            return None
-
-        self._thread("acquisition", run, error)
-        deadline = time.time() + 60
-        while "raw" not in self.daemon.endpoints:  # bound in the daemon's first step
-            if result or time.time() > deadline:
-                raise JobError(f"acquisition daemon did not come up: {error() or 'timeout'}")
-            self.stop_event.wait(0.05)
-        return self.daemon.endpoints["raw"]
-
-    def _start_processing(self, raw_endpoint: str) -> None:
-        from processing.stage import ProcessingStage
-
-        self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
-                                          calibration=self.calibration,
-                                          calibration_dir=self.settings.calibration.store)
-        ready, bound = threading.Event(), []
-        err: list[BaseException] = []
-
-        def serve() -> None:
-            try:
-                self.processing.serve(raw_endpoint, LOCAL_ANY, stop=self.stop_event, ready=ready, bound=bound)
-            except BaseException as exc:
-                err.append(exc)
-                ready.set()
-                log.exception("processing stage died")
-
-        self._thread("processing", serve, lambda: err[0] if err else None)
-        if not ready.wait(60) or err:
-            raise JobError(f"processing stage failed to start: {err[0] if err else 'timeout'}")
-        self.roi_endpoint = bound[0]
+        endpoint = self._run("acquisition", serve, on_stop=lambda: daemon.request_stop("thz run stopping"))
+        _require_endpoint(endpoint, "acquisition")
+        return endpoint
 
     def set_scene(self, scene: dict | None) -> None:
         if self.emulator is not None:
-            self.emulator.handle({"cmd": "set_scene", "scene": scene})
-        elif isinstance(self.source, SimRawSource):
+            self.emulator.backdoor.set_scene(scene)
+        elif self.source is not None:
             self.source.set_scene(scene)
         else:
             raise JobError("no simulated scene to set: this pipeline runs on hardware")
 
     def check_alive(self) -> None:
-        for w in self.workers:
-            err = w.error()
-            if err is not None:
-                raise JobError(f"{w.name} stage failed: {err}")
-            if not w.thread.is_alive() and not self.stop_event.is_set():
-                raise JobError(f"{w.name} stage stopped unexpectedly")
+        """Raise JobError naming the first stage that died or ended on its own."""
+        for runner in self.stages:
+            try:
+                runner.check()
+            except StageError as exc:
+                raise JobError(str(exc)) from exc
 
     def frames_acquired(self) -> int:
-        if isinstance(self.source, SimRawSource):
+        if self.source is not None:
             return self.source.frames
         if self.daemon is not None:
             return int(self.daemon.frames)
@@ -245,12 +204,8 @@ class Pipeline:
 
     def stop(self) -> None:
         self.stop_event.set()
-        if self.daemon is not None:
-            self.daemon.request_stop("thz run stopping")
-        if self.stage is not None:
-            self.stage.stop()
-        for w in self.workers:
-            w.thread.join(15)
+        for runner in self.stages:
+            runner.stop()
         if self.emulator is not None:
             self.emulator.stop()
         if self._daemon_dir is not None:
@@ -261,7 +216,8 @@ class Pipeline:
     def clean_results(self, scene: dict, n: int, timeout_s: float,
                       on_result: Callable[[Collected], None] | None = None) -> list[Collected]:
         """Show `scene`, return the next `n` results whose averaged frames all show it."""
-        assert self.collector is not None
+        if self.collector is None:
+            raise JobError("clean_results before start(): use the Pipeline as a context manager")
         self.set_scene(scene)
         first_new: int | None = None
         out: list[Collected] = []
@@ -290,45 +246,63 @@ class Pipeline:
 
     def clean_rois(self, scene: dict, n: int, timeout_s: float) -> list[tuple[Message, np.ndarray]]:
         """Like clean_results, for ROIs of the processing stage (no inference stage needed)."""
-        from sim.scene import scene_from_json  # noqa: F401  (validates that sim is importable)
+        first_new: list[int] = []
 
+        def shows_scene(m: Message) -> bool:
+            if (m.meta.get("truth") or {}).get("scene") != scene:
+                return False
+            ids = m.meta.get("frame_ids") or [m.frame_id]
+            if not first_new:
+                first_new.append(max(ids) + self.truth_margin)
+            return min(ids) >= first_new[0]
+
+        # the processing PUB has no handshake: ROIs lost while the SUB joins are not clean anyway
+        return self._rois(n, timeout_s, shows_scene, f"no clean ROI for scene {scene}", before=lambda: self.set_scene(scene))
+
+    def next_rois(self, n: int, timeout_s: float) -> list[tuple[Message, np.ndarray]]:
+        """The next `n` face ROIs of whatever is in front of the scanner (the hardware: no scene to check)."""
+        return self._rois(n, timeout_s, lambda m: True, "no face ROI")
+
+    def _rois(self, n: int, timeout_s: float, accept: Callable[[Message], bool], what: str,
+              before: Callable[[], None] | None = None) -> list[tuple[Message, np.ndarray]]:
+        if self.roi_endpoint is None:
+            raise JobError("ROIs before start(): use the Pipeline as a context manager")
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"roi")
         sub.connect(self.roi_endpoint)
         try:
-            # the processing PUB has no handshake: ROIs lost while this SUB joins are not clean anyway
-            self.set_scene(scene)
-            first_new, out = None, []
+            if before is not None:
+                before()
+            out: list[tuple[Message, np.ndarray]] = []
             deadline = time.time() + timeout_s
             while len(out) < n:
                 self.check_alive()
                 if time.time() > deadline:
-                    raise JobError(f"no clean ROI for scene {scene} within {timeout_s:.0f} s")
+                    raise JobError(f"{what} within {timeout_s:.0f} s ({len(out)}/{n})")
                 if not sub.poll(500):
                     continue
                 try:
                     m = decode(sub.recv_multipart(), expect_topic="roi")
                 except WireError:
                     continue
-                if (m.meta.get("truth") or {}).get("scene") != scene:
-                    continue
-                ids = m.meta.get("frame_ids") or [m.frame_id]
-                if first_new is None:
-                    first_new = max(ids) + self.truth_margin
-                if min(ids) >= first_new and "roi" in m.arrays:
+                if "roi" in m.arrays and accept(m):
                     out.append((m, np.array(m.arrays["roi"], np.float32)))
             return out
         finally:
             sub.close(0)
 
 
-def _acquisition_daemon():
-    """The acquisition daemon class when that package provides it, else None."""
-    try:
-        from acquisition.daemon import AcquisitionDaemon  # type: ignore[import-not-found]
-    except ImportError:
+def _scene_truth(truth: dict[str, Any]) -> dict[str, Any] | None:
+    """What a frame's meta needs of the emulator's truth: the scene and who stands in it (None: empty field)."""
+    scene = truth.get("scene")
+    if scene is None:
         return None
-    return AcquisitionDaemon
+    return {"scene": scene, **{k: scene[k] for k in ("identity", "posture", "concealed") if k in scene}}
 
 
+def _require_endpoint(endpoint: str | None, stage: str) -> str:
+    """The endpoint a raw source reported ready with; a source that reported none is a JobError."""
+    if not endpoint:
+        raise JobError(f"{stage} stage came up without an endpoint to read raw frames from")
+    return endpoint

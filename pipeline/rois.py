@@ -8,10 +8,11 @@ import numpy as np
 from inference.sources import RoiInput
 from pipeline.compose import JobError, Pipeline
 from pipeline.run import subject_scene
+from pipeline.settings import Settings
 from processing.stage import ProcessingStage
 
 
-def rois_from_recording(path: str, settings, limit: int | None = None) -> Iterator[RoiInput]:
+def rois_from_recording(path: str, settings: Settings, limit: int | None = None) -> Iterator[RoiInput]:
     """Process an HDF5 raw recording (processing's stage: averaging + face ROI) and yield the ROIs found."""
     stage = ProcessingStage(settings.scanner, settings.processing)
     n = 0
@@ -26,13 +27,20 @@ def rois_from_recording(path: str, settings, limit: int | None = None) -> Iterat
             return
 
 
-def live_rois(settings, sim: bool, identity: int | None, posture: str, concealed: bool, n: int = 1,
-              raw_source: str = "auto"):
-    """ROIs from a live scan for `thz enroll/verify/identify --sim|--live`."""
+def live_rois(settings: Settings, sim: bool, identity: int | None, posture: str, concealed: bool, n: int = 1,
+              raw_source: str = "emulator", timeout_s: float = 60.0) -> list[RoiInput]:
+    """ROIs from a live scan for `thz enroll/verify/identify --sim|--live`.
+
+    --sim: the simulated subject `identity` in `posture`, only ROIs that show it; --live: the next n
+    face ROIs of the configured scanner, whoever stands in front of it.
+    """
     with Pipeline(settings, None, sim=sim, raw_source=raw_source) as pipe:
         if sim:
+            if identity is None:
+                raise JobError("a simulated scan needs the identity of the subject in front of the scanner")
             scene = subject_scene(int(identity), posture, concealed, int(np.random.default_rng().integers(1 << 31)))
-            got = pipe.clean_rois(scene, n, 60.0)
+            got = pipe.clean_rois(scene, n, timeout_s)
         else:
-            raise JobError("--live ROI capture needs the acquisition daemon; use --sim or --recording")
-        return [RoiInput(img, f"sim:{m.frame_id}", m.frame_id, {"truth": m.meta.get("truth")}) for m, img in got]
+            got = pipe.next_rois(n, timeout_s)
+        return [RoiInput(img, f"{'sim' if sim else 'live'}:{m.frame_id}", m.frame_id, {"truth": m.meta.get("truth")})
+                for m, img in got]

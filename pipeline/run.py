@@ -35,7 +35,7 @@ def subject_id(identity: int) -> str:
 def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            raw_source: str = "auto", view=None, echo: Callable[[str], None] = _echo, calibration=None,
+            raw_source: str = "emulator", view=None, echo: Callable[[str], None] = _echo, calibration=None,
             identities: list[int] | None = None) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
 

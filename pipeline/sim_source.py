@@ -6,8 +6,10 @@ import time
 
 import zmq
 
+from pipeline.settings import Settings
 from thzcore.logs import get_logger
 from thzcore.netsec import LOCAL_ANY
+from thzcore.stage import Ready
 from thzcore.wire import encode
 
 log = get_logger(__name__)
@@ -21,17 +23,14 @@ class SimRawSource:
     first frame, so none is lost to a slow joiner.
     """
 
-    def __init__(self, settings, seed: int = 0, endpoint: str = LOCAL_ANY, context: zmq.Context | None = None,
+    def __init__(self, settings: Settings, seed: int = 0, endpoint: str = LOCAL_ANY, context: zmq.Context | None = None,
                  realtime: bool = False) -> None:
         self.settings = settings
         self.seed = seed
         self.endpoint = endpoint
         self.ctx = context or zmq.Context.instance()
         self.realtime = realtime
-        self.bound: str | None = None
-        self.ready = threading.Event()
         self.frames = 0
-        self.error: BaseException | None = None
         self._scene = None
         self._lock = threading.Lock()
 
@@ -40,7 +39,8 @@ class SimRawSource:
         with self._lock:
             self._scene = scene_from_json(scene) if scene is not None else None
 
-    def run(self, stop: threading.Event) -> None:
+    def serve(self, stop: threading.Event, ready: Ready) -> None:
+        """Bind, report the endpoint through `ready`, publish frames of the current scene until `stop`."""
         from sim.scanner import VirtualScanner
 
         pub = self.ctx.socket(zmq.XPUB)
@@ -48,9 +48,8 @@ class SimRawSource:
         pub.setsockopt(zmq.SNDHWM, 8)
         try:
             pub.bind(self.endpoint)
-            self.bound = pub.getsockopt_string(zmq.LAST_ENDPOINT)
             vs = VirtualScanner(self.settings.scanner, self.settings.sim, self.seed)
-            self.ready.set()
+            ready(pub.getsockopt_string(zmq.LAST_ENDPOINT))
             while not stop.is_set() and not pub.poll(100):  # wait for the processing stage's subscription
                 pass
             if stop.is_set():
@@ -81,9 +80,5 @@ class SimRawSource:
                 pub.send_multipart(encode(raw.to_message(seq=frame_id)))
                 frame_id += 1
                 self.frames += 1
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-            log.exception("sim raw source died")
         finally:
             pub.close(0)

@@ -32,6 +32,7 @@ from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.recording import iter_frames
 from thzcore.scanner import ScannerConfig
+from thzcore.stage import Ready
 from thzcore.wire import Message, WireError, decode, encode
 
 log = get_logger(__name__)
@@ -169,10 +170,10 @@ class ProcessingStage:
         return msgs
 
     def serve(self, raw_endpoint: str, publish_endpoint: str | None = None, stop: threading.Event | None = None,
-              max_outputs: int | None = None, ready: threading.Event | None = None,
-              bound: list[str] | None = None, poll_ms: int = 100) -> StageCounters:
+              max_outputs: int | None = None, ready: Ready | None = None, poll_ms: int = 100) -> StageCounters:
         """SUB `raw` at raw_endpoint, PUB `frame`/`roi` on publish_endpoint, until `stop` is set or
-        max_outputs outputs were published. The bound endpoint is appended to `bound` (tcp://...:* ports)."""
+        max_outputs outputs were published. `ready(endpoint)` gets the bound endpoint (tcp://...:* resolved):
+        the stage lifecycle of thzcore.stage."""
         import zmq
 
         endpoint = publish_endpoint or self.config.publish_endpoint
@@ -186,12 +187,10 @@ class ProcessingStage:
             sub.setsockopt(zmq.RCVHWM, 8)  # 8 raw frames = 67 MB: drop rather than fall behind
             sub.setsockopt(zmq.SUBSCRIBE, b"raw")
             pub.bind(endpoint)
-            if bound is not None:
-                bound.append(pub.getsockopt_string(zmq.LAST_ENDPOINT))
             sub.connect(raw_endpoint)
             log.info("processing stage up", extra={"raw": raw_endpoint, "publish": endpoint})
             if ready is not None:
-                ready.set()
+                ready(pub.getsockopt_string(zmq.LAST_ENDPOINT))
             published = 0
             while not (stop is not None and stop.is_set()):
                 if not sub.poll(poll_ms):

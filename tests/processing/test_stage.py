@@ -10,6 +10,7 @@ import zmq
 
 from processing.config import ProcessingConfig
 from thzcore.recording import RecordingError, iter_frames, write_recording
+from thzcore.stage import StageRunner
 from processing.stage import ProcessingStage, check_local_endpoint
 from processing.synthetic import make_raw_frame
 from tests.processing.test_roi import head_scene
@@ -73,17 +74,15 @@ def test_zmq_raw_in_frame_and_roi_out(raws):
     raw_pub.bind("tcp://127.0.0.1:*")
     raw_ep = raw_pub.getsockopt_string(zmq.LAST_ENDPOINT)
     st = ProcessingStage(SC, ProcessingConfig(frames_averaged=3), warm_up=True)
-    ready, stop, bound = threading.Event(), threading.Event(), []
-    th = threading.Thread(target=st.serve, kwargs=dict(raw_endpoint=raw_ep, publish_endpoint="tcp://127.0.0.1:*",
-                                                        stop=stop, max_outputs=1, ready=ready, bound=bound))
-    th.start()
+    runner = StageRunner("processing", lambda stop, ready: st.serve(raw_ep, "tcp://127.0.0.1:*", stop=stop,
+                                                                     max_outputs=1, ready=ready))
+    endpoint = runner.start(timeout_s=10)  # the port the stage bound
     sub = None
     try:
-        assert ready.wait(10)
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(bound[0])
+        sub.connect(endpoint)
         # wait until the stage's SUB is connected: send malformed messages until one is counted
         for _ in range(200):
             raw_pub.send_multipart([b"raw", b"{not json"])
@@ -112,12 +111,12 @@ def test_zmq_raw_in_frame_and_roi_out(raws):
         assert ts["scan_complete"] == pytest.approx(t_sent - 0.3)
         assert t_sent <= ts["processing_received"] <= ts["processing_done"] <= time.time()
     finally:
-        stop.set()
-        th.join(10)
+        runner.stop(timeout_s=10)
         raw_pub.close(0)
         if sub is not None:
             sub.close(0)
-    assert not th.is_alive()
+    assert not runner.alive
+    runner.check()  # it ended without an error
 
 
 def test_refuses_public_bind():

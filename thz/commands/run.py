@@ -53,7 +53,7 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
     return live_rois(settings, sim=sim, identity=identity, posture=posture or "front-center", concealed=concealed,
-                     n=max(scans, 1), raw_source="auto")
+                     n=max(scans, 1))
 
 
 def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed, scans):
@@ -203,9 +203,9 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
               help="compute and publish reconstructions (default: on for --sim, inference.reconstruction otherwise)")
 @click.option("--report", "report_dir", default=None, help="report folder (default: inference.report_dir/run-TIME)")
 @click.option("--max-results", type=int, default=None, help="hardware: stop after this many results")
-@click.option("--raw-source", type=click.Choice(["auto", "emulator", "direct"]), default="auto", show_default=True,
-              help="--sim: device emulators + acquisition daemon (emulator), the virtual scanner publishing raw "
-                   "frames itself (direct), or emulator when the daemon is installed (auto)")
+@click.option("--raw-source", type=click.Choice(["emulator", "direct"]), default="emulator", show_default=True,
+              help="--sim: the device emulators read by the acquisition daemon (emulator), or the virtual scanner "
+                   "publishing raw frames itself (direct)")
 @click.option("--result-endpoint", default=None, help="where results are published (default: "
                                                       "inference.result_endpoint)")
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
