@@ -20,7 +20,10 @@ class CalibrationConfig(Section):
     # --- specification -------------------------------------------------------------------
     spec_spot_diameter_m: float = Field(0.015, gt=0, description="spec: 1/e^2 intensity spot diameter at the standoff (m)")
     spec_depth_of_focus_m: float = Field(0.41, gt=0, description="spec: depth of focus 2 z_R (m)")
-    spec_face_dynamic_range_db: float = Field(8.3, gt=0, description="spec: face dynamic range, dB of power")
+    spec_face_dynamic_range_db: float | None = Field(
+        None, gt=0, description="spec: face dynamic range, dB of power, checked when set. None by default: the "
+                                "paper's 8.3 dB (Yildirim et al., SPIE 12742) has no definition we could read, and "
+                                "a specular face's glints span ~20 dB by this one (docs/scanner_physics.md)")
     spec_fov_m: float = Field(0.45, gt=0, description="spec: square field of view side at the standoff (m)")
     spec_min_snr_db: float = Field(20.0, description="spec: minimum SNR of the reference plate over the empty scene (dB power)")
 

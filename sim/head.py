@@ -125,16 +125,23 @@ def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 
     sockets = sum(g(-((X0 - sx) / 0.017) ** 2 - ((Y0 - s.eye_y) / 0.012) ** 2) for sx in (-s.eye_half_spacing,
                                                                                         s.eye_half_spacing))
     dr -= s.eye_socket_depth * sockets
+    # forehead: recedes with height by forehead_slope beyond the population's mean inclination
+    dr -= s.forehead_slope * np.clip(Y0 - s.brow_y - 0.01, 0.0, None) * (np.abs(X0) < 0.07)
     t = np.clip((y_n - Y0) / s.nose_length, 0.0, 1.0)
-    prof = np.where(Y0 >= y_t, s.nose_projection * t ** 1.3, s.nose_projection * g(-((Y0 - y_t) / 0.007) ** 2))
+    Xn = X0 - s.nose_deviation * t                     # a nose deviates more towards its tip
+    prof = np.where(Y0 >= y_t, s.nose_projection * t ** 1.3,
+                    s.nose_projection * g(-((Y0 - y_t) / s.nose_tip_radius) ** 2))
     hw = 0.005 + (0.5 * s.nose_width - 0.005) * t ** 1.5
-    dr += prof * g(-(X0 / hw) ** 2)
+    dr += prof * g(-(Xn / hw) ** 2)
+    dr += s.nasal_bridge * g(-((Y0 - y_n + 0.004) / 0.009) ** 2 - (X0 / 0.008) ** 2)
     y_cb = s.eye_y - 0.025
-    dr += (s.cheekbone_projection + expr.cheek_delta) * sum(
-        g(-((X0 - sx) / 0.02) ** 2 - ((Y0 - y_cb) / 0.016) ** 2) for sx in (-s.cheekbone_x, s.cheekbone_x))
+    dr += sum((s.cheekbone_projection + expr.cheek_delta + side * s.asymmetry)
+              * g(-((X0 - side * s.cheekbone_x) / 0.02) ** 2 - ((Y0 - y_cb) / 0.016) ** 2) for side in (-1.0, 1.0))
+    dr += s.cheek_fullness * sum(g(-((X0 - sx) / 0.022) ** 2 - ((Y0 - y_m - 0.012) / 0.02) ** 2)
+                                 for sx in (-0.042, 0.042))
     lips = g(-(X0 / (0.5 * s.mouth_width)) ** 4 - ((Y0 - y_m) / 0.010) ** 2)
     dr += (s.lip_projection + expr.lip_delta) * lips
-    dr += s.chin_projection * g(-(X0 / 0.022) ** 2 - ((Y0 - y_c) / 0.013) ** 2)
+    dr += s.chin_projection * g(-(X0 / s.chin_width) ** 2 - ((Y0 - y_c) / 0.013) ** 2)
     dr *= front
     # ears: lateral bumps a little behind the coronal plane
     ear_y = s.eye_y - 0.012

@@ -41,6 +41,19 @@ SHAPE_STATS: dict[str, tuple[float, float]] = {
     "hairline_y": (0.065, 0.012),
     "hair_thickness": (0.006, 0.004),       # adds to the skull at the top/back
 }
+# Widening of the shape model where real faces vary and the 26 parameters above could not say so
+# (forehead inclination, nasal bridge, nose tip size and deviation, chin width, lower cheeks,
+# left-right asymmetry): these set which way the forehead, nose and chin face, i.e. where the
+# glints fall. Drawn from their own stream so the parameters above keep their values.
+SHAPE_EXTRA_STATS: dict[str, tuple[float, float]] = {
+    "forehead_slope": (0.0, 0.08),          # (1) extra backward recession of the forehead per unit height
+    "nasal_bridge": (0.003, 0.0015),        # projection of the nose at the nasion
+    "nose_tip_radius": (0.007, 0.0015),     # vertical half-size of the tip
+    "nose_deviation": (0.0, 0.0015),        # sideways offset of the nose (x)
+    "chin_width": (0.022, 0.004),
+    "cheek_fullness": (0.002, 0.002),       # lower cheeks beside the mouth
+    "asymmetry": (0.0, 0.0015),             # cheekbone projection added on the left, taken on the right
+}
 ALBEDO_STATS: dict[str, tuple[float, float]] = {
     "skin_albedo": (0.62, 0.13),    # (1) visible grey level of skin
     "hair_albedo": (0.22, 0.12),
@@ -82,21 +95,29 @@ class HeadShape(BaseModel):
     ear_protrusion: float
     hairline_y: float
     hair_thickness: float
+    forehead_slope: float = SHAPE_EXTRA_STATS["forehead_slope"][0]
+    nasal_bridge: float = SHAPE_EXTRA_STATS["nasal_bridge"][0]
+    nose_tip_radius: float = SHAPE_EXTRA_STATS["nose_tip_radius"][0]
+    nose_deviation: float = SHAPE_EXTRA_STATS["nose_deviation"][0]
+    chin_width: float = SHAPE_EXTRA_STATS["chin_width"][0]
+    cheek_fullness: float = SHAPE_EXTRA_STATS["cheek_fullness"][0]
+    asymmetry: float = SHAPE_EXTRA_STATS["asymmetry"][0]
     skin_albedo: float
     hair_albedo: float
     lip_albedo: float
     brow_albedo: float
 
     def vector(self) -> np.ndarray:
-        """The shape parameters as a vector (SHAPE_STATS order), for distances between identities."""
-        return np.array([getattr(self, k) for k in SHAPE_STATS])
+        """The shape parameters as a vector (SHAPE_STATS then SHAPE_EXTRA_STATS order), for distances."""
+        return np.array([getattr(self, k) for k in (*SHAPE_STATS, *SHAPE_EXTRA_STATS)])
 
 
 def _positive(name: str, value: float) -> float:
     """Keep lengths and projections physical (non-negative; a little above zero)."""
-    if name in ("crown_taper",):
+    if name in ("crown_taper", "forehead_slope", "nose_deviation", "asymmetry"):
         return value
-    return max(value, 0.1 * SHAPE_STATS.get(name, ALBEDO_STATS.get(name, (1.0, 0.0)))[0])
+    mean = {**SHAPE_STATS, **SHAPE_EXTRA_STATS, **ALBEDO_STATS}.get(name, (1.0, 0.0))[0]
+    return max(value, 0.1 * mean)
 
 
 class Population:
@@ -129,6 +150,10 @@ class Population:
             for name, (mean, sd) in ALBEDO_STATS.items():
                 z = float(np.clip(rng.standard_normal(), -_CLIP_Z, _CLIP_Z))
                 vals[name] = float(np.clip(mean + sd * z, 0.05, 0.95))
+            extra = np.random.default_rng([self.population_seed, int(i), 0x5EED, 2])
+            for name, (mean, sd) in SHAPE_EXTRA_STATS.items():
+                z = float(np.clip(extra.standard_normal(), -_CLIP_Z, _CLIP_Z))
+                vals[name] = _positive(name, mean + self.spread * sd * z)
             self._cache[i] = HeadShape(**vals)
         return self._cache[i]
 

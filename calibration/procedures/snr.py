@@ -88,7 +88,7 @@ def run(ctx: Context) -> Outcome:
             continue
         values[name] = dr
         faces[name] = roi_db
-        if not concealed:
+        if not concealed and cal.spec_face_dynamic_range_db is not None:
             checks.append(Check.absolute(name, dr.value, "dB", cal.spec_face_dynamic_range_db,
                                          cal.tol_dynamic_range_db))
     ctx.note("dB are of power: 10 log10(P1/P0) = 20 log10(A1/A0)")

@@ -7,7 +7,7 @@ import pytest
 from sim.capture import draw_capture
 from sim.maps import MapGrid, Optics
 from sim.maps import subject_maps
-from sim.population import SHAPE_STATS, Population
+from sim.population import SHAPE_EXTRA_STATS, SHAPE_STATS, Population
 from sim.scene import Subject, scene_from_json, Target
 
 
@@ -31,7 +31,7 @@ def test_identities_differ_and_difficulty_scales_the_spread():
     def spread(d):
         pop = Population(20, 1234, d)
         v = np.array([pop.identity(i).vector() for i in range(20)])
-        sd = np.array([s for _, s in SHAPE_STATS.values()])
+        sd = np.array([s for _, s in (*SHAPE_STATS.values(), *SHAPE_EXTRA_STATS.values())])
         return np.median(np.std(v, axis=0) / sd)
     easy, hard = spread(0.0), spread(1.0)
     # spread factor 2.2 - 1.6 d: 2.2 sd at difficulty 0, 0.6 sd at 1 (clipping makes it a little smaller)
