@@ -1,11 +1,12 @@
 """The `acquisition` config section: device addresses, timeouts, reconnect policy, endpoints, recording."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
 from thzcore.config import Section
+from thzcore.scanner import ScannerConfig
 
 
 class AcquisitionConfig(Section):
@@ -74,3 +75,17 @@ class AcquisitionConfig(Section):
             raise ValueError(f"acquisition.raw_endpoint and status_endpoint are both {self.raw_endpoint!r}; "
                              "give each topic its own endpoint")
         return self
+
+
+class AcquisitionSettings(Protocol):
+    """The sections the acquisition daemon reads; the composed pipeline.settings.Settings is one."""
+
+    @property
+    def scanner(self) -> ScannerConfig: ...
+
+    @property
+    def acquisition(self) -> AcquisitionConfig: ...
+
+    def model_dump_json(self) -> str: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...

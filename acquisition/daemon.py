@@ -8,6 +8,10 @@ Fault policy (acquisition.errors):
 Every outage is a gap: from the last frame recorded to the first frame after it, with the first
 error as its reason, in the HDF5 file (/entry/gaps) and the run log. Capped exponential backoff;
 `reconnect_max_attempts` failed recoveries in a row -> failed, exit code 3.
+
+About 400 lines: the state machine, the fault policy and the recovery loop share the daemon's
+state (session, recorder, publishers, gap bookkeeping) step by step; split, each part would reach
+into the others' fields.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Any, Callable
 
 import zmq
 
+from acquisition.config import AcquisitionSettings
 from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
@@ -84,7 +89,7 @@ class AcquisitionDaemon:
     clock, wall, sleep: injected time (monotonic, Unix, and a stop-aware sleep) so tests run fast
     """
 
-    def __init__(self, settings: Any, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
+    def __init__(self, settings: AcquisitionSettings, *, out_dir: str | Path | None = None, sim_seed: int | None = None,
                  publish: bool = True, record: bool | None = None,
                  on_frame: Callable[[RawFrame], None] | None = None,
                  truth: Callable[[], dict | None] | None = None,
@@ -180,8 +185,14 @@ class AcquisitionDaemon:
                          self.recorder.path if self.recorder else None, self.runlog.path if self.runlog else None,
                          dict(self.endpoints))
 
+    def _require_session(self) -> ScannerSession:
+        """The run's scanner session; connecting, configuring and scanning need it (run() opens it first)."""
+        if self.session is None:
+            raise AcquisitionError("no scanner session: run() opens one before it connects, configures or scans")
+        return self.session
+
     def _step(self) -> None:
-        assert self.session is not None
+        self._require_session()
         try:
             frame, head = self.session.acquire()
         except ConfigurationError:
@@ -226,7 +237,7 @@ class AcquisitionDaemon:
         attrs = {"config_json": self.settings.model_dump_json(), "calibration_id": self.acq.calibration_id,
                  "sim_seed": -1 if self.sim_seed is None else int(self.sim_seed),
                  "galvo_port": self.acq.galvo_port, "receiver_resource": self.acq.receiver_resource}
-        assert self.session is not None
+        self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
                                  grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
@@ -288,7 +299,7 @@ class AcquisitionDaemon:
         log.warning("fault", extra={"error": reason, "reopen": reopen})
         self._event("fault", error=reason, kind="link" if reopen else "device")
         self._open_gap(reason)
-        assert self.session is not None
+        self._require_session()
         self.session.park()
         self._streak += 1
         if self._streak > self.acq.reconnect_max_attempts:
@@ -310,7 +321,7 @@ class AcquisitionDaemon:
 
     def _recover(self, reopen: bool, first: bool = False) -> None:
         """(Re)connect and (re)apply with capped exponential backoff; _Fatal when every attempt failed."""
-        assert self.session is not None
+        self._require_session()
         a = self.acq
         # the backoff keeps growing across recoveries that do not lead to a good frame
         skip = max(0, self._streak - 1)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+from acquisition.config import AcquisitionSettings
 from acquisition.daemon import AcquisitionDaemon
 from thzcore.frames import RawFrame
 
 
-def grab_frames(settings: Any, k: int, **daemon_kw: Any) -> list[RawFrame]:
+def grab_frames(settings: AcquisitionSettings, k: int, **daemon_kw: Any) -> list[RawFrame]:
     """Acquire `k` frames from the devices `settings` addresses and return them (no file, no ZMQ by default).
 
     Raises RuntimeError when the run did not deliver all k frames (the reason is in the message).

@@ -9,13 +9,13 @@ Light imports only (no numba, no sim): safe to call from `thz acquire` / `thz ru
 """
 from __future__ import annotations
 
-from typing import Any
 
+from calibration.config import CalibrationSettings
 from calibration.store import CalibrationError, CalibrationStore
 from processing.calibration_model import ProcessingCalibration
 
 
-def current_processing_calibration(settings: Any, allow_stale: bool = False) -> ProcessingCalibration | None:
+def current_processing_calibration(settings: CalibrationSettings, allow_stale: bool = False) -> ProcessingCalibration | None:
     """The store's current ProcessingCalibration for settings.scanner, or None when none was recorded.
 
     Raises CalibrationError (with `.problems`) for a tampered, unreadable, other-scanner or (unless
@@ -26,7 +26,7 @@ def current_processing_calibration(settings: Any, allow_stale: bool = False) -> 
                                         allow_stale=allow_stale)
 
 
-def exposure_preflight(settings: Any) -> None:
+def exposure_preflight(settings: CalibrationSettings) -> None:
     """Raise calibration.fits.power_density.ExposureLimitError when scanning would exceed a configured limit."""
     from calibration.preflight import exposure_preflight as _pf
     _pf(settings, CalibrationStore(settings.calibration.store))

@@ -1,9 +1,16 @@
 """The `calibration` config section: record store, specification values, tolerances and exposure limits."""
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from pydantic import Field, model_validator
 
+from acquisition.config import AcquisitionConfig
+from processing.config import ProcessingConfig
+from sim.config import SimConfig
+
 from thzcore.config import Section
+from thzcore.scanner import ScannerConfig
 
 
 class CalibrationConfig(Section):
@@ -65,3 +72,26 @@ class CalibrationConfig(Section):
         if any(a <= 0 for a in self.phase_amplitudes_rel):
             raise ValueError(f"calibration.phase_amplitudes_rel={self.phase_amplitudes_rel} must all be > 0")
         return self
+
+
+class CalibrationSettings(Protocol):
+    """The sections a calibration reads; the composed pipeline.settings.Settings is one."""
+
+    @property
+    def scanner(self) -> ScannerConfig: ...
+
+    @property
+    def sim(self) -> SimConfig: ...
+
+    @property
+    def acquisition(self) -> AcquisitionConfig: ...
+
+    @property
+    def processing(self) -> ProcessingConfig: ...
+
+    @property
+    def calibration(self) -> CalibrationConfig: ...
+
+    def model_dump_json(self) -> str: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...

@@ -7,8 +7,8 @@ configured one; the transmit power follows from the design peak density (calibra
 from __future__ import annotations
 
 import math
-from typing import Any
 
+from calibration.config import CalibrationSettings
 from calibration.config import CalibrationConfig
 from calibration.fits.power_density import assert_exposure_allowed, exposure_checks, power_from_peak_density, raster_exposure
 from calibration.store import CalibrationError, CalibrationStore
@@ -47,7 +47,7 @@ def assess_exposure(scanner: ScannerConfig, cal: CalibrationConfig, radius_m: fl
     return e, exposure_checks(e, cal.exposure_limit_peak_mw_cm2, cal.exposure_limit_average_mw_cm2), p
 
 
-def exposure_preflight(settings: Any, store: CalibrationStore | None = None) -> None:
+def exposure_preflight(settings: CalibrationSettings, store: CalibrationStore | None = None) -> None:
     """Raise ExposureLimitError if scanning with `settings` would exceed a limit (nothing is scanned).
 
     For any command that scans (`thz acquire`, `thz run`, every `thz calibrate`): the spot is the

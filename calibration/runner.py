@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from calibration.config import CalibrationSettings
 from calibration.procedures.common import Context, make_record
 from calibration.report import write_report
 from calibration.sources.base import MeasurementSource
@@ -29,7 +30,7 @@ def summary(record: CalibrationRecord, report: Path | None) -> dict[str, Any]:
             "report": str(report) if report is not None else None}
 
 
-def run_calibration(kind: str, settings: Any, source: MeasurementSource, store: CalibrationStore,
+def run_calibration(kind: str, settings: CalibrationSettings, source: MeasurementSource, store: CalibrationStore,
                     report_dir: str | Path, quick: bool = False, now: datetime | None = None,
                     make_current: bool = True) -> tuple[CalibrationRecord, Path, dict[str, Any]]:
     if kind not in KINDS:

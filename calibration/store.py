@@ -304,5 +304,6 @@ class CalibrationStore:
         for p in probs:
             log.warning("calibration used despite a problem", extra={"record_id": rid, "problem": p.code,
                                                                     "detail": p.message})
-        assert rec.processing is not None
+        if rec.processing is None:  # `current` points at processing records only; a hand-edited pointer may not
+            raise CalibrationError(f"calibration {rid} holds no processing values: run `thz calibrate phase`")
         return rec.processing

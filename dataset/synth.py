@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from dataset.contact_sheet import contact_sheet
 from processing.config import ProcessingConfig
 from sim.config import SimConfig
 from thzcore.labels import POSTURES
@@ -248,7 +249,8 @@ def _init_worker(settings_json: str, plan: DatasetPlan, out: str) -> None:
 
 
 def _run_job(job: tuple) -> tuple[str, Any]:
-    assert _WORKER is not None
+    if _WORKER is None:
+        raise RuntimeError("dataset worker used before _init_worker (the pool initializer) ran in this process")
     try:
         if job[0] == "thz":
             return "thz", _WORKER.thz(job[1])
@@ -374,7 +376,7 @@ def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, 
     summary.mean_quality = float(np.mean(q)) if q else 0.0
     summary.seconds = round(time.perf_counter() - t0, 2)
     if thz_rows:
-        write_contact_sheet(out, rows, out / CONTACT_SHEET, seed=plan.seed)
+        _atomic_write_bytes(out / CONTACT_SHEET, _png_bytes(contact_sheet(out, rows, seed=plan.seed)))
     summary.content_sha256_16 = content_hash(out) if rows else ""
     summary.git_commit = source_commit(("sim", "processing", "thzcore", "dataset/synth.py"))
     (out / SUMMARY_FILE).write_text(json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
@@ -393,52 +395,3 @@ def _check_plan_file(out: Path, plan: DatasetPlan) -> None:
                              "or delete it to start over")
     else:
         _atomic_write_bytes(p, mine.encode())
-
-
-def _tile(path: Path, px: int) -> Image.Image:
-    with Image.open(path) as im:
-        if im.mode.startswith("I"):
-            a = np.asarray(im, dtype=np.float64) / 65535.0
-            im2 = Image.fromarray(np.rint(a * 255).astype(np.uint8), mode="L")
-        else:
-            im2 = im.convert("L")
-        return im2.convert("RGB").resize((px, px), Image.Resampling.NEAREST)
-
-
-def write_contact_sheet(root: Path, rows: list[Row], path: Path, seed: int = 0, n_identities: int = 4,
-                        px: int = 96) -> Path:
-    """A labelled grid: for up to n_identities identities (seeded sample), per posture the THz concealed
-    (b), THz unconcealed (n) ROI of one capture and the unconcealed visible image (v)."""
-    from PIL import ImageDraw
-
-    ids = sorted({r.identity for r in rows if r.modality == "thz"})
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(ids, size=min(n_identities, len(ids)), replace=False).tolist())
-    by_key: dict[tuple, Row] = {}
-    for r in sorted(rows, key=lambda r: (r.capture, r.path)):
-        by_key.setdefault((r.identity, r.posture, r.concealed, r.modality), r)
-    kinds = (("b", True, "thz"), ("n", False, "thz"), ("v", False, "visible"))
-    label_w, head_h, gap = 70, 34, 6
-    cols = len(POSTURES) * len(kinds)
-    W = label_w + cols * px + (len(POSTURES) - 1) * gap
-    H = head_h + len(pick) * (px + 4)
-    sheet = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for pi, p in enumerate(POSTURES):
-        x0 = label_w + pi * (len(kinds) * px + gap)
-        draw.text((x0 + 4, 2), p, fill=(0, 0, 0))
-        for ki, (tag, _, _) in enumerate(kinds):
-            draw.text((x0 + ki * px + px // 2 - 3, 18), tag, fill=(90, 90, 90))
-    for ri, i in enumerate(pick):
-        y0 = head_h + ri * (px + 4)
-        draw.text((4, y0 + px // 2 - 6), f"id {i}", fill=(0, 0, 0))
-        for pi, p in enumerate(POSTURES):
-            x0 = label_w + pi * (len(kinds) * px + gap)
-            for ki, (_, conc, mod) in enumerate(kinds):
-                r = by_key.get((i, p, conc, mod))
-                if r is not None and (root / r.path).is_file():
-                    sheet.paste(_tile(root / r.path, px), (x0 + ki * px, y0))
-                else:
-                    draw.rectangle([x0 + ki * px, y0, x0 + (ki + 1) * px - 1, y0 + px - 1], outline=(200, 0, 0))
-    _atomic_write_bytes(path, _png_bytes(sheet))
-    return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,28 +26,24 @@ from inference.results import (IdentificationResult, PostureResult, ResultMeta, 
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.netsec import secure_bind
-from thzcore.stage import Ready
+from thzcore.stage import Ready, StageCounters
 from thzcore.wire import Message, WireError, decode
 
 log = get_logger(__name__)
 
 
 @dataclass
-class StageCounters:
-    received: int = 0
+class InferenceCounters(StageCounters):
+    """received, dropped_malformed, last_error (every stage's) and what inference adds."""
+
     processed: int = 0
     published: int = 0
-    dropped_malformed: int = 0
     dropped_stale: int = 0
     decision_errors: int = 0
     engine_errors: int = 0
     enrolled: int = 0
     subscribers: int = 0
     batches: int = 0
-    last_error: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -103,7 +99,7 @@ class InferenceStage:
         self.ctx = context or zmq.Context.instance()
         self.clock = clock
         self.on_result = on_result
-        self.counters = StageCounters()
+        self.counters = InferenceCounters()
         self.bound_endpoint: str | None = None
         self.ready = threading.Event()        # sockets bound/connected
         self.subscribed = threading.Event()   # min_subscribers reached

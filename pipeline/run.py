@@ -13,6 +13,9 @@ from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
 from pipeline.compose import JobError, Pipeline
+from pipeline.settings import Settings
+from pipeline.view import LiveView
+from processing.calibration_model import ProcessingCalibration
 from pipeline.summary import ScanRecord, percentile, stage_medians, summarise
 
 
@@ -32,10 +35,11 @@ def subject_id(identity: int) -> str:
 
 
 # --- entry points ---------------------------------------------------------------------------------------
-def run_sim(settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
+def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: list[str] | None = None,
             scans_per_posture: int = 1, gallery_path: str | None = None, report_dir: str | None = None,
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
-            raw_source: str = "emulator", view=None, echo: Callable[[str], None] = _echo, calibration=None,
+            raw_source: str = "emulator", view: LiveView | None = None, echo: Callable[[str], None] = _echo,
+            calibration: ProcessingCalibration | None = None,
             identities: list[int] | None = None) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
 
@@ -176,9 +180,9 @@ def _summary_text(s: dict) -> str:
             + f"  report                 {s.get('report', '-')}")
 
 
-def run_hardware(settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
-                 result_endpoint: str | None = None, view=None, echo: Callable[[str], None] = _echo,
-                 calibration=None) -> dict:
+def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
+                 result_endpoint: str | None = None, view: LiveView | None = None,
+                 echo: Callable[[str], None] = _echo, calibration: ProcessingCalibration | None = None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     splits: list[dict[str, float]] = []

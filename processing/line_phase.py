@@ -48,14 +48,6 @@ def shift_rows(frame: np.ndarray, rows: np.ndarray, shift_px: float) -> np.ndarr
     return out
 
 
-def apply_line_shift(frame: np.ndarray, direction: np.ndarray, shift_px: float) -> np.ndarray:
-    """Undo a measured forward/backward shift in the image domain: backward rows move by -shift/2,
-    forward rows by +shift/2 (used when the chirp positions are no longer available)."""
-    d = np.asarray(direction)
-    out = shift_rows(frame, d > 0, 0.5 * shift_px)
-    return shift_rows(out, d < 0, -0.5 * shift_px)
-
-
 def _correlate_pairs(frame: np.ndarray, direction: np.ndarray, max_shift: int) -> tuple[np.ndarray, float, int]:
     """Summed cross-correlation c[k] = sum_pairs sum_x F(x) B(x + k), k = -max_shift..max_shift."""
     n_lines, width = frame.shape

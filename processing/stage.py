@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -32,7 +32,7 @@ from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.recording import iter_frames
 from thzcore.scanner import ScannerConfig
-from thzcore.stage import Ready
+from thzcore.stage import Ready, StageCounters
 from thzcore.wire import Message, WireError, decode, encode
 
 log = get_logger(__name__)
@@ -50,19 +50,15 @@ class StageOutput:
 
 
 @dataclass
-class StageCounters:
-    received: int = 0
+class ProcessingCounters(StageCounters):
+    """received, dropped_malformed, last_error (every stage's) and what processing adds."""
+
     processed: int = 0
     emitted: int = 0
     faces: int = 0
     no_face: int = 0
-    dropped_malformed: int = 0
     errors: int = 0
     window_restarts: int = 0
-    last_error: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def check_local_endpoint(endpoint: str) -> None:
@@ -84,7 +80,7 @@ class ProcessingStage:
         self.processor = FrameProcessor(scanner, self.config, calibration, calibration_dir)
         self.locator = FaceLocator(scanner, self.config)
         self.find_roi = find_roi
-        self.counters = StageCounters()
+        self.counters = ProcessingCounters()
         self._window: deque[ProcessedFrame] = deque(maxlen=self.config.frames_averaged)
         self._since_emit = 0
         self._seq = 0
@@ -170,7 +166,7 @@ class ProcessingStage:
         return msgs
 
     def serve(self, raw_endpoint: str, publish_endpoint: str | None = None, stop: threading.Event | None = None,
-              max_outputs: int | None = None, ready: Ready | None = None, poll_ms: int = 100) -> StageCounters:
+              max_outputs: int | None = None, ready: Ready | None = None, poll_ms: int = 100) -> ProcessingCounters:
         """SUB `raw` at raw_endpoint, PUB `frame`/`roi` on publish_endpoint, until `stop` is set or
         max_outputs outputs were published. `ready(endpoint)` gets the bound endpoint (tcp://...:* resolved):
         the stage lifecycle of thzcore.stage."""
@@ -226,4 +222,4 @@ class ProcessingStage:
         return self.counters
 
 
-__all__ = ["ProcessingStage", "StageOutput", "StageCounters", "check_local_endpoint"]
+__all__ = ["ProcessingStage", "StageOutput", "ProcessingCounters", "check_local_endpoint"]

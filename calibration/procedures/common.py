@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from calibration.config import CalibrationSettings
 from calibration.sources.base import MeasurementSource
 from calibration.store import CalibrationError, CalibrationRecord, CalibrationStore, software_version, utc_now
 from calibration.values import Check, Measured
@@ -34,7 +35,7 @@ log = get_logger(__name__)
 
 @dataclass
 class Context:
-    settings: Any                      # pipeline.settings.Settings
+    settings: CalibrationSettings
     source: MeasurementSource
     store: CalibrationStore
     report_dir: Path

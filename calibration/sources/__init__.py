@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from calibration.config import CalibrationSettings
 from calibration.sources.base import MeasurementSource
 
 
-def open_source(settings: Any, sim: bool = True, direct: bool = False, seed: int | None = None,
+def open_source(settings: CalibrationSettings, sim: bool = True, direct: bool = False, seed: int | None = None,
                 ask: Callable[[str, dict[str, Any] | None], None] | None = None) -> MeasurementSource:
     """The measurement source `thz calibrate` uses.
 

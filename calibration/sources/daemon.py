@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from calibration.config import CalibrationSettings
 from calibration.sources.base import scaled_fast_axis
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
@@ -21,7 +22,7 @@ from thzcore.scanner import ScannerConfig
 log = get_logger(__name__)
 
 
-def patient_settings(settings: Any, min_timeout_s: float) -> Any:
+def patient_settings(settings: CalibrationSettings, min_timeout_s: float) -> Any:
     """Settings whose I/O timeout is at least min_timeout_s, the galvo watchdog outlasting a frame wait."""
     a = settings.acquisition
     timeout = max(a.timeout_s, min_timeout_s)
@@ -52,7 +53,7 @@ class _DaemonFrames:
     """Frames of the devices `settings` addresses, one short daemon run per `acquire`; the fast-axis
     amplitude is changed through the configuration like any other raster setting."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: CalibrationSettings) -> None:
         self._settings = settings
         self._base = self._scanner = settings.scanner
         self.frames_acquired = 0
@@ -81,7 +82,7 @@ class HardwareSource(_DaemonFrames):
 
     source_kind = "hardware"
 
-    def __init__(self, settings: Any, ask: Callable[[str, dict[str, Any] | None], None]) -> None:
+    def __init__(self, settings: CalibrationSettings, ask: Callable[[str, dict[str, Any] | None], None]) -> None:
         super().__init__(settings)
         self.ask = ask
         self._placed: Any = _NOTHING_YET
@@ -107,7 +108,7 @@ _NOTHING_YET = object()
 class DaemonSource(_DaemonFrames):
     source_kind = "sim"
 
-    def __init__(self, settings: Any, seed: int | None = None, realtime: bool = False,
+    def __init__(self, settings: CalibrationSettings, seed: int | None = None, realtime: bool = False,
                  min_timeout_s: float = 30.0) -> None:
         from sim.emulators.client import SimScanner
         # the emulator computes a frame on demand; on a loaded machine a new target's first frame

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from calibration.config import CalibrationSettings
 from calibration.sources.base import scaled_fast_axis
 from thzcore.frames import RawFrame
 from thzcore.scanner import ScannerConfig
@@ -16,7 +17,7 @@ class VirtualSource:
 
     source_kind = "sim"
 
-    def __init__(self, settings: Any, seed: int | None = None) -> None:
+    def __init__(self, settings: CalibrationSettings, seed: int | None = None) -> None:
         from sim.scanner import VirtualScanner
         self._settings = settings
         self._base = settings.scanner

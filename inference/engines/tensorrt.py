@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.bundle import CORE_OUTPUTS, INPUT_NAME, OUTPUTS, ModelBundle
+from inference.config import InferenceConfig
 from inference.engines.base import Engine
 from inference.engines.graphs import network_graph
 from thzcore.logs import get_logger
@@ -242,9 +243,8 @@ class _TrtRunner:
 class TensorRTEngine(Engine):
     name = "tensorrt"
 
-    def __init__(self, bundle: ModelBundle, settings=None, reconstruction: bool = False,
+    def __init__(self, bundle: ModelBundle, settings: InferenceConfig | None = None, reconstruction: bool = False,
                  precision: str | None = None, device: int = 0) -> None:
-        from inference.config import InferenceConfig
 
         super().__init__(bundle, reconstruction)
         cfg = settings or InferenceConfig()

@@ -18,13 +18,40 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
+from sim.config import SimConfig
 from thzcore.logs import get_logger
+from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
+
+
+class DeviceLink(Protocol):
+    """What the emulator needs of the acquisition section: the galvo link's baud rate (and a copy with
+    the emulator's port and resource put in)."""
+
+    @property
+    def galvo_baudrate(self) -> int: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+
+class EmulatorSettings(Protocol):
+    """The sections `thz sim scanner` is started with; the composed pipeline.settings.Settings is one."""
+
+    @property
+    def scanner(self) -> ScannerConfig: ...
+
+    @property
+    def sim(self) -> SimConfig: ...
+
+    @property
+    def acquisition(self) -> DeviceLink: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
 
 
 class BackdoorError(RuntimeError):
@@ -110,7 +137,7 @@ class SimScanner:
         self.backdoor = BackdoorClient(endpoints["backdoor"])
 
     @classmethod
-    def start(cls, settings: Any, seed: int | None = None, realtime: bool = True, workdir: str | Path | None = None,
+    def start(cls, settings: EmulatorSettings, seed: int | None = None, realtime: bool = True, workdir: str | Path | None = None,
               startup_timeout_s: float = 120.0) -> "SimScanner":
         """Start the emulator for `settings` (scanner and sim sections), wait for its endpoints line."""
         tmp = None
@@ -132,7 +159,8 @@ class SimScanner:
         err.close()
         deadline = time.monotonic() + startup_timeout_s
         line = b""
-        assert proc.stdout is not None
+        if proc.stdout is None:  # stdout=PIPE above: the endpoints line comes through it
+            raise RuntimeError("the scanner emulator was started without a pipe for its endpoints line")
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or proc.poll() is not None:
@@ -156,7 +184,7 @@ class SimScanner:
         log.info("scanner emulator started", extra={"pid": proc.pid, **endpoints})
         return cls(proc, endpoints, wd, tmp)
 
-    def settings_for(self, settings: Any) -> Any:
+    def settings_for(self, settings: EmulatorSettings) -> Any:
         """A copy of `settings` whose acquisition section addresses this emulator."""
         acq = settings.acquisition.model_copy(update={"galvo_port": self.endpoints["galvo_port"],
                                                       "receiver_resource": self.endpoints["receiver_resource"]})

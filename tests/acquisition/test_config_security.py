@@ -53,6 +53,7 @@ def test_public_bind_refused_without_curve_and_says_how(tmp_path):
     check_bind("tcp://127.0.0.1:5555", "", "", "raw_endpoint")
 
 
+@pytest.mark.integration
 def test_curve_publisher_serves_only_authorised_clients(tmp_path):
     """A CURVE status publisher: an authorised client decodes heartbeats, an unknown client gets nothing."""
     keys, clients = tmp_path / "keys", tmp_path / "clients"

@@ -8,6 +8,8 @@ from sim.emulators.galvo_device import GalvoDevice, GalvoLimits, frame_reply
 from sim.emulators.receiver_device import canonical
 from acquisition.galvo_protocol import frame_command, parse_reply
 
+pytestmark = pytest.mark.integration  # the emulated devices on a pty and an SCPI socket
+
 
 class FakeClock:
     def __init__(self) -> None:

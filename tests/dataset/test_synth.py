@@ -22,6 +22,8 @@ from thzcore.manifest import content_hash, read_manifest
 from dataset.reference_layout import NAME_RE, export_reference, import_reference
 from dataset.synth import DatasetPlan, Unit, _Worker, make_dataset
 
+pytestmark = pytest.mark.integration  # the dataset builder's worker processes
+
 POST = ("front-center", "full-left")
 PLAN = DatasetPlan(n_identities=2, captures=3, postures=POST)  # 2 x 2 x 3 x 2 = 24 THz + 8 visible
 

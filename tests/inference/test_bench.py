@@ -1,12 +1,15 @@
 """`thz bench inference`: the table and the last line contract (no timing asserted)."""
 from __future__ import annotations
 
+import pytest
 import json
 import re
 
 from click.testing import CliRunner
 
 from thz.cli import cli
+
+pytestmark = pytest.mark.integration  # thz bench pipeline starts the whole pipeline
 
 
 def test_bench_inference_last_line(bundle_dir):

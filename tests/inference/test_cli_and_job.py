@@ -15,6 +15,8 @@ from inference.sources import load_png_roi, save_png_roi
 from thz.cli import cli
 from thzcore.bundle import MANIFEST_NAME, ONNX_NAME, file_model_id
 
+pytestmark = pytest.mark.integration  # thz run / enroll start the pipeline: ZMQ ports, emulator processes
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -139,6 +139,7 @@ def test_bundle_errors(tmp_path, bundle_dir):
         load_bundle(d)
 
 
+@pytest.mark.integration
 def test_no_torch_at_run_time(bundle_dir):
     """Every inference module, and an engine running, without torch being imported."""
     import subprocess

@@ -16,6 +16,8 @@ from thzcore.labels import POSTURES
 from thzcore.netsec import InsecureBindError, is_loopback_endpoint, secure_bind
 from thzcore.wire import Message, encode
 
+pytestmark = pytest.mark.integration  # the inference stage binds and connects ZMQ ports
+
 
 @pytest.fixture
 def ctx():

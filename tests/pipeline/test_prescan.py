@@ -1,9 +1,12 @@
 """The pre-scan gate: an exposure refusal scans nothing; a tampered calibration record is refused."""
+import pytest
 import json
 
 import h5py
 import subprocess
 import sys
+
+pytestmark = pytest.mark.integration  # runs `thz` in subprocesses
 
 
 def _thz(*args, cwd):

@@ -13,6 +13,8 @@ import pytest
 from inference.results import PostureResult, ResultMeta, VerificationResult
 from pipeline.view import LiveView
 
+pytestmark = pytest.mark.integration  # serves the live view on a loopback HTTP port
+
 
 class FakeClock:
     def __init__(self) -> None:

@@ -161,6 +161,7 @@ def test_calibration_errors(tmp_path):
         FrameProcessor(SC, ProcessingConfig(), cal, str(tmp_path))
 
 
+@pytest.mark.integration
 def test_calibration_model_imports_without_numba():
     import subprocess
     import sys

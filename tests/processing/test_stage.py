@@ -67,6 +67,7 @@ def test_recording_round_trip(raws, tmp_path):
         list(iter_frames(tmp_path / "bad.h5"))
 
 
+@pytest.mark.integration
 def test_zmq_raw_in_frame_and_roi_out(raws):
     ctx = zmq.Context.instance()
     raw_pub = ctx.socket(zmq.PUB)

@@ -69,6 +69,7 @@ def test_default_toml_loads(tmp_path):
     assert s == Settings()  # the shipped file states the defaults
 
 
+@pytest.mark.integration
 def test_cli_validate_exit_code_and_message(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[scanner.raster]\nfill_fraction = 1.5\n")

@@ -75,6 +75,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_sigkill_mid_session_then_recover(tmp_path):
     path = tmp_path / "crash.h5"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

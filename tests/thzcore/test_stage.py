@@ -23,6 +23,7 @@ def _pub_stage(stop: threading.Event, ready) -> str:
         sock.close(0)
 
 
+@pytest.mark.integration
 def test_start_returns_the_bound_endpoint_and_stop_joins():
     runner = StageRunner("pub", _pub_stage)
     endpoint = runner.start(timeout_s=10)
