@@ -49,6 +49,11 @@ class JobError(RuntimeError):
     """The job cannot run as configured; the message says what to change."""
 
 
+class NoCleanResult(JobError):
+    """The scene gave no clean result in time: at 340 GHz, most often a pose whose glints are too weak
+    for the face locator (the subject is asked to face the scanner again: a new capture)."""
+
+
 class Pipeline:
     """Build each stage from its config section, start it through the one lifecycle, connect it by endpoint.
 
@@ -214,20 +219,27 @@ class Pipeline:
 
     # --- scanning ---
     def clean_results(self, scene: dict, n: int, timeout_s: float,
-                      on_result: Callable[[Collected], None] | None = None) -> list[Collected]:
-        """Show `scene`, return the next `n` results whose averaged frames all show it."""
+                      on_result: Callable[[Collected], None] | None = None,
+                      max_frames: int | None = None) -> list[Collected]:
+        """Show `scene`, return the next `n` results whose averaged frames all show it.
+
+        NoCleanResult after `timeout_s`, or once `max_frames` raw frames have been acquired since the
+        scene was shown without the n results (a pose in which no face is found)."""
         if self.collector is None:
             raise JobError("clean_results before start(): use the Pipeline as a context manager")
         self.set_scene(scene)
         first_new: int | None = None
         out: list[Collected] = []
         deadline = time.time() + timeout_s
+        frames0 = self.frames_acquired()
         while len(out) < n:
             self.check_alive()
             left = deadline - time.time()
-            if left <= 0:
-                raise JobError(f"no clean result for scene {scene} within {timeout_s:.0f} s "
-                               f"({len(out)}/{n}); frames acquired so far: {self.frames_acquired()}")
+            seen = self.frames_acquired() - frames0
+            if left <= 0 or (max_frames is not None and seen > max_frames):
+                raise NoCleanResult(f"no clean result for scene {scene} within "
+                                    + (f"{timeout_s:.0f} s" if left <= 0 else f"{seen} frames")
+                                    + f" ({len(out)}/{n}); frames acquired so far: {self.frames_acquired()}")
             try:
                 c = self.collector.queue.get(timeout=min(0.5, left))
             except queue.Empty:

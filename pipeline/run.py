@@ -12,12 +12,15 @@ import numpy as np
 from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
-from pipeline.compose import JobError, Pipeline
+from pipeline.compose import JobError, NoCleanResult, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings
 from pipeline.view import LiveView
 from processing.calibration_model import ProcessingCalibration
 from pipeline.summary import ScanRecord, percentile, stage_medians, summarise
+from thzcore.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def _echo(msg: str) -> None:
@@ -41,11 +44,13 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
             raw_source: str = "emulator", view: LiveView | None = None, echo: Callable[[str], None] = _echo,
             calibration: ProcessingCalibration | None = None,
-            identities: list[int] | None = None) -> dict:
+            identities: list[int] | None = None, repose_attempts: int = 3, repose_after_frames: int = 12) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
 
     The subjects are population members 0..n_subjects-1, or `identities` when given (e.g. people the
-    model never trained on).
+    model never trained on). A pose in which no face is found within `repose_after_frames` raw frames
+    is taken again with a new capture (the subject turns back to the scanner), up to `repose_attempts`
+    times; a posture still without a face is a failure to acquire (counted in the summary, not scored).
     """
     from thzcore.labels import POSTURES
 
@@ -68,6 +73,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
     gpath = Path(gallery_path) if gallery_path else out_dir / "gallery.sqlite"
     records: list[ScanRecord] = []
     spool = RowSpool(out_dir / ".scans.rows.html")
+    failures: list[dict] = []
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
                             "threshold": engine.bundle.threshold, "subjects": ", ".join(map(subject_id, identities)),
@@ -82,18 +88,36 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
             echo(f"pipeline up: {info['raw_source']} -> processing -> {engine.name} -> results at "
                  f"{pipe.stage.bound_endpoint}")
             # 1) enrolment from unconcealed scans, the posture told by the operator (the scene)
+            def acquire(i: int, p: str, concealed: bool, n: int) -> list[Collected]:
+                """Scan a pose; when no face shows, the subject faces the scanner again (a new capture),
+                up to `repose_attempts` times; then the posture counts as a failure to acquire."""
+                for _ in range(repose_attempts):
+                    scene = subject_scene(i, p, concealed, int(rng.integers(1 << 31)))
+                    try:
+                        return pipe.clean_results(scene, n, scene_timeout_s, max_frames=repose_after_frames)
+                    except NoCleanResult as exc:
+                        log.info("no face in this pose; re-posing", extra={"subject": subject_id(i), "posture": p,
+                                                                          "concealed": concealed, "why": str(exc)})
+                failures.append({"subject": subject_id(i), "posture": p, "concealed": concealed})
+                echo(f"no face: {subject_id(i)} {p} {'concealed' if concealed else 'unconcealed'} "
+                     f"after {repose_attempts} poses (failure to acquire)")
+                return []
+
             with Gallery(gpath, engine.model_id, engine.bundle.manifest.embedding_size) as gallery:
                 for i in identities:
+                    enrolled = 0
                     for p in postures:
-                        scene = subject_scene(i, p, False, int(rng.integers(1 << 31)))
-                        got = pipe.clean_results(scene, 1, scene_timeout_s)
+                        got = acquire(i, p, False, 1)
+                        if not got:
+                            continue
                         roi = got[0].roi
                         if roi is None:
                             raise JobError(f"no ROI image for frame {got[0].msg.frame_id} (collector missed it)")
                         emb = engine.infer(roi)["embedding"][0]
                         gallery.enroll(subject_id(i), emb, p, source=f"sim:{got[0].msg.frame_id}",
                                        frame_id=got[0].msg.frame_id)
-                    echo(f"enrolled {subject_id(i)}: {len(postures)} postures (unconcealed)")
+                        enrolled += 1
+                    echo(f"enrolled {subject_id(i)}: {enrolled} postures (unconcealed)")
             info["enrolment_s"] = round(time.time() - t0, 1)
             # 2) concealed scans, genuine + one impostor claim each
             total = n_subjects * len(postures) * scans_per_posture
@@ -102,8 +126,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                     impostor = identities[(identities.index(i) + 1 + int(rng.integers(n_subjects - 1))) % n_subjects]
                     claims = [subject_id(i), subject_id(impostor)]
                     pipe.stage.set_claims(claims)
-                    scene = subject_scene(i, p, True, int(rng.integers(1 << 31)))
-                    for c in pipe.clean_results(scene, scans_per_posture, scene_timeout_s):
+                    for c in acquire(i, p, True, scans_per_posture):
                         r = _record(c, subject_id(i), p, claims[1])
                         spool.add(r)  # the images go to disk now; the record keeps the numbers
                         r.roi = r.reconstruction = None
@@ -119,7 +142,9 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
         counters, frames, proc_counters = (pipe.stage.counters.to_json() if pipe.stage else {}), \
             pipe.frames_acquired(), (pipe.processing.counters.to_json() if pipe.processing else {})
     summary = summarise(records, engine.bundle.threshold)
-    summary.update(raw_frames=frames, duration_s=round(time.time() - t0, 1), engine=engine.name,
+    summary.update(failures_to_acquire=len(failures),
+                   failure_to_acquire_rate=len(failures) / (2 * n_subjects * len(postures)),  # enrolment + scans
+                   raw_frames=frames, duration_s=round(time.time() - t0, 1), engine=engine.name,
                    model_id=engine.model_id, subjects=n_subjects, interrupted=interrupted,
                    inference_counters={k: counters.get(k) for k in ("received", "published", "dropped_malformed",
                                                                     "dropped_stale", "decision_errors")},
@@ -173,7 +198,8 @@ def _summary_text(s: dict) -> str:
 
     def ms(v):
         return "-" if v is None else f"{v:.1f} ms"
-    return (f"summary: {s['frames']} concealed scans, {s['raw_frames']} raw frames, {s['duration_s']} s\n"
+    return (f"summary: {s['frames']} concealed scans, {s['failures_to_acquire']} failures to acquire, "
+            f"{s['raw_frames']} raw frames, {s['duration_s']} s\n"
             f"  posture accuracy       {pct(s['posture_accuracy'])}\n"
             f"  verification accuracy  {pct(s['verification_accuracy'])} over {s['claims']} claims "
             f"(genuine accepted {pct(s['genuine_accept_rate'])}, impostors rejected {pct(s['impostor_reject_rate'])})\n"

@@ -36,7 +36,7 @@ def lag_shift_chirps(line_lag_s: float, chirp_period_s: float) -> float:
     return line_lag_s / chirp_period_s
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _positions_from_feedback(feedback_x, shift, gain, offset):
     n_lines, n_chirps = feedback_x.shape
     out = np.empty((n_lines, n_chirps), np.float32)
@@ -88,7 +88,7 @@ def positions_from_model(direction: np.ndarray, n_chirps: int, amplitude_m: floa
     return (np.asarray(direction, dtype=np.float32)[:, None] * x[None, :]).astype(np.float32)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _dewarp(intensity, positions, direction, x_min, pitch, n_out):
     n_lines, n_chirps = intensity.shape
     out = np.zeros((n_lines, n_out), np.float32)

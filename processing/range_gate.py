@@ -68,7 +68,7 @@ def range_gate_reference(if_samples: np.ndarray, window: np.ndarray, k0: int, k1
     return (p.max(axis=-1) if rule == "peak" else p.sum(axis=-1)).astype(np.float32)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _gate_line(x_line, window, k0, k1, rule, scale, buf, out_line):
     """One line: x_line (C, N) int16 -> out_line (C,) gated power. buf (C, N) float32 scratch."""
     n_chirps, n = x_line.shape
@@ -89,7 +89,7 @@ def _gate_line(x_line, window, k0, k1, rule, scale, buf, out_line):
         out_line[c] = acc * scale
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _range_gate_serial(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
     out = np.empty((n_lines, n_chirps), np.float32)
@@ -99,7 +99,7 @@ def _range_gate_serial(if_samples, window, k0, k1, rule, scale):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, fastmath=FASTMATH, parallel=True)  # keeps the GIL (see range_gate)
 def _range_gate_parallel(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
     out = np.empty((n_lines, n_chirps), np.float32)
@@ -113,7 +113,9 @@ def range_gate(if_samples: np.ndarray, window: np.ndarray, k0: int, k1: int, rul
                parallel: bool = False) -> np.ndarray:
     """(lines, chirps, N) int16 IF samples -> (lines, chirps) float32 power in bins k0..k1 (inclusive).
 
-    `parallel=True` spreads lines over Numba threads; call it from one Python thread only.
+    `parallel=True` spreads lines over Numba threads; call it from one Python thread only. That kernel
+    keeps the GIL (the serial ones release it): Numba's default `workqueue` threading layer aborts the
+    process when two threads enter a parallel region at once, and the GIL is what serialises them.
     """
     if if_samples.ndim != 3 or if_samples.dtype != np.int16:
         raise ValueError(f"if_samples must be int16 (lines, chirps, N), got {if_samples.dtype} {if_samples.shape}")

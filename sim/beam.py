@@ -13,9 +13,9 @@ amplitude response to a point scatterer offset r from the beam axis is the same 
 g(r) = exp(-2 r^2 / w^2), so its power response is exp(-4 r^2 / w^2) (1/e^2 radius w / sqrt(2)).
 
 Coupling of a smooth surface back into the receive mode (power, relative to a flat mirror
-facing the beam in the waist):
+facing the beam in the waist), the closed forms the calibration targets use (a subject's surface
+is summed facet by facet: sim.physical_optics):
     tilt alpha:              eta_tilt = exp(-(2 alpha / theta0)^2)                (DESIGN.md)
-    curvature kappa (1/m):   eta_curv = prod_i (1 + (k kappa_i w^2 / 2)^2)^(-1/2)  (principal curvatures)
     defocus (extended):      eta_focus = (w0 / w(z))^2     (mode overlap of the mirrored beam)
     point scatterer:         power ~ (w0 / w(z))^4         (intensity on target x receive coupling)
 
@@ -52,41 +52,6 @@ def divergence(w0_m: float, wavelength_m: float) -> float:
 def tilt_coupling(alpha_rad: float | np.ndarray, theta0_rad: float) -> float | np.ndarray:
     """Power coupling of a flat mirror tilted by alpha: exp(-(2 alpha / theta0)^2)."""
     return np.exp(-(2.0 * np.asarray(alpha_rad) / theta0_rad) ** 2)
-
-
-def curvature_coupling(kappa1: np.ndarray, kappa2: np.ndarray, w_m: float | np.ndarray,
-                       wavelength_m: float) -> np.ndarray:
-    """Power coupling of a curved mirror: prod over principal curvatures of (1 + (k kappa w^2/2)^2)^(-1/2).
-
-    A curved surface adds the phase k kappa x^2 to the reflected field; its overlap with the
-    Gaussian mode exp(-2 x^2 / w^2) is 1 / sqrt(1 + j k kappa w^2 / 2) per principal direction.
-    """
-    k = 2.0 * math.pi / wavelength_m
-    b1 = 0.5 * k * np.asarray(kappa1) * np.asarray(w_m) ** 2
-    b2 = 0.5 * k * np.asarray(kappa2) * np.asarray(w_m) ** 2
-    return 1.0 / np.sqrt(np.sqrt((1.0 + b1 * b1) * (1.0 + b2 * b2)))
-
-
-def quadric_coupling(slope: np.ndarray, kappa: np.ndarray, w_m: float | np.ndarray,
-                     wavelength_m: float) -> np.ndarray:
-    """Power coupling, along one principal direction, of a surface z = g x + kappa x^2 / 2 under the beam.
-
-    Overlap of the mode exp(-2 x^2 / w^2) with the reflected field exp(-j 2 k (g x + kappa x^2 / 2)):
-    |(1 + j beta)^(-1/2) exp(-(k g w)^2 / (2 (1 + j beta)))|^2, beta = k kappa w^2 / 2, i.e.
-    (1 + beta^2)^(-1/2) exp(-(k g w)^2 / (1 + beta^2)). beta = 0 gives exp(-(2 alpha / theta0)^2).
-    """
-    k = 2.0 * math.pi / wavelength_m
-    w2 = np.asarray(w_m) ** 2
-    b2 = (0.5 * k * np.asarray(kappa) * w2) ** 2
-    return np.exp(-(k * np.asarray(slope)) ** 2 * w2 / (1.0 + b2)) / np.sqrt(1.0 + b2)
-
-
-def two_way_kernel(w_map_m: float, pitch_m: float) -> np.ndarray:
-    """Sampled two-way amplitude pattern g(r) = exp(-2 r^2 / w^2), radius 2 w, unnormalised (2D)."""
-    half = max(1, int(math.ceil(2.0 * w_map_m / pitch_m)))
-    ax = np.arange(-half, half + 1) * pitch_m
-    r2 = ax[:, None] ** 2 + ax[None, :] ** 2
-    return np.exp(-2.0 * r2 / (w_map_m * w_map_m))
 
 
 def carrier_phase(range_m: np.ndarray | float, carrier_hz: float, reference_range_m: float) -> np.ndarray | float:

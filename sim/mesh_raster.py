@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rasterize(px: np.ndarray, py: np.ndarray, depth: np.ndarray, attrs: np.ndarray, tris: np.ndarray,
               ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise triangles given in pixel coordinates.

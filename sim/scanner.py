@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim import galvo
+from sim import galvo, receiver
 from sim.capture import draw_capture
 from sim.config import NoiseConfig, SimConfig
-from sim.fmcw import synth_if
 from sim.maps import MapGrid, Optics, SceneMaps, subject_maps, target_maps
 from sim.population import Population
 from sim.motion import Sway
@@ -36,12 +35,15 @@ from thzcore.scanner import SPEED_OF_LIGHT, RasterConfig, ScannerConfig
 
 log = get_logger(__name__)
 
-_BANK = 1 << 20          # samples in the thermal and phase-noise banks
 _SERVO_DT = 5e-6         # servo integration step (s)
 _SERVO_WARMUP = 0.04     # servo run-in before the frame (s), > 30 time constants
 
 
-def if_filter_gain(cyc: np.ndarray, corner: float = 0.45, order: int = 6) -> np.ndarray:
+IF_FILTER_CORNER = 0.45  # anti-alias low-pass of the IF chain: corner (cycles/sample) and order
+IF_FILTER_ORDER = 6
+
+
+def if_filter_gain(cyc: np.ndarray, corner: float = IF_FILTER_CORNER, order: int = IF_FILTER_ORDER) -> np.ndarray:
     """Anti-alias low-pass of the IF chain: |H| = (1 + (|f_b| / f_corner)^(2 order))^(-1/2), f in cycles/sample.
 
     Returns beyond the range window (beat above Nyquist, 0.5 cycles/sample) are attenuated instead of
@@ -113,10 +115,6 @@ class VirtualScanner:
         self.servo_natural_hz, self.servo_damping, self.feedback_delay_s = r.servo_natural_hz, r.servo_damping, r.feedback_delay_s
         self.scene: Scene | None = None
         self._maps: tuple[Any, SceneMaps] | None = None
-        bank_rng = np.random.default_rng([self.seed, 0xBA4C])
-        self._thermal_bank = bank_rng.standard_normal(_BANK + 4096)
-        self._pn_walk = np.cumsum(bank_rng.standard_normal(_BANK + 4096))
-        self._pn_walk -= np.linspace(0.0, self._pn_walk[-1], self._pn_walk.size)   # keep the walk bounded
 
     # -- configuration of the true state ----------------------------------------------------------
     def set_scene(self, scene: Scene | None) -> None:
@@ -238,25 +236,24 @@ class VirtualScanner:
         rng = np.random.default_rng([self.seed, int(frame_id) & 0xFFFFFFFF, scene_key, 0xF4A])
         nz = self.noise
 
-        # galvo: servo response to the commanded raster, sampled on a fine grid
-        n_t = int(math.ceil((_SERVO_WARMUP + n_lines * t_line + 0.002) / _SERVO_DT)) + 1
-        t_start = t_frame - _SERVO_WARMUP
-        tt = t_start + _SERVO_DT * np.arange(n_t)
-        ux = galvo.fast_command(tt, drive.fast_amplitude_m, drive.fast_offset_m, drive.fast_hz, t_frame)
-        uy = galvo.slow_command(tt, drive.slow_amplitude_m, drive.slow_offset_m, drive.slow_hz, t_frame)
-        x_true = galvo.simulate_servo(ux, _SERVO_DT, self.servo_natural_hz, self.servo_damping)
-        y_true = galvo.simulate_servo(uy, _SERVO_DT, self.servo_natural_hz, self.servo_damping)
-
-        line_start = t_frame + t_line * np.arange(n_lines)
-        t_lc = (line_start[:, None] + t_chirp * np.arange(n_chirps)[None, :]).ravel()
+        # galvo: servo response to the commanded raster on a fine grid of times from the frame start (the
+        # servo starts at rest 40 ms before each frame, so the response depends on the drive, not on t0: cached)
+        x_true, y_true = galvo.raster_response(
+            drive.fast_amplitude_m, drive.fast_offset_m, drive.fast_hz, drive.slow_amplitude_m, drive.slow_offset_m,
+            drive.slow_hz, self.servo_natural_hz, self.servo_damping, n_lines * t_line + 0.002, _SERVO_DT,
+            _SERVO_WARMUP)
+        t_start = -_SERVO_WARMUP
+        line_start = t_line * np.arange(n_lines)
+        t_lc = (line_start[:, None] + t_chirp * np.arange(n_chirps)[None, :]).ravel()      # from the frame start
         jitter = np.repeat(nz.line_jitter_s * rng.standard_normal(n_lines), n_chirps)
-        t_beam = t_lc + jitter + 0.5 * fm.chirp_duration_s
-        u_beam = galvo.interp_uniform(t_beam, t_start, _SERVO_DT, x_true)
-        v_beam = galvo.interp_uniform(t_beam, t_start, _SERVO_DT, y_true)
+        t_beam_rel = t_lc + jitter + 0.5 * fm.chirp_duration_s
+        u_beam = galvo.interp_uniform(t_beam_rel, t_start, _SERVO_DT, x_true)
+        v_beam = galvo.interp_uniform(t_beam_rel, t_start, _SERVO_DT, y_true)
         fb_x = galvo.interp_uniform(t_lc - self.feedback_delay_s, t_start, _SERVO_DT, x_true)
         fb_x += nz.feedback_noise_m * rng.standard_normal(fb_x.size)
         fb_y = galvo.interp_uniform(line_start + 0.5 * t_line - self.feedback_delay_s, t_start, _SERVO_DT, y_true)
         fb_y += nz.feedback_noise_m * rng.standard_normal(n_lines)
+        t_beam = t_frame + t_beam_rel
 
         # scene returns along the true beam path; the head sways between frames (sim.motion)
         maps = self.scene_maps(drive)
@@ -276,18 +273,12 @@ class VirtualScanner:
             np.ascontiguousarray(amps.real, dtype=np.float64), np.ascontiguousarray(amps.imag, dtype=np.float64),
             phase_r, beat_r, phase_per_m, cyc_per_m, fm.reference_range_m)
 
-        amp *= if_filter_gain(cyc)
-
-        # receiver: gain drift, leakage with phase noise, thermal noise, ADC
-        gain = self._gain_drift(t_lc - t_frame, rng)
-        leak_cyc = cyc_per_m * (nz.leakage_range_m - fm.reference_range_m)
-        leak_phase = rng.uniform(0, 2 * math.pi) + 0.1 * rng.standard_normal(t_lc.size)
-        pn_off = rng.integers(0, _BANK, t_lc.size)
-        th_off = rng.integers(0, _BANK, t_lc.size)
+        # receiver (sim.receiver, one kernel): IF filter, gain drift, leakage with phase noise, thermal noise, ADC
         adc_max = 2 ** (fm.adc_bits - 1) - 1
-        iq = synth_if(amp, phase, cyc, gain, nz.leakage_amplitude, leak_cyc, leak_phase,
-                      nz.phase_noise_rad, self._pn_walk, pn_off, nz.thermal_counts, self._thermal_bank, th_off,
-                      adc_max / nz.full_scale_amplitude, n_samp, adc_max)
+        iq = receiver.receive(amp, phase, cyc, n_samp, adc_max / nz.full_scale_amplitude, adc_max, noise=nz,
+                              draws=receiver.FrameDraws.draw(rng, nz), chirp_period_s=t_chirp,
+                              leak_cyc=cyc_per_m * (nz.leakage_range_m - fm.reference_range_m),
+                              if_filter=(IF_FILTER_CORNER, IF_FILTER_ORDER))
 
         direction = np.ones(n_lines, dtype=np.int8)
         if raster.bidirectional:
@@ -297,19 +288,6 @@ class VirtualScanner:
                         if_samples=iq.reshape(n_lines, n_chirps, n_samp),
                         feedback_x=fb_x.reshape(n_lines, n_chirps).astype(np.float32),
                         feedback_y=fb_y.astype(np.float32), direction=direction, meta=meta)
-
-    def _gain_drift(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Slow receiver gain 10^(delta(t)/20), delta a sum of random sinusoids with rms gain_drift_db."""
-        nz = self.noise
-        if nz.gain_drift_db == 0:
-            return np.ones(t.size)
-        m = 6
-        f = rng.uniform(0.05, 1.0, m) * nz.gain_drift_hz
-        ph = rng.uniform(0, 2 * math.pi, m)
-        a = rng.standard_normal(m)
-        a *= nz.gain_drift_db * math.sqrt(2.0) / math.sqrt(float((a * a).sum()))
-        delta = (a[None, :] * np.sin(2 * math.pi * t[:, None] * f[None, :] + ph[None, :])).sum(axis=1)
-        return 10.0 ** (delta / 20.0)
 
     # -- visible -------------------------------------------------------------------------------------
     def render_visible(self, identity: int, posture: str, concealed: bool, size: int = 64,

@@ -53,6 +53,7 @@ SIM_COMMANDS: dict[str, str] = {
 }
 BENCHES: dict[str, str] = {
     "processing": "thz.commands.bench_processing:bench_processing",
+    "sim": "thz.commands.bench_sim:bench_sim",
     "inference": "thz.commands.bench_inference:bench_inference",
     "pipeline": "thz.commands.bench_inference:bench_pipeline",
     "parity": "thz.commands.bench_inference:bench_parity",

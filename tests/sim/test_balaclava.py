@@ -8,7 +8,8 @@ import pytest
 
 from sim.beam import carrier_phase
 from sim.config import SimConfig
-from sim.fmcw import beat_cycles_per_sample, synth_if
+from sim.fmcw import beat_cycles_per_sample
+from sim.receiver import receive
 from sim.preview import gate_bins, peak_in_gate
 from sim.scanner import VirtualScanner
 from sim.scene import Subject
@@ -62,9 +63,7 @@ def test_skin_and_fabric_interfere_inside_one_range_cell(scanner_cfg):
         cyc = [beat_cycles_per_sample(r, f.slope_hz_per_s, f.reference_range_m, f.sample_rate_hz)
                for r in (r_skin, r_fab)]
         ph = [carrier_phase(r, scanner_cfg.optics.carrier_hz, f.reference_range_m) for r in (r_skin, r_fab)]
-        x = synth_if(np.array([[a_s, a_f]]), np.array([ph]), np.array([cyc]), np.ones(1), 0.0, 0.0,
-                     np.zeros(1), 0.0, np.zeros(256), np.zeros(1, np.int64), 0.0, np.zeros(256),
-                     np.zeros(1, np.int64), 4000.0, 128, 8191)
+        x = receive(np.array([[a_s, a_f]]), np.array([ph]), np.array([cyc]), 128, 4000.0, 8191)
         powers.append(np.abs(np.fft.rfft(x[0] * np.hanning(128))).max() ** 2)
     powers = np.array(powers) / (a_s * 4000 * np.hanning(128).sum() / 2) ** 2   # Hann coherent gain ~ N/4
     # same range cell: peak power ~ |a_s + a_f exp(j 4 pi f_c gap / c)|^2 / a_s^2, between 0.5625 and 1.5625

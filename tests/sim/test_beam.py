@@ -90,12 +90,11 @@ def test_closed_forms_of_the_beam_module(scanner_cfg):
     w0, lam = o.w0_m, o.wavelength_m
     assert beam.rayleigh_range(w0, lam) == pytest.approx(0.2004, rel=1e-3)   # pi 7.5mm^2 / 0.8817 mm
     assert beam.beam_radius(6.0 + 0.2004, w0, 6.0, lam) == pytest.approx(w0 * math.sqrt(2), rel=1e-3)
-    # a quadric with no curvature is the tilted mirror; curvature alone gives (1 + beta^2)^(-1/2)
+    # the tilted mirror: exp(-(2 alpha / theta0)^2) is the physical-optics plate's closed form, squared
+    from sim.physical_optics import plate_field
     alpha = np.radians([0.5, 1.0, 2.0])
-    assert np.allclose(beam.quadric_coupling(np.tan(alpha), 0.0, w0, lam) ** 1,
-                       np.exp(-(2 * np.tan(alpha) / beam.divergence(w0, lam)) ** 2), rtol=1e-9)
-    beta = 0.5 * 2 * math.pi / lam * 10.0 * w0**2                    # kappa = 10 / m (radius 10 cm): 2.0
-    assert beam.quadric_coupling(0.0, 10.0, w0, lam) == pytest.approx(1 / math.sqrt(1 + beta**2))
+    assert np.allclose(beam.tilt_coupling(alpha, beam.divergence(w0, lam)),
+                       [plate_field(a, w0, 2 * math.pi / lam) ** 2 for a in np.arctan(alpha)], rtol=1e-9)
 
 
 def test_grid_target_dots_sit_at_the_pitch(quiet_scanner, scanner_cfg):

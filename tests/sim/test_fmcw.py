@@ -1,12 +1,14 @@
-"""FMCW beat synthesis against closed forms: beat frequency, range resolution, thermal noise, ADC."""
+"""FMCW beat synthesis against closed forms: beat frequency, range resolution, thermal noise, ADC (sim.receiver)."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
-from sim.fmcw import beat_cycles_per_sample, synth_if
+from sim.config import NoiseConfig
+from sim.fmcw import beat_cycles_per_sample
+from sim.receiver import FrameDraws, receive
+from tests.sim.conftest import QUIET
 from thzcore.scanner import SPEED_OF_LIGHT
 
 
@@ -17,13 +19,10 @@ def _synth(cfg, ranges, amps, thermal=0.0, n_chirps=4, seed=0):
                   (n_chirps, 1))
     amp = np.tile(amps, (n_chirps, 1)).astype(float)
     phase = np.zeros((n_chirps, k))
-    rng = np.random.default_rng(seed)
-    bank = rng.standard_normal(1 << 16)
-    zeros_i = np.zeros(n_chirps, dtype=np.int64)
-    offs = rng.integers(0, (1 << 16) - 256, n_chirps)
+    noise = NoiseConfig(**{**QUIET, "thermal_counts": thermal})
     adc_max = 2 ** (f.adc_bits - 1) - 1
-    return synth_if(amp, phase, cyc, np.ones(n_chirps), 0.0, 0.0, np.zeros(n_chirps), 0.0, np.zeros(1024), zeros_i,
-                    thermal, bank, offs, adc_max / 2.0, f.samples_per_chirp, adc_max)
+    return receive(amp, phase, cyc, f.samples_per_chirp, adc_max / 2.0, adc_max, noise=noise,
+                   draws=FrameDraws.draw(np.random.default_rng(seed), noise))
 
 
 def test_beat_frequency_of_point_target_lands_in_its_bin(scanner_cfg):
@@ -50,8 +49,7 @@ def test_tone_is_a_cosine_with_the_carrier_phase(scanner_cfg):
     amp = np.array([[1.0]])
     ph = np.array([[0.7]])
     adc_max = 8191
-    iq = synth_if(amp, ph, np.array([[cyc]]), np.ones(1), 0.0, 0.0, np.zeros(1), 0.0, np.zeros(512),
-                  np.zeros(1, np.int64), 0.0, np.zeros(512), np.zeros(1, np.int64), adc_max / 2.0, 128, adc_max)
+    iq = receive(amp, ph, np.array([[cyc]]), 128, adc_max / 2.0, adc_max)
     n = np.arange(128)
     expect = np.round(adc_max / 2.0 * np.cos(2 * np.pi * cyc * n + 0.7))
     assert np.max(np.abs(iq[0] - expect)) <= 1
@@ -74,9 +72,7 @@ def test_range_resolution_two_targets(scanner_cfg):
     for dphi in (0.0, 1.0, 2.0, 3.0):
         cyc = [beat_cycles_per_sample(r, f.slope_hz_per_s, f.reference_range_m, f.sample_rate_hz)
                for r in (r1, r1 + 3 * dr)]
-        x = synth_if(np.array([[0.4, 0.4]]), np.array([[0.0, dphi]]), np.array([cyc]), np.ones(1), 0.0, 0.0,
-                     np.zeros(1), 0.0, np.zeros(256), np.zeros(1, np.int64), 0.0, np.zeros(256),
-                     np.zeros(1, np.int64), counts_per_amp, 128, 8191)
+        x = receive(np.array([[0.4, 0.4]]), np.array([[0.0, dphi]]), np.array([cyc]), 128, counts_per_amp, 8191)
         spec = np.abs(np.fft.rfft(x[0] * w))
         assert spec[30] > 1.2 * min(spec[31], spec[32]) and spec[33] > 1.2 * min(spec[31], spec[32])
 
@@ -97,14 +93,15 @@ def test_adc_clips_at_full_scale(scanner_cfg):
 def test_leakage_phase_noise_raises_the_floor(scanner_cfg):
     f = scanner_cfg.fmcw
     n_ch = 64
-    rng = np.random.default_rng(1)
-    walk = np.cumsum(rng.standard_normal(1 << 14))
     cyc_l = beat_cycles_per_sample(5.70, f.slope_hz_per_s, f.reference_range_m, f.sample_rate_hz)
-    args = (np.zeros((n_ch, 1)), np.zeros((n_ch, 1)), np.zeros((n_ch, 1)), np.ones(n_ch), 0.3, cyc_l,
-            rng.uniform(0, 2 * math.pi, n_ch))
-    tail = (walk, rng.integers(0, 1 << 13, n_ch), 0.0, np.zeros(1 << 14), np.zeros(n_ch, np.int64), 4000.0, 128, 8191)
-    clean = synth_if(*args, 0.0, *tail).astype(float)
-    noisy = synth_if(*args, 0.03, *tail).astype(float)
+    z = np.zeros((n_ch, 1))
+    out = {}
+    for pn in (0.0, 0.03):
+        noise = NoiseConfig(**{**QUIET, "leakage_amplitude": 0.3, "phase_noise_rad": pn})
+        draws = FrameDraws.draw(np.random.default_rng(1), noise)
+        out[pn] = receive(z, z, z, 128, 4000.0, 8191, noise=noise, draws=draws, leak_cyc=cyc_l).astype(float)
     w = np.hanning(128)
     floor = lambda x: np.mean(np.abs(np.fft.rfft(x * w, axis=1))[:, 20:40] ** 2)  # noqa: E731
-    assert floor(noisy) > 10 * floor(clean)
+    assert floor(out[0.03]) > 10 * floor(out[0.0])
+    # the leakage tone itself sits in bin (5.70 - 5.68) / dR = 2
+    assert int(np.argmax(np.abs(np.fft.rfft(out[0.0] * w, axis=1)).mean(axis=0))) == 2
