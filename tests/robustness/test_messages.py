@@ -151,18 +151,24 @@ def _results(sub, n, timeout_ms=10_000):
     return out
 
 
+def _result_subscriber(ctx, src, stage):
+    """A SUB on the stage's `result` topic, once the source and the stage have both subscribed."""
+    src.wait_subscribed()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"result")
+    sub.connect(stage.bound_endpoint)
+    assert stage.subscribed.wait(10)
+    return sub
+
+
 @pytest.mark.integration
 def test_inference_stage_survives_the_roi_corpus_and_answers_every_good_roi_after_it(ort_engine, tmp_path, ctx,
                                                                                      matrix):
     src = _Source(ctx)
     stage = _stage(ort_engine, tmp_path, src.endpoint, ctx)
     try:
-        src.wait_subscribed()
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"result")
-        sub.connect(stage.bound_endpoint)
-        assert stage.subscribed.wait(10)
+        sub = _result_subscriber(ctx, src, stage)
         corpus = roi_corpus()
         fid = 0
         for _case, parts in corpus:
@@ -186,12 +192,7 @@ def test_one_far_future_frame_id_does_not_make_later_rois_stale(ort_engine, tmp_
     src = _Source(ctx)
     stage = _stage(ort_engine, tmp_path, src.endpoint, ctx)
     try:
-        src.wait_subscribed()
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"result")
-        sub.connect(stage.bound_endpoint)
-        assert stage.subscribed.wait(10)
+        sub = _result_subscriber(ctx, src, stage)
         src.good(10)
         src.good(2**40)          # valid on the wire, but 2**40 - 10 frames ahead: refused
         src.good(11)
