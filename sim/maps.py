@@ -36,8 +36,8 @@ from sim.config import SimConfig
 from sim.head import A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh, rotation
 from sim.mesh_raster import rasterize
 from sim.motion import Sway
-from sim.physical_optics import (BeamGeometry, FacetConvolver, effective_range, facet_phase_factors, fresnel_power,
-                                 index_from_reflectivity)
+from sim.physical_optics import (BeamGeometry, FacetConvolver, effective_range, facet_phase_factors, facet_phasors,
+                                 fresnel_power, index_from_reflectivity)
 from sim.population import HeadShape
 from sim.scene import Target
 
@@ -215,7 +215,7 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
     scale = cap.range_m / s                              # physical metres per map metre
     pixel_m = grid.pitch * scale
     ref = cap.range_m
-    phasor, du, dv = facet_phase_factors(zbuf, valid, grid.pitch, k, ref)
+    phasor, carrier, du, dv = facet_phasors(np.where(valid, zbuf, ref), valid, grid.pitch, k, ref)
     slope2 = (du * du + dv * dv) / (scale * scale)       # physical |grad R|^2
     cos_i = 1.0 / np.sqrt(1.0 + slope2)
 
@@ -239,8 +239,7 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
     sigma0 = sigma0 * (1.0 - hair) + hair * 10 ** (rf.hair_backscatter_db / 10) * cos_i
     dvar = diffuse_pixel_variance(sigma0, optics.wavelength_m, pixel_m)
     white = (rng.standard_normal(zbuf.shape) + 1j * rng.standard_normal(zbuf.shape)) * math.sqrt(0.5)
-    rho_skin = np.where(valid, (coherent * phasor + np.sqrt(dvar) * trans * white
-                                * np.exp(1j * 2.0 * k * (np.where(valid, zbuf, ref) - ref))), 0.0)
+    rho_skin = np.where(valid, coherent * phasor + np.sqrt(dvar) * trans * white * carrier, 0.0)
 
     layers = [_layer(rho_skin, zbuf, valid, on_head, grid, geom, ref, cap, s)]
     maps = SceneMaps(grid, geom.w_map_m, layers=layers, k=k, range_scale=scale)

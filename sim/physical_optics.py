@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from numba import njit
 
 from sim import beam
 
@@ -77,41 +78,74 @@ def index_from_reflectivity(power_reflectivity: float) -> float:
 
 def facet_phase_factors(range_m: np.ndarray, valid: np.ndarray, pitch: float, k: float,
                         ref_range_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(exp(j 2k (R - R_s)) sinc sinc, slope_u, slope_v) of each map pixel's facet, eq. (2).
+    """(exp(j 2k (R - R_s)) sinc^2 sinc^2, slope_u, slope_v) of each map pixel's facet, eq. (2).
 
     Slopes are dR/du and dR/dv in metres of range per metre of map; pixels whose neighbour lies on
-    another surface (a depth jump, the silhouette) take the one-sided difference on their own side,
-    and a pixel with no neighbour on its surface (the rim, seen at grazing) the steepest slope.
+    another surface (a depth jump of more than 5 pixels' worth, the silhouette) take the one-sided
+    difference on their own side, and a pixel with no neighbour on its surface (the rim, seen at
+    grazing) the steepest slope. Empty pixels are 0.
     """
-    r = np.where(valid, range_m, np.nan)
-    du = _slope(r, pitch, axis=1)
-    dv = _slope(r, pitch, axis=0)
-    du = np.where(valid, du, 0.0)
-    dv = np.where(valid, dv, 0.0)
-    # tent-weighted facet integral (partition of unity): sinc^2, np.sinc(x) = sin(pi x) / (pi x)
-    s = (np.sinc(k * du * pitch / math.pi) * np.sinc(k * dv * pitch / math.pi)) ** 2
-    phase = np.exp(1j * 2.0 * k * (np.where(valid, range_m, ref_range_m) - ref_range_m))
-    return np.where(valid, phase * s, 0.0), du, dv
+    rho, _, du, dv = facet_phasors(range_m, valid, pitch, k, ref_range_m)
+    return rho, du, dv
 
 
-def _slope(r: np.ndarray, h: float, axis: int) -> np.ndarray:
-    """Central difference where both neighbours exist, one-sided otherwise; a jump > 5 h is an edge."""
-    fwd = (np.roll(r, -1, axis=axis) - r) / h
-    bwd = (r - np.roll(r, 1, axis=axis)) / h
-    edge = 5.0
-    fwd = np.where(np.abs(fwd) > edge, np.nan, fwd)
-    bwd = np.where(np.abs(bwd) > edge, np.nan, bwd)
-    if axis == 1:
-        fwd[:, -1] = np.nan
-        bwd[:, 0] = np.nan
-    else:
-        fwd[-1, :] = np.nan
-        bwd[0, :] = np.nan
-    both = np.isfinite(fwd) & np.isfinite(bwd)
-    out = np.where(both, 0.5 * (fwd + bwd), np.where(np.isfinite(fwd), fwd, bwd))
-    # no neighbour on its own surface on either side: a sliver seen at grazing incidence (the rim
-    # of the head); it turns away from the beam as steeply as the grid can tell
-    return np.where(np.isfinite(out), out, edge)
+def facet_phasors(range_m: np.ndarray, valid: np.ndarray, pitch: float, k: float,
+                  ref_range_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """facet_phase_factors plus the bare carrier phasor exp(j 2k (R - R_s)) (for the diffuse field)."""
+    return _facet_kernel(np.ascontiguousarray(range_m, dtype=np.float64), np.ascontiguousarray(valid),
+                         float(pitch), float(k), float(ref_range_m), 5.0)
+
+
+@njit(cache=True, nogil=True)
+def _facet_kernel(r, valid, h, k, ref, edge):
+    ny, nx = r.shape
+    rho = np.zeros((ny, nx), dtype=np.complex128)
+    phasor = np.zeros((ny, nx), dtype=np.complex128)
+    du = np.zeros((ny, nx))
+    dv = np.zeros((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            if not valid[i, j]:
+                continue
+            su = _one_slope(r, valid, i, j, 0, 1, h, edge)
+            sv = _one_slope(r, valid, i, j, 1, 0, h, edge)
+            du[i, j] = su
+            dv[i, j] = sv
+            # tent-weighted facet integral of the linear phase: sinc^2 per axis, sinc t = sin t / t
+            tu = k * su * h
+            tv = k * sv * h
+            cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
+            cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
+            ph = 2.0 * k * (r[i, j] - ref)
+            p = complex(math.cos(ph), math.sin(ph))
+            phasor[i, j] = p
+            rho[i, j] = p * (cu * cv) ** 2
+    return rho, phasor, du, dv
+
+
+@njit(cache=True, nogil=True)
+def _one_slope(r, valid, i, j, di, dj, h, edge):
+    """Central difference where both neighbours lie on this surface, one-sided otherwise, else edge."""
+    ny, nx = r.shape
+    fwd = math.nan
+    bwd = math.nan
+    i1, j1 = i + di, j + dj
+    i0, j0 = i - di, j - dj
+    if i1 < ny and j1 < nx and valid[i1, j1]:
+        f = (r[i1, j1] - r[i, j]) / h
+        if abs(f) <= edge:
+            fwd = f
+    if i0 >= 0 and j0 >= 0 and valid[i0, j0]:
+        b = (r[i, j] - r[i0, j0]) / h
+        if abs(b) <= edge:
+            bwd = b
+    if not math.isnan(fwd) and not math.isnan(bwd):
+        return 0.5 * (fwd + bwd)
+    if not math.isnan(fwd):
+        return fwd
+    if not math.isnan(bwd):
+        return bwd
+    return edge
 
 
 @dataclass(frozen=True)
