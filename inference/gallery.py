@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.matching import Identification, Verification, identify, verify
+from inference.matching import Identification, TemplateMatrix, Verification, identify, verify
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 
@@ -111,6 +111,7 @@ class Gallery:
         self._db.execute("PRAGMA journal_mode = WAL")    # -wal/-shm get the database file's mode
         self._db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; the audit stays cheap
         self._cache: tuple[int, dict[str, np.ndarray], list[str]] | None = None
+        self._index: tuple[dict[str, np.ndarray], TemplateMatrix] | None = None   # for 1:N search
         self._edits = 0  # template changes made through this connection (data_version counts the others')
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -302,7 +303,9 @@ class Gallery:
         if stale:
             log.warning("subjects enrolled with another model are not searched; re-enrol them",
                         extra={"stale_subjects": len(stale)})
-        ident = identify(embedding, gallery, threshold, top_k)
+        if self._index is None or self._index[0] is not gallery:
+            self._index = (gallery, TemplateMatrix(gallery))
+        ident = identify(embedding, self._index[1], threshold, top_k)
         best = ident.candidates[0][1] if ident.candidates else None
         with self._db:
             self._audit("identify", frame_id=frame_id, subject=ident.identity, distance=best, threshold=threshold,

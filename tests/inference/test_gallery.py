@@ -181,3 +181,30 @@ def test_remove_stale_keeps_the_current_models_templates(tmp_path):
         assert g.subjects() == ["a"] and g.templates("a").shape == (1, 128)
         assert g.remove_stale() == {}
         assert [r["subject"] for r in g.audit_log(2)] == ["b", "a"]
+
+
+def test_template_matrix_search_equals_the_loop_over_subjects():
+    """The one-matrix-product 1:N search against a plain float64 loop (independent reference)."""
+    from inference.matching import TemplateMatrix, identify
+
+    rng = np.random.default_rng(11)
+    e = 128
+    gallery = {}
+    for i in range(300):
+        t = rng.standard_normal((int(rng.integers(1, 6)), e))
+        gallery[f"s{i:03d}"] = t / np.linalg.norm(t, axis=1, keepdims=True)
+    gallery["twin"] = gallery["s007"].copy()          # an exact tie: broken by subject id
+    probe = gallery["s007"][0] + 0.05 * rng.standard_normal(e)
+    probe /= np.linalg.norm(probe)
+
+    ref = sorted(((s, float(np.min(1.0 - t @ probe))) for s, t in gallery.items()), key=lambda sd: (sd[1], sd[0]))
+    got = identify(probe, TemplateMatrix(gallery), threshold=0.5, top_k=5)
+    tol = e * np.finfo(np.float32).eps                 # float32 dot products of unit vectors of size E
+    assert [s for s, _ in got.candidates] == [s for s, _ in ref[:5]]
+    assert got.candidates[0][0] == "s007" and got.candidates[1][0] == "twin"
+    assert all(abs(d - r) <= tol for (_, d), (_, r) in zip(got.candidates, ref))
+    assert got.identity == "s007"
+    assert identify(probe, TemplateMatrix(gallery), threshold=0.0, top_k=3).identity is None   # open set
+    assert identify(probe, TemplateMatrix({}), threshold=0.5).candidates == []
+    with pytest.raises(ValueError, match="embedding sizes differ"):
+        TemplateMatrix(gallery).nearest(probe[:64])
