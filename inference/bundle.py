@@ -64,13 +64,27 @@ class ModelBundle:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
+# the project's own bundles (models/ beside the packages): a relative bundle path that is not under
+# the working directory is looked for there, so `thz run --sim` works from any folder
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_bundle_path(path: str | Path) -> Path:
+    """`path` as given when it exists; a relative path missing here is tried under the project root."""
+    p = Path(path).expanduser()
+    if not p.is_dir() and not p.is_absolute() and (PROJECT_ROOT / p).is_dir():
+        return PROJECT_ROOT / p
+    return p
+
+
 def load_bundle(path: str | Path) -> ModelBundle:
     """Read and check a bundle: manifest valid, model id = ONNX hash, graph I/O as the contract says."""
-    p = Path(path).expanduser()
+    p = resolve_bundle_path(path)
     if not p.is_dir():
+        where = f"{str(p)!r}" + ("" if p.is_absolute() else f" (looked in {Path.cwd()} and {PROJECT_ROOT})")
         raise BundleError(
-            f"model bundle {str(p)!r} not found; train and export one (`thz train`, then "
-            f"`thz export RUN --out {p}`) or set inference.bundle / --bundle to an existing bundle")
+            f"model bundle {where} not found: pass --bundle DIR (or set inference.bundle) to an existing "
+            f"bundle, or make one with `thz train` then `thz export RUN --out {p}`")
     try:
         manifest = read_manifest(p)
     except (FileNotFoundError, ValueError) as exc:

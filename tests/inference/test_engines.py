@@ -133,8 +133,10 @@ def test_auto_falls_back_when_tensorrt_build_fails(bundle):
 
 
 def test_bundle_errors(tmp_path, bundle_dir):
-    with pytest.raises(BundleError, match="thz export"):
+    with pytest.raises(BundleError, match="--bundle DIR") as err:
         load_bundle(tmp_path / "nope")
+    assert "thz export" in str(err.value)
+
     import shutil
     d = tmp_path / "tampered"
     shutil.copytree(bundle_dir, d)
@@ -159,3 +161,12 @@ def test_no_torch_at_run_time(bundle_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_shipped_bundle_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    from inference.bundle import PROJECT_ROOT
+    monkeypatch.chdir(tmp_path)                      # outside the checkout: models/compact is not here
+    b = load_bundle("models/compact")
+    assert b.path.resolve() == (PROJECT_ROOT / "models" / "compact").resolve()
+    with pytest.raises(BundleError, match="looked in"):
+        load_bundle("models/no-such-bundle")
