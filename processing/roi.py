@@ -154,7 +154,8 @@ class FaceLocator:
         region = group & bright
         size = int(region.sum())
         if size < self.min_area_px:
-            return self._no_face(f"largest bright region is {size} px; a head needs >= {self.min_area_px:.0f} px")
+            return self._no_face(f"brightest group of glints covers {size} px; a head needs "
+                                 f">= {self.min_area_px:.0f} px")
         rows = np.nonzero(region.any(axis=1))[0]
         top = int(rows[0])
         # a head seen whole (diffuse returns above the threshold) shows its crown; a head seen only by

@@ -241,13 +241,14 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
     white = (rng.standard_normal(zbuf.shape) + 1j * rng.standard_normal(zbuf.shape)) * math.sqrt(0.5)
     rho_skin = np.where(valid, coherent * phasor + np.sqrt(dvar) * trans * white * carrier, 0.0)
 
-    layers = [_layer(rho_skin, zbuf, valid, on_head, grid, geom, ref, cap, s)]
+    centre = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)      # the head centre on the map
+    layers = [_layer(rho_skin, zbuf, valid, on_head, grid, geom, ref, centre)]
     maps = SceneMaps(grid, geom.w_map_m, layers=layers, k=k, range_scale=scale)
     maps.head_mask = on_head & (att[..., A_HEAD] > 0.5)
     maps.surface_range = [np.where(valid, zbuf, np.nan)]
     maps.breathing_amplitude_m = cap.breathing_amplitude_m
     maps.breathing_phase_rad = cap.breathing_phase_rad
-    maps.centre_uv = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)
+    maps.centre_uv = centre
     if concealed:
         frng = np.random.default_rng([cap.fabric_seed, 0xFAB])
         gap = cap.gap_mm * (0.7 + 0.3 * _smooth_noise(zbuf.shape, 15.0, frng))
@@ -266,17 +267,16 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
         echo = rf.skin_power_reflectivity * 10 ** (cap.echo_db / 10)
         rho_fab = np.where(fvalid, math.sqrt(echo) * np.clip(knit, 0.0, None) * fphasor, 0.0)
         maps.surface_range.append(fr)
-        layers.append(_layer(rho_fab, np.nan_to_num(fr, nan=ref), fvalid, fvalid & on_head, grid, geom, ref, cap, s))
+        layers.append(_layer(rho_fab, np.nan_to_num(fr, nan=ref), fvalid, fvalid & on_head, grid, geom, ref, centre))
     maps.truth = {"capture": cap.model_dump(), "beam_radius_at_subject_m": float(optics.w(cap.range_m))}
     return maps
 
 
 def _layer(rho: np.ndarray, rng_map: np.ndarray, valid: np.ndarray, moving: np.ndarray, grid: MapGrid,
-           geom: BeamGeometry, ref: float, cap: Capture, s: float) -> ToneLayer:
-    """Split a layer's facets into the head block (moves per frame) and the rest (summed once)."""
+           geom: BeamGeometry, ref: float, centre: tuple[float, float]) -> ToneLayer:
+    """Split a layer's facets into the head block (moves per frame about `centre`) and the rest (summed once)."""
     rho_r = rho * np.where(valid, rng_map - ref, 0.0)
     fixed = ~moving
-    centre = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)
     static = FacetConvolver(np.where(fixed, rho, 0.0), np.where(fixed, rho_r, 0.0), grid.pitch, geom,
                             (grid.u0, grid.v0), centre)
     e0, e1 = static.field()
