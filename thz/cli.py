@@ -92,6 +92,9 @@ EXIT_CODES: dict[str, int] = {
     "thzcore.manifest:ManifestError": EXIT_INPUT,
     "sqlite3:DatabaseError": EXIT_INPUT,
     "acquisition.errors:AcquisitionError": EXIT_DEVICE,
+    "dataset.errors:BadSchedulerAddress": EXIT_USAGE,
+    "dataset.errors:SchedulerUnreachable": EXIT_DEVICE,  # `thz sim dataset --scheduler` that does not answer
+    "dataset.errors:BuildFailed": EXIT_NEGATIVE,          # a worker died, or runs other code; made images kept
 }
 
 
