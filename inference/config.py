@@ -29,6 +29,11 @@ class InferenceConfig(Section):
     # outputs and decisions
     reconstruction: bool = Field(False, description="compute the reconstruction and put it in results "
                                                     "(personal data: off unless asked for)")
+    reconstruction_route: Literal["predicted", "soft", "graph"] = Field(
+        "predicted", description="which posture expert reconstructs: predicted = only the argmax posture's "
+                                 "expert runs on each ROI; soft = every expert, blended by the posture "
+                                 "probabilities; graph = the bundle's graph as exported (every expert runs, "
+                                 "the argmax one is kept: the reference, 4x the cost of predicted)")
     top_k: int = Field(3, ge=1, le=100, description="best identities reported per result")
     identify_threshold: float | None = Field(
         None, ge=0.0, le=2.0, description="open-set rejection distance for 1:N identification "

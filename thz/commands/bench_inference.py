@@ -2,7 +2,8 @@
 
 Each row times `engine.infer` on seeded ROIs after a warm-up: median and p99 per call, ms per ROI,
 ROIs per second, and the minimum (the cost without contention: on a shared 2-core machine the
-median mostly measures the neighbours). `--load` runs a CPU-bound NumPy process beside the engine (as the Numba
+median mostly measures the neighbours). A second table (ONNX Runtime) compares the reconstruction
+routes at batch 1 with their MACs per ROI and the routed path's limit measured in the same run. `--load` runs a CPU-bound NumPy process beside the engine (as the Numba
 processing stage does in `thz run`), which is where worker spinning hurts. The last line is
 `ms_per_roi: N` for the configured engine at batch 1 (verification + posture, plus the
 reconstruction when inference.reconstruction is on).
@@ -40,6 +41,68 @@ def time_engine(engine, batch: int, reconstruction: bool, repeats: int, rng: np.
     return {"batch": batch, "median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
             "min_ms": float(np.min(ms)),
             "ms_per_roi": float(np.median(ms) / batch), "rois_per_s": float(batch / np.median(t))}
+
+
+def _timed_round_robin(fns: dict, repeats: int) -> dict[str, np.ndarray]:
+    """Per-call times (ms) of each function, called in turn within every repeat so they share the load."""
+    for f in fns.values():
+        for _ in range(max(3, repeats // 10)):
+            f()
+    t = {k: np.empty(repeats) for k in fns}
+    for i in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            t[k][i] = (time.perf_counter() - t0) * 1e3
+    return t
+
+
+def routing_rows(bundle, cfg, repeats: int, rng: np.random.Generator) -> list[dict]:
+    """Batch-1 reconstruction by route, with MACs per ROI and the limit of the routed path measured beside it.
+
+    Rows: verification + posture only; `graph` (the exported graph: every expert runs, a one-hot keeps
+    one); `predicted` (trunk, then the argmax posture's expert only); `soft` (every expert, blended);
+    and the limit of `predicted`: the trunk session and one expert session timed alone, back to back
+    (the same two runs without the engine around them). Empty when the bundle has no per-posture experts.
+    """
+    from inference.bundle import CORE_OUTPUTS, INPUT_NAME
+    from inference.engines.cost import graph_macs
+    from inference.engines.graphs import network_graph
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+
+    kw = dict(intra_op_threads=cfg.intra_op_threads, allow_spinning=cfg.allow_spinning,
+              graph_optimization=cfg.graph_optimization, reconstruction=True)
+    engines = {r: OnnxRuntimeEngine(bundle, reconstruction_route=r, **kw) for r in ("predicted", "soft", "graph")}
+    parts = engines["predicted"].routed_parts()
+    if parts is None:
+        return []
+    split, trunk, experts = parts
+    n = bundle.input_size
+    roi = rng.random((1, n, n), dtype=np.float32)
+    x = bundle.prepare(roi)
+    outs = trunk.run([*CORE_OUTPUTS, *split.features], {INPUT_NAME: x})
+    k = int(np.argmax(outs[1][0]))
+    feeds = {t: v for t, v in zip(split.features, outs[2:]) if t in split.expert_inputs[k]}
+    macs_trunk, macs_expert = graph_macs(split.trunk), graph_macs(split.experts[k])
+    macs = {"core": graph_macs(network_graph(bundle, CORE_OUTPUTS)), "graph": graph_macs(network_graph(bundle)),
+            "predicted": macs_trunk + macs_expert, "soft": macs_trunk + sum(graph_macs(e) for e in split.experts)}
+    fns = {"core": lambda: engines["predicted"].infer(roi, reconstruction=False),
+           "graph": lambda: engines["graph"].infer(roi), "predicted": lambda: engines["predicted"].infer(roi),
+           "soft": lambda: engines["soft"].infer(roi),
+           "trunk alone": lambda: trunk.run([*CORE_OUTPUTS, *split.features], {INPUT_NAME: x}),
+           "expert alone": lambda: experts[k].run([split.expert_outputs[k]], feeds)}
+    t = _timed_round_robin(fns, repeats)
+    limit = {s: t["trunk alone"] + t["expert alone"] for s in ("median", "min")}
+    limit_med, limit_min = float(np.median(limit["median"])), float(np.min(limit["min"]))
+    rows = []
+    for name in ("core", "graph", "predicted", "soft"):
+        v = t[name]
+        rows.append({"path": name, "macs": macs[name], "median_ms": float(np.median(v)), "min_ms": float(v.min()),
+                     "p99_ms": float(np.percentile(v, 99)), "limit_median_ms": limit_med, "limit_min_ms": limit_min,
+                     "vs_limit": float(np.median(v)) / limit_med})
+    for e in engines.values():
+        e.close()
+    return rows
 
 
 def _settings_and_bundle(obj, bundle: str | None):
@@ -96,6 +159,7 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
         default = make_engine(b, kind, cfg)
         dflt = time_engine(default, 1, cfg.reconstruction, repeats, rng)
         info = default.describe()
+        routing = routing_rows(b, cfg, repeats, rng) if probe.name == "onnxruntime" else []
     finally:
         if proc is not None:
             proc.terminate()
@@ -109,7 +173,21 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
         click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{spin:>6}"
                    f"{'yes' if r['reconstruction'] else 'no':>7}{r['batch']:>6}{r['median_ms']:>11.3f}"
                    f"{r['p99_ms']:>9.3f}{r['min_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
-    click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows}))
+    if routing:
+        by = {r["path"]: r for r in routing}
+        click.echo(f"reconstruction by route, batch 1, onnxruntime {cfg.intra_op_threads} thread(s); limit = the "
+                   f"trunk and one expert session timed alone in the same run: median {routing[0]['limit_median_ms']:.3f}"
+                   f" ms, min {routing[0]['limit_min_ms']:.3f} ms")
+        click.echo(f"{'path':<34}{'MACs/ROI':>10}{'median ms':>11}{'p99 ms':>9}{'min ms':>9}{'vs limit':>10}")
+        what = {"core": "verification + posture (no recon)", "graph": "graph: every expert, one-hot",
+                "predicted": "predicted: the routed expert only", "soft": "soft: every expert, blended"}
+        for r in routing:
+            click.echo(f"{what[r['path']]:<34}{r['macs'] / 1e6:>9.1f}M{r['median_ms']:>11.3f}{r['p99_ms']:>9.3f}"
+                       f"{r['min_ms']:>9.3f}{r['vs_limit']:>9.2f}x")
+        click.echo(f"routed reconstruction: {by['graph']['macs'] / by['predicted']['macs']:.2f}x fewer MACs, "
+                   f"{by['graph']['median_ms'] / by['predicted']['median_ms']:.2f}x faster (median), "
+                   f"{by['graph']['min_ms'] / by['predicted']['min_ms']:.2f}x (min) than the whole graph")
+    click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows, "routing": routing}))
     click.echo(f"ms_per_roi: {dflt['ms_per_roi']:.3f}")
 
 
