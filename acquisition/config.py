@@ -27,10 +27,15 @@ class AcquisitionConfig(Section):
     visa_library: str = Field("@py", description="pyvisa backend: '@py' is pyvisa-py")
     read_termination: str = Field("\n", min_length=1, description="SCPI reply terminator")
     write_termination: str = Field("\n", min_length=1, description="SCPI command terminator")
-    chunk_size: int = Field(1 << 20, ge=1024, description="VISA read chunk for binary blocks (bytes)")
+    chunk_size: int = Field(1 << 20, ge=1024, description="largest receive per call for binary blocks (bytes); "
+                            "the CRC is updated per chunk as it arrives")
     block_reader: Literal["exact", "pyvisa"] = Field(
-        "exact", description="binary block reads: 'exact' (header, then exactly the announced bytes, terminator "
-        "off) or 'pyvisa' (query_binary_values; slow on pyvisa-py sockets for blocks holding many 0x0A bytes)")
+        "exact", description="binary block reads: 'exact' (header, then exactly the announced bytes received "
+        "straight into a preallocated buffer, terminator off) or 'pyvisa' (query_binary_values: the conformance "
+        "path; slow on pyvisa-py sockets for blocks holding many 0x0A bytes)")
+    frame_buffers: int = Field(4, ge=1, le=64, description="preallocated raw-frame buffers the IF blocks are "
+                               "received into; one is reused once no frame built on it is alive (more in use: "
+                               "a fresh one, not kept)")
     line_trigger_timeout_s: float = Field(0.5, gt=0, description="receiver aborts a frame when no galvo line "
                                           "trigger arrives for this long (s)")
     # --- I/O policy ---

@@ -19,6 +19,7 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -127,6 +128,8 @@ class AcquisitionDaemon:
         self._last_id: int | None = None
         self._last_t: float | None = None
         self.ready = threading.Event()  # set once the first frame was delivered (or the run ended)
+        # per delivered frame: the session's exchange times after *OPC? (ms) and this daemon's record/publish
+        self.timings: deque[dict[str, float]] = deque(maxlen=1024)
 
     # --- control ---
     @property
@@ -377,17 +380,24 @@ class AcquisitionDaemon:
         frame.frame_id = fid
         frame.meta.update(calibration_id=self.acq.calibration_id, instrument_frame_no=int(instrument_frame_no),
                           session_id=self.session_id)  # beside the session's own (t_complete)
+        t_truth = time.perf_counter()
         if self.truth is not None:
             try:
                 frame.meta["truth"] = self.truth()
             except Exception as exc:  # the truth is a convenience of simulation; never fail a frame for it
                 log.warning("sim truth unavailable", extra={"error": str(exc)})
+        t0 = time.perf_counter()
         if self._gap is not None:
             self._close_gap(resume_frame_id=fid, t_end=frame.t_acquired)
         if self.recorder is not None:
             self.recorder.write(frame, self.seq, instrument_frame_no)
+        t1 = time.perf_counter()
         if self._raw is not None:
             self._raw.publish(frame, self.seq)
+        t2 = time.perf_counter()
+        if self.session is not None:
+            self.timings.append({**self.session.last_timings, "truth": 1e3 * (t0 - t_truth), "record": 1e3 * (t1 - t0),
+                                 "publish": 1e3 * (t2 - t1)})
         self._event("frame", frame_id=fid, seq=self.seq, instrument_frame_no=int(instrument_frame_no),
                     t_acquired=frame.t_acquired, skipped=skipped)
         self._last_id, self._last_t = fid, frame.t_acquired

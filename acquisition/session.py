@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from acquisition.buffers import BufferPool
 from acquisition.config import AcquisitionConfig
 from acquisition.errors import AcquisitionError, ConfigurationError, FrameRejected, LinkSuspect
 from acquisition.galvo import GalvoController
@@ -17,6 +18,9 @@ from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
+
+# the exchanges of `acquire` after *OPC? returned, in order (ScannerSession.last_timings, ms)
+TIMED_PARTS = ("errors", "head", "frame", "feedback", "galvo", "check")
 
 
 class FeedbackRejected(FrameRejected):
@@ -53,6 +57,9 @@ class ScannerSession:
                 f"(up to 2 x {self.frame_s:g} s frame + {acq.timeout_s:g} s timeout); set it to at least "
                 f"{wd_min:g} s, or 0 to disable the watchdog")
         self.last_head: FrameHead | None = None
+        self.last_timings: dict[str, float] = {}  # ms of each exchange of the last acquire after *OPC? returned
+        # IF blocks are received straight into these; one is reused once no frame built on it is alive
+        self.if_buffers = BufferPool(self.shape, "<i2", slots=acq.frame_buffers)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -105,14 +112,22 @@ class ScannerSession:
         rx.arm()
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
         t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
+        t = [time.perf_counter()]
         rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
+        t.append(time.perf_counter())
         head = rx.head()
         if head.shape != self.shape:
             raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
-        if_samples = rx.fetch_frame(head)
+        t.append(time.perf_counter())
+        if_samples = rx.fetch_frame(head, out=self.if_buffers.take())
+        t.append(time.perf_counter())
         fx, fy, direction = rx.fetch_feedback(head)
+        t.append(time.perf_counter())
         self.galvo.check_ok()  # a stall during the frame invalidates it
+        t.append(time.perf_counter())
         self.check_frame(if_samples, fx)
+        t.append(time.perf_counter())
+        self.last_timings = {k: 1e3 * (t[i + 1] - t[i]) for i, k in enumerate(TIMED_PARTS)}
         self.last_head = head
         frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction,
                          {"t_complete": t_complete})

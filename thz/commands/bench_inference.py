@@ -216,6 +216,10 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
     parts = (*STAGES, "scan_complete_to_published")
     rows: dict[str, list[float]] = {k: [] for k in parts}
+    from pipeline.linkbench import recv_into_limit, transfer_rows
+
+    frame_bytes = 2 * int(np.prod(s.scanner.raw_frame_shape))  # int16 IF samples of one frame
+    limit = [recv_into_limit(frame_bytes, 10)]  # the same bytes on loopback: before, and after the run
     tmp = tempfile.TemporaryDirectory(prefix="thz-bench-")  # an empty gallery, not the operator's
     with tmp, Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False,
                        gallery_path=f"{tmp.name}/gallery.sqlite") as pipe:
@@ -237,6 +241,9 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
             for k in parts:
                 rows[k].append(c.meta.latency_ms[k])
         frames = pipe.frames_acquired()
+        timings = list(pipe.daemon.timings) if pipe.daemon is not None else []
+    limit.append(recv_into_limit(frame_bytes, 10))
+    limit_ms = np.concatenate(limit)
     lat = rows["scan_complete_to_published"]
     click.echo(f"pipeline latency from scan complete (last line digitized) to result published: {len(lat)} results, "
                f"{frames} raw frames, raw source {raw_source}, engine {eng.name}, "
@@ -247,9 +254,22 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     for k in parts:
         v = rows[k]
         click.echo(f"  {labels[k]:<28} median {np.median(v):8.2f} ms   p99 {np.percentile(v, 99):8.2f} ms")
+    transfer = transfer_rows(timings, limit_ms) if timings else []
+    ratio = None
+    if transfer:
+        click.echo(f"raw frame after *OPC? ({len(timings)} frames through the daemon); limit: plain recv_into of the "
+                   f"same {frame_bytes} bytes on loopback TCP in this run, median {np.median(limit_ms):.2f} ms "
+                   f"(min {limit_ms.min():.2f})")
+        for r in transfer:
+            click.echo(f"  {r['what']:<34} median {r['median_ms']:8.2f} ms   p99 {r['p99_ms']:8.2f} ms   "
+                       f"{r['vs_limit']:6.2f}x limit")
+        ratio = next(r["vs_limit"] for r in transfer if r["part"] == "frame")
     click.echo(json.dumps({"raw_source": raw_source, "results": len(lat), "raw_frames": frames,
                            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
-                           **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]}}))
+                           **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]},
+                           "recv_into_limit_ms": float(np.median(limit_ms)), "transfer": transfer}))
+    if ratio is not None:
+        click.echo(f"transfer_vs_limit: {ratio:.2f}x")
     click.echo(f"p99_latency_ms: {np.percentile(lat, 99):.3f}")
 
 
