@@ -98,7 +98,7 @@ class AcquisitionDaemon:
         self.settings = settings
         self.acq = settings.acquisition
         self.scanner = settings.scanner
-        self.out_dir = Path(out_dir if out_dir is not None else self.acq.record_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.acq.record_root
         self.sim_seed = sim_seed
         self.publish, self.record = publish, self.acq.record if record is None else record
         self.on_frame, self.truth = on_frame, truth

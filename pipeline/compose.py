@@ -121,7 +121,7 @@ class Pipeline:
         raw_endpoint = self._start_raw_source()
         self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
                                           calibration=self.calibration,
-                                          calibration_dir=self.settings.calibration.store)
+                                          calibration_dir=str(self.settings.calibration.store_dir))
         processing = self.processing
         self.roi_endpoint = self._run("processing", lambda stop, ready: processing.serve(
             raw_endpoint, LOCAL_ANY, stop=stop, ready=ready))

@@ -68,7 +68,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
     seed = settings.sim.seed if seed is None else seed
     rng = np.random.default_rng([seed, 0x5EED])
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(report_dir or Path(settings.inference.report_dir) / f"run-{stamp}")
+    out_dir = Path(report_dir) if report_dir else settings.inference.report_root / f"run-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = Path(gallery_path) if gallery_path else out_dir / "gallery.sqlite"
     records: list[ScanRecord] = []

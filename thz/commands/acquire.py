@@ -11,7 +11,7 @@ import click
 @click.option("--sim", is_flag=True, help="start the virtual scanner (`thz sim scanner`) and acquire from it")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="frames to record (default: until stopped)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="directory of the session's HDF5 file and run log (default: acquisition.record_dir)")
+              help="directory of the session's HDF5 file and run log (default: acquisition.record_dir, else recordings/ in the data directory)")
 @click.option("--seed", type=int, default=None, help="with --sim: simulator seed (default: sim.seed)")
 @click.option("--realtime/--fast", default=True, show_default=True,
               help="with --sim: frames at the slow-axis rate, or as fast as they are computed")

@@ -16,7 +16,7 @@ from calibration.store import KINDS
 
 
 def _store_path(obj, store: str | None) -> Path:
-    return Path(store or obj.settings.calibration.store)
+    return Path(store).expanduser() if store else obj.settings.calibration.store_dir
 
 
 def _ask_on_terminal(message: str, scene: dict | None) -> None:
@@ -66,7 +66,7 @@ def _measure_command(kind: str, help_text: str):
     @click.option("--out", type=click.Path(file_okay=False), default=None,
                   help="report directory (default: <store>/reports)")
     @click.option("--store", type=click.Path(file_okay=False), default=None,
-                  help="calibration store (default: calibration.store of the config)")
+                  help="calibration store (default: calibration.store, else calibration/ in the data directory)")
     @click.option("--quick", is_flag=True, help="fewer points and frames (smoke runs); said in the record")
     @click.option("--direct", is_flag=True,
                   help="with --sim: use the in-process virtual scanner instead of the daemon and emulators")

@@ -24,7 +24,7 @@ def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
     from inference.gallery import Gallery, GalleryCorruptError, GalleryError
 
     s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
-    path = Path(gallery or s.inference.gallery).expanduser()
+    path = Path(gallery).expanduser() if gallery else s.inference.gallery_path
     if path.is_dir():
         raise GalleryCorruptError(f"gallery {path} is a directory; give the path of a gallery file")
     if not path.is_file():
@@ -47,7 +47,7 @@ def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
 
 def _common(f):
     f = click.option("--bundle", default=None, help="model bundle: the current model (default: inference.bundle)")(f)
-    return click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)")(f)
+    return click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery, else gallery.sqlite in the data directory)")(f)
 
 
 @click.group("gallery")

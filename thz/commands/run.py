@@ -87,7 +87,7 @@ def _source_options(f):
                      help="ROIs to use from a live scan or a recording (0 = every ROI of the recording)"),
         click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)"),
         click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None),
-        click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)"),
+        click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery, else gallery.sqlite in the data directory)"),
         click.option("--resize", is_flag=True, expose_value=False,
                      callback=lambda ctx, _p, v: ctx.meta.__setitem__("thz.resize", v),
                      help="--image: resample images of another size to the model's input (refused otherwise)"),
@@ -99,7 +99,8 @@ def _source_options(f):
 
 def _open_gallery(settings, gallery: str | None, engine):
     from inference.gallery import Gallery
-    return Gallery(gallery or settings.inference.gallery, engine.model_id, engine.bundle.manifest.embedding_size)
+    path = Path(gallery).expanduser() if gallery else settings.inference.gallery_path
+    return Gallery(path, engine.model_id, engine.bundle.manifest.embedding_size)
 
 
 @click.command("enroll")
@@ -213,7 +214,7 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--gallery", default=None, help="gallery file (default for --sim: a fresh one in the report folder)")
 @click.option("--reconstruction/--no-reconstruction", default=None,
               help="compute and publish reconstructions (default: on for --sim, inference.reconstruction otherwise)")
-@click.option("--report", "report_dir", default=None, help="report folder (default: inference.report_dir/run-TIME)")
+@click.option("--report", "report_dir", default=None, help="report folder (default: run-TIME in inference.report_dir, else in reports/ of the data directory)")
 @click.option("--max-results", type=int, default=None, help="hardware: stop after this many results")
 @click.option("--raw-source", type=click.Choice(["emulator", "direct"]), default="emulator", show_default=True,
               help="--sim: the device emulators read by the acquisition daemon (emulator), or the virtual scanner "
