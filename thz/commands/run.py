@@ -75,7 +75,7 @@ def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, 
 def _source_options(f):
     opts = [
         click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
-                     help="ROI image file (PNG, 64x64 grayscale); repeatable"),
+                     help="THz ROI image file (PNG or TIFF, grayscale, the bundle's input size: 64x64); repeatable"),
         click.option("--recording", type=click.Path(dir_okay=False), help="HDF5 raw recording to process"),
         click.option("--sim", is_flag=True, help="scan live with the virtual scanner"),
         click.option("--live", is_flag=True, help="scan live with the configured hardware"),
