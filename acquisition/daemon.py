@@ -39,7 +39,9 @@ from thzcore.recording import Recorder
 
 log = get_logger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
+# RunResult.exit_code, the status `thz acquire` exits with: the values of the one policy (README "Exit codes",
+# thz/cli.py EXIT_*): done, a bug, the settings refused, the devices lost after every retry, stopped early
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 0, 70, 2, 5, 130
 
 
 class _Fatal(Exception):
@@ -164,7 +166,7 @@ class AcquisitionDaemon:
                 while not self._stop.is_set() and (frames is None or self.frames < frames):
                     self._step()
                 if self._stop.is_set() and (frames is None or self.frames < frames):
-                    status = "interrupted"
+                    status, exit_code = "interrupted", EXIT_INTERRUPTED
             except ConfigurationError as exc:
                 raise _Fatal(f"configuration error: {exc}", EXIT_CONFIG) from exc
         except _Fatal as exc:
@@ -173,7 +175,7 @@ class AcquisitionDaemon:
             if self.sm.state != State.FAILED:
                 self.sm.to(State.FAILED, reason)
         except KeyboardInterrupt:
-            status, reason = "interrupted", "interrupted"
+            status, exit_code, reason = "interrupted", EXIT_INTERRUPTED, "interrupted"
         except Exception as exc:  # a bug: still park and close, and say what happened
             status, exit_code, reason = "failed", EXIT_ERROR, f"{type(exc).__name__}: {exc}"
             log.exception("acquisition crashed")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from acquisition.daemon import EXIT_CONFIG, EXIT_FAILED, AcquisitionDaemon
+from acquisition.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, AcquisitionDaemon
 from thzcore.recording import read_recording
 from acquisition.runlog import read_runlog
 from thzcore.frames import RawFrame
@@ -197,7 +197,7 @@ def test_request_stop_from_another_thread(emu, tmp_path):
     d.request_stop("test")
     t.join(30)
     r = res[0]
-    assert r.exit_code == 0 and r.status == "interrupted" and r.frames >= 3
+    assert r.exit_code == EXIT_INTERRUPTED and r.status == "interrupted" and r.frames >= 3
     rec = read_recording(r.recording)
     assert rec.attrs["status"] == "interrupted" and rec.frames == r.frames
     assert emu.galvo.state == "PARKED"

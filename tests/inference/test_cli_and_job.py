@@ -129,8 +129,8 @@ def test_run_sim_chosen_identities(bundle_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--identities", "3,25"], 1, "identities [25] are outside the simulated population of sim.n_identities=20"),
-    (["--identities", "4"], 1, "need at least 2"),
+    (["--identities", "3,25"], 2, "identities [25] are outside the simulated population of sim.n_identities=20"),
+    (["--identities", "4"], 2, "need at least 2"),  # the job cannot run as asked: usage (README "Exit codes")
     (["--identities", "2-x"], 2, "neither an identity id nor a range"),
     (["--identities", "1-2", "--subjects", "2"], 2, "not both"),
 ])

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from thz.cli import EXIT_DEVICE, EXIT_USAGE, ThzError
+
 
 @click.command("acquire")
 @click.option("--sim", is_flag=True, help="start the virtual scanner (`thz sim scanner`) and acquire from it")
@@ -59,8 +61,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
             check_bind(a.raw_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "raw_endpoint")
             check_bind(a.status_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "status_endpoint")
         except ConfigurationError as exc:
-            click.echo(f"thz acquire: configuration error: {exc}", err=True)
-            sys.exit(2)
+            raise ThzError(f"configuration error: {exc}", EXIT_USAGE) from None
     emu = None
     truth = None
     sim_seed = None
@@ -70,7 +71,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
             try:
                 emu = SimScanner.start(settings, seed=sim_seed, realtime=realtime)
             except RuntimeError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise ThzError(f"the virtual scanner did not start: {exc}", EXIT_DEVICE) from None
             settings = emu.settings_for(settings)
             truth = emu.backdoor.truth
             if scene is not None:
@@ -85,7 +86,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     if result.exit_code != 0:
         click.echo(f"thz acquire: {result.status}: {result.reason}", err=True)
     click.echo(json.dumps(result.as_dict()))
-    sys.exit(result.exit_code)
+    sys.exit(result.exit_code)  # the daemon's RunResult codes are the policy's (acquisition.daemon EXIT_*)
 
 
 @click.command("recover")

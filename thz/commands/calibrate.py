@@ -1,8 +1,9 @@
 """`thz calibrate beam|focus|snr|phase|fov|exposure --sim [--out DIR]` and `thz calibrate status`.
 
 Each measurement prints its progress to stderr and, as the last stdout line, one JSON object of
-the fitted values and pass/fail. Exit status: 0 all items pass, 1 an item is out of tolerance,
-3 refused by the exposure pre-flight, 2 usage or configuration errors, 4 no frames from the devices.
+the fitted values and pass/fail. Exit status (README "Exit codes"): 0 all items pass, 1 an item is out
+of tolerance, 2 usage or configuration errors, 3 refused by the exposure pre-flight, 4 an unreadable
+store, 5 no frames from the devices. `status` exits 0 when every item is current and in tolerance, else 1.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from calibration.store import KINDS
+from thz.cli import EXIT_DEVICE, EXIT_NEGATIVE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ThzError
 
 
 def _store_path(obj, store: str | None) -> Path:
@@ -35,24 +37,23 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     st = CalibrationStore(_store_path(obj, store))
     report_dir = Path(out) if out else st.root / "reports"
     if direct and not sim:
-        raise click.UsageError("--direct measures the in-process virtual scanner: it needs --sim")
+        raise ThzError("--direct measures the in-process virtual scanner: it needs --sim", EXIT_USAGE)
     # without --sim: the configured devices; the command asks the technician to place each target
     source = open_source(settings, sim=sim, direct=direct, ask=_ask_on_terminal)
     try:
         record, report, summ = run_calibration(kind, settings, source, st, report_dir, quick=quick)
     except ExposureLimitError as exc:
-        click.echo(str(exc), err=True)
         click.echo(json.dumps({"kind": kind, "passed": False, "refused": str(exc)}))
-        sys.exit(3)
+        raise ThzError(str(exc), EXIT_REFUSED) from None
     except RuntimeError as exc:  # the daemon could not deliver frames (device absent, link lost for good)
-        click.echo(f"thz calibrate {kind}: no measurement: {exc}", err=True)
-        click.echo(json.dumps({"kind": kind, "passed": False, "error": str(exc)}))
-        sys.exit(4)
+        why = str(exc) or type(exc).__name__
+        click.echo(json.dumps({"kind": kind, "passed": False, "error": why}))
+        raise ThzError(f"thz calibrate {kind}: no measurement: {why}", EXIT_DEVICE) from None
     finally:
         source.close()
     click.echo(f"{kind}: {'PASS' if record.passed else 'FAIL'}  record {record.record_id}  report {report}", err=True)
     click.echo(json.dumps(summ))
-    sys.exit(0 if record.passed else 1)
+    sys.exit(EXIT_OK if record.passed else EXIT_NEGATIVE)
 
 
 @click.group()
@@ -92,16 +93,13 @@ for _k in KINDS:
 @click.option("--store", type=click.Path(file_okay=False), default=None, help="calibration store directory")
 @click.pass_obj
 def status(obj, store: str | None) -> None:
-    """What is current, what is stale, mismatched or out of tolerance; last line JSON."""
-    from calibration.store import CalibrationError, CalibrationStore
+    """What is current, what is stale, mismatched or out of tolerance; last line JSON; exit 1 unless all is ok."""
+    from calibration.store import CalibrationStore
 
     s = obj.settings
     st = CalibrationStore(_store_path(obj, store))
-    try:
-        rows = st.status(s.scanner.scanner_id, s.calibration.max_age_days)
-        proc = st.current_processing_id()
-    except CalibrationError as exc:
-        raise click.ClickException(str(exc)) from None
+    rows = st.status(s.scanner.scanner_id, s.calibration.max_age_days)  # CalibrationError: an unreadable store, 4
+    proc = st.current_processing_id()
     for r in rows:
         mark = {"ok": "ok"}.get(r["state"], r["state"].upper())
         line = f"{r['kind']:9s} {mark:17s} {r['record_id'] or '-'}"
@@ -113,3 +111,4 @@ def status(obj, store: str | None) -> None:
     ok = all(r["state"] == "ok" for r in rows)
     click.echo(json.dumps({"scanner_id": s.scanner.scanner_id, "store": str(st.root), "processing_calibration": proc,
                            "all_ok": ok, "items": rows}))
+    sys.exit(EXIT_OK if ok else EXIT_NEGATIVE)
