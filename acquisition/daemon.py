@@ -26,7 +26,8 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.config import AcquisitionSettings
-from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
+from acquisition.errors import (AcquisitionError, ConfigurationError, DeviceFault, DeviceNotFound, FrameRejected,
+                                LinkSuspect)
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
@@ -160,6 +161,7 @@ class AcquisitionDaemon:
             try:
                 self._open_outputs()
                 self.session = ScannerSession(self.scanner, self.acq)  # limit check of the plan: fatal
+                self.session.check_present()  # a device path that does not exist: fatal now, not after the retries
                 self.sm.to(State.CONNECTING, "start")
                 self._recover(reopen=True, first=True)
                 self._start_recording()
@@ -169,6 +171,8 @@ class AcquisitionDaemon:
                     status, exit_code = "interrupted", EXIT_INTERRUPTED
             except ConfigurationError as exc:
                 raise _Fatal(f"configuration error: {exc}", EXIT_CONFIG) from exc
+            except DeviceNotFound as exc:
+                raise _Fatal(str(exc), EXIT_FAILED) from exc
         except _Fatal as exc:
             status, exit_code, reason = "failed", exc.exit_code, str(exc)
             log.error("acquisition failed", extra={"reason": reason})

@@ -41,10 +41,11 @@ def files(tmp_path_factory, bundle_dir):  # noqa: F811
     bad = d / "bad.toml"
     bad.write_text("[acquisition]\nbogus = 1\n")
     (d / "empty").mkdir()
+    (d / "hw.toml").write_text('[acquisition]\ngalvo_port = "/dev/ttyUSB-thz-absent"\n')
     sheet = d / "sheet.png"
     Image.fromarray((rng.random((145, 209, 3)) * 255).astype(np.uint8)).save(sheet)
     return {"dir": d, "bundle": str(bundle_dir), "g": str(g), "empty_g": str(empty_g), "a": a, "b": b,
-            "bad": str(bad), "empty": str(d / "empty"), "sheet": str(sheet)}
+            "bad": str(bad), "empty": str(d / "empty"), "sheet": str(sheet), "hw": str(d / "hw.toml")}
 
 
 def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
@@ -90,6 +91,10 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
         ("acquire --identity without --sim", ["acquire", "--identity", "1", "--frames", "1"], EXIT_USAGE,
          "needs --sim"),
         ("recover: not HDF5", ["recover", f["bad"]], EXIT_INPUT, ""),
+        ("acquire: galvo port missing", ["acquire", "--frames", "1", "--no-publish", "--config", f["hw"], "--out",
+                                         str(d / "rec")], EXIT_DEVICE, ""),
+        ("calibrate snr: galvo port missing", ["calibrate", "snr", "--config", f["hw"], "--store", str(d / "st")],
+         EXIT_DEVICE, "does not exist"),
         # training and evaluation
         ("train: no manifest", ["train", "--model", "a", "--data", f["empty"], "--out", str(d / "run")], EXIT_INPUT,
          "manifest.csv"),
@@ -114,7 +119,7 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
 
 
 def _placeholders() -> dict:
-    return {k: "x" for k in ("bundle", "g", "empty_g", "a", "b", "bad", "empty", "sheet")} | {"dir": Path("x")}
+    return {k: "x" for k in ("bundle", "g", "empty_g", "a", "b", "bad", "empty", "sheet", "hw")} | {"dir": Path("x")}
 
 
 _NAMES = [c[0] for c in _cases(_placeholders())]

@@ -83,7 +83,9 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     finally:
         if emu is not None:
             emu.stop()
-    if result.exit_code != 0:
+    if result.status == "failed":  # the one error line, as every command writes it
+        click.echo(f"Error: acquisition failed: {result.reason}", err=True)
+    elif result.exit_code != 0:
         click.echo(f"thz acquire: {result.status}: {result.reason}", err=True)
     click.echo(json.dumps(result.as_dict()))
     sys.exit(result.exit_code)  # the daemon's RunResult codes are the policy's (acquisition.daemon EXIT_*)

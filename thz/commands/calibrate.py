@@ -24,7 +24,14 @@ def _store_path(obj, store: str | None) -> Path:
 def _ask_on_terminal(message: str, scene: dict | None) -> None:
     """Show the placement instruction on stderr and wait for Enter (stdin; a script can pipe newlines)."""
     click.echo(f"\n>>> {message}", err=True)
-    click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+    try:
+        click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+    except click.exceptions.Abort as exc:  # Abort is a RuntimeError: it must not read as "no measurement"
+        click.echo(err=True)  # end the prompt's line
+        if isinstance(exc.__context__, EOFError):
+            raise ThzError("stdin is closed: the technician's Enter after placing each target cannot be read; run "
+                           "on a terminal, or pipe one newline per target", EXIT_USAGE) from None
+        raise KeyboardInterrupt("interrupted while waiting for the target to be placed") from None
 
 
 def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: bool, direct: bool) -> None:
@@ -38,7 +45,11 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     report_dir = Path(out) if out else st.root / "reports"
     if direct and not sim:
         raise ThzError("--direct measures the in-process virtual scanner: it needs --sim", EXIT_USAGE)
-    # without --sim: the configured devices; the command asks the technician to place each target
+    if not sim and (sys.stdin is None or sys.stdin.closed):
+        raise ThzError("stdin is closed: measuring the hardware asks the technician to place each target; run on "
+                       "a terminal, or pipe one newline per target (or pass --sim for the virtual scanner)", EXIT_USAGE)
+    # without --sim: the configured devices, opened and identified first (a missing port fails here, exit 5);
+    # then the command asks the technician to place each target
     source = open_source(settings, sim=sim, direct=direct, ask=_ask_on_terminal)
     try:
         record, report, summ = run_calibration(kind, settings, source, st, report_dir, quick=quick)
