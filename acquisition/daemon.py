@@ -246,8 +246,11 @@ class AcquisitionDaemon:
         self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
-                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
-                                                      "receiver": {"idn": self.idn.get("receiver", "")}})
+                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", ""),
+                                                                "resource": self.acq.galvo_port},
+                                                      "receiver": {"idn": self.idn.get("receiver", ""),
+                                                                   "resource": self.acq.receiver_resource}},
+                                 compression=self.acq.record_compression)
         if self.runlog:
             self.runlog.event("recording", path=str(self.recorder.path))
 

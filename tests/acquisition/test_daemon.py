@@ -100,7 +100,8 @@ def test_session_records_and_publishes_matching_frames(emu, tmp_path):
     assert "thz-face" in rec.attrs["software_version"] and rec.attrs["calibration_id"] == ""
     with h5py.File(r.recording, "r") as f:
         assert f["entry"].attrs["NX_class"] == "NXentry" and f["entry/data"].attrs["signal"] == "if_samples"
-        assert "GSC-2" in f["entry/instrument/galvo"].attrs["idn"]
+        assert "GSC-2" in f["entry/instrument/galvo/idn"].asstr()[()]
+        assert f["entry/instrument/receiver/resource"].asstr()[()] == s.acquisition.receiver_resource
     events = read_runlog(r.runlog)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "stop" and kinds.count("frame") == 6
