@@ -57,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "identify": "thz.commands.run:identify",
     "gallery": "thz.commands.gallery:gallery",
     "calibrate": "thz.commands.calibrate:calibrate",
+    "schema": "thz.commands.schema:schema",
 }
 SIM_COMMANDS: dict[str, str] = {
     "demo": "thz.commands.demo:demo",

@@ -115,6 +115,8 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
         ("bench parity: missing bundle", ["bench", "parity", "--bundle", f["empty"]], EXIT_INPUT, "bundle"),
         ("bench sim: bad baseline tree", ["bench", "sim", "--baseline", f["empty"]], EXIT_USAGE, "not a thz-face tree"),
         ("bench processing: unknown option", ["bench", "processing", "--bogus"], EXIT_USAGE, "--bogus"),
+        ("schema: unknown topic", ["schema", "--topic", "bogus"], EXIT_USAGE, "bogus"),
+        ("schema", ["schema", "--topic", "raw"], EXIT_OK, ""),
     ]
 
 
