@@ -27,7 +27,8 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.config import AcquisitionSettings
-from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
+from acquisition.errors import (AcquisitionError, ConfigurationError, DeviceFault, DeviceNotFound, FrameRejected,
+                                LinkSuspect)
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
@@ -40,7 +41,9 @@ from thzcore.recording import Recorder
 
 log = get_logger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
+# RunResult.exit_code, the status `thz acquire` exits with: the values of the one policy (README "Exit codes",
+# thz/cli.py EXIT_*): done, a bug, the settings refused, the devices lost after every retry, stopped early
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 0, 70, 2, 5, 130
 
 
 class _Fatal(Exception):
@@ -99,7 +102,7 @@ class AcquisitionDaemon:
         self.settings = settings
         self.acq = settings.acquisition
         self.scanner = settings.scanner
-        self.out_dir = Path(out_dir if out_dir is not None else self.acq.record_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.acq.record_root
         self.sim_seed = sim_seed
         self.publish, self.record = publish, self.acq.record if record is None else record
         self.on_frame, self.truth = on_frame, truth
@@ -161,22 +164,25 @@ class AcquisitionDaemon:
             try:
                 self._open_outputs()
                 self.session = ScannerSession(self.scanner, self.acq)  # limit check of the plan: fatal
+                self.session.check_present()  # a device path that does not exist: fatal now, not after the retries
                 self.sm.to(State.CONNECTING, "start")
                 self._recover(reopen=True, first=True)
                 self._start_recording()
                 while not self._stop.is_set() and (frames is None or self.frames < frames):
                     self._step()
                 if self._stop.is_set() and (frames is None or self.frames < frames):
-                    status = "interrupted"
+                    status, exit_code = "interrupted", EXIT_INTERRUPTED
             except ConfigurationError as exc:
                 raise _Fatal(f"configuration error: {exc}", EXIT_CONFIG) from exc
+            except DeviceNotFound as exc:
+                raise _Fatal(str(exc), EXIT_FAILED) from exc
         except _Fatal as exc:
             status, exit_code, reason = "failed", exc.exit_code, str(exc)
             log.error("acquisition failed", extra={"reason": reason})
             if self.sm.state != State.FAILED:
                 self.sm.to(State.FAILED, reason)
         except KeyboardInterrupt:
-            status, reason = "interrupted", "interrupted"
+            status, exit_code, reason = "interrupted", EXIT_INTERRUPTED, "interrupted"
         except Exception as exc:  # a bug: still park and close, and say what happened
             status, exit_code, reason = "failed", EXIT_ERROR, f"{type(exc).__name__}: {exc}"
             log.exception("acquisition crashed")
@@ -243,8 +249,11 @@ class AcquisitionDaemon:
         self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
-                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
-                                                      "receiver": {"idn": self.idn.get("receiver", "")}})
+                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", ""),
+                                                                "resource": self.acq.galvo_port},
+                                                      "receiver": {"idn": self.idn.get("receiver", ""),
+                                                                   "resource": self.acq.receiver_resource}},
+                                 compression=self.acq.record_compression)
         if self.runlog:
             self.runlog.event("recording", path=str(self.recorder.path))
 

@@ -1,13 +1,15 @@
 """ScannerSession: both instruments as one scanner: connect, identify, apply the raster, acquire checked frames."""
 from __future__ import annotations
 
+import os
+import re
 import time
 
 import numpy as np
 
 from acquisition.buffers import BufferPool
 from acquisition.config import AcquisitionConfig
-from acquisition.errors import AcquisitionError, ConfigurationError, FrameRejected, LinkSuspect
+from acquisition.errors import AcquisitionError, ConfigurationError, DeviceNotFound, FrameRejected, LinkSuspect
 from acquisition.galvo import GalvoController
 from acquisition.galvo_protocol import GalvoError
 from acquisition.raster import GalvoLimits, RasterPlan, optical_angle_mapping
@@ -29,6 +31,29 @@ class FeedbackRejected(FrameRejected):
 
 class SampleRejected(FrameRejected):
     """IF samples outside the digitizer's range: the block is not what the ADC produced."""
+
+
+def device_path(address: str) -> str | None:
+    """The file a serial port or a VISA serial resource names (`/dev/ttyUSB0`, `ASRL/dev/ttyUSB1::INSTR`), or
+    None where the address is not a file: a pyserial URL (`socket://`, `rfc2217://`, `loop://`), a TCP/IP or USB
+    VISA resource, a Windows COM port, a numbered ASRL board."""
+    a = address.strip()
+    m = re.fullmatch(r"(?i)ASRL(.+?)(::INSTR)?", a)
+    if m:
+        a = m.group(1)
+    if "://" in a or not a.startswith("/"):
+        return None
+    return a
+
+
+def check_device_paths(acq: AcquisitionConfig) -> None:
+    """DeviceNotFound naming the first configured device path that does not exist; nothing is opened."""
+    for what, field, address in (("galvo port", "galvo_port", acq.galvo_port),
+                                 ("receiver resource", "receiver_resource", acq.receiver_resource)):
+        path = device_path(address)
+        if path is not None and not os.path.exists(path):
+            raise DeviceNotFound(f"{what} {path} does not exist (acquisition.{field}={address!r}): is the device "
+                                 "plugged in and powered? `ls /dev/serial/by-id` lists the serial adapters")
 
 
 class ScannerSession:
@@ -66,6 +91,19 @@ class ScannerSession:
         return self.rx_settings.shape
 
     # --- link ---
+    def check_present(self) -> None:
+        """DeviceNotFound at once when a configured device path does not exist (no retry can make it appear)."""
+        check_device_paths(self.acq)
+
+    def identify(self) -> dict[str, str]:
+        """Check the paths, open both links, identify both instruments and close again: that the configured
+        devices answer, before anyone is asked to place a target. Raises DeviceNotFound or the link's error."""
+        self.check_present()
+        try:
+            return self.connect()
+        finally:
+            self.close()
+
     def connect(self) -> dict[str, str]:
         """Open both links and identify both instruments; returns their *IDN strings."""
         self.galvo.open()
@@ -93,6 +131,10 @@ class ScannerSession:
 
     def park(self) -> bool:
         """Park the mirrors (best effort: reopens a suspect serial link once). True when the controller confirmed."""
+        path = device_path(self.acq.galvo_port)
+        if not self.galvo.is_open and path is not None and not os.path.exists(path):
+            log.warning("galvo not parked: its port does not exist", extra={"port": path})  # nothing to reach
+            return False
         for attempt in range(2):
             try:
                 if not self.galvo.is_open:

@@ -46,7 +46,11 @@ RAW_SOURCES = ("emulator", "direct")
 
 
 class JobError(RuntimeError):
-    """The job cannot run as configured; the message says what to change."""
+    """The job failed while running: a stage died or never came up, results stopped coming (the CLI exits 5)."""
+
+
+class JobConfigError(JobError):
+    """The job cannot run as asked; the message says what to change (the CLI exits 2)."""
 
 
 class NoCleanResult(JobError):
@@ -123,7 +127,7 @@ class Pipeline:
         raw_endpoint = self._start_raw_source()
         self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
                                           calibration=self.calibration,
-                                          calibration_dir=self.settings.calibration.store)
+                                          calibration_dir=str(self.settings.calibration.store_dir))
         processing = self.processing
         self.roi_endpoint = self._run("processing", lambda stop, ready: processing.serve(
             raw_endpoint, LOCAL_ANY, stop=stop, ready=ready))
@@ -202,7 +206,7 @@ class Pipeline:
         elif self.source is not None:
             self.source.set_scene(scene)
         else:
-            raise JobError("no simulated scene to set: this pipeline runs on hardware")
+            raise JobConfigError("no simulated scene to set: this pipeline runs on hardware")
 
     def check_alive(self) -> None:
         """Raise JobError naming the first stage that died or ended on its own."""

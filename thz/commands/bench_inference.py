@@ -16,6 +16,8 @@ import sys
 import time
 
 import click
+
+from thz.cli import EXIT_DEVICE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NEGATIVE, ThzError
 import numpy as np
 
 
@@ -107,13 +109,10 @@ def routing_rows(bundle, cfg, repeats: int, rng: np.random.Generator) -> list[di
 
 def _settings_and_bundle(obj, bundle: str | None):
     """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
-    from inference.bundle import BundleError, load_bundle
+    from inference.bundle import load_bundle
 
     s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
-    try:
-        return s, load_bundle(bundle or s.inference.bundle)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from None
+    return s, load_bundle(bundle or s.inference.bundle)  # a BundleError: the CLI's table (4)
 
 
 @click.command("inference")
@@ -230,14 +229,14 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
             try:
                 c = pipe.collector.queue.get(timeout=30)
             except _queue.Empty:
-                raise click.ClickException("no result in 30 s") from None
+                raise ThzError("no result in 30 s: a stage went silent", EXIT_DEVICE) from None
             if skip > 0:
                 skip -= 1
                 continue
             missing = [k for k in parts if k not in c.meta.latency_ms]
             if missing:
-                raise click.ClickException(f"result of frame {c.msg.frame_id} lacks the stage stamps {missing}: "
-                                           "an upstream stage did not send scan_complete / processing times")
+                raise ThzError(f"result of frame {c.msg.frame_id} lacks the stage stamps {missing}: an upstream "
+                               "stage did not send scan_complete / processing times", EXIT_INTERNAL)
             for k in parts:
                 rows[k].append(c.meta.latency_ms[k])
         frames = pipe.frames_acquired()
@@ -309,7 +308,7 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
         except ImageError:
             raise  # an input refused (outside the directory, bad manifest): the CLI's exit 4
         except (OSError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise ThzError(str(exc), EXIT_INPUT) from None
         pick = np.sort(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
         rois = np.stack([load_png_roi(paths[i], n) for i in pick])
         what = f"{len(rois)} ROIs sampled from {len(paths)} images ({', '.join(sources)})"
@@ -353,7 +352,8 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
                 failed.append(f"{name} {precision}: could not run ({exc})")
                 rows.append(row)
                 if ref is None:
-                    raise click.ClickException(f"the reference engine failed: {exc}") from exc
+                    raise ThzError(f"the reference engine (ONNX Runtime FP32) cannot run the bundle: {exc}",
+                                   EXIT_INPUT) from exc
                 continue
             if ref is None:
                 ref = out  # ONNX Runtime FP32 is first
@@ -385,5 +385,5 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     click.echo(json.dumps({"model_id": b.model_id, "rois": what, "rows": rows, "skipped": skipped}))
     if failed:
         click.echo("parity: FAIL (" + "; ".join(failed) + ")")
-        raise SystemExit(1)
+        raise SystemExit(EXIT_NEGATIVE)
     click.echo("parity: ok")
