@@ -452,8 +452,9 @@ class _Progress:
         else:
             self.summary.made_now += 1
             if kind == "thz" and not value["roi"]["found"]:
-                log.warning("no face found; capture left out", extra={"unit": value["identity"],
-                                                                      "reason": value["roi"]["reason"]})
+                unit = (f"id{value['identity']:03d}/{value['posture']}/"
+                        f"{'concealed' if value['concealed'] else 'unconcealed'}_c{value['capture']}")
+                log.warning("no face found; capture left out", extra={"unit": unit, "reason": value["roi"]["reason"]})
         if self.on_done is not None:
             self.on_done(kind, value)
         if self.bar is not None:
