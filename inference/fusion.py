@@ -61,3 +61,19 @@ class ScanFusion:
 
     def reset(self) -> None:
         self._runs.clear()
+
+
+def fuse_sequence(embeddings: np.ndarray, postures: list[str], qualities: list[float], n: int,
+                  weight: str = "roi_quality") -> tuple[np.ndarray, list[list[int]]]:
+    """The stage's fusion over a list of ROIs of one subject (`thz enroll / verify / identify --scans K`).
+
+    ROI i decides on the fusion of itself and up to n - 1 ROIs before it in the same run of predicted
+    posture (no time gaps in a list). Returns the (k, E) fused embeddings and, per ROI, the indices fused.
+    """
+    f = ScanFusion(n, weight, max_gap_s=float("inf"))
+    fused, used = [], []
+    for i, (e, p, q) in enumerate(zip(embeddings, postures, qualities)):
+        v, idx = f.add("", (p,), i, 0.0, e, q)
+        fused.append(v)
+        used.append(idx)
+    return np.stack(fused) if fused else np.zeros((0, 0), np.float32), used

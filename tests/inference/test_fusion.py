@@ -108,3 +108,46 @@ def test_stage_verifies_the_fused_embedding(ort_engine, tmp_path):
     finally:
         stage.stop()
         ctx.destroy(linger=0)
+
+
+def test_fuse_sequence_runs_by_posture():
+    from inference.fusion import fuse_sequence
+    e = np.eye(3)
+    fused, used = fuse_sequence(e, ["front-left", "front-left", "full-left"], [0.5, 1.0, 0.7], 3)
+    assert used == [[0], [0, 1], [2]]                          # a new posture: a new run
+    assert fused[1] == pytest.approx(_unit([0.5, 1.0, 0]).astype(np.float32))
+    assert fused[2] == pytest.approx([0, 0, 1])
+
+
+@pytest.mark.integration
+def test_cli_verify_decides_on_the_fused_scans(bundle_dir, tmp_path):
+    """`thz verify` with inference.fusion_scans = 2: the second image's distance is that of the two fused."""
+    import json
+
+    from click.testing import CliRunner
+
+    from inference.bundle import load_bundle
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+    from inference.sources import load_png_roi, save_png_roi
+    from thz.cli import cli
+    from thzcore.fusion import fuse
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    paths = [str(save_png_roi(tmp_path / f"{k}.png", img)) for k, img in
+             enumerate([np.zeros((64, 64)), xx * yy, np.ones((64, 64))])]
+    eng = OnnxRuntimeEngine(load_bundle(bundle_dir), intra_op_threads=1)
+    out = eng.infer(np.stack([load_png_roi(p) for p in paths]))
+    assert len(set(out["posture_logits"].argmax(1))) == 1
+    g = str(tmp_path / "g.sqlite")
+    with Gallery(g, eng.model_id) as gal:
+        gal.enroll("alice", out["embedding"][0], "front-center")
+    cfg = tmp_path / "fusion.toml"
+    cfg.write_text("[inference]\nfusion_scans = 2\n")
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "verify", "--claim", "alice", "--image", paths[1], "--image",
+                                 paths[2], "--bundle", str(bundle_dir), "--gallery", g, "--threshold", "1.9"],
+                           catch_exceptions=False)
+    scans = json.loads(r.stdout.strip().splitlines()[-1])["scans"]
+    e = out["embedding"].astype(np.float64)
+    assert scans[0]["distance"] == pytest.approx(1 - e[1] @ e[0], abs=2e-6)                   # alone
+    assert scans[1]["distance"] == pytest.approx(1 - fuse(e[1:3]) @ e[0], abs=2e-6)          # fused, weights 1
+    assert abs(scans[1]["distance"] - (1 - e[2] @ e[0])) > 5e-4
+    assert "fused with 1 before" in scans[1]["source"]
