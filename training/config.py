@@ -67,6 +67,8 @@ class TrainingConfig(Section):
     batch_identities: int = Field(8, ge=2, description="distinct identities per batch (P of a P x K batch)")
     batch_per_identity: int = Field(5, ge=1, description="anchors per identity per batch, spread over postures (K)")
     supcon_tau: float = Field(0.07, gt=0, description="SupCon temperature tau")
+    supcon_margin: float = Field(0.0, ge=0, lt=2, description="additive cosine margin on SupCon positives "
+                                 "(0 = the paper's SupCon; > 0 asks positives to beat negatives by it)")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="posture cross-entropy label smoothing")
     charbonnier_eps: float = Field(1e-3, gt=0, description="Charbonnier epsilon (image units, [0, 1])")
     holdout_identities: int = Field(

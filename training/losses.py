@@ -22,8 +22,12 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, tau: float = 0.07,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
     """Supervised contrastive loss L_out (Khosla eq. 2) over L2-normalised embeddings.
+
+    margin m >= 0 subtracts m from the cosine of every positive pair before the temperature
+    (an additive cosine margin, as CosFace does for class weights): a positive must beat the
+    negatives by m, which tightens identities that the training set has few of. m = 0 is eq. 2.
 
     emb (N, E) unit vectors; labels (N,) identity ids: positives of i are all j != i with the same
     identity, whatever their concealment or posture. The denominator runs over all a != i.
@@ -32,16 +36,20 @@ def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, tau: float = 0.07,
     """
     if not (tau > 0 and math.isfinite(tau)):
         raise ValueError(f"SupCon temperature {tau=} must be a positive finite number")
+    if not (0.0 <= margin < 2.0):
+        raise ValueError(f"SupCon margin {margin=} must be in [0, 2) (a cosine difference)")
     if mask is not None:
         emb, labels = emb[mask], labels[mask]
     n = emb.shape[0]
     if n < 2:
         return emb.sum() * 0.0
-    sim = emb @ emb.T / tau                                            # (N,N) z_i . z_a / tau
     self_mask = torch.eye(n, dtype=torch.bool, device=emb.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)         # log softmax over a != i
     pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    cos = emb @ emb.T
+    if margin:
+        cos = cos - margin * pos.to(cos.dtype)                         # (z_i . z_p - m) for positives
+    sim = (cos / tau).masked_fill(self_mask, float("-inf"))            # (N,N) z_i . z_a / tau
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)         # log softmax over a != i
     n_pos = pos.sum(1)
     has = n_pos > 0
     if not has.any():

@@ -23,7 +23,7 @@ def model_a_loss(net: MultiTaskNet, batch: Batch, cfg: TrainingConfig, perceptua
     w = cfg.loss
     out = net.encode(batch.thz)
     b = batch.anchor.shape[0]
-    l_sup = supcon_loss(out["embedding"], batch.identity, cfg.supcon_tau)
+    l_sup = supcon_loss(out["embedding"], batch.identity, cfg.supcon_tau, margin=cfg.supcon_margin)
     l_ce = posture_ce(out["posture_logits"], batch.posture, cfg.label_smoothing)
     rec = net.decode(out["fmap"][:b], [s[:b] for s in out["skips"]], out["posture_logits"][:b],
                      route="gt", posture=batch.anchor_posture)
@@ -43,7 +43,7 @@ def model_b_loss(model: ModelB, batch: Batch, cfg: TrainingConfig, perceptual=No
     if bool(m.any()):
         f_thz = out["fmap"][m] if dc.teacher_trains_encoder else out["fmap"][m].detach()
         t = model.teacher(f_thz, batch.visible[m])
-        l_teacher = (supcon_loss(t["embedding"], batch.identity[m], cfg.supcon_tau)
+        l_teacher = (supcon_loss(t["embedding"], batch.identity[m], cfg.supcon_tau, margin=cfg.supcon_margin)
                      + posture_ce(t["posture_logits"], batch.posture[m], cfg.label_smoothing))
         l_feat = feature_distill(model.proj(out["h"][m]), t["z"])
         l_kd = kl_distill(out["posture_logits"][m], t["posture_logits"], dc.tau)

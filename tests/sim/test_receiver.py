@@ -182,17 +182,13 @@ def test_scanner_frames_are_identical_across_threads(scanner_cfg, sim_cfg):
         assert all(np.array_equal(serial, f) for f in ex.map(frame, range(2)))
 
 
-def test_kernel_releases_the_gil():
-    assert rx._receive.targetoptions.get("nogil") is True
-    rng = np.random.default_rng(0)
-    amp, phase, cyc = _tones(rng, 262144, 2)
-    kw = _kw()
-    rx.receive(amp[:16], phase[:16], cyc[:16], 128, CPA, ADC, **kw)   # compiled before timing
+def _longest_gap_fraction(call) -> float:
+    """Run call() on a thread while this one ticks; the longest tick gap inside the call / the call's time."""
     window = []
 
     def work():
         t0 = time.perf_counter()
-        rx.receive(amp, phase, cyc, 128, CPA, ADC, **kw)
+        call()
         window.extend((t0, time.perf_counter()))
 
     ticks = []
@@ -203,10 +199,25 @@ def test_kernel_releases_the_gil():
         time.sleep(0)
     t.join()
     inside = [window[0]] + [x for x in ticks if window[0] < x < window[1]] + [window[1]]
-    longest = float(np.max(np.diff(inside)))
+    return float(np.max(np.diff(inside))) / (window[1] - window[0])
+
+
+def test_kernel_releases_the_gil():
+    assert rx._receive.targetoptions.get("nogil") is True
+    rng = np.random.default_rng(0)
+    amp, phase, cyc = _tones(rng, 262144, 2)
+    kw = _kw()
+    rx.receive(amp[:16], phase[:16], cyc[:16], 128, CPA, ADC, **kw)   # compiled before timing
     # a kernel holding the GIL leaves this thread one gap as long as the kernel (~90 % of the call,
-    # measured); released, the gaps are the scheduler's (a few ms)
-    assert longest < 0.5 * (window[1] - window[0]), (longest, window[1] - window[0])
+    # measured, whatever the load); released, the gaps are the scheduler's (a few ms). A loaded
+    # machine can starve this thread once, so the best of three calls is judged: a kernel that
+    # holds the GIL cannot pass any of them.
+    fractions = []
+    for _ in range(3):
+        fractions.append(_longest_gap_fraction(lambda: rx.receive(amp, phase, cyc, 128, CPA, ADC, **kw)))
+        if fractions[-1] < 0.5:
+            break
+    assert min(fractions) < 0.5, fractions
 
 
 def test_bad_arguments():

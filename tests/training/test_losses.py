@@ -159,3 +159,18 @@ def test_feature_distillation_by_hand():
     assert float(loss.detach()) == pytest.approx(1.0)
     loss.backward()
     assert z.grad is None
+
+
+def test_supcon_margin_by_hand_and_zero_margin_is_eq2():
+    # the three points of the hand test, margin m: anchor 0's positive logit becomes (1 - m) / tau,
+    # its negative stays 0 -> L = -((1 - m) / tau - log(e^((1 - m) / tau) + 1))
+    e = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    lab = torch.tensor([7, 7, 9])
+    m, tau = 0.3, 0.5
+    x = (1 - m) / tau
+    got = supcon_loss(e, lab, tau=tau, margin=m)
+    assert float(got) == pytest.approx(-(x - math.log(math.e ** x + 1)), rel=1e3 * torch.finfo(torch.float64).eps)
+    assert float(got) > float(supcon_loss(e, lab, tau=tau))          # a margin only makes positives harder
+    assert float(supcon_loss(e, lab, tau=tau, margin=0.0)) == float(supcon_loss(e, lab, tau=tau))
+    with pytest.raises(ValueError, match="margin"):
+        supcon_loss(e, lab, tau=tau, margin=-0.1)
