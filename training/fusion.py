@@ -63,7 +63,9 @@ def fused_metrics(rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, co
     for n in ns:
         wins = scan_windows(identity, posture, concealed, capture, n, max(ns))
         if not wins:
-            raise ValueError(f"fusion over {n} scans: no identity, posture and concealment has {max(ns)} ROIs")
+            raise ValueError(f"--fusion {max(ns)}: no identity, posture and concealment of the evaluated images has "
+                             f"{max(ns)} ROIs (a test split holds one capture of each); fuse on whole datasets: "
+                             "--protocol heldout or openset, or --split all")
         fused = np.stack([fuse_fn(rep[w], fusion_weights(None if quality is None else quality[w], len(w), weight))
                           for w in wins])
         first = np.array([w[0] for w in wins])
