@@ -19,6 +19,7 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,8 @@ from typing import Any, Callable
 import zmq
 
 from acquisition.config import AcquisitionSettings
-from acquisition.errors import AcquisitionError, ConfigurationError, DeviceFault, FrameRejected, LinkSuspect
+from acquisition.errors import (AcquisitionError, ConfigurationError, DeviceFault, DeviceNotFound, FrameRejected,
+                                LinkSuspect)
 from acquisition.publish import RawPublisher, StatusPublisher, check_bind
 from acquisition.runlog import RunLog
 from acquisition.session import ScannerSession
@@ -39,7 +41,9 @@ from thzcore.recording import Recorder
 
 log = get_logger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
+# RunResult.exit_code, the status `thz acquire` exits with: the values of the one policy (README "Exit codes",
+# thz/cli.py EXIT_*): done, a bug, the settings refused, the devices lost after every retry, stopped early
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 0, 70, 2, 5, 130
 
 
 class _Fatal(Exception):
@@ -98,7 +102,7 @@ class AcquisitionDaemon:
         self.settings = settings
         self.acq = settings.acquisition
         self.scanner = settings.scanner
-        self.out_dir = Path(out_dir if out_dir is not None else self.acq.record_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.acq.record_root
         self.sim_seed = sim_seed
         self.publish, self.record = publish, self.acq.record if record is None else record
         self.on_frame, self.truth = on_frame, truth
@@ -127,6 +131,8 @@ class AcquisitionDaemon:
         self._last_id: int | None = None
         self._last_t: float | None = None
         self.ready = threading.Event()  # set once the first frame was delivered (or the run ended)
+        # per delivered frame: the session's exchange times after *OPC? (ms) and this daemon's record/publish
+        self.timings: deque[dict[str, float]] = deque(maxlen=1024)
 
     # --- control ---
     @property
@@ -158,22 +164,25 @@ class AcquisitionDaemon:
             try:
                 self._open_outputs()
                 self.session = ScannerSession(self.scanner, self.acq)  # limit check of the plan: fatal
+                self.session.check_present()  # a device path that does not exist: fatal now, not after the retries
                 self.sm.to(State.CONNECTING, "start")
                 self._recover(reopen=True, first=True)
                 self._start_recording()
                 while not self._stop.is_set() and (frames is None or self.frames < frames):
                     self._step()
                 if self._stop.is_set() and (frames is None or self.frames < frames):
-                    status = "interrupted"
+                    status, exit_code = "interrupted", EXIT_INTERRUPTED
             except ConfigurationError as exc:
                 raise _Fatal(f"configuration error: {exc}", EXIT_CONFIG) from exc
+            except DeviceNotFound as exc:
+                raise _Fatal(str(exc), EXIT_FAILED) from exc
         except _Fatal as exc:
             status, exit_code, reason = "failed", exc.exit_code, str(exc)
             log.error("acquisition failed", extra={"reason": reason})
             if self.sm.state != State.FAILED:
                 self.sm.to(State.FAILED, reason)
         except KeyboardInterrupt:
-            status, reason = "interrupted", "interrupted"
+            status, exit_code, reason = "interrupted", EXIT_INTERRUPTED, "interrupted"
         except Exception as exc:  # a bug: still park and close, and say what happened
             status, exit_code, reason = "failed", EXIT_ERROR, f"{type(exc).__name__}: {exc}"
             log.exception("acquisition crashed")
@@ -240,8 +249,11 @@ class AcquisitionDaemon:
         self._require_session()
         self.recorder = Recorder(self.out_dir / f"{self._stem}.h5", self.session.shape,
                                  {"session_id": self.session_id, "scanner_id": self.scanner.scanner_id, **attrs},
-                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", "")},
-                                                      "receiver": {"idn": self.idn.get("receiver", "")}})
+                                 grow=16, instrument={"galvo": {"idn": self.idn.get("galvo", ""),
+                                                                "resource": self.acq.galvo_port},
+                                                      "receiver": {"idn": self.idn.get("receiver", ""),
+                                                                   "resource": self.acq.receiver_resource}},
+                                 compression=self.acq.record_compression)
         if self.runlog:
             self.runlog.event("recording", path=str(self.recorder.path))
 
@@ -377,17 +389,24 @@ class AcquisitionDaemon:
         frame.frame_id = fid
         frame.meta.update(calibration_id=self.acq.calibration_id, instrument_frame_no=int(instrument_frame_no),
                           session_id=self.session_id)  # beside the session's own (t_complete)
+        t_truth = time.perf_counter()
         if self.truth is not None:
             try:
                 frame.meta["truth"] = self.truth()
             except Exception as exc:  # the truth is a convenience of simulation; never fail a frame for it
                 log.warning("sim truth unavailable", extra={"error": str(exc)})
+        t0 = time.perf_counter()
         if self._gap is not None:
             self._close_gap(resume_frame_id=fid, t_end=frame.t_acquired)
         if self.recorder is not None:
             self.recorder.write(frame, self.seq, instrument_frame_no)
+        t1 = time.perf_counter()
         if self._raw is not None:
             self._raw.publish(frame, self.seq)
+        t2 = time.perf_counter()
+        if self.session is not None:
+            self.timings.append({**self.session.last_timings, "truth": 1e3 * (t0 - t_truth), "record": 1e3 * (t1 - t0),
+                                 "publish": 1e3 * (t2 - t1)})
         self._event("frame", frame_id=fid, seq=self.seq, instrument_frame_no=int(instrument_frame_no),
                     t_acquired=frame.t_acquired, skipped=skipped)
         self._last_id, self._last_t = fid, frame.t_acquired

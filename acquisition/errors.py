@@ -5,6 +5,7 @@
       +- DeviceFault          the instrument reported a problem (error queue, stall): park, drop the frame
       +- FrameRejected        a frame arrived but failed validation (CRC, feedback): drop it, keep the link
       +- ConfigurationError   settings the instruments or the limits refuse: fatal, with the field named
+      +- DeviceNotFound       a device address that names nothing at the start (no such serial port): fatal
 Each driver (galvo, receiver) subclasses these and keeps the instrument's own code and text.
 """
 from __future__ import annotations
@@ -28,6 +29,12 @@ class FrameRejected(AcquisitionError):
 
 class ConfigurationError(AcquisitionError, ValueError):
     """A setting the limits or the instrument refuse; retrying cannot help."""
+
+
+class DeviceNotFound(AcquisitionError):
+    """A device path that does not exist when a session starts (an unplugged adapter, a mistyped port): nothing
+    to retry, so the start fails at once with the path named. During a session the same absence is a LinkSuspect
+    (a USB adapter re-plugged comes back under its name)."""
 
 
 class InstrumentErrorMixin:

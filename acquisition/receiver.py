@@ -14,7 +14,9 @@ from acquisition.scpi import (
     BlockError, FrameCorruptError, FrameHead, parse_block_header, ReceiverConfigError, ReceiverInstrumentError, ReceiverLinkError,
     ReceiverTimeoutError, crc32, is_config_error, parse_error, parse_head, unpack_feedback,
 )
-from acquisition.reply_reader import PeerClosed, ReplyTimeout, ReplyTooLong, read_exact, read_until, source_for
+from acquisition.reply_reader import (
+    PeerClosed, ReplyTimeout, ReplyTooLong, read_exact, read_exact_into, read_until, source_for,
+)
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
 
@@ -195,20 +197,34 @@ class Receiver:
             return raw[:-len(term)].decode("ascii")
         return self._io(command, text_reader, timeout_s).strip()
 
-    def query_block(self, command: str, datatype: str, count: int, timeout_s: float | None = None) -> np.ndarray:
+    def query_block(self, command: str, datatype: str, count: int, timeout_s: float | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """A definite-length block of exactly `count` little-endian `datatype` values.
 
-        block_reader "exact": read the header, check the announced length against `count`, then read
-        exactly that many bytes with the terminator disabled. "pyvisa": `query_binary_values`, which
-        is correct but, on pyvisa-py sockets with a terminator set, ends a read call at every 0x0A
-        byte of the data (tens of thousands of calls for a frame: seconds per 8 MB block).
+        block_reader "exact": read the header, check the announced length against `count`, then
+        receive exactly that many bytes straight into `out` (a C-contiguous array of `count` values of
+        `datatype`, reused by the caller frame after frame; a new array when None), the terminator
+        disabled. "pyvisa": `query_binary_values`, which is correct but, on pyvisa-py sockets with a
+        terminator set, ends a read call at every 0x0A byte of the data (tens of thousands of calls
+        for a frame: seconds per 8 MB block); it is kept as the conformance path.
         """
-        itemsize = np.dtype(datatype).itemsize
+        return self.query_block_crc(command, datatype, count, timeout_s, out)[0]
+
+    def query_block_crc(self, command: str, datatype: str, count: int, timeout_s: float | None = None,
+                        out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """`query_block` and the CRC-32 of the block's bytes (computed as the chunks arrived, "exact")."""
+        dt = np.dtype(datatype).newbyteorder("<")
+        nbytes = count * dt.itemsize
+        if out is not None and (out.dtype != dt or out.size != count or not out.flags.c_contiguous
+                                or not out.flags.writeable):
+            raise ValueError(f"out: a writeable C-contiguous array of {count} x {dt.str} is needed, got "
+                             f"{out.size} x {out.dtype.str}")
 
         def pyvisa_reader(r, deadline):
-            return r.query_binary_values(command, datatype=datatype, is_big_endian=False, container=np.ndarray,
-                                         header_fmt="ieee", expect_termination=True, chunk_size=self.chunk_size,
-                                         length_before_block=0, raise_on_late_block=True)
+            a = r.query_binary_values(command, datatype=datatype, is_big_endian=False, container=np.ndarray,
+                                      header_fmt="ieee", expect_termination=True, chunk_size=self.chunk_size,
+                                      length_before_block=0, raise_on_late_block=True)
+            return a, crc32(a)
 
         def exact_reader(r, deadline):
             r.write(command)
@@ -222,21 +238,26 @@ class Receiver:
                     raise BlockError(f"receiver {command!r}: block header starts {head!r}, not '#<1-9>'")
                 digits = read_exact(src, int(nd), deadline)
                 _, length = parse_block_header(head + digits)
-                if length != count * itemsize:
+                if length != nbytes:
                     raise BlockError(f"receiver {command!r}: block announces {length} bytes, expected "
-                                     f"{count * itemsize} ({count} x {datatype})")
-                data = read_exact(src, length + len(term or ""), deadline, chunk=self.chunk_size)
+                                     f"{nbytes} ({count} x {datatype})")
+                arr = np.empty(count, dt) if out is None else out
+                crc = read_exact_into(src, memoryview(arr).cast("B"), deadline, self.chunk_size, crc=0)
+                tail = read_exact(src, len(term), deadline) if term else b""
             finally:
                 r.read_termination = term
-            if term and not data.endswith(term.encode()):
+            if term and tail != term.encode():
                 raise BlockError(f"receiver {command!r}: block not followed by the terminator {term!r}")
-            return np.frombuffer(data, dtype=np.dtype(datatype).newbyteorder("<"), count=count)
+            return arr, crc
 
-        arr = self._io(command, exact_reader if self.block_reader == "exact" else pyvisa_reader, timeout_s)
+        arr, crc = self._io(command, exact_reader if self.block_reader == "exact" else pyvisa_reader, timeout_s)
         if arr.size != count:
             # the whole announced block was read, so the stream is in step: a shape error, not a link error
             raise FrameCorruptError(f"receiver {command!r}: block holds {arr.size} values, expected {count}")
-        return arr
+        if out is not None and arr is not out:  # the pyvisa reader makes its own array
+            out[...] = arr
+            arr = out
+        return arr, crc
 
     # --- instrument ---
     def identify(self) -> str:
@@ -307,12 +328,18 @@ class Receiver:
     def head(self) -> FrameHead:
         return parse_head(self.query("FETC:HEAD?"))
 
-    def fetch_frame(self, head: FrameHead) -> np.ndarray:
-        """FETC:FRAM? -> int16 (lines, chirps, samples), CRC-checked against the head."""
+    def fetch_frame(self, head: FrameHead, out: np.ndarray | None = None) -> np.ndarray:
+        """FETC:FRAM? -> int16 (lines, chirps, samples), CRC-checked against the head.
+
+        `out`: a preallocated int16 array of the frame's size to receive into (see query_block); the
+        result is a view of it.
+        """
         n = head.lines * head.chirps * head.samples
-        a = self.query_block("FETC:FRAM?", "h", n)
-        if crc32(a) != head.crc_if:
-            raise FrameCorruptError(f"frame {head.frame_no}: IF block CRC-32 {crc32(a):08x} != head {head.crc_if:08x}")
+        if out is not None and not out.flags.c_contiguous:
+            raise ValueError("out must be C-contiguous (the block is received into its memory)")
+        a, crc = self.query_block_crc("FETC:FRAM?", "h", n, out=None if out is None else out.reshape(-1))
+        if crc != head.crc_if:
+            raise FrameCorruptError(f"frame {head.frame_no}: IF block CRC-32 {crc:08x} != head {head.crc_if:08x}")
         return a.reshape(head.shape)
 
     def fetch_line(self, head: FrameHead, line: int) -> np.ndarray:
@@ -325,8 +352,8 @@ class Receiver:
     def fetch_feedback(self, head: FrameHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """FETC:FEED? -> (feedback_x (lines, chirps), feedback_y (lines,), direction (lines,)), CRC-checked."""
         n = head.lines * head.chirps + 2 * head.lines
-        a = self.query_block("FETC:FEED?", "f", n)
-        if crc32(a) != head.crc_feedback:
-            raise FrameCorruptError(f"frame {head.frame_no}: feedback CRC-32 {crc32(a):08x} != head "
+        a, crc = self.query_block_crc("FETC:FEED?", "f", n)
+        if crc != head.crc_feedback:
+            raise FrameCorruptError(f"frame {head.frame_no}: feedback CRC-32 {crc:08x} != head "
                                     f"{head.crc_feedback:08x}")
         return unpack_feedback(a, head.lines, head.chirps)

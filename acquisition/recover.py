@@ -11,8 +11,8 @@ import h5py
 
 from thzcore.h5clear import clear_consistency_flags
 from thzcore.logs import get_logger
-from thzcore.recording import (DATA_FIELDS, GAP_FIELDS, RecordingError, create_private, entry_attrs, frame_count,
-                               iso_time, make_layout)
+from thzcore.recording import (DATA_FIELDS, GAP_FIELDS, RecordingError, create_private, entry_attrs, finish_layout,
+                               frame_count, instrument_info, iso_time, make_layout)
 
 log = get_logger(__name__)
 
@@ -76,7 +76,7 @@ def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
         create_private(tmp)
         kept = 0
         with h5py.File(tmp, "w", libver="latest") as out:
-            make_layout(out, shape, {**attrs, "status": "recovering"}, len(idx))
+            make_layout(out, shape, {**attrs, "status": "recovering"}, len(idx), instrument_info(f))
             od = out["entry/data"]
             for i in idx:
                 try:
@@ -94,9 +94,7 @@ def recover(path: str | Path, keep_original: bool = True) -> RecoverResult:
                 src = f["entry/gaps"][name][:]
                 out["entry/gaps"][name].resize(src.shape[0], axis=0)
                 out["entry/gaps"][name][:] = src
-            for dev in ("galvo", "receiver"):
-                for k, v in f["entry/instrument"][dev].attrs.items():
-                    out["entry/instrument"][dev].attrs[k] = v
+            finish_layout(out)  # meta and reasons as variable-length strings, as in a closed file
             e = out["entry"]
             e.attrs["status"] = "recovered"
             e.attrs["status_before_recovery"] = status

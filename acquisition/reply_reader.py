@@ -10,6 +10,10 @@ reply has a byte limit, and EOF is a link error the moment it is seen.
 `SocketSource` reads the session's own socket (and first whatever pyvisa-py already buffered) so the
 VISA session stays in step; `VisaSource` is the fallback for any other VISA resource (its reads are
 bounded by the time left, chunk by chunk, but it cannot see an EOF early).
+
+Binary blocks are read with `read_exact_into`: straight into the caller's buffer (`recv_into` on the
+socket, no intermediate bytes objects), the CRC-32 updated on each chunk as it arrives, so the check
+costs no second pass over the frame once the last byte is in.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import math
 import select
 import socket
 import time
+import zlib
 from typing import Callable, Protocol
 
 from pyvisa import constants, errors as visa_errors
@@ -41,6 +46,12 @@ class ReplyTooLong(Exception):
 class Source(Protocol):
     def read_some(self, n: int, deadline: float) -> bytes:
         """Between 1 and n bytes, or raise ReplyTimeout / PeerClosed; never waits past `deadline`."""
+
+    def read_into(self, view: memoryview, deadline: float) -> int:
+        """Between 1 and len(view) bytes written to the start of `view` (their count); as `read_some` else."""
+
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # Linux, macOS: try the receive before waiting in select
 
 
 class SocketSource:
@@ -69,6 +80,30 @@ class SocketSource:
                 raise PeerClosed()
             return data
 
+    def read_into(self, view: memoryview, deadline: float) -> int:
+        if self.pending:
+            n = min(len(view), len(self.pending))
+            view[:n] = self.pending[:n]
+            del self.pending[:n]
+            return n
+        wait = not _DONTWAIT  # with MSG_DONTWAIT the receive comes first and select only when nothing is there
+        while True:
+            left = deadline - self.clock()
+            if left <= 0:
+                raise ReplyTimeout(0)
+            if wait:
+                r, _, _ = select.select([self.sock], [], [], left)
+                if not r:
+                    continue  # the loop re-checks the deadline
+            try:
+                n = self.sock.recv_into(view, len(view), _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                wait = True
+                continue
+            if n == 0:
+                raise PeerClosed()
+            return n
+
 
 class VisaSource:
     """Any other message-based VISA resource: `visalib.read` with the VISA timeout set to the time left."""
@@ -90,6 +125,11 @@ class VisaSource:
         if not data:
             raise PeerClosed()
         return bytes(data)
+
+    def read_into(self, view: memoryview, deadline: float) -> int:
+        data = self.read_some(len(view), deadline)
+        view[:len(data)] = data
+        return len(data)
 
 
 def source_for(res, clock: Callable[[], float] = time.monotonic) -> Source:
@@ -141,3 +181,22 @@ def read_exact(src: Source, n: int, deadline: float, chunk: int = 1 << 20) -> by
         except ReplyTimeout:
             raise ReplyTimeout(len(buf)) from None
     return bytes(buf)
+
+
+def read_exact_into(src: Source, view: memoryview, deadline: float, chunk: int = 1 << 20,
+                    crc: int | None = None) -> int | None:
+    """Fill `view` (bytes) exactly before the deadline; returns the CRC-32 of the bytes when `crc` is a start value.
+
+    The CRC (zlib's, the receiver's) is updated on each chunk right after it arrived, while the next
+    one is still on the wire; ReplyTimeout carries the bytes that had arrived.
+    """
+    n, got = len(view), 0
+    while got < n:
+        try:
+            k = src.read_into(view[got:min(n, got + chunk)], deadline)
+        except ReplyTimeout:
+            raise ReplyTimeout(got) from None
+        if crc is not None:
+            crc = zlib.crc32(view[got:got + k], crc)
+        got += k
+    return crc

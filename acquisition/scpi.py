@@ -132,9 +132,15 @@ def parse_head(reply: str) -> FrameHead:
         raise ReceiverLinkError(f"FETC:HEAD? reply {reply!r}: fields are not numbers") from None
 
 
-def crc32(a: np.ndarray | bytes) -> int:
-    """CRC-32 (zlib) of the little-endian bytes of an array, as the receiver computes it."""
-    return zlib.crc32(a if isinstance(a, (bytes, bytearray, memoryview)) else np.ascontiguousarray(a).tobytes())
+def crc32(a: np.ndarray | bytes | memoryview, value: int = 0) -> int:
+    """CRC-32 (zlib) of the little-endian bytes of an array, as the receiver computes it.
+
+    Reads the array's own memory (no copy); `value` continues a CRC over earlier bytes, so a block
+    may be checked chunk by chunk: crc32(b, crc32(a)) == crc32(a + b).
+    """
+    if isinstance(a, np.ndarray):
+        a = memoryview(np.ascontiguousarray(a)).cast("B")
+    return zlib.crc32(a, value)
 
 
 def pack_feedback(feedback_x: np.ndarray, feedback_y: np.ndarray, direction: np.ndarray) -> np.ndarray:

@@ -1,12 +1,15 @@
 """ScannerSession: both instruments as one scanner: connect, identify, apply the raster, acquire checked frames."""
 from __future__ import annotations
 
+import os
+import re
 import time
 
 import numpy as np
 
+from acquisition.buffers import BufferPool
 from acquisition.config import AcquisitionConfig
-from acquisition.errors import AcquisitionError, ConfigurationError, FrameRejected, LinkSuspect
+from acquisition.errors import AcquisitionError, ConfigurationError, DeviceNotFound, FrameRejected, LinkSuspect
 from acquisition.galvo import GalvoController
 from acquisition.galvo_protocol import GalvoError
 from acquisition.raster import GalvoLimits, RasterPlan, optical_angle_mapping
@@ -18,6 +21,9 @@ from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
 
+# the exchanges of `acquire` after *OPC? returned, in order (ScannerSession.last_timings, ms)
+TIMED_PARTS = ("errors", "head", "frame", "feedback", "galvo", "check")
+
 
 class FeedbackRejected(FrameRejected):
     """The galvo feedback of a frame shows the mirror did not scan (stall) or holds impossible values."""
@@ -25,6 +31,29 @@ class FeedbackRejected(FrameRejected):
 
 class SampleRejected(FrameRejected):
     """IF samples outside the digitizer's range: the block is not what the ADC produced."""
+
+
+def device_path(address: str) -> str | None:
+    """The file a serial port or a VISA serial resource names (`/dev/ttyUSB0`, `ASRL/dev/ttyUSB1::INSTR`), or
+    None where the address is not a file: a pyserial URL (`socket://`, `rfc2217://`, `loop://`), a TCP/IP or USB
+    VISA resource, a Windows COM port, a numbered ASRL board."""
+    a = address.strip()
+    m = re.fullmatch(r"(?i)ASRL(.+?)(::INSTR)?", a)
+    if m:
+        a = m.group(1)
+    if "://" in a or not a.startswith("/"):
+        return None
+    return a
+
+
+def check_device_paths(acq: AcquisitionConfig) -> None:
+    """DeviceNotFound naming the first configured device path that does not exist; nothing is opened."""
+    for what, field, address in (("galvo port", "galvo_port", acq.galvo_port),
+                                 ("receiver resource", "receiver_resource", acq.receiver_resource)):
+        path = device_path(address)
+        if path is not None and not os.path.exists(path):
+            raise DeviceNotFound(f"{what} {path} does not exist (acquisition.{field}={address!r}): is the device "
+                                 "plugged in and powered? `ls /dev/serial/by-id` lists the serial adapters")
 
 
 class ScannerSession:
@@ -53,12 +82,28 @@ class ScannerSession:
                 f"(up to 2 x {self.frame_s:g} s frame + {acq.timeout_s:g} s timeout); set it to at least "
                 f"{wd_min:g} s, or 0 to disable the watchdog")
         self.last_head: FrameHead | None = None
+        self.last_timings: dict[str, float] = {}  # ms of each exchange of the last acquire after *OPC? returned
+        # IF blocks are received straight into these; one is reused once no frame built on it is alive
+        self.if_buffers = BufferPool(self.shape, "<i2", slots=acq.frame_buffers)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.rx_settings.shape
 
     # --- link ---
+    def check_present(self) -> None:
+        """DeviceNotFound at once when a configured device path does not exist (no retry can make it appear)."""
+        check_device_paths(self.acq)
+
+    def identify(self) -> dict[str, str]:
+        """Check the paths, open both links, identify both instruments and close again: that the configured
+        devices answer, before anyone is asked to place a target. Raises DeviceNotFound or the link's error."""
+        self.check_present()
+        try:
+            return self.connect()
+        finally:
+            self.close()
+
     def connect(self) -> dict[str, str]:
         """Open both links and identify both instruments; returns their *IDN strings."""
         self.galvo.open()
@@ -86,6 +131,10 @@ class ScannerSession:
 
     def park(self) -> bool:
         """Park the mirrors (best effort: reopens a suspect serial link once). True when the controller confirmed."""
+        path = device_path(self.acq.galvo_port)
+        if not self.galvo.is_open and path is not None and not os.path.exists(path):
+            log.warning("galvo not parked: its port does not exist", extra={"port": path})  # nothing to reach
+            return False
         for attempt in range(2):
             try:
                 if not self.galvo.is_open:
@@ -105,14 +154,22 @@ class ScannerSession:
         rx.arm()
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
         t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
+        t = [time.perf_counter()]
         rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
+        t.append(time.perf_counter())
         head = rx.head()
         if head.shape != self.shape:
             raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
-        if_samples = rx.fetch_frame(head)
+        t.append(time.perf_counter())
+        if_samples = rx.fetch_frame(head, out=self.if_buffers.take())
+        t.append(time.perf_counter())
         fx, fy, direction = rx.fetch_feedback(head)
+        t.append(time.perf_counter())
         self.galvo.check_ok()  # a stall during the frame invalidates it
+        t.append(time.perf_counter())
         self.check_frame(if_samples, fx)
+        t.append(time.perf_counter())
+        self.last_timings = {k: 1e3 * (t[i + 1] - t[i]) for i, k in enumerate(TIMED_PARTS)}
         self.last_head = head
         frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction,
                          {"t_complete": t_complete})

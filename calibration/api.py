@@ -21,7 +21,7 @@ def current_processing_calibration(settings: CalibrationSettings, allow_stale: b
     Raises CalibrationError (with `.problems`) for a tampered, unreadable, other-scanner or (unless
     allow_stale) stale record: such a record is reported, never silently used.
     """
-    store = CalibrationStore(settings.calibration.store)
+    store = CalibrationStore(settings.calibration.store_dir)
     return store.processing_calibration(settings.scanner.scanner_id, settings.calibration.max_age_days,
                                         allow_stale=allow_stale)
 
@@ -29,7 +29,7 @@ def current_processing_calibration(settings: CalibrationSettings, allow_stale: b
 def exposure_preflight(settings: CalibrationSettings) -> None:
     """Raise calibration.fits.power_density.ExposureLimitError when scanning would exceed a configured limit."""
     from calibration.preflight import exposure_preflight as _pf
-    _pf(settings, CalibrationStore(settings.calibration.store))
+    _pf(settings, CalibrationStore(settings.calibration.store_dir))
 
 
 __all__ = ["CalibrationError", "current_processing_calibration", "exposure_preflight"]

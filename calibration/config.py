@@ -1,6 +1,7 @@
 """The `calibration` config section: record store, specification values, tolerances and exposure limits."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import Field, model_validator
@@ -9,6 +10,7 @@ from acquisition.config import AcquisitionConfig
 from processing.config import ProcessingConfig
 from sim.config import SimConfig
 
+from thzcore import datadirs
 from thzcore.config import Section
 from thzcore.scanner import ScannerConfig
 
@@ -21,7 +23,8 @@ class CalibrationConfig(Section):
     dB are of power: 10 log10(P1/P0), which equals 20 log10(A1/A0) for amplitudes.
     """
 
-    store: str = Field("calibration", description="directory of versioned calibration records")
+    store: str = Field("", description="directory of versioned calibration records (empty: calibration/ in the "
+                                      "data directory, $THZ_DATA_DIR or the per-user one; thzcore.datadirs)")
     max_age_days: float = Field(30.0, gt=0, description="a record older than this is stale (days)")
 
     # --- specification -------------------------------------------------------------------
@@ -64,6 +67,11 @@ class CalibrationConfig(Section):
     frames_per_point: int = Field(1, ge=1, le=16, description="processed frames averaged per measurement point")
     edge_tilt_deg: float = Field(4.0, ge=0, lt=45, description="knife-edge tilt from the raster axis (deg): slanted edge")
     grid_pitch_m: float = Field(0.05, gt=0, description="pitch of the grid target (m)")
+
+    @property
+    def store_dir(self) -> Path:
+        """The record store: `store` as given, else calibration/ in the data directory."""
+        return datadirs.resolve(self.store, datadirs.CALIBRATION)
 
     @model_validator(mode="after")
     def _ranges(self) -> "CalibrationConfig":

@@ -53,7 +53,7 @@ def exposure_preflight(settings: CalibrationSettings, store: CalibrationStore | 
     For any command that scans (`thz acquire`, `thz run`, every `thz calibrate`): the spot is the
     current beam record's (design waist without one), the raster is the configured one.
     """
-    store = store or CalibrationStore(settings.calibration.store)
+    store = store or CalibrationStore(settings.calibration.store_dir)
     w, _ = measured_radius(store, settings.scanner)
     _, checks, _ = assess_exposure(settings.scanner, settings.calibration, w)
     assert_exposure_allowed(checks)

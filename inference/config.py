@@ -1,10 +1,12 @@
 """The `inference` config section: engine choice and tuning, model bundle, gallery, endpoints, decisions."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from thzcore import datadirs
 from thzcore.config import Section
 
 
@@ -13,7 +15,8 @@ class InferenceConfig(Section):
         "auto", description="inference engine: auto = TensorRT when an NVIDIA GPU and tensorrt are present, "
                             "else ONNX Runtime on the CPU")
     bundle: str = Field("models/compact", description="model bundle directory (model.onnx + manifest.json)")
-    gallery: str = Field("gallery.sqlite", description="SQLite gallery of enrolled subjects (created 0600)")
+    gallery: str = Field("", description="SQLite gallery of enrolled subjects, created 0600 (empty: gallery.sqlite in "
+                                        "the data directory, $THZ_DATA_DIR or the per-user one; thzcore.datadirs)")
     # ONNX Runtime on few cores (measured with `thz bench inference`, see docs/inference.md)
     intra_op_threads: int = Field(1, ge=0, le=64, description="ONNX Runtime intra-op threads (0 = ORT default)")
     allow_spinning: bool = Field(False, description="let ONNX Runtime worker threads spin-wait; off when Numba "
@@ -37,6 +40,11 @@ class InferenceConfig(Section):
     # outputs and decisions
     reconstruction: bool = Field(False, description="compute the reconstruction and put it in results "
                                                     "(personal data: off unless asked for)")
+    reconstruction_route: Literal["predicted", "soft", "graph"] = Field(
+        "predicted", description="which posture expert reconstructs: predicted = only the argmax posture's "
+                                 "expert runs on each ROI; soft = every expert, blended by the posture "
+                                 "probabilities; graph = the bundle's graph as exported (every expert runs, "
+                                 "the argmax one is kept: the reference, 4x the cost of predicted)")
     top_k: int = Field(3, ge=1, le=100, description="best identities reported per result")
     identify_threshold: float | None = Field(
         None, ge=0.0, le=2.0, description="open-set rejection distance for 1:N identification "
@@ -54,11 +62,22 @@ class InferenceConfig(Section):
         "", description="ZMQ CURVE secret key file (zmq.auth format) of the result publisher; required to bind "
                         "a non-loopback endpoint")
     curve_clients_dir: str = Field("", description="directory of authorised client public keys (*.key) for CURVE")
-    report_dir: str = Field("reports", description="where `thz run` writes its HTML report")
+    report_dir: str = Field("", description="where `thz run` writes its HTML reports (empty: reports/ in the data "
+                                           "directory)")
     view_port: int = Field(8765, ge=0, le=65535, description="`thz run --view`: loopback HTTP port of the live "
                                                              "view (0 = any free port)")
     view_fault_after_s: float = Field(3.0, gt=0, description="live view: scanner shown in fault after this long "
                                                              "without a frame (s)")
+
+    @property
+    def gallery_path(self) -> Path:
+        """The gallery file: `gallery` as given, else gallery.sqlite in the data directory."""
+        return datadirs.resolve(self.gallery, datadirs.GALLERY)
+
+    @property
+    def report_root(self) -> Path:
+        """The folder of `thz run`'s reports: `report_dir` as given, else reports/ in the data directory."""
+        return datadirs.resolve(self.report_dir, datadirs.REPORTS)
 
     @model_validator(mode="after")
     def _endpoints(self) -> "InferenceConfig":

@@ -49,6 +49,11 @@ class GalleryError(ValueError):
     """A gallery operation that cannot be done as asked (unknown subject, bad embedding...)."""
 
 
+class GalleryRequestError(GalleryError):
+    """Asked for what the gallery does not hold or cannot take: a subject not enrolled, an empty gallery, a bad
+    subject id or posture (the command line is wrong, not the file)."""
+
+
 class GalleryCorruptError(GalleryError):
     """The gallery file is not a readable gallery database, or a stored template is damaged."""
 
@@ -150,9 +155,9 @@ class Gallery:
                display_name: str = "", frame_id: int | None = None) -> int:
         """Add one template for `subject_id` (created if new). Returns the template row id."""
         if not subject_id or not isinstance(subject_id, str):
-            raise GalleryError(f"subject id {subject_id!r} must be a non-empty string")
+            raise GalleryRequestError(f"subject id {subject_id!r} must be a non-empty string")
         if posture not in POSTURES:
-            raise GalleryError(f"posture {posture!r} not in {POSTURES}")
+            raise GalleryRequestError(f"posture {posture!r} not in {POSTURES}")
         e = np.asarray(embedding, dtype="<f4").reshape(-1)
         if e.size != self.embedding_size or not np.all(np.isfinite(e)):
             raise GalleryError(f"embedding of {e.size} values (finite: {bool(np.all(np.isfinite(e)))}); "
@@ -178,7 +183,7 @@ class Gallery:
         with self._db:
             n = self._db.execute("SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,)).fetchone()[0]
             if self._db.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,)).rowcount == 0:
-                raise GalleryError(f"subject {subject_id!r} is not enrolled")
+                raise GalleryRequestError(f"subject {subject_id!r} is not enrolled in {self.path}")
             self._audit("remove", subject=subject_id, source=source)
         self._edits += 1
         self._erase_log()
@@ -221,8 +226,9 @@ class Gallery:
                                 (subject_id,)).fetchall()
         if not rows:
             known = self._db.execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)).fetchone()
-            raise GalleryError(f"subject {subject_id!r} is " + ("enrolled without templates" if known
-                                                                 else "not enrolled") + "; run `thz enroll`")
+            raise GalleryRequestError(f"subject {subject_id!r} is " + ("enrolled without templates" if known
+                                                                        else "not enrolled") + f" in {self.path}; "
+                                      "run `thz enroll`")
         mine = [r[1] for r in rows if r[0] == self.model_id]
         if not mine:
             others = sorted({r[0] for r in rows})
@@ -299,7 +305,7 @@ class Gallery:
             if stale:
                 msg += f" ({len(stale)} enrolled with other models: re-enrol them with `thz enroll`)"
                 raise ModelMismatchError(msg)
-            raise GalleryError(msg + "; enrol subjects with `thz enroll`")
+            raise GalleryRequestError(msg + f" in {self.path}; enrol subjects with `thz enroll`")
         if stale:
             log.warning("subjects enrolled with another model are not searched; re-enrol them",
                         extra={"stale_subjects": len(stale)})

@@ -23,15 +23,58 @@ MIN_RESIZE_SIDE = 16            # smaller than this cannot be resized into a fac
 
 
 class ImageError(ValueError):
-    """An image file that cannot be used as a ROI: unreadable, of the wrong size, or holding NaN."""
+    """An image file that cannot be used as a ROI: unreadable, not a THz ROI (size, colour, bit depth), or holding NaN."""
+
+
+# Pillow modes of a single-channel image: 8-bit, 16-bit, 32-bit integer, 32-bit float
+GRAY_MODES = ("L", "I;16", "I;16B", "I;16L", "I", "F")
+# modes that may hold a grayscale image in a colour or palette container (accepted when every pixel is gray)
+CONTAINER_MODES = ("RGB", "RGBA", "LA", "P", "PA")
+
+
+def _as_gray(im, p: Path) -> np.ndarray:
+    """The pixels of a loaded image as float64 in [0, 1], or ImageError naming why it is not a ROI's."""
+    mode = im.mode
+    if mode == "1":
+        raise ImageError(f"image {p}: 1-bit black and white; a THz ROI is grayscale (8- or 16-bit, or float)")
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageError(f"image {p}: 32-bit integer pixels span [{a.min():.0f}, {a.max():.0f}]; a ROI is 8- or "
+                             "16-bit grayscale (0..255 or 0..65535)")
+        scale = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        return a / scale
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ImageError(f"image {p}: holds NaN or infinite pixels")
+        if a.size and (a.min() < -1e-6 or a.max() > 1 + 1e-6):
+            raise ImageError(f"image {p}: float pixels span [{a.min():.4g}, {a.max():.4g}]; a ROI's lie in [0, 1]")
+        return a
+    if mode == "L":
+        return np.asarray(im, dtype=np.float64) / 255.0
+    if mode not in CONTAINER_MODES:
+        raise ImageError(f"image {p}: mode {mode}; a THz ROI is a single-channel grayscale image "
+                         "(8-bit L, 16-bit I;16 or float F, as `thz` writes it)")
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.int16)
+    if np.any(rgba[..., 3] != 255):
+        raise ImageError(f"image {p}: has transparent pixels; a THz ROI is an opaque grayscale image")
+    spread = int((rgba[..., :3].max(axis=-1) - rgba[..., :3].min(axis=-1)).max()) if rgba.size else 0
+    if spread > 2:
+        raise ImageError(f"image {p}: a colour image ({mode}, channels differ by up to {spread}/255); a THz ROI is "
+                         "grayscale")
+    return rgba[..., :3].mean(axis=-1) / 255.0
 
 
 def load_png_roi(path: str | Path, size: int = 64, resize: bool = False) -> np.ndarray:
-    """A grayscale image file -> (size, size) float32 in [0, 1] (8-bit / 255, 16-bit / 65535, float as is).
+    """A THz ROI image file -> (size, size) float32 in [0, 1] (8-bit / 255, 16-bit / 65535, float as is).
 
-    Colour images are converted to luminance. An image of another size is refused unless `resize`
-    (bicubic), since a resized ROI is not what processing produces; an image above
-    MAX_IMAGE_PIXELS is refused before it is decoded, a float image holding NaN or infinity always.
+    A ROI is what processing writes: square, `size` x `size` (the bundle's input), one grayscale
+    channel, holding a signal (percentile-normalised, so never flat). Anything else is refused
+    with the reason: colour or transparency (a grayscale image in an RGB or palette container is
+    accepted), 1-bit, integers beyond 16 bits, floats outside [0, 1] or not finite, a flat image,
+    a side other than `size` unless `resize` (bicubic; a resampled image is not what processing
+    produces), a non-square image always, and above MAX_IMAGE_PIXELS before it is decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -43,29 +86,25 @@ def load_png_roi(path: str | Path, size: int = 64, resize: bool = False) -> np.n
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ImageError(f"image {p}: {w}x{h} pixels, above the {MAX_IMAGE_PIXELS} accepted for a ROI")
-            if (w, h) != (size, size) and not resize:
+            if w != h:
+                raise ImageError(f"image {p}: {w}x{h} is not square; a THz ROI is {size}x{size}")
+            if w != size and not resize:
                 raise ImageError(f"image {p}: {w}x{h}, a ROI is {size}x{size}; pass --resize to resample it "
                                  "(a resampled image is not what processing produces)")
-            if min(w, h) < MIN_RESIZE_SIDE:
+            if w != size and w < MIN_RESIZE_SIDE:
                 raise ImageError(f"image {p}: {w}x{h} is too small to resample into a {size}x{size} ROI")
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-                a = a / scale
-            elif im.mode == "F":
-                a = np.asarray(im, dtype=np.float64)
-            else:
-                a = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+            a = _as_gray(im, p)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
     if not np.all(np.isfinite(a)):
         raise ImageError(f"image {p}: holds NaN or infinite pixels")
+    if a.size and float(a.max() - a.min()) < 1.0 / 255:
+        raise ImageError(f"image {p}: flat (every pixel {a.flat[0]:.3f}); a THz ROI holds a face's glints")
     if a.shape != (size, size):
-        from PIL import Image as _I
-        a = np.asarray(_I.fromarray(a.astype(np.float32), mode="F").resize((size, size), _I.BICUBIC))
+        a = np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((size, size), Image.BICUBIC))
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 

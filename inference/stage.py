@@ -94,7 +94,7 @@ class InferenceStage:
         self.cfg = settings or InferenceConfig()
         self.roi_endpoint = roi_endpoint or self.cfg.roi_endpoint
         self.result_endpoint = result_endpoint or self.cfg.result_endpoint
-        self.gallery_path = Path(gallery_path or self.cfg.gallery).expanduser()
+        self.gallery_path = Path(gallery_path).expanduser() if gallery_path else self.cfg.gallery_path
         self.min_subscribers = min_subscribers
         # default: what the engine was built for (the operator's --reconstruction / inference.reconstruction)
         self.reconstruction = engine.reconstruction if reconstruction is None else reconstruction

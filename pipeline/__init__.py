@@ -9,7 +9,7 @@ from thzcore.lazy import lazy_exports
 _LAZY = {
     "Settings": "pipeline.settings", "load_settings": "pipeline.settings",
     "prepare_scan": "pipeline.prescan",
-    "Pipeline": "pipeline.compose", "JobError": "pipeline.compose", "run_sim": "pipeline.run", "run_hardware": "pipeline.run",
+    "Pipeline": "pipeline.compose", "JobError": "pipeline.compose", "JobConfigError": "pipeline.compose", "run_sim": "pipeline.run", "run_hardware": "pipeline.run",
     "LiveView": "pipeline.view",
 }
 __getattr__, __all__ = lazy_exports(__name__, _LAZY)

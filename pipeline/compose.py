@@ -46,7 +46,11 @@ RAW_SOURCES = ("emulator", "direct")
 
 
 class JobError(RuntimeError):
-    """The job cannot run as configured; the message says what to change."""
+    """The job failed while running: a stage died or never came up, results stopped coming (the CLI exits 5)."""
+
+
+class JobConfigError(JobError):
+    """The job cannot run as asked; the message says what to change (the CLI exits 2)."""
 
 
 class NoCleanResult(JobError):
@@ -60,7 +64,8 @@ class Pipeline:
     Every stage runs as a StageRunner (thzcore.stage) on one stop event: start() returns the
     endpoint it bound, check_alive() reports the first that died. Use as a context manager.
     `result_endpoint` overrides inference.result_endpoint; the internal hops bind loopback
-    ephemeral ports.
+    ephemeral ports, and the `raw` hop from the emulator's daemon an ipc:// socket in a private
+    temporary folder (8.4 MB frames handed over without copies).
     """
 
     def __init__(self, settings: Settings, engine: Engine | None, sim: bool = True,
@@ -92,6 +97,7 @@ class Pipeline:
         self.collector: Collector | None = None
         self.roi_endpoint: str | None = None
         self._daemon_dir: tempfile.TemporaryDirectory | None = None
+        self._ipc_dir: tempfile.TemporaryDirectory | None = None
         self.truth_margin = 0  # frames to skip after the first one labelled with a new scene
         self.t_started = 0.0
 
@@ -121,7 +127,7 @@ class Pipeline:
         raw_endpoint = self._start_raw_source()
         self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
                                           calibration=self.calibration,
-                                          calibration_dir=self.settings.calibration.store)
+                                          calibration_dir=str(self.settings.calibration.store_dir))
         processing = self.processing
         self.roi_endpoint = self._run("processing", lambda stop, ready: processing.serve(
             raw_endpoint, LOCAL_ANY, stop=stop, ready=ready))
@@ -156,8 +162,20 @@ class Pipeline:
         self.truth_margin = 1  # the daemon labels a frame when it arrives: the scene may have changed mid-frame
         truth_link = BackdoorClient(self.emulator.endpoints["backdoor"])  # the daemon thread's own REQ socket
         return self._start_daemon(self.emulator.settings_for(self.settings),
-                                  {"raw_endpoint": LOCAL_ANY, "status_endpoint": LOCAL_ANY, "record": False},
+                                  {"raw_endpoint": self._local_raw_endpoint(), "status_endpoint": LOCAL_ANY,
+                                   "record": False},
                                   truth=lambda: _scene_truth(truth_link.truth()))
+
+    def _local_raw_endpoint(self) -> str:
+        """The `raw` hop inside this process: ipc:// in a private (0700) temporary folder where ZMQ has it.
+
+        8.4 MB a frame: over ipc a zero-copy hand-off measured 0.9 ms against 2.6 ms over loopback TCP
+        (docs/processing.md); the folder keeps other users off the socket.
+        """
+        if not zmq.has("ipc"):
+            return LOCAL_ANY
+        self._ipc_dir = tempfile.TemporaryDirectory(prefix="thz-ipc-")
+        return f"ipc://{self._ipc_dir.name}/raw"
 
     def _start_daemon(self, settings: Settings, overrides: dict[str, Any],
                       truth: Callable[[], dict | None] | None = None) -> str:
@@ -188,7 +206,7 @@ class Pipeline:
         elif self.source is not None:
             self.source.set_scene(scene)
         else:
-            raise JobError("no simulated scene to set: this pipeline runs on hardware")
+            raise JobConfigError("no simulated scene to set: this pipeline runs on hardware")
 
     def check_alive(self) -> None:
         """Raise JobError naming the first stage that died or ended on its own."""
@@ -215,6 +233,9 @@ class Pipeline:
             self.emulator.stop()
         if self._daemon_dir is not None:
             self._daemon_dir.cleanup()
+        if self._ipc_dir is not None:
+            self._ipc_dir.cleanup()
+            self._ipc_dir = None
         self.ctx.destroy(linger=0)
 
     # --- scanning ---

@@ -33,7 +33,7 @@ def prepare_scan(settings: Settings, allow_stale: bool = False) -> tuple[Setting
         raise ScanRefused(f"refused: {exc} (or pass --allow-stale-calibration for a stale record)") from None
     if pc is None:
         log.warning("no calibration record in force: scanning uncalibrated; run `thz calibrate phase`",
-                    extra={"store": settings.calibration.store})
+                    extra={"store": str(settings.calibration.store_dir)})
         return settings, None
     acq = settings.acquisition.model_copy(update={"calibration_id": pc.calibration_id})
     return settings.model_copy(update={"acquisition": acq}), pc

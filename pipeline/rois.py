@@ -6,7 +6,7 @@ from typing import Iterator
 import numpy as np
 
 from inference.sources import RoiInput
-from pipeline.compose import JobError, Pipeline
+from pipeline.compose import JobConfigError, Pipeline
 from pipeline.run import subject_scene
 from pipeline.settings import Settings
 from processing.stage import ProcessingStage
@@ -38,7 +38,7 @@ def live_rois(settings: Settings, sim: bool, identity: int | None, posture: str,
     with Pipeline(settings, None, sim=sim, raw_source=raw_source) as pipe:
         if sim:
             if identity is None:
-                raise JobError("a simulated scan needs the identity of the subject in front of the scanner")
+                raise JobConfigError("a simulated scan needs the identity of the subject in front of the scanner")
             scene = subject_scene(int(identity), posture, concealed, int(np.random.default_rng().integers(1 << 31)))
             got = pipe.clean_rois(scene, n, timeout_s)
         else:

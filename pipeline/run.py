@@ -12,7 +12,7 @@ import numpy as np
 from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
-from pipeline.compose import JobError, NoCleanResult, Pipeline
+from pipeline.compose import JobConfigError, JobError, NoCleanResult, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings
 from pipeline.view import LiveView
@@ -58,17 +58,17 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
     identities = sorted(set(identities)) if identities is not None else list(range(n_subjects))
     n_subjects = len(identities)
     if n_subjects < 2:
-        raise JobError(f"{n_subjects} subject(s): need at least 2 (each scan is also checked against an impostor)")
+        raise JobConfigError(f"{n_subjects} subject(s): need at least 2 (each scan is also checked against an impostor)")
     outside = [i for i in identities if i >= settings.sim.n_identities]
     if outside:
-        raise JobError(f"identities {outside} are outside the simulated population of sim.n_identities="
+        raise JobConfigError(f"identities {outside} are outside the simulated population of sim.n_identities="
                        f"{settings.sim.n_identities} (0..{settings.sim.n_identities - 1}): set [sim] n_identities = "
                        f"{max(outside) + 1} or more in the config file (each member is drawn from its own index, "
                        "so the others stay the same)")
     seed = settings.sim.seed if seed is None else seed
     rng = np.random.default_rng([seed, 0x5EED])
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(report_dir or Path(settings.inference.report_dir) / f"run-{stamp}")
+    out_dir = Path(report_dir) if report_dir else settings.inference.report_root / f"run-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = Path(gallery_path) if gallery_path else out_dir / "gallery.sqlite"
     records: list[ScanRecord] = []

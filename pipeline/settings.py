@@ -5,19 +5,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from acquisition.config import AcquisitionConfig
 from calibration.config import CalibrationConfig
 from inference.config import InferenceConfig
 from processing.config import ProcessingConfig
 from sim.config import SimConfig
+from thzcore import datadirs
 from thzcore.config import ConfigError, Section, format_validation_error, load_toml
 from thzcore.scanner import ScannerConfig
 from training.config import TrainingConfig
 
 
+# the per-item paths that default to the data directory: (section, field, name in the data directory)
+DATA_PATHS: tuple[tuple[str, str, str], ...] = (
+    ("calibration", "store", datadirs.CALIBRATION),
+    ("inference", "gallery", datadirs.GALLERY),
+    ("inference", "report_dir", datadirs.REPORTS),
+    ("acquisition", "record_dir", datadirs.RECORDINGS),
+)
+
+
 class Settings(Section):
+    data_dir: str = Field("", description="folder of the calibration store, gallery, reports and recordings "
+                                          "($THZ_DATA_DIR wins; empty: the per-user data directory of thz-face)")
     scanner: ScannerConfig = ScannerConfig()
     sim: SimConfig = SimConfig()
     acquisition: AcquisitionConfig = AcquisitionConfig()
@@ -25,6 +37,26 @@ class Settings(Section):
     inference: InferenceConfig = InferenceConfig()
     training: TrainingConfig = TrainingConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_paths(cls, data: Any) -> Any:
+        """Fill every data path left empty (calibration.store, inference.gallery, ...) from the data directory,
+        so that `thz config show`, records and recordings name the folder actually used."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        base = data.get("data_dir") or ""
+        if not isinstance(base, str):
+            return data  # the field's own validation names the wrong type
+        for section, name, default in DATA_PATHS:
+            sec = data.get(section, {})
+            if isinstance(sec, dict):
+                if not sec.get(name):
+                    data[section] = {**sec, name: str(datadirs.data_path(default, base))}
+            elif isinstance(sec, Section) and not getattr(sec, name):
+                data[section] = sec.model_copy(update={name: str(datadirs.data_path(default, base))})
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Settings":

@@ -192,7 +192,7 @@ class ProcessingStage:
             while not (stop is not None and stop.is_set()):
                 if not sub.poll(poll_ms):
                     continue
-                parts = sub.recv_multipart()
+                parts = sub.recv_multipart(copy=False)  # the arrays are views of the ZMQ messages: no 8 MB copy
                 t_received = time.time()
                 try:
                     raw = RawFrame.from_message(decode(parts, expect_topic="raw"))

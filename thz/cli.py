@@ -11,23 +11,36 @@ from typing import Any
 import click
 
 # Exit codes of every `thz` command (the table is in README.md, "Exit codes"); errors are mapped in
-# `_exit_for` below and nowhere else.
-EXIT_OK = 0           # done
-EXIT_NEGATIVE = 1     # ran, and the answer is no: a claim rejected, a parity contract broken, a run failed
-EXIT_USAGE = 2        # the command line or the configuration is wrong (the message names the option or field)
-EXIT_REFUSED = 3      # refused for safety: exposure limit, stale or tampered calibration; acquisition failed
-EXIT_INPUT = 4        # an input file is unusable: model bundle, gallery, recording, image, dataset
-EXIT_DEVICE = 5       # a device or link failed: galvo, receiver (after the daemon's own retries)
+# `_exit_for` below and nowhere else, and a command exits with one of these names, never a bare number.
+EXIT_OK = 0           # done; the answer is yes (accepted, identified, in tolerance, all current)
+EXIT_NEGATIVE = 1     # ran to the end, and the answer is no: a claim rejected, a face not identified, a calibration
+#                       out of tolerance or not current, a parity contract broken, a build with images that failed
+EXIT_USAGE = 2        # the command line or the configuration is wrong (the message names the option or field),
+#                       including a subject that is not enrolled and a prompt that cannot be answered (stdin closed)
+EXIT_REFUSED = 3      # refused by a safety gate: exposure limit, stale or tampered calibration record
+EXIT_INPUT = 4        # an input file is unusable: model bundle, gallery, recording, image, dataset, calibration store
+EXIT_DEVICE = 5       # a device, link or stage failed: galvo, receiver (absent, or lost after the retries), a stage
+#                       of `thz run` that died or went silent
 EXIT_INTERNAL = 70    # a bug: the one-line message names the exception; THZ_DEBUG=1 shows the traceback
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM before the end: every stage stopped, what was done is kept
+
+# options of the `thz` group that are accepted after the subcommand too (`thz run --sim --config x.toml`)
+GLOBAL_OPTIONS = ("--config", "--log-level", "--log-format")
 
 
 class ThzError(click.ClickException):
     """A failure shown as one line on stderr with its documented exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        # one line: the lines of a multi-line message (one per bad config field) joined with "; "
+        super().__init__("; ".join(ln.strip() for ln in message.splitlines() if ln.strip()) or "failed")
         self.exit_code = exit_code
+
+
+def error_for(exc: BaseException, default: int) -> ThzError:
+    """A command's caught error as a ThzError: the code EXIT_CODES gives its type, else `default`."""
+    code = exit_code_for(exc)
+    return ThzError(str(exc) or type(exc).__name__, default if code is None else code)
 
 
 # name -> "module:attribute" of a click command or group, imported on first use
@@ -44,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "identify": "thz.commands.run:identify",
     "gallery": "thz.commands.gallery:gallery",
     "calibrate": "thz.commands.calibrate:calibrate",
+    "schema": "thz.commands.schema:schema",
 }
 SIM_COMMANDS: dict[str, str] = {
     "demo": "thz.commands.demo:demo",
@@ -87,11 +101,15 @@ EXIT_CODES: dict[str, int] = {
     "training.protocols:ProtocolError": EXIT_USAGE,   # `thz evaluate --protocol` that does not fit the data
     "inference.bundle:BundleError": EXIT_INPUT,
     "thzcore.bundle:ManifestError": EXIT_INPUT,
+    "inference.gallery:GalleryRequestError": EXIT_USAGE,  # not enrolled, empty gallery: the command line is wrong
     "inference.gallery:GalleryError": EXIT_INPUT,
     "inference.sources:ImageError": EXIT_INPUT,
     "thzcore.recording:RecordingError": EXIT_INPUT,
     "thzcore.manifest:ManifestError": EXIT_INPUT,
     "sqlite3:DatabaseError": EXIT_INPUT,
+    "calibration.store:CalibrationError": EXIT_INPUT,
+    "pipeline.compose:JobConfigError": EXIT_USAGE,
+    "pipeline.compose:JobError": EXIT_DEVICE,
     "acquisition.errors:AcquisitionError": EXIT_DEVICE,
 }
 
@@ -124,17 +142,71 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, f"internal error: {name}: {text} (set THZ_DEBUG=1 for the traceback)"
 
 
+def _plain_exit(exc: click.ClickException) -> int:
+    """The code of a command's plain ClickException, from the error it was raised for (its cause or context,
+    which `raise ... from None` keeps): a named error's code, a bad value's EXIT_USAGE, else its own."""
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return exc.exit_code
+    code, _ = _exit_for(cause)
+    if code != EXIT_INTERNAL:
+        return code
+    return EXIT_USAGE if isinstance(cause, ValueError) else exc.exit_code
+
+
+def _abort_exit(exc: click.exceptions.Abort) -> ThzError:
+    """A prompt that ended without an answer: Ctrl-C (130), stdin closed (2), or the operator said no (1)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, KeyboardInterrupt):
+        return ThzError("interrupted at a prompt", EXIT_INTERRUPTED)
+    if isinstance(cause, EOFError):
+        return ThzError("stdin is closed: a prompt needs an answer (run it on a terminal, pipe the answers in, "
+                        "or pass --yes where the command has it)", EXIT_USAGE)
+    return ThzError("Aborted: not confirmed, nothing done", EXIT_NEGATIVE)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the group's own options (GLOBAL_OPTIONS with their values) found after the subcommand to the front,
+    so that `thz run --sim --config x.toml` means `thz --config x.toml run --sim`; `--` ends the search."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        name = a.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and ("=" in a or i + 1 < len(args)):
+            take = 1 if "=" in a else 2
+            front.extend(args[i:i + take])
+            i += take
+            continue
+        rest.append(a)
+        i += 1
+    return front + rest
+
+
 class ThzGroup(LazyGroup):
     """The top-level group: every exception a command lets escape becomes one line on stderr and the exit
     status of `_exit_for` (THZ_DEBUG=1 lets it through, traceback and all)."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+        except click.exceptions.Abort as exc:
+            raise _abort_exit(exc) from None
+        except click.exceptions.ClickException as exc:
+            if type(exc) is click.ClickException:  # a command's plain error: classified by what it was raised for
+                exc.exit_code = _plain_exit(exc)
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except (click.exceptions.Exit, SystemExit):
+            raise
+        except KeyboardInterrupt as exc:  # the message of a command's own interruption (what was kept) is shown
+            click.echo(" ".join(str(exc).split()) or "interrupted", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - the one error path of the CLI
             if os.environ.get("THZ_DEBUG"):
@@ -174,6 +246,8 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
     from thzcore.logs import setup_logging
     setup_logging(log_level, log_format)
     ctx.obj = AppContext(config_path)
+    if (config_path or os.environ.get("THZ_CONFIG")) and ctx.invoked_subcommand not in ("config", None):
+        _ = ctx.obj.settings  # a config given is checked before any command runs, also by those that read little of it
 
 
 @cli.group()
@@ -190,8 +264,7 @@ def config_validate(file: str) -> None:
     try:
         s = load_settings(file)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+        raise ThzError(str(exc), EXIT_USAGE) from None
     click.echo(f"{file}: valid (scanner {s.scanner.scanner_id}, {s.scanner.raster.lines_per_frame} lines/frame)")
 
 

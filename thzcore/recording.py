@@ -1,30 +1,38 @@
-"""HDF5 session recordings (NeXus-style, SWMR, flushed per frame) and `recover` for files left by a crash.
+"""HDF5 session recordings in NeXus form (SWMR, flushed per frame) and `recover` for files left by a crash.
 
-Layout of one session file (every dataset is created before SWMR writing starts):
+Layout of one session file, recording version 2 (every dataset is created before SWMR writing starts;
+NeXus base classes NXroot / NXentry / NXinstrument / NXdata; `units` on every numeric dataset, "1"
+for counts, ids and flags, times in s since the Unix epoch with `start` = 1970-01-01T00:00:00Z):
 
-    /                       NX_class=NXroot, file_name, creator
-    /entry                  NXentry: session_id, scanner_id, start_time, end_time, status
+    /                       NX_class=NXroot, default=entry, file_name, file_time, creator
+    /entry                  NXentry, default=data; attributes: recording_version, session_id, scanner_id, status
                             (running | closed | failed | interrupted | recovered), config_json, config_sha256,
                             calibration_id, software_version, sim_seed (-1 = real hardware), frames
+      start_time, end_time  NX_DATE_TIME datasets (ISO 8601, UTC); end_time written when the file is closed
     /entry/instrument       NXinstrument
-      galvo                 NXpositioner: idn
-      receiver              NXdetector: idn, resource
-    /entry/data             NXdata, signal=if_samples
-      if_samples            int16   (N, lines, chirps, samples)  one chunk per frame
-      feedback_x            float32 (N, lines, chirps)           m at the standoff plane
+      galvo                 NXpositioner: name, idn (*IDN? reply), resource (serial port)
+      receiver              NXdetector: name, idn, resource (VISA resource)
+    /entry/data             NXdata, signal=if_samples, axes=[frame_id, ., ., .], frame_id_indices=0,
+                            t_acquired_indices=0
+      if_samples            int16   (N, lines, chirps, samples)  counts, one chunk per frame, gzip 1 + shuffle
+      feedback_x            float32 (N, lines, chirps)           m at the standoff plane, gzip 1 + shuffle
       feedback_y            float32 (N, lines)                   m
       direction             int8    (N, lines)                   +1 forward, -1 backward
       frame_id, seq         int64   (N,)                         daemon frame id, wire sequence number
       instrument_frame_no   int64   (N,)                         the receiver's own frame counter
-      t_acquired            float64 (N,)                         frame start, Unix time (s)
-      t_complete            float64 (N,)                         scan complete (last line digitized), Unix time
-                                                                 (s); 0 when the source did not stamp it
-      meta                  S4096   (N,)                         the frame's meta as JSON (calibration_id,
-                                                                 session_id, sim truth, ...), UTF-8, fixed
-                                                                 length (SWMR has no variable-length data)
+      t_acquired            float64 (N,)                         frame start, s (Unix time)
+      t_complete            float64 (N,)                         scan complete (last line digitized), s (Unix
+                                                                 time); 0 when the source did not stamp it
+      meta                  string  (N,)                         the frame's meta as JSON (calibration_id,
+                                                                 session_id, sim truth, ...), UTF-8
       complete              uint8   (N,)                         1 once every dataset of the frame is written
       count                 int64   (1,)                         frames written (updated last, per frame)
-    /entry/gaps             NXcollection: after_frame_id, resume_frame_id, t_start, t_end, reason (S160)
+    /entry/gaps             NXcollection: after_frame_id, resume_frame_id, t_start, t_end, reason (string)
+
+SWMR cannot write variable-length data, so while a session is written `meta` and `reason` are
+fixed-length bytes (META_LEN, REASON_LEN; gzip-compressed, so the padding costs nothing); closing the
+file (and `thz recover`) rewrites them as variable-length UTF-8 strings. Readers take both, and read
+version 1 files (start_time an attribute, no units, uncompressed); a file of a newer version is refused.
 
 Datasets grow by `grow` frames at a time; the writer flushes the frame's data, then sets `complete`
 and `count` and flushes again, so after a crash every frame with complete == 1 is whole.
@@ -61,8 +69,26 @@ log = get_logger(__name__)
 class RecordingError(ValueError):
     """A file that is not a readable thz-face recording; the message names the file and what is missing."""
 
+RECORDING_VERSION = 2  # 1: start_time an attribute, no units, no compression, fixed-length meta
 REASON_LEN = 160
 META_LEN = 4096
+EPOCH = "1970-01-01T00:00:00Z"  # the `start` of every time dataset (NeXus NX_TIME offsets)
+# lossless compression of the large per-frame blocks, h5py's built-in filters (measured in docs/protocols.md:
+# gzip 1 + shuffle keeps 60 % of a simulated frame's bytes in ~0.3 s of one core, lzf 71 % in ~0.17 s)
+COMPRESSIONS: dict[str, dict[str, Any]] = {
+    "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+    "lzf": {"compression": "lzf", "shuffle": True},
+    "none": {},
+}
+STRINGS_COMPRESSION = COMPRESSIONS["gzip"]  # meta and reasons: padding and JSON, small either way
+COMPRESSED = ("if_samples", "feedback_x")
+UNITS = {"if_samples": "counts", "feedback_x": "m", "feedback_y": "m", "direction": "1", "frame_id": "1", "seq": "1",
+         "instrument_frame_no": "1", "t_acquired": "s", "t_complete": "s", "complete": "1", "count": "1",
+         "after_frame_id": "1", "resume_frame_id": "1", "t_start": "s", "t_end": "s"}
+LONG_NAMES = {"if_samples": "IF samples of each chirp (ADC counts)", "feedback_x": "fast-axis position feedback",
+              "feedback_y": "slow-axis position feedback", "direction": "line direction (+1 forward, -1 backward)",
+              "t_acquired": "frame start", "t_complete": "scan complete (last line digitized)"}
+DATE_TIMES = ("start_time", "end_time")  # NXentry fields: datasets here, attributes in version 1 files
 DATA_FIELDS = ("if_samples", "feedback_x", "feedback_y", "direction", "frame_id", "seq", "instrument_frame_no",
                "t_acquired", "t_complete", "meta", "complete")
 GAP_FIELDS = ("after_frame_id", "resume_frame_id", "t_start", "t_end", "reason")
@@ -87,37 +113,107 @@ def _data_specs(shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...],
             "t_complete": ((), "<f8"), "meta": ((), f"S{META_LEN}"), "complete": ((), "|u1")}
 
 
+def _units(ds: h5py.Dataset, name: str) -> None:
+    if name in UNITS:
+        ds.attrs["units"] = UNITS[name]
+    if name in LONG_NAMES:
+        ds.attrs["long_name"] = LONG_NAMES[name]
+    if UNITS.get(name) == "s":
+        ds.attrs["start"] = EPOCH
+
+
+def _put_text(group: h5py.Group, name: str, value: str) -> None:
+    """A scalar string dataset (created, or replaced)."""
+    if name in group:
+        del group[name]
+    group.create_dataset(name, data=str(value), dtype=h5py.string_dtype())
+
+
 def make_layout(f: h5py.File, shape: tuple[int, int, int], attrs: dict[str, Any], capacity: int,
-                 instrument: dict[str, dict[str, Any]] | None = None) -> None:
+                instrument: dict[str, dict[str, Any]] | None = None, compression: str = "gzip") -> None:
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression={compression!r}: use one of {sorted(COMPRESSIONS)}")
     f.attrs["NX_class"] = "NXroot"
-    f.attrs["file_name"] = os.path.basename(f.filename)
+    f.attrs["default"] = "entry"
+    f.attrs["file_name"] = os.path.basename(f.filename).removesuffix(CREATING_SUFFIX).removesuffix(".recovering")
+    f.attrs["file_time"] = iso_time(time.time())
     f.attrs["creator"] = software_version()
     entry = f.create_group("entry")
     entry.attrs["NX_class"] = "NXentry"
+    entry.attrs["default"] = "data"
     for k, v in attrs.items():
-        entry.attrs[k] = v
+        if k in DATE_TIMES:
+            _put_text(entry, k, v)
+        elif k != "recording_version":
+            entry.attrs[k] = v
+    entry.attrs["recording_version"] = RECORDING_VERSION
     inst = entry.create_group("instrument")
     inst.attrs["NX_class"] = "NXinstrument"
-    g = inst.create_group("galvo")
-    g.attrs["NX_class"] = "NXpositioner"
-    r = inst.create_group("receiver")
-    r.attrs["NX_class"] = "NXdetector"
-    for device, dev_attrs in (instrument or {}).items():
-        for k, v in dev_attrs.items():
-            inst[device].attrs[k] = v
+    for device, nx_class in (("galvo", "NXpositioner"), ("receiver", "NXdetector")):
+        g = inst.create_group(device)
+        g.attrs["NX_class"] = nx_class
+        _put_text(g, "name", device)
+        for k, v in (instrument or {}).get(device, {}).items():
+            _put_text(g, k, v)
     data = entry.create_group("data")
     data.attrs["NX_class"] = "NXdata"
     data.attrs["signal"] = "if_samples"
+    data.attrs["axes"] = ["frame_id", ".", ".", "."]
+    data.attrs["frame_id_indices"] = 0
+    data.attrs["t_acquired_indices"] = 0
     for name, (inner, dt) in _data_specs(shape).items():
-        data.create_dataset(name, shape=(capacity, *inner), maxshape=(None, *inner), dtype=dt,
-                            chunks=(1, *inner) if inner else (max(64, capacity),),
-                            fillvalue=b"" if dt.startswith("S") else 0)
-    data.create_dataset("count", data=np.zeros(1, "<i8"), dtype="<i8")
+        ds = data.create_dataset(name, shape=(capacity, *inner), maxshape=(None, *inner), dtype=dt,
+                                 chunks=(1, *inner) if inner else (max(64, capacity),),
+                                 fillvalue=b"" if dt.startswith("S") else 0,
+                                 **(COMPRESSIONS[compression] if name in COMPRESSED else
+                                    STRINGS_COMPRESSION if dt.startswith("S") else {}))
+        _units(ds, name)
+    _units(data.create_dataset("count", data=np.zeros(1, "<i8"), dtype="<i8"), "count")
     gaps = entry.create_group("gaps")
     gaps.attrs["NX_class"] = "NXcollection"
     for name, dt in (("after_frame_id", "<i8"), ("resume_frame_id", "<i8"), ("t_start", "<f8"), ("t_end", "<f8"),
                      ("reason", f"S{REASON_LEN}")):
-        gaps.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(64,))
+        _units(gaps.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(64,)), name)
+
+
+def _as_vlen_strings(group: h5py.Group, name: str) -> None:
+    """Rewrite a fixed-length bytes dataset (what SWMR can write) as variable-length UTF-8 strings."""
+    if name not in group or group[name].dtype.kind != "S":
+        return
+    old = group[name]
+    values = [bytes(v).rstrip(b"\0").decode("utf-8", "replace") for v in old[:]]
+    attrs = dict(old.attrs)
+    del group[name]
+    new = group.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(),
+                               maxshape=(None,), chunks=(max(1, min(len(values), 64)),), **STRINGS_COMPRESSION)
+    for k, v in attrs.items():
+        new.attrs[k] = v
+
+
+def finish_layout(f: h5py.File) -> None:
+    """What a closed file has beyond the SWMR layout: meta and gap reasons as variable-length strings
+    (a file opened without SWMR, after writing)."""
+    _as_vlen_strings(f["entry/data"], "meta")
+    _as_vlen_strings(f["entry/gaps"], "reason")
+
+
+def instrument_info(f: h5py.File) -> dict[str, dict[str, Any]]:
+    """{device: {field: value}} of /entry/instrument: datasets (version 2) or attributes (version 1)."""
+    out: dict[str, dict[str, Any]] = {}
+    if "entry/instrument" not in f:
+        return out
+    for device, g in f["entry/instrument"].items():
+        if not isinstance(g, h5py.Group):
+            continue
+        info = {k: _decode(v) for k, v in g.attrs.items() if k != "NX_class"}
+        info.update({k: _decode(ds[()]) for k, ds in g.items() if isinstance(ds, h5py.Dataset) and ds.shape == ()})
+        info.pop("name", None)
+        out[device] = info
+    return out
+
+
+def _decode(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
 
 
 def frame_meta_bytes(frame: RawFrame) -> bytes:
@@ -137,9 +233,12 @@ def frame_meta_bytes(frame: RawFrame) -> bytes:
     return blob
 
 
-def frame_meta_from_bytes(raw: bytes) -> dict[str, Any]:
-    """Inverse of frame_meta_bytes; {} for an empty or unreadable entry."""
+def frame_meta_from_bytes(raw: bytes | str) -> dict[str, Any]:
+    """Inverse of frame_meta_bytes (fixed-length bytes, or a closed file's string); {} for an empty or unreadable
+    entry."""
     try:
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
         m = json.loads(raw.rstrip(b"\0").decode("utf-8")) if raw else {}
     except (UnicodeDecodeError, ValueError):
         return {}
@@ -150,7 +249,8 @@ class Recorder:
     """Writes one session: `write(frame, seq)` per frame, `gap(...)` per outage, `close(status)` at the end."""
 
     def __init__(self, path: str | Path, shape: tuple[int, int, int], attrs: dict[str, Any],
-                 grow: int = 16, instrument: dict[str, dict[str, Any]] | None = None) -> None:
+                 grow: int = 16, instrument: dict[str, dict[str, Any]] | None = None,
+                 compression: str = "gzip") -> None:
         self.path = Path(path)
         self.shape = tuple(shape)
         self.grow = max(1, int(grow))
@@ -166,7 +266,12 @@ class Recorder:
             creating.unlink()  # left by a crash during an earlier creation: it never held a frame
         create_private(creating)
         self._f = h5py.File(creating, "w", libver="latest")
-        make_layout(self._f, self.shape, full, self.grow, instrument)
+        try:
+            make_layout(self._f, self.shape, full, self.grow, instrument, compression)
+        except BaseException:
+            self._f.close()
+            creating.unlink()
+            raise
         self._f.flush()
         # the recording appears whole or not at all: link() is atomic and, unlike rename, never replaces an
         # existing file; the open handle follows the inode
@@ -182,16 +287,16 @@ class Recorder:
     @classmethod
     def create(cls, directory: str | Path, scanner_id: str, session_id: str, shape: tuple[int, int, int],
                attrs: dict[str, Any], grow: int = 16,
-               instrument: dict[str, dict[str, Any]] | None = None) -> "Recorder":
+               instrument: dict[str, dict[str, Any]] | None = None, compression: str = "gzip") -> "Recorder":
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in scanner_id)
         return cls(d / f"{safe_id}_{stamp}_{session_id}.h5", shape,
-                   {"session_id": session_id, "scanner_id": scanner_id, **attrs}, grow, instrument)
+                   {"session_id": session_id, "scanner_id": scanner_id, **attrs}, grow, instrument, compression)
 
     def set_instrument(self, device: str, **attrs: Any) -> None:
-        """Instrument facts learnt after creation: written as attributes when the file is closed."""
+        """Instrument facts learnt after creation: written as fields of its group when the file is closed."""
         self._instrument_attrs.setdefault(device, {}).update(attrs)
 
     def write(self, frame: RawFrame, seq: int, instrument_frame_no: int = -1) -> int:
@@ -246,11 +351,12 @@ class Recorder:
         with h5py.File(self.path, "r+") as f:
             e = f["entry"]
             e.attrs["status"] = status
-            e.attrs["end_time"] = iso_time(time.time())
+            _put_text(e, "end_time", iso_time(time.time()))
             e.attrs["frames"] = self.count
             for device, attrs in self._instrument_attrs.items():
                 for k, v in attrs.items():
-                    e["instrument"][device].attrs[k] = v
+                    _put_text(e["instrument"][device], k, v)
+            finish_layout(f)
 
     @property
     def closed(self) -> bool:
@@ -278,7 +384,8 @@ def _frame_from_row(attrs: dict[str, Any], row: dict[str, Any]) -> RawFrame:
     """One frame of /entry/data (a dict of its datasets' rows) with the entry attributes as a RawFrame."""
     meta: dict[str, Any] = {"calibration_id": str(attrs.get("calibration_id", ""))}
     if "meta" in row:
-        meta.update(frame_meta_from_bytes(bytes(row["meta"])))
+        raw = row["meta"]
+        meta.update(frame_meta_from_bytes(raw if isinstance(raw, str) else bytes(raw)))
     if "t_complete" in row and row["t_complete"] > 0:
         meta["t_complete"] = float(row["t_complete"])
     return RawFrame(int(row["frame_id"]), float(row["t_acquired"]), str(attrs.get("scanner_id", "")),
@@ -286,10 +393,22 @@ def _frame_from_row(attrs: dict[str, Any], row: dict[str, Any]) -> RawFrame:
 
 
 def entry_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    out = {}
-    for k, v in obj.attrs.items():
-        out[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
+    """The entry's attributes, with its start_time / end_time (datasets since version 2) among them."""
+    out = {k: _decode(v) for k, v in obj.attrs.items()}
+    if isinstance(obj, h5py.Group):
+        for name in DATE_TIMES:
+            if name in obj and isinstance(obj[name], h5py.Dataset):
+                out[name] = _decode(obj[name][()])
     return out
+
+
+def recording_version(f: h5py.File) -> int:
+    """The layout version of a recording (1 for files written before the attribute existed)."""
+    v = f["entry"].attrs.get("recording_version", 1) if "entry" in f else 1
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise RecordingError(f"{f.filename}: recording_version {v!r} is not a number: the file is damaged") from None
 
 
 def _open(path: str | Path, swmr: bool) -> h5py.File:
@@ -303,6 +422,15 @@ def _open(path: str | Path, swmr: bool) -> h5py.File:
     if "entry/data/if_samples" not in f or "entry/data/count" not in f or "entry/data/complete" not in f:
         f.close()
         raise RecordingError(f"{p} is not a thz-face recording (no /entry/data/if_samples and count)")
+    try:
+        v = recording_version(f)
+    except RecordingError:
+        f.close()
+        raise
+    if v > RECORDING_VERSION:
+        f.close()
+        raise RecordingError(f"{p}: recording version {v}, newer than this thz-face reads ({RECORDING_VERSION}); "
+                             "update thz-face to read it")
     return f
 
 

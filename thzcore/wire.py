@@ -38,8 +38,19 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def encode(msg: Message) -> list[bytes]:
-    """Message -> multipart frames ready for `socket.send_multipart`."""
+def _byte_view(a: np.ndarray) -> bytes | memoryview:
+    """The bytes of a C-contiguous array as a flat memoryview (no copy); b'' for an empty array."""
+    return memoryview(a.reshape(-1)).cast("B") if a.size else b""
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Message -> multipart frames ready for `socket.send_multipart`.
+
+    Payloads are memoryviews of the (little-endian, C-contiguous) arrays themselves, not copies: a
+    `send_multipart(..., copy=False)` hands that memory to ZMQ, which keeps a reference until the
+    message has left, so the array must not be written to after the send (a copying send, the
+    default, copies it there and then).
+    """
     if msg.topic not in TOPICS:
         raise WireError(f"unknown topic {msg.topic!r}; expected one of {TOPICS}")
     payloads, descr = [], []
@@ -50,7 +61,7 @@ def encode(msg: Message) -> list[bytes]:
         if dt not in ALLOWED_DTYPES:
             raise WireError(f"array {name!r} has dtype {dt} which the wire does not carry")
         descr.append({"name": name, "dtype": dt, "shape": list(a.shape)})
-        payloads.append(a.tobytes())
+        payloads.append(_byte_view(a))
     header = {
         "schema": SCHEMA_VERSION, "topic": msg.topic, "seq": int(msg.seq), "frame_id": int(msg.frame_id),
         "scanner_id": msg.scanner_id, "t_acquired": float(msg.t_acquired), "t_sent": time.time(),

@@ -2,7 +2,9 @@
 
 Graph: input `thz` float32 (B,1,64,64) in [0,1]; outputs `embedding` (B,E) L2-normalised,
 `posture_logits` (B,5), `reconstruction` (B,1,64,64) with the decoder routed by the predicted posture
-inside the graph (every expert runs, the argmax one-hot selects). torch.onnx.export with the dynamo
+inside the graph (every expert runs, the argmax one-hot selects: one static graph that holds every
+expert; the inference engines cut it into a trunk and one graph per expert and run only the routed
+one, inference.engines.routing, so the bundle format and its model id stay as they are). torch.onnx.export with the dynamo
 exporter at opset 20 and an example batch of 2, so the batch dimension stays dynamic.
 Verification threshold: calibrated on the dataset's `val` split with the exported model's own
 embeddings: the EER point (default) or the largest threshold with FAR <= target (config).

@@ -15,7 +15,9 @@ Architecture after Bergman et al., Sensors 2026 (sec. 3), with facts from the au
 
 The authors route the decoder by the ground-truth posture even at test time; live there is no label,
 so `route` selects the expert by the predicted posture (argmax), by the ground truth, or blends all
-experts by the posture probabilities ("soft"). Every mode is reported by the evaluation.
+experts by the posture probabilities ("soft"). Every mode is reported by the evaluation. `predicted`
+and `gt` run each expert only on the ROIs routed to it (one decoder per ROI); the exported graph
+holds every expert behind a one-hot select (`decode_onehot`) and the engines run only the routed one.
 Presets: `paper` (the paper's widths, 512-d tokens) and `compact` (trains on 2 CPU cores in minutes).
 """
 from __future__ import annotations
@@ -191,24 +193,44 @@ class MultiTaskNet(nn.Module):
 
     def decode(self, f: torch.Tensor, skips: list[torch.Tensor], logits: torch.Tensor,
                route: str = "predicted", posture: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruction routed to the posture experts. `gt` runs each expert on its own samples only."""
+        """Reconstruction routed to the posture experts.
+
+        `predicted` and `gt` run each expert on its own ROIs only (one decoder per ROI: the argmax of
+        the posture logits, or the label); `soft` runs every expert and blends by the probabilities.
+        """
         if route not in ROUTES:
             raise ValueError(f"route {route!r}: choose one of {ROUTES}")
+        if route == "soft":
+            w = logits.softmax(1)
+            return (self.all_experts(f, skips) * w[:, :, None, None, None]).sum(1)
         if route == "gt":
             if posture is None:
                 raise ValueError("route='gt' needs the ground-truth posture labels")
-            out = f.new_zeros(f.shape[0], 1, 64, 64)
-            for k, dec in enumerate(self.decoders):
-                idx = (posture == k).nonzero(as_tuple=True)[0]
-                if idx.numel():
-                    out = out.index_copy(0, idx, dec(f[idx], [s[idx] for s in skips]))
-            return out
-        all_out = torch.stack([dec(f, skips) for dec in self.decoders], 1)  # (B,5,1,64,64)
-        if route == "soft":
-            w = logits.softmax(1)
-        else:  # argmax as a one-hot weight: exports to ONNX without data-dependent control flow
-            w = F.one_hot(logits.argmax(1), N_POSTURES).to(all_out.dtype)
-        return (all_out * w[:, :, None, None, None]).sum(1)
+            return self.routed(f, skips, posture)
+        return self.routed(f, skips, logits.argmax(1))
+
+    def routed(self, f: torch.Tensor, skips: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Expert `labels[i]` on ROI i, each expert run once on the ROIs routed to it (B,1,64,64)."""
+        out = f.new_zeros(f.shape[0], 1, 64, 64)
+        for k, dec in enumerate(self.decoders):
+            idx = (labels == k).nonzero(as_tuple=True)[0]
+            if idx.numel():
+                out = out.index_copy(0, idx, dec(f[idx], [s[idx] for s in skips]))
+        return out
+
+    def all_experts(self, f: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Every expert on every ROI: (B, 5, 1, 64, 64)."""
+        return torch.stack([dec(f, skips) for dec in self.decoders], 1)
+
+    def decode_onehot(self, f: torch.Tensor, skips: list[torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+        """The exported form of `predicted`: every expert runs, an argmax one-hot keeps one.
+
+        No data-dependent control flow, so it exports to one static ONNX graph that holds every expert;
+        the inference engines cut that graph into a trunk and one graph per expert and run only the
+        routed one (inference.engines.routing). Equal to `decode(route="predicted")`.
+        """
+        w = F.one_hot(logits.argmax(1), N_POSTURES).to(f.dtype)
+        return (self.all_experts(f, skips) * w[:, :, None, None, None]).sum(1)
 
     def forward(self, x: torch.Tensor, route: str = "predicted", posture: torch.Tensor | None = None,
                 reconstruct: bool = True) -> dict[str, torch.Tensor]:
@@ -219,15 +241,19 @@ class MultiTaskNet(nn.Module):
 
 
 class ExportWrapper(nn.Module):
-    """The inference graph: `thz` -> (embedding, posture_logits, reconstruction routed by argmax posture)."""
+    """The exported graph: `thz` -> (embedding, posture_logits, reconstruction routed by argmax posture).
+
+    The graph holds every expert (`decode_onehot`); the engines run only the routed one.
+    """
 
     def __init__(self, net: MultiTaskNet):
         super().__init__()
         self.net = net
 
     def forward(self, thz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.net(thz, route="predicted")
-        return out["embedding"], out["posture_logits"], out["reconstruction"]
+        out = self.net.encode(thz)
+        rec = self.net.decode_onehot(out["fmap"], out["skips"], out["posture_logits"])
+        return out["embedding"], out["posture_logits"], rec
 
 
 def count_parameters(module: nn.Module) -> int:

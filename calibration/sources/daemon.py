@@ -76,19 +76,25 @@ class _DaemonFrames:
 class HardwareSource(_DaemonFrames):
     """The configured devices through the real daemon and drivers; each target is placed by the technician.
 
-    `ask(message, scene)` is called whenever the scene changes and returns once the target is in
-    place (`thz calibrate` prompts on the terminal). Nothing of the truth is known: `truth()` is empty.
+    The devices are opened and identified when the source is made, before anyone is asked to place
+    a target: a missing port fails at once (DeviceNotFound), a device that does not answer with its
+    link error. `ask(message, scene)` is called whenever the scene changes and returns once the
+    target is in place (`thz calibrate` prompts on the terminal). Nothing of the truth is known:
+    `truth()` is empty.
     """
 
     source_kind = "hardware"
 
     def __init__(self, settings: CalibrationSettings, ask: Callable[[str, dict[str, Any] | None], None]) -> None:
+        from acquisition.session import ScannerSession
         super().__init__(settings)
         self.ask = ask
         self._placed: Any = _NOTHING_YET
         a = settings.acquisition
-        self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} and "
-                            f"{a.receiver_resource} (hardware; targets placed by hand)")
+        self.idn = ScannerSession(settings.scanner, a).identify()  # AcquisitionError: the CLI's device failure
+        log.info("devices identified", extra=self.idn)
+        self.description = (f"AcquisitionDaemon + galvo/receiver drivers -> {a.galvo_port} ({self.idn['galvo']}) and "
+                            f"{a.receiver_resource} ({self.idn['receiver']}) (hardware; targets placed by hand)")
 
     def place(self, scene: dict[str, Any] | None) -> None:
         if scene != self._placed:

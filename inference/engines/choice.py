@@ -90,4 +90,5 @@ def make_engine(bundle: ModelBundle, kind: str = "auto", settings: InferenceConf
             log.warning("tensorrt build failed, using onnxruntime", extra={"error": str(exc)})
     from inference.engines.onnxrt import OnnxRuntimeEngine
     return OnnxRuntimeEngine(bundle, intra_op_threads=cfg.intra_op_threads, allow_spinning=cfg.allow_spinning,
-                             graph_optimization=cfg.graph_optimization, reconstruction=recon)
+                             graph_optimization=cfg.graph_optimization, reconstruction=recon,
+                             reconstruction_route=cfg.reconstruction_route)

@@ -248,6 +248,9 @@ class TensorRTEngine(Engine):
 
         super().__init__(bundle, reconstruction)
         cfg = settings or InferenceConfig()
+        if cfg.reconstruction_route == "soft":
+            raise ValueError("inference.reconstruction_route = 'soft' runs on ONNX Runtime only; the TensorRT "
+                             "engine runs the bundle's graph (the predicted posture's expert)")
         self.precision = precision or cfg.trt_precision
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision={self.precision!r}: choose 'fp32' or 'fp16'")

@@ -91,8 +91,22 @@ RST_DEFAULTS: dict[str, float | int | str] = {
 }
 
 
-class Block(bytes):
-    """A reply that is a definite-length binary block (the server frames and may corrupt it)."""
+class Block:
+    """A reply that is a definite-length binary block (the server frames and may corrupt it).
+
+    Holds a read-only view of the frame memory: the server sends from it without copying.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data).cast("B")
+
+    def __len__(self) -> int:
+        return self.data.nbytes
+
+    def __bytes__(self) -> bytes:
+        return self.data.tobytes()
 
 
 @dataclass
@@ -103,11 +117,18 @@ class _Frame:
     if_bytes: bytes
     fb_bytes: bytes
     line_bytes: int
+    crc_if: int = -1      # CRC-32 of each block, computed once when the frame is made (FETC:HEAD? reads them)
+    crc_fb: int = -1
+
+    def __post_init__(self) -> None:
+        if self.crc_if < 0:
+            self.crc_if = zlib.crc32(self.if_bytes)
+        if self.crc_fb < 0:
+            self.crc_fb = zlib.crc32(self.fb_bytes)
 
     def head(self) -> str:
         lines, chirps, samples = self.shape
-        return (f"{self.frame_no},{self.t_start:.6f},{lines},{chirps},{samples},"
-                f"{zlib.crc32(self.if_bytes)},{zlib.crc32(self.fb_bytes)}")
+        return f"{self.frame_no},{self.t_start:.6f},{lines},{chirps},{samples},{self.crc_if},{self.crc_fb}"
 
 
 def _swap(data: bytes, dtype: str) -> bytes:
@@ -223,7 +244,7 @@ class ReceiverDevice:
                 raise _ScpiError(-104, f"Data type error;{arg!r}") from None
             if not 0 <= n < f.shape[0]:
                 raise _ScpiError(-222, f"Data out of range;line {n}")
-            line = f.if_bytes[n * f.line_bytes:(n + 1) * f.line_bytes]
+            line = memoryview(f.if_bytes)[n * f.line_bytes:(n + 1) * f.line_bytes]
             return Block(_swap(line, "<i2") if big else line)
         raise _ScpiError(-113, f"Undefined header;{c}")
 
@@ -355,7 +376,7 @@ class ReceiverDevice:
             if self._gen == gen and self.state == "ARMED":
                 self._frame, self.state = frame, "DONE"
                 # the true checksums, before any injected corruption: tests compare recordings to them
-                self.produced.append((k, zlib.crc32(frame.if_bytes), zlib.crc32(frame.fb_bytes)))
+                self.produced.append((k, frame.crc_if, frame.crc_fb))
 
     def _abort(self, gen: int, code: int, text: str) -> None:
         with self._lock:

@@ -16,9 +16,28 @@ log = get_logger(__name__)
 MAX_COMMAND = 4096  # bytes of one command line; longer input is dropped with error -112
 
 
+def block_header(nbytes: int) -> bytes:
+    """`#<n><nbytes>`: the IEEE 488.2 definite-length block header."""
+    n = str(nbytes).encode()
+    return b"#" + str(len(n)).encode() + n
+
+
 def frame_block(payload: bytes) -> bytes:
-    n = str(len(payload)).encode()
-    return b"#" + str(len(n)).encode() + n + payload
+    return block_header(len(payload)) + payload
+
+
+def send_parts(conn: socket.socket, parts: list[bytes | memoryview]) -> None:
+    """Send the parts back to back with sendmsg (one gathered write per call, no joined copy)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    while views:
+        sent = conn.sendmsg(views)
+        while sent:
+            if sent >= views[0].nbytes:
+                sent -= views[0].nbytes
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
 
 
 class ScpiServer:
@@ -124,29 +143,31 @@ class ScpiServer:
         block = isinstance(reply, Block)
         kinds = ("delay", "drop", "truncate", "corrupt") if block else ("delay", "drop")
         fault = self.faults.take("receiver", line, kinds)
-        if block:
-            data = frame_block(bytes(reply)) + b"\n"
-        else:
-            data = reply.encode("ascii") + b"\n"
-        if fault is not None:
-            log.info("receiver fault", extra={"kind": fault.kind, "command": line})
-            if fault.kind == "drop":
-                return True
-            if fault.kind == "delay":
-                time.sleep(float(fault.params.get("seconds", 1.0)))
-            elif fault.kind == "truncate":
-                cut = max(1, int(len(data) * float(fault.params.get("fraction", 0.5))))
-                conn.sendall(data[:cut])
-                return True  # the rest never comes; the host times out
-            elif fault.kind == "corrupt":
-                payload = bytes(reply)
-                if fault.params.get("mode", "payload") == "header":
-                    ndig = len(str(len(payload)))
-                    data = b"#" + str(ndig).encode() + b"X" * ndig + payload + b"\n"
-                else:
-                    arr = np.frombuffer(payload, np.uint8).copy()
-                    idx = self._rng.integers(0, arr.size, size=max(1, arr.size // 100000))
-                    arr[idx] ^= 0x5A
-                    data = frame_block(arr.tobytes()) + b"\n"
+        if fault is None:
+            if block:  # header, the frame memory itself, terminator: no 8 MB copy to frame the reply
+                send_parts(conn, [block_header(len(reply)), reply.data, b"\n"])
+            else:
+                conn.sendall(reply.encode("ascii") + b"\n")
+            return True
+        data = frame_block(bytes(reply)) + b"\n" if block else reply.encode("ascii") + b"\n"
+        log.info("receiver fault", extra={"kind": fault.kind, "command": line})
+        if fault.kind == "drop":
+            return True
+        if fault.kind == "delay":
+            time.sleep(float(fault.params.get("seconds", 1.0)))
+        elif fault.kind == "truncate":
+            cut = max(1, int(len(data) * float(fault.params.get("fraction", 0.5))))
+            conn.sendall(data[:cut])
+            return True  # the rest never comes; the host times out
+        elif fault.kind == "corrupt":
+            payload = bytes(reply)
+            if fault.params.get("mode", "payload") == "header":
+                ndig = len(str(len(payload)))
+                data = b"#" + str(ndig).encode() + b"X" * ndig + payload + b"\n"
+            else:
+                arr = np.frombuffer(payload, np.uint8).copy()
+                idx = self._rng.integers(0, arr.size, size=max(1, arr.size // 100000))
+                arr[idx] ^= 0x5A
+                data = frame_block(arr.tobytes()) + b"\n"
         conn.sendall(data)
         return True

@@ -130,11 +130,11 @@ def test_sigterm_stops_cleanly_and_parks(tmp_path):
     _wait_frames(out, 2, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert proc.returncode == 130, stderr.decode()[-2000:]  # stopped by a signal: interrupted (README "Exit codes")
     res = json.loads(stdout.decode().strip().splitlines()[-1])
     assert res["status"] == "interrupted"
     stop = read_runlog(res["runlog"])[-1]
-    assert stop["event"] == "stop" and stop["galvo_parked"] is True and stop["exit_code"] == 0
+    assert stop["event"] == "stop" and stop["galvo_parked"] is True and stop["exit_code"] == 130
     with h5py.File(res["recording"], "r") as f:
         assert f["entry"].attrs["status"] == "interrupted"
 

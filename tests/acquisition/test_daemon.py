@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from acquisition.daemon import EXIT_CONFIG, EXIT_FAILED, AcquisitionDaemon
+from acquisition.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, AcquisitionDaemon
 from thzcore.recording import read_recording
 from acquisition.runlog import read_runlog
 from thzcore.frames import RawFrame
@@ -100,7 +100,8 @@ def test_session_records_and_publishes_matching_frames(emu, tmp_path):
     assert "thz-face" in rec.attrs["software_version"] and rec.attrs["calibration_id"] == ""
     with h5py.File(r.recording, "r") as f:
         assert f["entry"].attrs["NX_class"] == "NXentry" and f["entry/data"].attrs["signal"] == "if_samples"
-        assert "GSC-2" in f["entry/instrument/galvo"].attrs["idn"]
+        assert "GSC-2" in f["entry/instrument/galvo/idn"].asstr()[()]
+        assert f["entry/instrument/receiver/resource"].asstr()[()] == s.acquisition.receiver_resource
     events = read_runlog(r.runlog)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "stop" and kinds.count("frame") == 6
@@ -197,7 +198,7 @@ def test_request_stop_from_another_thread(emu, tmp_path):
     d.request_stop("test")
     t.join(30)
     r = res[0]
-    assert r.exit_code == 0 and r.status == "interrupted" and r.frames >= 3
+    assert r.exit_code == EXIT_INTERRUPTED and r.status == "interrupted" and r.frames >= 3
     rec = read_recording(r.recording)
     assert rec.attrs["status"] == "interrupted" and rec.frames == r.frames
     assert emu.galvo.state == "PARKED"

@@ -40,3 +40,17 @@ def test_bench_pipeline_splits_scan_complete_to_published(bundle_dir):
     # structure only (no timing ratios in unit tests: speed targets live in `thz bench`)
     assert parts > 0 and row["p50_ms"] <= row["p99_ms"]
     assert float(lines[-1].split()[1]) == round(row["p99_ms"], 3)
+
+
+def test_bench_pipeline_through_the_emulator_sets_the_transfer_beside_its_limit(bundle_dir):
+    r = CliRunner().invoke(cli, ["bench", "pipeline", "--bundle", str(bundle_dir), "--results", "2",
+                                 "--raw-source", "emulator"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"p99_latency_ms: \d+\.\d+", lines[-1])
+    assert re.fullmatch(r"transfer_vs_limit: \d+\.\d+x", lines[-2])
+    row = json.loads(lines[-3])
+    parts = {t["part"]: t for t in row["transfer"]}
+    assert {"errors", "head", "frame", "feedback", "galvo", "check", "publish", "total"} <= set(parts)
+    assert row["recv_into_limit_ms"] > 0
+    assert float(lines[-2].split()[1][:-1]) == round(parts["frame"]["vs_limit"], 2)

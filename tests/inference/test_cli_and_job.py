@@ -37,7 +37,7 @@ def test_png_round_trip(tmp_path):
     assert back.dtype == np.float32 and back.shape == (64, 64)
     assert np.abs(back - img).max() <= 0.5 / 255 + 1e-6  # 8-bit quantisation
     from PIL import Image
-    Image.fromarray(np.zeros((128, 100), np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray((np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8)).save(tmp_path / "big.png")
     assert load_png_roi(tmp_path / "big.png", resize=True).shape == (64, 64)
     from inference.sources import ImageError
     with pytest.raises(ImageError, match="--resize"):
@@ -129,8 +129,8 @@ def test_run_sim_chosen_identities(bundle_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--identities", "3,25"], 1, "identities [25] are outside the simulated population of sim.n_identities=20"),
-    (["--identities", "4"], 1, "need at least 2"),
+    (["--identities", "3,25"], 2, "identities [25] are outside the simulated population of sim.n_identities=20"),
+    (["--identities", "4"], 2, "need at least 2"),  # the job cannot run as asked: usage (README "Exit codes")
     (["--identities", "2-x"], 2, "neither an identity id nor a range"),
     (["--identities", "1-2", "--subjects", "2"], 2, "not both"),
 ])

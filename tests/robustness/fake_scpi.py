@@ -82,3 +82,20 @@ def endless(conn: socket.socket, stop: threading.Event, seconds: float = 20.0) -
     block = b"A" * 65536
     while not stop.is_set() and time.monotonic() < end:
         conn.sendall(block)
+
+
+class StepClock:
+    """A monotonic clock for the reply reader that advances `step` seconds at every reading.
+
+    Time on it passes only as the reader looks at it (once per receive or wait), so a deadline is
+    crossed after a known number of readings whatever the machine's load: a reader that keeps
+    reading past its deadline, or spins on a closed socket, shows up as readings, not as wall time.
+    """
+
+    def __init__(self, step: float = 0.01, start: float = 1000.0) -> None:
+        self.step, self.now = step, start
+
+    def __call__(self) -> float:
+        t = self.now
+        self.now += self.step
+        return t

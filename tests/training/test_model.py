@@ -62,6 +62,34 @@ def test_predicted_routing_equals_gt_routing_with_the_predicted_labels(net):
     assert torch.allclose(soft["reconstruction"], (experts * w).sum(1), atol=atol)
 
 
+def test_predicted_routing_runs_one_decoder_per_roi_and_equals_the_onehot_graph(net):
+    """The live route runs only the predicted expert on each ROI; the exported one-hot form (every expert,
+    one kept) gives the same reconstruction."""
+    net.eval()
+    torch.manual_seed(1)
+    x = torch.rand(6, 1, 64, 64)
+    calls: list[int] = []
+    hooks = [d.register_forward_hook(lambda m, inp, out, k=k: calls.extend([k] * out.shape[0]))
+             for k, d in enumerate(net.decoders)]
+    try:
+        with torch.no_grad():
+            out = net.encode(x)
+            labels = out["posture_logits"].argmax(1)
+            calls.clear()
+            routed = net.decode(out["fmap"], out["skips"], out["posture_logits"], route="predicted")
+            assert sorted(calls) == sorted(labels.tolist())  # each ROI decoded once, by its own expert
+            calls.clear()
+            onehot = net.decode_onehot(out["fmap"], out["skips"], out["posture_logits"])
+            assert len(calls) == 5 * len(x)                   # the exported form runs every expert
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train()
+    atol = 256 * torch.finfo(torch.float32).eps  # same reasoning as above: batch-size-dependent GEMM blocking
+    assert torch.allclose(routed, onehot, atol=atol), float((routed - onehot).abs().max())
+    assert float((routed - onehot).abs().max()) < float((routed - routed.flip(0)).abs().max())  # not vacuous
+
+
 def test_bad_input_and_route_are_rejected(net):
     with pytest.raises(ValueError, match=r"\(B, 1, 64, 64\)"):
         net(torch.rand(2, 3, 64, 64))

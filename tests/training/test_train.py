@@ -208,7 +208,7 @@ def test_identity_disjoint_holdout(dataset, tmp_path):
                                       "--identities", "0,2-3", "--out", str(tmp_path / "e023")])
     assert json.loads(res.output.strip().splitlines()[-1])["n_images"] == 3 * 5 * 2
     res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--identities", "4-9"])
-    assert res.exit_code == 1 and "identities [6, 7, 8, 9] are not in" in res.output
+    assert res.exit_code == 2 and "identities [6, 7, 8, 9] are not in" in res.output  # usage
     res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--identities", "5-4"])
     assert res.exit_code == 2 and "runs low-high" in res.output
 

@@ -6,12 +6,14 @@ import sys
 
 import click
 
+from thz.cli import EXIT_DEVICE, EXIT_USAGE, ThzError
+
 
 @click.command("acquire")
 @click.option("--sim", is_flag=True, help="start the virtual scanner (`thz sim scanner`) and acquire from it")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="frames to record (default: until stopped)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="directory of the session's HDF5 file and run log (default: acquisition.record_dir)")
+              help="directory of the session's HDF5 file and run log (default: acquisition.record_dir, else recordings/ in the data directory)")
 @click.option("--seed", type=int, default=None, help="with --sim: simulator seed (default: sim.seed)")
 @click.option("--realtime/--fast", default=True, show_default=True,
               help="with --sim: frames at the slow-axis rate, or as fast as they are computed")
@@ -59,8 +61,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
             check_bind(a.raw_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "raw_endpoint")
             check_bind(a.status_endpoint, a.curve_secret_key_file, a.curve_clients_dir, "status_endpoint")
         except ConfigurationError as exc:
-            click.echo(f"thz acquire: configuration error: {exc}", err=True)
-            sys.exit(2)
+            raise ThzError(f"configuration error: {exc}", EXIT_USAGE) from None
     emu = None
     truth = None
     sim_seed = None
@@ -70,7 +71,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
             try:
                 emu = SimScanner.start(settings, seed=sim_seed, realtime=realtime)
             except RuntimeError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise ThzError(f"the virtual scanner did not start: {exc}", EXIT_DEVICE) from None
             settings = emu.settings_for(settings)
             truth = emu.backdoor.truth
             if scene is not None:
@@ -82,10 +83,12 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
     finally:
         if emu is not None:
             emu.stop()
-    if result.exit_code != 0:
+    if result.status == "failed":  # the one error line, as every command writes it
+        click.echo(f"Error: acquisition failed: {result.reason}", err=True)
+    elif result.exit_code != 0:
         click.echo(f"thz acquire: {result.status}: {result.reason}", err=True)
     click.echo(json.dumps(result.as_dict()))
-    sys.exit(result.exit_code)
+    sys.exit(result.exit_code)  # the daemon's RunResult codes are the policy's (acquisition.daemon EXIT_*)
 
 
 @click.command("recover")

@@ -2,7 +2,8 @@
 
 Each row times `engine.infer` on seeded ROIs after a warm-up: median and p99 per call, ms per ROI,
 ROIs per second, and the minimum (the cost without contention: on a shared 2-core machine the
-median mostly measures the neighbours). `--load` runs a CPU-bound NumPy process beside the engine (as the Numba
+median mostly measures the neighbours). A second table (ONNX Runtime) compares the reconstruction
+routes at batch 1 with their MACs per ROI and the routed path's limit measured in the same run. `--load` runs a CPU-bound NumPy process beside the engine (as the Numba
 processing stage does in `thz run`), which is where worker spinning hurts. The last line is
 `ms_per_roi: N` for the configured engine at batch 1 (verification + posture, plus the
 reconstruction when inference.reconstruction is on).
@@ -15,6 +16,8 @@ import sys
 import time
 
 import click
+
+from thz.cli import EXIT_DEVICE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NEGATIVE, ThzError
 import numpy as np
 
 
@@ -42,15 +45,74 @@ def time_engine(engine, batch: int, reconstruction: bool, repeats: int, rng: np.
             "ms_per_roi": float(np.median(ms) / batch), "rois_per_s": float(batch / np.median(t))}
 
 
+def _timed_round_robin(fns: dict, repeats: int) -> dict[str, np.ndarray]:
+    """Per-call times (ms) of each function, called in turn within every repeat so they share the load."""
+    for f in fns.values():
+        for _ in range(max(3, repeats // 10)):
+            f()
+    t = {k: np.empty(repeats) for k in fns}
+    for i in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            t[k][i] = (time.perf_counter() - t0) * 1e3
+    return t
+
+
+def routing_rows(bundle, cfg, repeats: int, rng: np.random.Generator) -> list[dict]:
+    """Batch-1 reconstruction by route, with MACs per ROI and the limit of the routed path measured beside it.
+
+    Rows: verification + posture only; `graph` (the exported graph: every expert runs, a one-hot keeps
+    one); `predicted` (trunk, then the argmax posture's expert only); `soft` (every expert, blended);
+    and the limit of `predicted`: the trunk session and one expert session timed alone, back to back
+    (the same two runs without the engine around them). Empty when the bundle has no per-posture experts.
+    """
+    from inference.bundle import CORE_OUTPUTS, INPUT_NAME
+    from inference.engines.cost import graph_macs
+    from inference.engines.graphs import network_graph
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+
+    kw = dict(intra_op_threads=cfg.intra_op_threads, allow_spinning=cfg.allow_spinning,
+              graph_optimization=cfg.graph_optimization, reconstruction=True)
+    engines = {r: OnnxRuntimeEngine(bundle, reconstruction_route=r, **kw) for r in ("predicted", "soft", "graph")}
+    parts = engines["predicted"].routed_parts()
+    if parts is None:
+        return []
+    split, trunk, experts = parts
+    n = bundle.input_size
+    roi = rng.random((1, n, n), dtype=np.float32)
+    x = bundle.prepare(roi)
+    outs = trunk.run([*CORE_OUTPUTS, *split.features], {INPUT_NAME: x})
+    k = int(np.argmax(outs[1][0]))
+    feeds = {t: v for t, v in zip(split.features, outs[2:]) if t in split.expert_inputs[k]}
+    macs_trunk, macs_expert = graph_macs(split.trunk), graph_macs(split.experts[k])
+    macs = {"core": graph_macs(network_graph(bundle, CORE_OUTPUTS)), "graph": graph_macs(network_graph(bundle)),
+            "predicted": macs_trunk + macs_expert, "soft": macs_trunk + sum(graph_macs(e) for e in split.experts)}
+    fns = {"core": lambda: engines["predicted"].infer(roi, reconstruction=False),
+           "graph": lambda: engines["graph"].infer(roi), "predicted": lambda: engines["predicted"].infer(roi),
+           "soft": lambda: engines["soft"].infer(roi),
+           "trunk alone": lambda: trunk.run([*CORE_OUTPUTS, *split.features], {INPUT_NAME: x}),
+           "expert alone": lambda: experts[k].run([split.expert_outputs[k]], feeds)}
+    t = _timed_round_robin(fns, repeats)
+    limit = {s: t["trunk alone"] + t["expert alone"] for s in ("median", "min")}
+    limit_med, limit_min = float(np.median(limit["median"])), float(np.min(limit["min"]))
+    rows = []
+    for name in ("core", "graph", "predicted", "soft"):
+        v = t[name]
+        rows.append({"path": name, "macs": macs[name], "median_ms": float(np.median(v)), "min_ms": float(v.min()),
+                     "p99_ms": float(np.percentile(v, 99)), "limit_median_ms": limit_med, "limit_min_ms": limit_min,
+                     "vs_limit": float(np.median(v)) / limit_med})
+    for e in engines.values():
+        e.close()
+    return rows
+
+
 def _settings_and_bundle(obj, bundle: str | None):
     """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
-    from inference.bundle import BundleError, load_bundle
+    from inference.bundle import load_bundle
 
     s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
-    try:
-        return s, load_bundle(bundle or s.inference.bundle)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from None
+    return s, load_bundle(bundle or s.inference.bundle)  # a BundleError: the CLI's table (4)
 
 
 @click.command("inference")
@@ -96,6 +158,7 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
         default = make_engine(b, kind, cfg)
         dflt = time_engine(default, 1, cfg.reconstruction, repeats, rng)
         info = default.describe()
+        routing = routing_rows(b, cfg, repeats, rng) if probe.name == "onnxruntime" else []
     finally:
         if proc is not None:
             proc.terminate()
@@ -109,7 +172,21 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
         click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{spin:>6}"
                    f"{'yes' if r['reconstruction'] else 'no':>7}{r['batch']:>6}{r['median_ms']:>11.3f}"
                    f"{r['p99_ms']:>9.3f}{r['min_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
-    click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows}))
+    if routing:
+        by = {r["path"]: r for r in routing}
+        click.echo(f"reconstruction by route, batch 1, onnxruntime {cfg.intra_op_threads} thread(s); limit = the "
+                   f"trunk and one expert session timed alone in the same run: median {routing[0]['limit_median_ms']:.3f}"
+                   f" ms, min {routing[0]['limit_min_ms']:.3f} ms")
+        click.echo(f"{'path':<34}{'MACs/ROI':>10}{'median ms':>11}{'p99 ms':>9}{'min ms':>9}{'vs limit':>10}")
+        what = {"core": "verification + posture (no recon)", "graph": "graph: every expert, one-hot",
+                "predicted": "predicted: the routed expert only", "soft": "soft: every expert, blended"}
+        for r in routing:
+            click.echo(f"{what[r['path']]:<34}{r['macs'] / 1e6:>9.1f}M{r['median_ms']:>11.3f}{r['p99_ms']:>9.3f}"
+                       f"{r['min_ms']:>9.3f}{r['vs_limit']:>9.2f}x")
+        click.echo(f"routed reconstruction: {by['graph']['macs'] / by['predicted']['macs']:.2f}x fewer MACs, "
+                   f"{by['graph']['median_ms'] / by['predicted']['median_ms']:.2f}x faster (median), "
+                   f"{by['graph']['min_ms'] / by['predicted']['min_ms']:.2f}x (min) than the whole graph")
+    click.echo(json.dumps({"configured": info, "batch1": dflt, "load": load, "rows": rows, "routing": routing}))
     click.echo(f"ms_per_roi: {dflt['ms_per_roi']:.3f}")
 
 
@@ -138,6 +215,10 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
     parts = (*STAGES, "scan_complete_to_published")
     rows: dict[str, list[float]] = {k: [] for k in parts}
+    from pipeline.linkbench import recv_into_limit, transfer_rows
+
+    frame_bytes = 2 * int(np.prod(s.scanner.raw_frame_shape))  # int16 IF samples of one frame
+    limit = [recv_into_limit(frame_bytes, 10)]  # the same bytes on loopback: before, and after the run
     tmp = tempfile.TemporaryDirectory(prefix="thz-bench-")  # an empty gallery, not the operator's
     with tmp, Pipeline(s, eng, sim=True, result_endpoint=LOCAL_ANY, raw_source=raw_source, collect_rois=False,
                        gallery_path=f"{tmp.name}/gallery.sqlite") as pipe:
@@ -148,17 +229,20 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
             try:
                 c = pipe.collector.queue.get(timeout=30)
             except _queue.Empty:
-                raise click.ClickException("no result in 30 s") from None
+                raise ThzError("no result in 30 s: a stage went silent", EXIT_DEVICE) from None
             if skip > 0:
                 skip -= 1
                 continue
             missing = [k for k in parts if k not in c.meta.latency_ms]
             if missing:
-                raise click.ClickException(f"result of frame {c.msg.frame_id} lacks the stage stamps {missing}: "
-                                           "an upstream stage did not send scan_complete / processing times")
+                raise ThzError(f"result of frame {c.msg.frame_id} lacks the stage stamps {missing}: an upstream "
+                               "stage did not send scan_complete / processing times", EXIT_INTERNAL)
             for k in parts:
                 rows[k].append(c.meta.latency_ms[k])
         frames = pipe.frames_acquired()
+        timings = list(pipe.daemon.timings) if pipe.daemon is not None else []
+    limit.append(recv_into_limit(frame_bytes, 10))
+    limit_ms = np.concatenate(limit)
     lat = rows["scan_complete_to_published"]
     click.echo(f"pipeline latency from scan complete (last line digitized) to result published: {len(lat)} results, "
                f"{frames} raw frames, raw source {raw_source}, engine {eng.name}, "
@@ -169,9 +253,22 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     for k in parts:
         v = rows[k]
         click.echo(f"  {labels[k]:<28} median {np.median(v):8.2f} ms   p99 {np.percentile(v, 99):8.2f} ms")
+    transfer = transfer_rows(timings, limit_ms) if timings else []
+    ratio = None
+    if transfer:
+        click.echo(f"raw frame after *OPC? ({len(timings)} frames through the daemon); limit: plain recv_into of the "
+                   f"same {frame_bytes} bytes on loopback TCP in this run, median {np.median(limit_ms):.2f} ms "
+                   f"(min {limit_ms.min():.2f})")
+        for r in transfer:
+            click.echo(f"  {r['what']:<34} median {r['median_ms']:8.2f} ms   p99 {r['p99_ms']:8.2f} ms   "
+                       f"{r['vs_limit']:6.2f}x limit")
+        ratio = next(r["vs_limit"] for r in transfer if r["part"] == "frame")
     click.echo(json.dumps({"raw_source": raw_source, "results": len(lat), "raw_frames": frames,
                            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
-                           **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]}}))
+                           **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]},
+                           "recv_into_limit_ms": float(np.median(limit_ms)), "transfer": transfer}))
+    if ratio is not None:
+        click.echo(f"transfer_vs_limit: {ratio:.2f}x")
     click.echo(f"p99_latency_ms: {np.percentile(lat, 99):.3f}")
 
 
@@ -211,7 +308,7 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
         except ImageError:
             raise  # an input refused (outside the directory, bad manifest): the CLI's exit 4
         except (OSError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise ThzError(str(exc), EXIT_INPUT) from None
         pick = np.sort(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
         rois = np.stack([load_png_roi(paths[i], n) for i in pick])
         what = f"{len(rois)} ROIs sampled from {len(paths)} images ({', '.join(sources)})"
@@ -255,7 +352,8 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
                 failed.append(f"{name} {precision}: could not run ({exc})")
                 rows.append(row)
                 if ref is None:
-                    raise click.ClickException(f"the reference engine failed: {exc}") from exc
+                    raise ThzError(f"the reference engine (ONNX Runtime FP32) cannot run the bundle: {exc}",
+                                   EXIT_INPUT) from exc
                 continue
             if ref is None:
                 ref = out  # ONNX Runtime FP32 is first
@@ -287,5 +385,5 @@ def bench_parity(obj, bundle, sources, limit, repeats, seed):
     click.echo(json.dumps({"model_id": b.model_id, "rois": what, "rows": rows, "skipped": skipped}))
     if failed:
         click.echo("parity: FAIL (" + "; ".join(failed) + ")")
-        raise SystemExit(1)
+        raise SystemExit(EXIT_NEGATIVE)
     click.echo("parity: ok")

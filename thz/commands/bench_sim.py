@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from thz.cli import EXIT_USAGE, ThzError
+
 
 @click.command("sim")
 @click.option("--frames", default=12, show_default=True, type=click.IntRange(3, 500), help="frames timed")
@@ -33,7 +35,7 @@ def bench_sim(frames: int, identities: int, captures: int, baseline: str | None,
         base = bench.run_tree(baseline, frames, identities, captures) if baseline else None
         mine = bench.run_tree(here, frames, identities, captures)
     except (RuntimeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ThzError(f"--baseline/--tree: {exc}", EXIT_USAGE) from None
     click.echo(f"tree {mine['tree']} ({mine.get('commit') or '?'})"
                + (f"; baseline {base['tree']} ({base.get('commit') or '?'})" if base else "")
                + "; defaults, one thread, CPU time (time.process_time) medians")

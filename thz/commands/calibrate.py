@@ -1,8 +1,9 @@
 """`thz calibrate beam|focus|snr|phase|fov|exposure --sim [--out DIR]` and `thz calibrate status`.
 
 Each measurement prints its progress to stderr and, as the last stdout line, one JSON object of
-the fitted values and pass/fail. Exit status: 0 all items pass, 1 an item is out of tolerance,
-3 refused by the exposure pre-flight, 2 usage or configuration errors, 4 no frames from the devices.
+the fitted values and pass/fail. Exit status (README "Exit codes"): 0 all items pass, 1 an item is out
+of tolerance, 2 usage or configuration errors, 3 refused by the exposure pre-flight, 4 an unreadable
+store, 5 no frames from the devices. `status` exits 0 when every item is current and in tolerance, else 1.
 """
 from __future__ import annotations
 
@@ -13,16 +14,24 @@ from pathlib import Path
 import click
 
 from calibration.store import KINDS
+from thz.cli import EXIT_DEVICE, EXIT_NEGATIVE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ThzError
 
 
 def _store_path(obj, store: str | None) -> Path:
-    return Path(store or obj.settings.calibration.store)
+    return Path(store).expanduser() if store else obj.settings.calibration.store_dir
 
 
 def _ask_on_terminal(message: str, scene: dict | None) -> None:
     """Show the placement instruction on stderr and wait for Enter (stdin; a script can pipe newlines)."""
     click.echo(f"\n>>> {message}", err=True)
-    click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+    try:
+        click.prompt("    press Enter when it is in place", default="", show_default=False, err=True)
+    except click.exceptions.Abort as exc:  # Abort is a RuntimeError: it must not read as "no measurement"
+        click.echo(err=True)  # end the prompt's line
+        if isinstance(exc.__context__, EOFError):
+            raise ThzError("stdin is closed: the technician's Enter after placing each target cannot be read; run "
+                           "on a terminal, or pipe one newline per target", EXIT_USAGE) from None
+        raise KeyboardInterrupt("interrupted while waiting for the target to be placed") from None
 
 
 def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: bool, direct: bool) -> None:
@@ -35,24 +44,27 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     st = CalibrationStore(_store_path(obj, store))
     report_dir = Path(out) if out else st.root / "reports"
     if direct and not sim:
-        raise click.UsageError("--direct measures the in-process virtual scanner: it needs --sim")
-    # without --sim: the configured devices; the command asks the technician to place each target
+        raise ThzError("--direct measures the in-process virtual scanner: it needs --sim", EXIT_USAGE)
+    if not sim and (sys.stdin is None or sys.stdin.closed):
+        raise ThzError("stdin is closed: measuring the hardware asks the technician to place each target; run on "
+                       "a terminal, or pipe one newline per target (or pass --sim for the virtual scanner)", EXIT_USAGE)
+    # without --sim: the configured devices, opened and identified first (a missing port fails here, exit 5);
+    # then the command asks the technician to place each target
     source = open_source(settings, sim=sim, direct=direct, ask=_ask_on_terminal)
     try:
         record, report, summ = run_calibration(kind, settings, source, st, report_dir, quick=quick)
     except ExposureLimitError as exc:
-        click.echo(str(exc), err=True)
         click.echo(json.dumps({"kind": kind, "passed": False, "refused": str(exc)}))
-        sys.exit(3)
+        raise ThzError(str(exc), EXIT_REFUSED) from None
     except RuntimeError as exc:  # the daemon could not deliver frames (device absent, link lost for good)
-        click.echo(f"thz calibrate {kind}: no measurement: {exc}", err=True)
-        click.echo(json.dumps({"kind": kind, "passed": False, "error": str(exc)}))
-        sys.exit(4)
+        why = str(exc) or type(exc).__name__
+        click.echo(json.dumps({"kind": kind, "passed": False, "error": why}))
+        raise ThzError(f"thz calibrate {kind}: no measurement: {why}", EXIT_DEVICE) from None
     finally:
         source.close()
     click.echo(f"{kind}: {'PASS' if record.passed else 'FAIL'}  record {record.record_id}  report {report}", err=True)
     click.echo(json.dumps(summ))
-    sys.exit(0 if record.passed else 1)
+    sys.exit(EXIT_OK if record.passed else EXIT_NEGATIVE)
 
 
 @click.group()
@@ -66,7 +78,7 @@ def _measure_command(kind: str, help_text: str):
     @click.option("--out", type=click.Path(file_okay=False), default=None,
                   help="report directory (default: <store>/reports)")
     @click.option("--store", type=click.Path(file_okay=False), default=None,
-                  help="calibration store (default: calibration.store of the config)")
+                  help="calibration store (default: calibration.store, else calibration/ in the data directory)")
     @click.option("--quick", is_flag=True, help="fewer points and frames (smoke runs); said in the record")
     @click.option("--direct", is_flag=True,
                   help="with --sim: use the in-process virtual scanner instead of the daemon and emulators")
@@ -92,16 +104,13 @@ for _k in KINDS:
 @click.option("--store", type=click.Path(file_okay=False), default=None, help="calibration store directory")
 @click.pass_obj
 def status(obj, store: str | None) -> None:
-    """What is current, what is stale, mismatched or out of tolerance; last line JSON."""
-    from calibration.store import CalibrationError, CalibrationStore
+    """What is current, what is stale, mismatched or out of tolerance; last line JSON; exit 1 unless all is ok."""
+    from calibration.store import CalibrationStore
 
     s = obj.settings
     st = CalibrationStore(_store_path(obj, store))
-    try:
-        rows = st.status(s.scanner.scanner_id, s.calibration.max_age_days)
-        proc = st.current_processing_id()
-    except CalibrationError as exc:
-        raise click.ClickException(str(exc)) from None
+    rows = st.status(s.scanner.scanner_id, s.calibration.max_age_days)  # CalibrationError: an unreadable store, 4
+    proc = st.current_processing_id()
     for r in rows:
         mark = {"ok": "ok"}.get(r["state"], r["state"].upper())
         line = f"{r['kind']:9s} {mark:17s} {r['record_id'] or '-'}"
@@ -113,3 +122,4 @@ def status(obj, store: str | None) -> None:
     ok = all(r["state"] == "ok" for r in rows)
     click.echo(json.dumps({"scanner_id": s.scanner.scanner_id, "store": str(st.root), "processing_calibration": proc,
                            "all_ok": ok, "items": rows}))
+    sys.exit(EXIT_OK if ok else EXIT_NEGATIVE)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from thz.cli import EXIT_INPUT, ThzError
+
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -21,33 +23,28 @@ def _when(ts: float | None) -> str:
 def _open(obj, gallery: str | None, bundle: str | None, need_model: bool):
     """The existing gallery file, opened for the bundle's model id (or without one where none is needed)."""
     from inference.bundle import BundleError, load_bundle
-    from inference.gallery import Gallery, GalleryCorruptError, GalleryError
+    from inference.gallery import Gallery, GalleryCorruptError
 
     s = obj.settings if obj is not None else __import__("pipeline.settings", fromlist=["Settings"]).Settings()
-    path = Path(gallery or s.inference.gallery).expanduser()
+    path = Path(gallery).expanduser() if gallery else s.inference.gallery_path
     if path.is_dir():
         raise GalleryCorruptError(f"gallery {path} is a directory; give the path of a gallery file")
     if not path.is_file():
-        raise click.ClickException(f"no gallery at {path} (set inference.gallery or pass --gallery)")
+        raise ThzError(f"no gallery at {path} (set inference.gallery or pass --gallery)", EXIT_INPUT)
     model_id, size = "", 128
     try:
         b = load_bundle(bundle or s.inference.bundle)
         model_id, size = b.model_id, b.manifest.embedding_size
     except BundleError as exc:
         if need_model:
-            raise click.ClickException(f"the current model is needed to tell matching templates from stale "
-                                       f"ones: {exc}") from None
-    try:
-        return Gallery(path, model_id, size)
-    except GalleryCorruptError:
-        raise  # a damaged file: the CLI's input error (exit 4)
-    except GalleryError as exc:
-        raise click.ClickException(str(exc)) from None
+            raise ThzError(f"the current model is needed to tell matching templates from stale ones: {exc}",
+                           EXIT_INPUT) from None
+    return Gallery(path, model_id, size)  # a GalleryError goes to the CLI's table (damaged or foreign file: 4)
 
 
 def _common(f):
     f = click.option("--bundle", default=None, help="model bundle: the current model (default: inference.bundle)")(f)
-    return click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)")(f)
+    return click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery, else gallery.sqlite in the data directory)")(f)
 
 
 @click.group("gallery")
@@ -91,21 +88,15 @@ def remove_cmd(obj, subjects, stale, yes, gallery, bundle):
     The bytes are overwritten in the database and its write-ahead log; the audit trail keeps a
     `remove` row per subject (ids and times, no biometric data).
     """
-    from inference.gallery import GalleryCorruptError, GalleryError
-
     if bool(subjects) == stale:
         raise click.UsageError("name the subjects to erase, or give --stale (not both)")
     with _open(obj, gallery, bundle, need_model=stale) as g:
         if not yes:
             what = "every template of models other than " + g.model_id if stale else ", ".join(subjects)
             click.confirm(f"erase {what} from {g.path}?", abort=True, err=True)
-        try:
-            erased = g.remove_stale(source="thz gallery remove --stale") if stale else {
-                s: g.remove(s, source="thz gallery remove") for s in subjects}
-        except GalleryCorruptError:
-            raise
-        except GalleryError as exc:
-            raise click.ClickException(str(exc)) from None
+        # not enrolled: the CLI's table (2)
+        erased = g.remove_stale(source="thz gallery remove --stale") if stale else {
+            s: g.remove(s, source="thz gallery remove") for s in subjects}
     for s, n in erased.items():
         click.echo(f"erased {s}: {n} template(s)", err=True)
     click.echo(json.dumps({"erased": erased}))

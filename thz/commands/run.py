@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from thz.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, ThzError
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -29,10 +30,8 @@ def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bo
     b = load_bundle(path)  # a BundleError reaches the CLI's one error path: an unusable input file (exit 4)
     try:
         return make_engine(b, engine or settings.inference.engine, settings.inference, reconstruction=reconstruction)
-    except EngineUnavailable as exc:
-        err = click.ClickException(str(exc))
-        err.exit_code = 2  # the engine asked for (option or inference.engine) cannot run here
-        raise err from None
+    except EngineUnavailable as exc:  # the engine asked for (option or inference.engine) cannot run here
+        raise ThzError(str(exc), EXIT_USAGE) from None
 
 
 def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
@@ -48,10 +47,10 @@ def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, l
         return list(rois_from_images(list(images), size, resize))
     if recording is not None:
         if not Path(recording).is_file():
-            raise click.ClickException(f"recording {recording!r} does not exist")
+            raise ThzError(f"recording {recording!r} does not exist", EXIT_INPUT)
         rois = list(rois_from_recording(recording, settings, limit=scans if scans > 0 else None))
         if not rois:
-            raise click.ClickException(f"no face ROI found in {recording}")
+            raise ThzError(f"no face ROI found in {recording}", EXIT_INPUT)
         return rois
     if sim and identity is None:
         raise click.UsageError("--sim needs --identity N (the simulated subject in front of the scanner)")
@@ -85,7 +84,7 @@ def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, 
 def _source_options(f):
     opts = [
         click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
-                     help="ROI image file (PNG, 64x64 grayscale); repeatable"),
+                     help="THz ROI image file (PNG or TIFF, grayscale, the bundle's input size: 64x64); repeatable"),
         click.option("--recording", type=click.Path(dir_okay=False), help="HDF5 raw recording to process"),
         click.option("--sim", is_flag=True, help="scan live with the virtual scanner"),
         click.option("--live", is_flag=True, help="scan live with the configured hardware"),
@@ -97,7 +96,7 @@ def _source_options(f):
                      help="ROIs to use from a live scan or a recording (0 = every ROI of the recording)"),
         click.option("--bundle", default=None, help="model bundle directory (default: inference.bundle)"),
         click.option("--engine", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default=None),
-        click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery)"),
+        click.option("--gallery", default=None, help="gallery SQLite file (default: inference.gallery, else gallery.sqlite in the data directory)"),
         click.option("--resize", is_flag=True, expose_value=False,
                      callback=lambda ctx, _p, v: ctx.meta.__setitem__("thz.resize", v),
                      help="--image: resample images of another size to the model's input (refused otherwise)"),
@@ -109,7 +108,8 @@ def _source_options(f):
 
 def _open_gallery(settings, gallery: str | None, engine):
     from inference.gallery import Gallery
-    return Gallery(gallery or settings.inference.gallery, engine.model_id, engine.bundle.manifest.embedding_size)
+    path = Path(gallery).expanduser() if gallery else settings.inference.gallery_path
+    return Gallery(path, engine.model_id, engine.bundle.manifest.embedding_size)
 
 
 @click.command("enroll")
@@ -126,15 +126,9 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
                                      scans)
     added = []
     with _open_gallery(s, gallery, eng) as g:
-        from inference.gallery import GalleryCorruptError, GalleryError
         for r, e, p in zip(rois, out["embedding"], probs):
             pst = posture or POSTURES[int(p.argmax())]
-            try:
-                g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)
-            except GalleryCorruptError:
-                raise  # a damaged file: the CLI's input error (exit 4)
-            except GalleryError as exc:
-                raise click.ClickException(str(exc)) from None
+            g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)  # GalleryError: the CLI's table
             added.append(pst)
             click.echo(f"enrolled {subject}: posture {pst} from {r.source}", err=True)
         per_posture = g.templates_by_posture(subject)
@@ -144,7 +138,6 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
 
 def _decide(kind: str, obj, claim, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
             gallery, threshold):
-    from inference.gallery import GalleryCorruptError, GalleryError
     from thzcore.labels import POSTURES
 
     s, eng, rois, out, probs = _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed,
@@ -154,26 +147,22 @@ def _decide(kind: str, obj, claim, images, recording, sim, live, identity, postu
         for r, e, p in zip(rois, out["embedding"], probs):
             rec = {"source": r.source, "frame_id": r.frame_id, "posture": POSTURES[int(p.argmax())],
                    "posture_probability": round(float(p.max()), 4)}
-            try:
-                if kind == "verify":
-                    t = eng.bundle.threshold if threshold is None else threshold
-                    v = g.verify(e, claim, t, frame_id=r.frame_id, source=r.source)
-                    rec.update(v.to_json())
-                    click.echo(f"{r.source}: claim {claim} {'ACCEPTED' if v.accepted else 'REJECTED'} "
-                               f"(distance {v.distance:.4f}, threshold {t:.4f})", err=True)
-                else:
-                    t = threshold if threshold is not None else (
-                        s.inference.identify_threshold if s.inference.identify_threshold is not None
-                        else eng.bundle.threshold)
-                    idn = g.identify(e, t, s.inference.top_k, frame_id=r.frame_id, source=r.source)
-                    rec.update(idn.to_json())
-                    best = ", ".join(f"{c}:{d:.4f}" for c, d in idn.candidates)
-                    click.echo(f"{r.source}: {'identified ' + idn.identity if idn.identity else 'REJECTED (unknown)'}"
-                               f" [{best}]", err=True)
-            except GalleryCorruptError:
-                raise  # a damaged file: the CLI's input error (exit 4)
-            except GalleryError as exc:
-                raise click.ClickException(str(exc)) from None
+            # a GalleryError goes to the CLI's table: not enrolled / empty gallery 2, a damaged or stale one 4
+            if kind == "verify":
+                t = eng.bundle.threshold if threshold is None else threshold
+                v = g.verify(e, claim, t, frame_id=r.frame_id, source=r.source)
+                rec.update(v.to_json())
+                click.echo(f"{r.source}: claim {claim} {'ACCEPTED' if v.accepted else 'REJECTED'} "
+                           f"(distance {v.distance:.4f}, threshold {t:.4f})", err=True)
+            else:
+                t = threshold if threshold is not None else (
+                    s.inference.identify_threshold if s.inference.identify_threshold is not None
+                    else eng.bundle.threshold)
+                idn = g.identify(e, t, s.inference.top_k, frame_id=r.frame_id, source=r.source)
+                rec.update(idn.to_json())
+                best = ", ".join(f"{c}:{d:.4f}" for c, d in idn.candidates)
+                click.echo(f"{r.source}: {'identified ' + idn.identity if idn.identity else 'REJECTED (unknown)'}"
+                           f" [{best}]", err=True)
             results.append(rec)
     return eng, results
 
@@ -191,7 +180,7 @@ def verify(obj, claim, threshold, images, recording, sim, live, identity, postur
                            bundle, engine, gallery, threshold)
     accepted = all(r["accepted"] for r in results)
     click.echo(json.dumps({"claim": claim, "accepted": accepted, "scans": results, "model_id": eng.model_id}))
-    sys.exit(0 if accepted else 1)
+    sys.exit(EXIT_OK if accepted else EXIT_NEGATIVE)
 
 
 @click.command("identify")
@@ -202,10 +191,12 @@ def verify(obj, claim, threshold, images, recording, sim, live, identity, postur
 @click.pass_obj
 def identify(obj, threshold, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
              gallery):
-    """1:N identification against the gallery, rejecting unknown faces (open set)."""
+    """1:N identification against the gallery, rejecting unknown faces (open set); exit 1 when any scan is rejected."""
     eng, results = _decide("identify", obj, None, images, recording, sim, live, identity, posture, concealed, scans,
                            bundle, engine, gallery, threshold)
-    click.echo(json.dumps({"scans": results, "model_id": eng.model_id}))
+    identified = all(r["identity"] for r in results)
+    click.echo(json.dumps({"identified": identified, "scans": results, "model_id": eng.model_id}))
+    sys.exit(EXIT_OK if identified else EXIT_NEGATIVE)
 
 
 @click.command("run")
@@ -223,7 +214,7 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--gallery", default=None, help="gallery file (default for --sim: a fresh one in the report folder)")
 @click.option("--reconstruction/--no-reconstruction", default=None,
               help="compute and publish reconstructions (default: on for --sim, inference.reconstruction otherwise)")
-@click.option("--report", "report_dir", default=None, help="report folder (default: inference.report_dir/run-TIME)")
+@click.option("--report", "report_dir", default=None, help="report folder (default: run-TIME in inference.report_dir, else in reports/ of the data directory)")
 @click.option("--max-results", type=int, default=None, help="hardware: stop after this many results")
 @click.option("--raw-source", type=click.Choice(["emulator", "direct"]), default="emulator", show_default=True,
               help="--sim: the device emulators read by the acquisition daemon (emulator), or the virtual scanner "
@@ -241,7 +232,6 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     posture, verify each scan against its true identity and one impostor claim, then print a
     summary, write an HTML report, and end with a JSON line.
     """
-    from pipeline.compose import JobError
     from pipeline.run import run_hardware, run_sim
     from pipeline.prescan import prepare_scan
     from thzcore.labels import POSTURES, parse_identity_list
@@ -268,7 +258,7 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
         from pipeline.view import LiveView
         live = LiveView(port=s.inference.view_port, fault_after_s=s.inference.view_fault_after_s).start()
         click.echo(f"live view: {live.url}", err=True)
-    try:
+    try:  # a JobError reaches the CLI's table: a stage that failed 5, a job that cannot run as asked 2
         if sim:
             plist = list(POSTURES) if postures == "all" else [p.strip() for p in postures.split(",") if p.strip()]
             bad = [p for p in plist if p not in POSTURES]
@@ -281,11 +271,9 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
         else:
             summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
                                    result_endpoint=result_endpoint, view=live, calibration=calibration)
-    except JobError as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         if live is not None:
             live.stop()
     click.echo(json.dumps(summary))
     if summary.get("interrupted"):
-        sys.exit(130)  # Ctrl-C: every stage stopped, the summary so far printed; the shell's code for SIGINT
+        sys.exit(EXIT_INTERRUPTED)  # Ctrl-C: every stage stopped, the summary so far printed; the shell's code for SIGINT

@@ -9,6 +9,8 @@ import threading
 
 import click
 
+from thz.cli import EXIT_DEVICE, EXIT_USAGE, ThzError
+
 
 @click.command("scanner")
 @click.option("--seed", type=int, default=None, help="simulator seed (default: sim.seed of the config)")
@@ -40,14 +42,14 @@ def scanner(obj, seed, pty_link, port, baudrate, backdoor_endpoint, realtime, sc
         scanner_cfg = ScannerConfig.model_validate_json(scanner_json) if scanner_json else settings.scanner
         sim_cfg = SimConfig.model_validate_json(sim_json) if sim_json else settings.sim
     except ValidationError as exc:
-        raise click.ClickException(f"bad --scanner-json/--sim-json: {exc}") from None
+        raise ThzError(f"bad --scanner-json/--sim-json: {exc}", EXIT_USAGE) from None
     parent = os.getppid()
     try:
         emu = ScannerEmulator(scanner_cfg, sim_cfg, sim_cfg.seed if seed is None else seed, pty_link=pty_link,
                               baudrate=baudrate or settings.acquisition.galvo_baudrate, receiver_port=port,
                               backdoor_endpoint=backdoor_endpoint, realtime=realtime)
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot start the emulator: {exc}") from None
+        raise ThzError(f"cannot start the emulator: {exc}", EXIT_DEVICE) from None
     stop = threading.Event()
 
     def _on_signal(signum, _frame):

@@ -9,9 +9,21 @@ import warnings
 
 import click
 
+from thz.cli import EXIT_INPUT, EXIT_NEGATIVE, EXIT_USAGE, ThzError, error_for
+
 
 def _echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, default=float))
+
+
+def _fail(exc: Exception) -> ThzError:
+    """A missing file is an unusable input (4), a parity check that failed a negative answer (1), a value the
+    options or the data refuse a usage error (2), unless the CLI's table names the error (a bad manifest: 4)."""
+    if isinstance(exc, FileNotFoundError):
+        return error_for(exc, EXIT_INPUT)
+    if type(exc).__name__ == "ParityError":
+        return error_for(exc, EXIT_NEGATIVE)
+    return error_for(exc, EXIT_USAGE)
 
 
 def _training_config(obj, **overrides):
@@ -55,7 +67,7 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
     try:
         summary = run_train(data_dir, out, kind, cfg, resume=resume, progress=progress)
     except (FileExistsError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _fail(exc) from None
     _echo_json(summary)
 
 
@@ -91,7 +103,6 @@ def evaluate(source: str, data_dir: str, split: str | None, protocol: str | None
              fusion_weight: str, other, out, threads: int, identity_spec: str | None, baselines: bool, fit_dir,
              progress: bool) -> None:
     """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split or protocol."""
-    from thz.cli import exit_code_for
     from training.evaluate import evaluate as run_eval
     if fit_dir is not None and not baselines:
         raise click.BadParameter("--fit-data only fits the baselines: add --baselines", param_hint="--fit-data")
@@ -103,9 +114,7 @@ def evaluate(source: str, data_dir: str, split: str | None, protocol: str | None
                           baselines, fit_dir, progress, protocol=protocol, fusion=_fusion(fusion_spec),
                           weight=fusion_weight)
     except (FileNotFoundError, ValueError) as exc:
-        if exit_code_for(exc) is not None:   # a named error (ProtocolError: exit 2) keeps its own exit code
-            raise
-        raise click.ClickException(str(exc)) from None
+        raise _fail(exc) from None   # a ProtocolError (the data does not fit the protocol): exit 2
     _echo_json(result)
 
 
@@ -152,7 +161,7 @@ def baselines(data_dir: str, split: str, identity_spec: str | None, fit_dir, out
     try:
         result, text = evaluate_baselines(data_dir, split, out, _identities(identity_spec), fit_dir, progress)
     except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _fail(exc) from None
     click.echo(text)
     _echo_json({k: v for k, v in result.items() if k != "baselines"} | summary(result["baselines"]))
 
@@ -169,5 +178,5 @@ def export(run: str, out: str, data_dir) -> None:
     try:
         result = export_bundle(run, out, data_dir)
     except (FileNotFoundError, ValueError, ParityError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _fail(exc) from None
     _echo_json(result)
