@@ -132,8 +132,9 @@ def test_cli_verify_decides_on_the_fused_scans(bundle_dir, tmp_path):
     from thz.cli import cli
     from thzcore.fusion import fuse
     yy, xx = np.mgrid[0:64, 0:64] / 63.0
-    paths = [str(save_png_roi(tmp_path / f"{k}.png", img)) for k, img in
-             enumerate([np.zeros((64, 64)), xx * yy, np.ones((64, 64))])]
+    dark, bright = np.zeros((64, 64)), np.ones((64, 64))
+    dark[10, 10], bright[5, 5] = 1.0, 0.0   # one glint each: a flat image is not taken as a THz ROI
+    paths = [str(save_png_roi(tmp_path / f"{k}.png", img)) for k, img in enumerate([dark, xx * yy, bright])]
     eng = OnnxRuntimeEngine(load_bundle(bundle_dir), intra_op_threads=1)
     out = eng.infer(np.stack([load_png_roi(p) for p in paths]))
     assert len(set(out["posture_logits"].argmax(1))) == 1
