@@ -98,6 +98,7 @@ EXIT_CODES: dict[str, int] = {
     "thzcore.config:ConfigError": EXIT_USAGE,
     "thzcore.netsec:InsecureBindError": EXIT_USAGE,
     "acquisition.errors:ConfigurationError": EXIT_USAGE,
+    "training.protocols:ProtocolError": EXIT_USAGE,   # `thz evaluate --protocol` that does not fit the data
     "inference.bundle:BundleError": EXIT_INPUT,
     "thzcore.bundle:ManifestError": EXIT_INPUT,
     "inference.gallery:GalleryRequestError": EXIT_USAGE,  # not enrolled, empty gallery: the command line is wrong
