@@ -65,6 +65,9 @@ SIM_COMMANDS: dict[str, str] = {
     "dataset": "thz.commands.dataset:dataset",
     "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
+DATASET_COMMANDS: dict[str, str] = {
+    "from-recordings": "thz.commands.dataset_recordings:from_recordings",
+}
 BENCHES: dict[str, str] = {
     "processing": "thz.commands.bench_processing:bench_processing",
     "sim": "thz.commands.bench_sim:bench_sim",
@@ -303,6 +306,11 @@ def config_show(obj: AppContext, derived: bool) -> None:
 @cli.group(cls=LazyGroup, lazy=SIM_COMMANDS)
 def sim() -> None:
     """The virtual scanner: demo, device emulators, synthetic datasets."""
+
+
+@cli.group("dataset", cls=LazyGroup, lazy=DATASET_COMMANDS)
+def dataset_group() -> None:
+    """Datasets from a lab's own data: HDF5 recordings + a label sheet (the synthetic one: `thz sim dataset`)."""
 
 
 @cli.group(cls=LazyGroup, lazy=BENCHES)

@@ -107,6 +107,8 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
          "bogus"),
         ("sim import-reference: no images", ["sim", "import-reference", "--thz", f["empty"], "--out",
                                              str(d / "imp")], EXIT_INPUT, "no <id>/<unit>"),
+        ("dataset from-recordings: no label sheet", ["dataset", "from-recordings", "--labels", str(d / "none.csv"),
+                                                     "--out", str(d / "dsr")], EXIT_INPUT, "does not exist"),
         ("sim scanner: bad JSON", ["sim", "scanner", "--scanner-json", "{"], EXIT_USAGE, "--scanner-json"),
         ("sim demo: no --out", ["sim", "demo"], EXIT_USAGE, "--out"),
         # benches
@@ -145,9 +147,9 @@ def test_the_table_covers_every_command():
     covered = set()
     for _, argv, _, _ in _cases(_placeholders()):
         words = [a for a in argv if not a.startswith("-") and a != "x"]
-        covered.add(words[1] if words[0] in ("sim", "bench") else words[0])
-    from thz.cli import BENCHES
-    missing = (set(COMMANDS) | set(SIM_COMMANDS) | set(BENCHES) | {"config"}) - covered
+        covered.add(words[1] if words[0] in ("sim", "bench", "dataset") else words[0])
+    from thz.cli import BENCHES, DATASET_COMMANDS
+    missing = (set(COMMANDS) | set(SIM_COMMANDS) | set(BENCHES) | set(DATASET_COMMANDS) | {"config"}) - covered
     assert not missing, f"commands without an exit-code case: {sorted(missing)}"
 
 
