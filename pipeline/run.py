@@ -12,7 +12,7 @@ import numpy as np
 from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
-from pipeline.compose import JobConfigError, JobError, NoCleanResult, Pipeline
+from pipeline.compose import JobConfigError, JobError, NoCleanResult, OnStep, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings
 from pipeline.view import LiveView
@@ -44,13 +44,15 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
             raw_source: str = "emulator", view: LiveView | None = None, echo: Callable[[str], None] = _echo,
             calibration: ProcessingCalibration | None = None,
-            identities: list[int] | None = None, repose_attempts: int = 3, repose_after_frames: int = 12) -> dict:
+            identities: list[int] | None = None, repose_attempts: int = 3, repose_after_frames: int = 12,
+            on_step: OnStep | None = None) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
 
     The subjects are population members 0..n_subjects-1, or `identities` when given (e.g. people the
     model never trained on). A pose in which no face is found within `repose_after_frames` raw frames
     is taken again with a new capture (the subject turns back to the scanner), up to `repose_attempts`
     times; a posture still without a face is a failure to acquire (counted in the summary, not scored).
+    `on_step` sees each stage start (pipeline.compose.OnStep).
     """
     from thzcore.labels import POSTURES
 
@@ -81,7 +83,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
     pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
-                    seed=seed, raw_source=raw_source, view=view, calibration=calibration)
+                    seed=seed, raw_source=raw_source, view=view, calibration=calibration, on_step=on_step)
     try:
         with pipe:
             info["raw_source"] = "emulator+acquisition" if pipe.emulator is not None else "virtual scanner (direct)"
@@ -214,7 +216,8 @@ def _summary_text(s: dict) -> str:
 
 def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
                  result_endpoint: str | None = None, view: LiveView | None = None,
-                 echo: Callable[[str], None] = _echo, calibration: ProcessingCalibration | None = None) -> dict:
+                 echo: Callable[[str], None] = _echo, calibration: ProcessingCalibration | None = None,
+                 on_step: OnStep | None = None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     splits: list[dict[str, float]] = []
@@ -222,7 +225,7 @@ def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = 
     t0 = time.time()
     interrupted = False
     pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False,
-                    result_endpoint=result_endpoint, view=view, calibration=calibration)
+                    result_endpoint=result_endpoint, view=view, calibration=calibration, on_step=on_step)
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")

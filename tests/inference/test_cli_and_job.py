@@ -91,6 +91,8 @@ def _run_sim_direct(bundle_dir, tmp_path, *args) -> dict:
                                  "tcp://127.0.0.1:*", "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    # start-up progress on stderr: the engine, then each stage (direct source: 4), ending "pipeline up"
+    assert "starting: 5/5 pipeline up" in r.stderr and "processing (Numba kernels)" in r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -96,6 +96,34 @@ def _source_options(f):
     return f
 
 
+class StartupProgress:
+    """`thz run` starting: a tqdm bar on stderr, one step per stage as it starts (the model bundle and engine, then
+    pipeline.compose.startup_steps), the stage's name beside the count; disabled with --no-progress."""
+
+    def __init__(self, steps: list[str], enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.steps = ["model bundle and engine", *steps]
+        self.bar = tqdm(total=len(self.steps), unit="stage", disable=not enabled, leave=True, dynamic_ncols=True,
+                        bar_format="{desc} [{elapsed}]")
+        self.step(0, "model bundle and engine")
+
+    def step(self, k: int, label: str) -> None:
+        self.bar.n = k
+        self.bar.set_description_str(f"starting: {k}/{len(self.steps)} {label}")  # refreshes
+
+    def pipeline_step(self, k: int, total: int, label: str) -> None:
+        """pipeline.compose.OnStep: step k of the pipeline's `total` (k == total when all are up)."""
+        if k >= total:
+            self.step(len(self.steps), "pipeline up")
+            self.close()
+        else:
+            self.step(1 + k, label)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _open_gallery(settings, gallery: str | None, engine):
     from inference.gallery import Gallery
     path = Path(gallery).expanduser() if gallery else settings.inference.gallery_path
@@ -213,9 +241,10 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
                                                       "inference.result_endpoint)")
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
 @click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
+@click.option("--no-progress", is_flag=True, help="no start-up progress bar on stderr")
 @click.pass_obj
 def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, engine, gallery, reconstruction,
-        report_dir, max_results, raw_source, result_endpoint, view, allow_stale_calibration):
+        report_dir, max_results, raw_source, result_endpoint, view, allow_stale_calibration, no_progress):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -242,7 +271,13 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
-    eng = _engine(s, bundle, engine, reconstruction=reconstruction)
+    from pipeline.compose import startup_steps
+    progress = StartupProgress(startup_steps(sim, raw_source), enabled=not no_progress)
+    try:
+        eng = _engine(s, bundle, engine, reconstruction=reconstruction)
+    except BaseException:
+        progress.close()
+        raise
     live = None
     if view:
         from pipeline.view import LiveView
@@ -257,11 +292,14 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
             summary = run_sim(s, eng, n_subjects=subjects or 4, identities=identities, postures=plist,
                               scans_per_posture=scans_per_posture,
                               gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
-                              result_endpoint=result_endpoint, view=live, calibration=calibration)
+                              result_endpoint=result_endpoint, view=live, calibration=calibration,
+                              on_step=progress.pipeline_step)
         else:
             summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
-                                   result_endpoint=result_endpoint, view=live, calibration=calibration)
+                                   result_endpoint=result_endpoint, view=live, calibration=calibration,
+                                   on_step=progress.pipeline_step)
     finally:
+        progress.close()
         if live is not None:
             live.stop()
     click.echo(json.dumps(summary))
