@@ -105,10 +105,15 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                      f"after {repose_attempts} poses (failure to acquire)")
                 return []
 
+            def mode(m: str, detail: str) -> None:
+                if view is not None:
+                    view.on_mode(m, detail)
+
             with Gallery(gpath, engine.model_id, engine.bundle.manifest.embedding_size) as gallery:
                 for i in identities:
                     enrolled = 0
                     for p in postures:
+                        mode("enrolling", f"{subject_id(i)}, {p}, unconcealed")
                         got = acquire(i, p, False, 1)
                         if not got:
                             continue
@@ -128,6 +133,8 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                     impostor = identities[(identities.index(i) + 1 + int(rng.integers(n_subjects - 1))) % n_subjects]
                     claims = [subject_id(i), subject_id(impostor)]
                     pipe.stage.set_claims(claims)
+                    mode("verifying", f"{subject_id(i)}, {p}, concealed: claims {claims[0]} (genuine) and "
+                                      f"{claims[1]} (impostor); identifying against the gallery")
                     for c in acquire(i, p, True, scans_per_posture):
                         r = _record(c, subject_id(i), p, claims[1])
                         spool.add(r)  # the images go to disk now; the record keeps the numbers
@@ -135,6 +142,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                         records.append(r)
                         echo(_progress(len(records), total, r))
             pipe.stage.set_claims([])
+            mode("waiting", "session over")
             counters = pipe.stage.counters.to_json()
             frames = pipe.frames_acquired()
             proc_counters = pipe.processing.counters.to_json()
@@ -144,7 +152,10 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
         counters, frames, proc_counters = (pipe.stage.counters.to_json() if pipe.stage else {}), \
             pipe.frames_acquired(), (pipe.processing.counters.to_json() if pipe.processing else {})
     summary = summarise(records, engine.bundle.threshold)
-    summary.update(failures_to_acquire=len(failures),
+    target = settings.inference.latency_target_ms
+    p99 = summary.get("p99_latency_ms")
+    summary.update(latency_target_ms=target, latency_within_target=None if p99 is None else bool(p99 <= target),
+                   failures_to_acquire=len(failures),
                    failure_to_acquire_rate=len(failures) / (2 * n_subjects * len(postures)),  # enrolment + scans
                    raw_frames=frames, duration_s=round(time.time() - t0, 1), engine=engine.name,
                    model_id=engine.model_id, subjects=n_subjects, interrupted=interrupted,
@@ -229,6 +240,8 @@ def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = 
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")
+            if view is not None:
+                view.on_mode("identifying", "every face 1:N against the gallery")
             while max_results is None or n < max_results:
                 pipe.check_alive()
                 try:

@@ -112,7 +112,8 @@ def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
     assert report.is_file() and stat.S_IMODE(os.stat(report).st_mode) == 0o600
     text = report.read_text()
     assert text.count("data:image/png;base64,") >= 4  # ROI + reconstruction of both scans
-    assert "p50 ms: transfer to processing" in text
+    assert "<th>transfer to processing</th>" in text and 'id="latency-target"' in text
+    assert 'id="distances"' in text and 'id="threshold"' in text  # the distance histogram with its threshold
     from inference.gallery import Gallery
     with Gallery(tmp_path / "rep" / "gallery.sqlite", summary["model_id"]) as g:
         assert g.subjects() == ["sim-000", "sim-001"]

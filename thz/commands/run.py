@@ -240,11 +240,13 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--result-endpoint", default=None, help="where results are published (default: "
                                                       "inference.result_endpoint)")
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
+@click.option("--view-port", "--port", "view_port", type=click.IntRange(0, 65535), default=None,
+              help="loopback port of the live view (default: inference.view_port; 0: any free port); implies --view")
 @click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
 @click.option("--no-progress", is_flag=True, help="no start-up progress bar on stderr")
 @click.pass_obj
 def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, engine, gallery, reconstruction,
-        report_dir, max_results, raw_source, result_endpoint, view, allow_stale_calibration, no_progress):
+        report_dir, max_results, raw_source, result_endpoint, view, view_port, allow_stale_calibration, no_progress):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -279,9 +281,15 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
         progress.close()
         raise
     live = None
-    if view:
+    if view or view_port is not None:
         from pipeline.view import LiveView
-        live = LiveView(port=s.inference.view_port, fault_after_s=s.inference.view_fault_after_s).start()
+        port = s.inference.view_port if view_port is None else view_port
+        try:
+            live = LiveView(port=port, fault_after_s=s.inference.view_fault_after_s).start()
+        except OSError as exc:  # the port is taken (or not ours to bind)
+            progress.close()
+            raise ThzError(f"live view: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                           "with --view-port N (0: any free port)", EXIT_USAGE) from None
         click.echo(f"live view: {live.url}", err=True)
     try:  # a JobError reaches the CLI's table: a stage that failed 5, a job that cannot run as asked 2
         if sim:
