@@ -114,7 +114,7 @@ def test_mode_and_the_stale_state(view):
         view.on_mode("dancing")
 
 
-def test_view_port_option(bundle_dir, tmp_path):
+def test_view_port_option(bundle_dir, tmp_path):  # noqa: F811
     """`thz run --view-port N` (alias --port) serves the view there; a port in use is a usage error naming it."""
     import socket
 
