@@ -9,7 +9,7 @@ from thz.cli import cli
 
 
 def test_demo_writes_sheet_and_summary(tmp_path):
-    res = CliRunner().invoke(cli, ["sim", "demo", "--out", str(tmp_path), "--identities", "1", "--frames", "1"])
+    res = CliRunner().invoke(cli, ["sim", "demo", "--out", str(tmp_path), "--n-identities", "1", "--frames", "1"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
     s = json.loads((tmp_path / "summary.json").read_text())

@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 import click
+
+from thz.commands.options import n_identities_option
 import numpy as np
 
 from thzcore.logs import get_logger
@@ -162,15 +164,15 @@ def physics_summary(settings) -> dict:
 
 @click.command("demo")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory for the PNG and summary")
-@click.option("--identities", default=3, show_default=True, type=click.IntRange(1, 20), help="identities to show")
+@n_identities_option("identities to show (population members 0..N-1)", default=3, type=click.IntRange(1, 20))
 @click.option("--frames", default=3, show_default=True, type=click.IntRange(1, 16), help="frames averaged per image")
 @click.option("--seed", default=None, type=int, help="capture seed (default: sim.seed of the config)")
 @click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
 @click.pass_obj
-def demo(obj, out_dir: str, identities: int, frames: int, seed: int | None, no_progress: bool) -> None:
+def demo(obj, out_dir: str, n_identities: int, frames: int, seed: int | None, no_progress: bool) -> None:
     """Render identities in all postures, open and concealed, THz and visible, into a contact sheet + summary."""
     settings = obj.settings
-    identities = min(identities, settings.sim.n_identities)
+    identities = min(n_identities, settings.sim.n_identities)
     seed = settings.sim.seed if seed is None else seed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -280,7 +280,7 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     # refuse a public endpoint without CURVE now, not after the emulator and the daemon have started
     check_bind(result_endpoint or st.inference.result_endpoint, st.inference.curve_secret_key_file,
                st.inference.curve_clients_dir, "inference.result_endpoint")
-    s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration)
+    s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration, sim=sim)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
     from pipeline.compose import startup_steps
