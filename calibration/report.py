@@ -6,6 +6,7 @@ returns its path. `write_report` lays out the record's values, checks, tables an
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,38 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4g}" if math.isfinite(v) else str(v)
 
 
+# Lengths people read in mm (beam and spot sizes, edge widths, their sigmas, linearity offsets and residuals): the
+# record keeps SI metres, the report shows these in mm, as the plots do; ranges, fields of view and scan amplitudes
+# stay in m.
+_MM_NAME = re.compile(r"(diameter|radius|width|spot|waist_d|(^|_)w_[xy]|sigma|offset|residual)")
+
+
+def shown_in_mm(name: str, unit: str) -> bool:
+    """Whether the report shows quantity `name` (unit `unit`) in mm."""
+    return unit == "m" and bool(_MM_NAME.search(name))
+
+
+def _spec_mm(spec: str) -> str:
+    """A specification in m ('0.015 m +- 15 %', '<= 0.02 m') in mm; a percentage is left as it is."""
+    pct = re.search(r"\+- *[\d.]+ *%", spec)
+    head, tail = (spec[:pct.start()], spec[pct.start():]) if pct else (spec, "")
+    head = re.sub(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\w.])",
+                  lambda m: f"{float(m.group(1)) * 1e3:.4g}", head)
+    return re.sub(r"(?<=\d) m\b", " mm", head) + tail
+
+
+def _scaled(v: float | None, mm: bool) -> float | None:
+    return None if v is None else (v * 1e3 if mm else v)
+
+
+def _column(name: str) -> tuple[str, float]:
+    """A table column's header and scale: `w_x_m` -> ('w_x (mm)', 1e3), `range_m` -> ('range (m)', 1)."""
+    if name.endswith("_m"):
+        stem = name[:-2]
+        return (f"{stem} (mm)", 1e3) if shown_in_mm(stem, "m") else (f"{stem} (m)", 1.0)
+    return name, 1.0
+
+
 def write_report(out_dir: str | Path, record: "CalibrationRecord", plots: dict[str, Path],
                  notes: list[str] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """`<out_dir>/<record_id>.md`: values, pass/fail table, tables, plots (relative links), notes."""
@@ -169,16 +202,22 @@ def write_report(out_dir: str | Path, record: "CalibrationRecord", plots: dict[s
         lines.append(f"- applied by the processor as calibration id `{record.record_id}`")
     lines += ["", "## Pass / fail", "", "| item | value | unit | specification | result |", "|---|---|---|---|---|"]
     for c in record.checks:
-        lines.append(f"| {c.name} | {_fmt(c.value)} | {c.unit} | {c.spec} | {'pass' if c.passed else '**FAIL**'} |")
+        mm = shown_in_mm(c.name, c.unit)
+        lines.append(f"| {c.name} | {_fmt(_scaled(c.value, mm))} | {'mm' if mm else c.unit} | "
+                     f"{_spec_mm(c.spec) if mm else c.spec} | {'pass' if c.passed else '**FAIL**'} |")
     lines += ["", "## Fitted values (1 sigma)", "", "| value | estimate | uncertainty | unit |", "|---|---|---|---|"]
     for k, m in record.values.items():
-        lines.append(f"| {k} | {_fmt(m.value)} | {_fmt(m.uncertainty)} | {m.unit} |")
+        mm = shown_in_mm(k, m.unit)
+        lines.append(f"| {k} | {_fmt(_scaled(m.value, mm))} | {_fmt(_scaled(m.uncertainty, mm))} | "
+                     f"{'mm' if mm else m.unit} |")
     for name, rows in record.tables.items():
         if not rows:
             continue
         cols = list(rows[0])
-        lines += ["", f"## Table: {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(_fmt(float(r.get(c, float("nan")))) for c in cols) + " |" for r in rows]
+        heads = [_column(c) for c in cols]
+        lines += ["", f"## Table: {name}", "", "| " + " | ".join(h for h, _ in heads) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(float(r.get(c, float("nan"))) * k) for c, (_, k) in zip(cols, heads)) + " |"
+                  for r in rows]
     if plots:
         lines += ["", "## Plots", ""]
         for title, p in plots.items():

@@ -300,7 +300,7 @@ class CalibrationStore:
                     or (p.code == "stale" and not allow_stale)]
         if blocking:
             raise CalibrationError(f"calibration {rid} not used: " + "; ".join(p.message for p in blocking)
-                                   + ". Re-run `thz calibrate phase` (and fov) for this scanner", blocking)
+                                   + ". Re-run `thz calibrate phase` (and `thz calibrate fov`) for this scanner", blocking)
         for p in probs:
             log.warning("calibration used despite a problem", extra={"record_id": rid, "problem": p.code,
                                                                     "detail": p.message})

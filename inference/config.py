@@ -68,6 +68,9 @@ class InferenceConfig(Section):
                                                              "view (0 = any free port)")
     view_fault_after_s: float = Field(3.0, gt=0, description="live view: scanner shown in fault after this long "
                                                              "without a frame (s)")
+    latency_target_ms: float = Field(100.0, gt=0, description="target of the p99 latency from scan complete to "
+                                                              "result published (ms): the report and the run "
+                                                              "summary judge the session against it")
 
     @property
     def gallery_path(self) -> Path:

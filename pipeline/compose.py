@@ -45,6 +45,21 @@ log = get_logger(__name__)
 RAW_SOURCES = ("emulator", "direct")
 
 
+# (step index, steps in all, what starts now), called as each start-up step begins; (total, total, "up") at the end
+OnStep = Callable[[int, int, str], None]
+
+
+def startup_steps(sim: bool, raw_source: str = "emulator", engine: bool = True) -> list[str]:
+    """What Pipeline.start starts, in order (the labels its `on_step` callback gets)."""
+    if not sim:
+        raw = ["acquisition daemon (hardware)"]
+    elif raw_source == "direct":
+        raw = ["virtual scanner (direct)"]
+    else:
+        raw = ["device emulators", "acquisition daemon"]
+    return [*raw, "processing (Numba kernels)", *(["inference"] if engine else []), "result collector"]
+
+
 class JobError(RuntimeError):
     """The job failed while running: a stage died or never came up, results stopped coming (the CLI exits 5)."""
 
@@ -72,7 +87,7 @@ class Pipeline:
                  gallery_path: str | Path | None = None, result_endpoint: str | None = None,
                  reconstruction: bool | None = None, seed: int | None = None, collect_rois: bool = True,
                  raw_source: str = "emulator", view: LiveView | None = None,
-                 calibration: ProcessingCalibration | None = None) -> None:
+                 calibration: ProcessingCalibration | None = None, on_step: OnStep | None = None) -> None:
         if raw_source not in RAW_SOURCES:
             raise ValueError(f"raw_source={raw_source!r}: choose one of {RAW_SOURCES}")
         self.raw_source = raw_source
@@ -100,6 +115,20 @@ class Pipeline:
         self._ipc_dir: tempfile.TemporaryDirectory | None = None
         self.truth_margin = 0  # frames to skip after the first one labelled with a new scene
         self.t_started = 0.0
+        self.on_step = on_step
+        self._steps = startup_steps(sim, raw_source, engine is not None)
+        self._step_no = 0
+
+    def _step(self, label: str | None = None) -> None:
+        """Report the next start-up step (its label, from startup_steps) to on_step; None: all are up."""
+        if self.on_step is None:
+            return
+        n = len(self._steps)
+        if label is None:
+            self.on_step(n, n, "up")
+            return
+        self.on_step(min(self._step_no, n - 1), n, label)
+        self._step_no += 1
 
     def __enter__(self) -> "Pipeline":
         try:
@@ -125,6 +154,7 @@ class Pipeline:
     def start(self) -> None:
         self.t_started = time.time()
         raw_endpoint = self._start_raw_source()
+        self._step("processing (Numba kernels)")
         self.processing = ProcessingStage(self.settings.scanner, self.settings.processing,
                                           calibration=self.calibration,
                                           calibration_dir=str(self.settings.calibration.store_dir))
@@ -132,6 +162,7 @@ class Pipeline:
         self.roi_endpoint = self._run("processing", lambda stop, ready: processing.serve(
             raw_endpoint, LOCAL_ANY, stop=stop, ready=ready))
         if self.engine is not None:
+            self._step("inference")
             self.stage = InferenceStage(self.engine, self.settings.inference, roi_endpoint=self.roi_endpoint,
                                         result_endpoint=self.result_endpoint, gallery_path=self.gallery_path,
                                         min_subscribers=1, reconstruction=self.reconstruction, context=self.ctx)
@@ -144,23 +175,29 @@ class Pipeline:
                                        view=self.view, status_endpoint=status)
         else:
             self.collector = Collector(None, self.roi_endpoint, self.ctx)
+        self._step("result collector")
         self._run("collector", self.collector.serve, timeout_s=5.0)
         if self.stage is not None and not self.stage.subscribed.wait(10):  # XPUB handshake, no sleep
             raise JobError("the result collector's subscription never reached the inference stage")
+        self._step(None)
 
     def _start_raw_source(self) -> str:
         if not self.sim:
+            self._step("acquisition daemon (hardware)")
             return self._start_daemon(self.settings, {})
         if self.raw_source == "direct":
+            self._step("virtual scanner (direct)")
             self.source = SimRawSource(self.settings, self.seed, LOCAL_ANY, self.ctx)
             endpoint = self._run("sim-source", self.source.serve, timeout_s=30.0)
             _require_endpoint(endpoint, "sim-source")
             return endpoint
         # the device emulators, started the one way (`thz sim scanner`, a process of its own) and read
         # through the real transports by the acquisition daemon
+        self._step("device emulators")
         self.emulator = SimScanner.start(self.settings, seed=self.seed, realtime=False)
         self.truth_margin = 1  # the daemon labels a frame when it arrives: the scene may have changed mid-frame
         truth_link = BackdoorClient(self.emulator.endpoints["backdoor"])  # the daemon thread's own REQ socket
+        self._step("acquisition daemon")
         return self._start_daemon(self.emulator.settings_for(self.settings),
                                   {"raw_endpoint": self._local_raw_endpoint(), "status_endpoint": LOCAL_ANY,
                                    "record": False},

@@ -12,7 +12,7 @@ import numpy as np
 from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
-from pipeline.compose import JobConfigError, JobError, NoCleanResult, Pipeline
+from pipeline.compose import JobConfigError, JobError, NoCleanResult, OnStep, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings
 from pipeline.view import LiveView
@@ -44,13 +44,15 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
             seed: int | None = None, result_endpoint: str | None = None, scene_timeout_s: float = 60.0,
             raw_source: str = "emulator", view: LiveView | None = None, echo: Callable[[str], None] = _echo,
             calibration: ProcessingCalibration | None = None,
-            identities: list[int] | None = None, repose_attempts: int = 3, repose_after_frames: int = 12) -> dict:
+            identities: list[int] | None = None, repose_attempts: int = 3, repose_after_frames: int = 12,
+            on_step: OnStep | None = None) -> dict:
     """Enrol, scan concealed, verify genuine + impostor claims, summarise, write the report.
 
     The subjects are population members 0..n_subjects-1, or `identities` when given (e.g. people the
     model never trained on). A pose in which no face is found within `repose_after_frames` raw frames
     is taken again with a new capture (the subject turns back to the scanner), up to `repose_attempts`
     times; a posture still without a face is a failure to acquire (counted in the summary, not scored).
+    `on_step` sees each stage start (pipeline.compose.OnStep).
     """
     from thzcore.labels import POSTURES
 
@@ -81,7 +83,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
     pipe = Pipeline(settings, engine, sim=True, gallery_path=gpath, result_endpoint=result_endpoint,
-                    seed=seed, raw_source=raw_source, view=view, calibration=calibration)
+                    seed=seed, raw_source=raw_source, view=view, calibration=calibration, on_step=on_step)
     try:
         with pipe:
             info["raw_source"] = "emulator+acquisition" if pipe.emulator is not None else "virtual scanner (direct)"
@@ -103,10 +105,15 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                      f"after {repose_attempts} poses (failure to acquire)")
                 return []
 
+            def mode(m: str, detail: str) -> None:
+                if view is not None:
+                    view.on_mode(m, detail)
+
             with Gallery(gpath, engine.model_id, engine.bundle.manifest.embedding_size) as gallery:
                 for i in identities:
                     enrolled = 0
                     for p in postures:
+                        mode("enrolling", f"{subject_id(i)}, {p}, unconcealed")
                         got = acquire(i, p, False, 1)
                         if not got:
                             continue
@@ -126,6 +133,8 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                     impostor = identities[(identities.index(i) + 1 + int(rng.integers(n_subjects - 1))) % n_subjects]
                     claims = [subject_id(i), subject_id(impostor)]
                     pipe.stage.set_claims(claims)
+                    mode("verifying", f"{subject_id(i)}, {p}, concealed: claims {claims[0]} (genuine) and "
+                                      f"{claims[1]} (impostor); identifying against the gallery")
                     for c in acquire(i, p, True, scans_per_posture):
                         r = _record(c, subject_id(i), p, claims[1])
                         spool.add(r)  # the images go to disk now; the record keeps the numbers
@@ -133,6 +142,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                         records.append(r)
                         echo(_progress(len(records), total, r))
             pipe.stage.set_claims([])
+            mode("waiting", "session over")
             counters = pipe.stage.counters.to_json()
             frames = pipe.frames_acquired()
             proc_counters = pipe.processing.counters.to_json()
@@ -142,7 +152,10 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
         counters, frames, proc_counters = (pipe.stage.counters.to_json() if pipe.stage else {}), \
             pipe.frames_acquired(), (pipe.processing.counters.to_json() if pipe.processing else {})
     summary = summarise(records, engine.bundle.threshold)
-    summary.update(failures_to_acquire=len(failures),
+    target = settings.inference.latency_target_ms
+    p99 = summary.get("p99_latency_ms")
+    summary.update(latency_target_ms=target, latency_within_target=None if p99 is None else bool(p99 <= target),
+                   failures_to_acquire=len(failures),
                    failure_to_acquire_rate=len(failures) / (2 * n_subjects * len(postures)),  # enrolment + scans
                    raw_frames=frames, duration_s=round(time.time() - t0, 1), engine=engine.name,
                    model_id=engine.model_id, subjects=n_subjects, interrupted=interrupted,
@@ -214,7 +227,8 @@ def _summary_text(s: dict) -> str:
 
 def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = None, max_results: int | None = None,
                  result_endpoint: str | None = None, view: LiveView | None = None,
-                 echo: Callable[[str], None] = _echo, calibration: ProcessingCalibration | None = None) -> dict:
+                 echo: Callable[[str], None] = _echo, calibration: ProcessingCalibration | None = None,
+                 on_step: OnStep | None = None) -> dict:
     """Run the configured scanner until Ctrl-C (or max_results), printing each result."""
     lat: list[float] = []
     splits: list[dict[str, float]] = []
@@ -222,10 +236,12 @@ def run_hardware(settings: Settings, engine: Engine, gallery_path: str | None = 
     t0 = time.time()
     interrupted = False
     pipe = Pipeline(settings, engine, sim=False, gallery_path=gallery_path, collect_rois=False,
-                    result_endpoint=result_endpoint, view=view, calibration=calibration)
+                    result_endpoint=result_endpoint, view=view, calibration=calibration, on_step=on_step)
     try:
         with pipe:
             echo(f"running: results published at {pipe.stage.bound_endpoint}; Ctrl-C stops")
+            if view is not None:
+                view.on_mode("identifying", "every face 1:N against the gallery")
             while max_results is None or n < max_results:
                 pipe.check_alive()
                 try:

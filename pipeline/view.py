@@ -6,8 +6,11 @@ GET /events   text/event-stream: one `data: {json}` per change, a heartbeat comm
 GET /state    the current state as JSON
 GET /?hold=MS keeps the page loading MS ms (a slow image) so a headless browser snapshot shows SSE updates
 The scanner is shown in fault when no frame arrived for `fault_after_s` or the acquisition
-status says so (link lost, reconnecting, failed). Only loopback binds are allowed: the page shows
-faces and has no authentication.
+status says so (link lost, reconnecting, failed); then the frame, ROI, reconstruction and decisions
+still on the page are greyed out under "stale since HH:MM:SS": they show the last scan before the
+fault, not the present. The mode (enrolling / verifying / identifying, with who and which claims)
+is shown as the job sets it (`on_mode`). Only loopback binds are allowed: the page shows faces and
+has no authentication.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from thzcore.netsec import is_loopback_host
 
 log = get_logger(__name__)
 _FAULT_STATES = {"failed", "reconnecting", "degraded", "disconnected"}  # acquisition.state.State values
+MODES = ("waiting", "enrolling", "verifying", "identifying")  # what the job is doing with the scans
 
 
 def _png(image: np.ndarray | None, lo_pct: float = 1.0, hi_pct: float = 99.5, scale: int = 3,
@@ -63,7 +67,8 @@ class ViewState:
                                      "identification": None, "latency_ms": None, "stages_ms": {},
                                      "subject_range": None,
                                      "result_frame_id": None,
-                                     "link": {"state": "waiting", "detail": ""}}
+                                     "link": {"state": "waiting", "detail": ""},
+                                     "mode": {"mode": "waiting", "detail": ""}}
         self.t_last_frame: float | None = None
         self._scanner = "waiting"
 
@@ -91,6 +96,10 @@ class ViewState:
         with self.cond:
             d = dict(self.data)
         d["scanner"], d["scanner_detail"] = self.scanner_state()
+        # in a fault what is on the page is the last scan before it: say since when (the last frame's time)
+        stale = d["scanner"] == "fault" and self.t_last_frame is not None
+        d["stale_since"] = time.strftime("%H:%M:%S", time.localtime(self.t_last_frame)) if stale else None
+        d["stale_for_s"] = round(self.clock() - self.t_last_frame, 1) if stale else None
         return d
 
     def tick(self) -> None:
@@ -254,6 +263,12 @@ class LiveView:
     def on_status(self, state: str, detail: str = "") -> None:
         self.state.update(link={"state": state, "detail": detail})
 
+    def on_mode(self, mode: str, detail: str = "") -> None:
+        """What the job does with the scans now: one of MODES, and who / which claims (`detail`)."""
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        self.state.update(mode={"mode": mode, "detail": detail})
+
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>thz-face live</title>
@@ -265,13 +280,20 @@ img:not([src]) { visibility: hidden; width: 192px; height: 192px; }
 #roibox { position: absolute; border: 2px solid #0f0; display: none; }
 #scanner.ok { color: #4c4; } #scanner.fault { color: #f44; font-weight: bold; } #scanner.waiting { color: #cc4; }
 .acc { color: #4c4; } .rej { color: #f66; } td, th { padding: 2px 8px; text-align: left; }
+.row.stale { opacity: 0.45; } .row.stale img { filter: grayscale(1); }
+#stale { display: none; background: #522; color: #fcc; padding: 4px 8px; font-weight: bold; }
+#stale.on { display: block; }
+#mode { text-transform: uppercase; } #mode.enrolling { color: #6cf; } #mode.verifying { color: #fc6; }
+#mode.identifying { color: #c9f; }
 </style></head><body>
 <h2>thz-face live view</h2>
+<p>mode: <b id="mode" class="waiting">waiting</b> <span id="mode_detail"></span></p>
 <p>scanner: <span id="scanner" class="waiting">waiting</span> <span id="scanner_detail"></span>
  &middot; link: <span id="link">-</span> &middot; frame <span id="frame_id">-</span>
  &middot; result frame <span id="result_frame_id">-</span> &middot; scan complete to result
  <span id="latency">-</span> ms <span id="stages"></span></p>
-<div class="row">
+<div id="stale"></div>
+<div class="row" id="panels">
  <div><div>averaged frame <span id="subject_range"></span></div><div class="box"><img id="frame" alt="frame"><div id="roibox"></div></div></div>
  <div><div>ROI</div><img id="roi" alt="roi"></div>
  <div><div>reconstruction</div><img id="reconstruction" alt="reconstruction"></div>
@@ -280,6 +302,13 @@ img:not([src]) { visibility: hidden; width: 192px; height: 192px; }
 <script>
 const $ = (id) => document.getElementById(id);
 function show(s) {
+  const m = s.mode || {mode: "waiting", detail: ""};
+  $("mode").textContent = m.mode; $("mode").className = m.mode; $("mode_detail").textContent = m.detail || "";
+  const stale = s.scanner === "fault" && s.stale_since;
+  $("panels").className = stale ? "row stale" : "row";
+  $("stale").className = stale ? "on" : "";
+  $("stale").textContent = stale ? "stale since " + s.stale_since + " (" + s.stale_for_s.toFixed(1) +
+    " s): the frame and the decisions below are the last scan before the fault" : "";
   $("scanner").textContent = s.scanner; $("scanner").className = s.scanner;
   $("scanner_detail").textContent = s.scanner_detail || "";
   $("link").textContent = s.link ? s.link.state : "-";

@@ -88,6 +88,11 @@ class ProcessingStage:
             self.processor.warm_up()
 
     # ---- frame by frame
+    def reset(self) -> None:
+        """Start a new averaging window: the next output averages only frames fed from now on."""
+        self._window.clear()
+        self._since_emit = 0
+
     def _restart_needed(self, f: ProcessedFrame) -> bool:
         if not self._window:
             return False

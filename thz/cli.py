@@ -65,6 +65,9 @@ SIM_COMMANDS: dict[str, str] = {
     "dataset": "thz.commands.dataset:dataset",
     "import-reference": "thz.commands.dataset:import_reference_cmd",
 }
+DATASET_COMMANDS: dict[str, str] = {
+    "from-recordings": "thz.commands.dataset_recordings:from_recordings",
+}
 BENCHES: dict[str, str] = {
     "processing": "thz.commands.bench_processing:bench_processing",
     "sim": "thz.commands.bench_sim:bench_sim",
@@ -273,40 +276,60 @@ def config_validate(file: str) -> None:
 
 @config.command("show")
 @click.option("--derived/--no-derived", default=True, help="also print the derived values")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML (derived values under `derived`)")
 @click.pass_obj
-def config_show(obj: AppContext, derived: bool) -> None:
-    """Print the effective configuration as TOML-like JSON, with derived values."""
+def config_show(obj: AppContext, derived: bool, as_json: bool) -> None:
+    """Print the effective configuration as TOML (a file `--config` reads back as it is), the derived values and
+    the data folders in force as comments after it; `--json` for JSON."""
+    from thzcore.config import to_toml
+
     s = obj.settings
     out: dict[str, Any] = s.model_dump(mode="json")
+    values = _derived(s) if derived else {}
+    if as_json:
+        click.echo(json.dumps({**out, **({"derived": values} if derived else {})}, indent=2))
+        return
+    source = obj.config_path or os.environ.get("THZ_CONFIG") or "built-in defaults"
+    text = f"# effective thz-face configuration (from {source})\n" + to_toml(out)
     if derived:
-        sc = s.scanner
-        out["derived"] = {
-            "wavelength_mm": sc.optics.wavelength_m * 1e3,
-            "rayleigh_range_m": sc.optics.rayleigh_range_m,
-            "depth_of_focus_m": sc.optics.depth_of_focus_m,
-            "divergence_deg": sc.optics.divergence_rad * 57.29577951308232,
-            "lines_per_frame": sc.raster.lines_per_frame,
-            "line_duration_ms": sc.raster.line_duration_s * 1e3,
-            "frame_duration_s": sc.raster.frame_duration_s,
-            "fast_amplitude_m": sc.raster.fast_amplitude_m,
-            "pixel_pitch_x_mm": sc.raster.pixel_pitch_x_m * 1e3,
-            "pixel_pitch_y_mm": sc.raster.pixel_pitch_y_m * 1e3,
-            "servo_lag_ms": sc.raster.servo_lag_s * 1e3,
-            "chirp_slope_hz_per_s": sc.fmcw.slope_hz_per_s,
-            "range_resolution_mm": sc.fmcw.range_resolution_m * 1e3,
-            "range_window_m": [sc.fmcw.reference_range_m, sc.fmcw.max_range_m],
-            "beat_band_hz": list(sc.beat_band_hz),
-            "gate_beat_band_hz": [sc.fmcw.beat_hz(s.processing.gate_min_m), sc.fmcw.beat_hz(s.processing.gate_max_m)],
-            "chirp_period_us": sc.chirp_period_s * 1e6,
-            "raw_frame_shape": list(sc.raw_frame_shape),
-            "raw_frame_mb": sc.raw_frame_bytes / 1e6,
-        }
-    click.echo(json.dumps(out, indent=2))
+        text += "\n# derived (computed from the values above; not settable):\n" + "".join(
+            f"#   {k} = {json.dumps(v)}\n" for k, v in values.items())
+    click.echo(text, nl=False)
+
+
+def _derived(s: Any) -> dict[str, Any]:
+    sc = s.scanner
+    return {
+        "wavelength_mm": sc.optics.wavelength_m * 1e3,
+        "rayleigh_range_m": sc.optics.rayleigh_range_m,
+        "depth_of_focus_m": sc.optics.depth_of_focus_m,
+        "divergence_deg": sc.optics.divergence_rad * 57.29577951308232,
+        "lines_per_frame": sc.raster.lines_per_frame,
+        "line_duration_ms": sc.raster.line_duration_s * 1e3,
+        "frame_duration_s": sc.raster.frame_duration_s,
+        "fast_amplitude_m": sc.raster.fast_amplitude_m,
+        "pixel_pitch_x_mm": sc.raster.pixel_pitch_x_m * 1e3,
+        "pixel_pitch_y_mm": sc.raster.pixel_pitch_y_m * 1e3,
+        "servo_lag_ms": sc.raster.servo_lag_s * 1e3,
+        "chirp_slope_hz_per_s": sc.fmcw.slope_hz_per_s,
+        "range_resolution_mm": sc.fmcw.range_resolution_m * 1e3,
+        "range_window_m": [sc.fmcw.reference_range_m, sc.fmcw.max_range_m],
+        "beat_band_hz": list(sc.beat_band_hz),
+        "gate_beat_band_hz": [sc.fmcw.beat_hz(s.processing.gate_min_m), sc.fmcw.beat_hz(s.processing.gate_max_m)],
+        "chirp_period_us": sc.chirp_period_s * 1e6,
+        "raw_frame_shape": list(sc.raw_frame_shape),
+        "raw_frame_mb": sc.raw_frame_bytes / 1e6,
+    }
 
 
 @cli.group(cls=LazyGroup, lazy=SIM_COMMANDS)
 def sim() -> None:
     """The virtual scanner: demo, device emulators, synthetic datasets."""
+
+
+@cli.group("dataset", cls=LazyGroup, lazy=DATASET_COMMANDS)
+def dataset_group() -> None:
+    """Datasets from a lab's own data: HDF5 recordings + a label sheet (the synthetic one: `thz sim dataset`)."""
 
 
 @cli.group(cls=LazyGroup, lazy=BENCHES)

@@ -4,6 +4,18 @@ A bundle is a directory: `model.onnx` (the student: THz encoder, heads, decoder)
 ONNX contract: input `thz` float32 (B, 1, 64, 64) in [0, 1] after `normalisation`; outputs
 `embedding` (B, E) L2-normalised, `posture_logits` (B, 5) in POSTURES order, `reconstruction`
 (B, 1, 64, 64) in [0, 1] (decoder routed by the predicted posture inside the graph).
+
+ONNX metadata (`metadata_props`, string values; written by `thz export`, so a tool that sees only the
+.onnx file knows how to use it): model_id, verification_threshold, distance, postures (JSON list),
+input_size, embedding_size, preset, normalisation (JSON {mean, std}), model_id_rule, bundle_format.
+
+Model id. A bundle whose ONNX carries `model_id` in its metadata: sha256 (16 hex digits) of the ONNX
+ModelProto serialised (deterministically) with metadata_props cleared (`graph_model_id`), so writing
+the metadata does not change the id it records. A bundle without metadata (exported before it
+existed, the shipped models/compact among them): sha256 of the file (`file_model_id`), as before, so
+the galleries enrolled with it still match. (For a file without metadata the two agree whenever the
+exporter's serialisation is protobuf's own, as torch's is; the file rule stays the rule for them.)
+read_manifest checks the id by the bundle's own rule and every metadata value against the manifest.
 """
 from __future__ import annotations
 
@@ -37,7 +49,8 @@ class Normalisation(BaseModel):
 
 class BundleManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
-    model_id: str = Field(description="sha256 of model.onnx, first 16 hex digits")
+    model_id: str = Field(description="sha256 of model.onnx, first 16 hex digits: of its graph with metadata_props "
+                                      "cleared when it carries metadata, else of the file")
     preset: str
     input_size: int = Field(64, ge=8, le=1024)
     embedding_size: int = Field(128, ge=2, le=8192)
@@ -71,12 +84,109 @@ class BundleManifest(BaseModel):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+BUNDLE_FORMAT = "thz-face-bundle/2"  # 2: ONNX metadata_props and the graph model id
+GRAPH_ID_RULE = "sha256[:16] of the ModelProto serialised deterministically with metadata_props cleared"
+
+
 def file_model_id(onnx_path: str | Path) -> str:
+    """The model id of a bundle without ONNX metadata: sha256 of the file, first 16 hex digits."""
     return hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:16]
 
 
+def _load_onnx(onnx_path: str | Path) -> Any:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(onnx_path), load_external_data=False)
+    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        raise ManifestError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def graph_model_id(model: Any) -> str:
+    """sha256 (16 hex digits) of an ONNX ModelProto (or a path to one) with its metadata_props cleared."""
+    if isinstance(model, (str, Path)):
+        model = _load_onnx(model)
+    bare = type(model)()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]
+    return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def onnx_metadata(manifest: "BundleManifest") -> dict[str, str]:
+    """The metadata_props a bundle's ONNX carries: what a user of the file alone needs (all strings)."""
+    return {"model_id": manifest.model_id, "verification_threshold": repr(float(manifest.verification_threshold)),
+            "distance": manifest.distance, "postures": json.dumps(list(manifest.postures)),
+            "input_size": str(manifest.input_size), "embedding_size": str(manifest.embedding_size),
+            "preset": manifest.preset,
+            "normalisation": json.dumps(manifest.normalisation.model_dump(mode="json"), sort_keys=True),
+            "model_id_rule": GRAPH_ID_RULE, "bundle_format": BUNDLE_FORMAT}
+
+
+def read_onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
+    """{key: value} of an ONNX file's metadata_props ({} for a bundle exported before they existed)."""
+    return {p.key: p.value for p in _load_onnx(onnx_path).metadata_props}
+
+
+def stamp_metadata(onnx_path: str | Path, manifest: "BundleManifest") -> str:
+    """Write `onnx_metadata(manifest)` into the ONNX file (replacing any metadata_props) and return the file's
+    graph model id, which must be manifest.model_id (the id does not see the metadata)."""
+    import onnx
+
+    path = Path(onnx_path)
+    model = _load_onnx(path)
+    gid = graph_model_id(model)
+    if gid != manifest.model_id:
+        raise ManifestError(f"{path}: graph model id {gid} is not the manifest's model_id {manifest.model_id}")
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, onnx_metadata(manifest))
+    tmp = path.with_name(f".{path.name}.meta.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return gid
+
+
+def bundle_model_id(onnx_path: str | Path) -> tuple[str, str, dict[str, str]]:
+    """(model id by the file's own rule, the rule "graph" | "file", its metadata_props). A file protobuf cannot
+    parse gets the file rule: its hash names it, and loading the graph says what is wrong with it."""
+    try:
+        model = _load_onnx(onnx_path)
+    except ManifestError:
+        return file_model_id(onnx_path), "file", {}
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "model_id" in meta:
+        return graph_model_id(model), "graph", meta
+    return file_model_id(onnx_path), "file", meta
+
+
+def _check_metadata(op: Path, meta: dict[str, str], m: "BundleManifest") -> None:
+    """Every metadata value the manifest also states must be the manifest's (else the file was altered)."""
+    want = onnx_metadata(m)
+    for key in ("model_id", "verification_threshold", "distance", "postures", "input_size", "embedding_size",
+                "preset", "normalisation"):
+        have = meta.get(key)
+        if have is None:
+            raise ManifestError(f"{op}: ONNX metadata lacks {key!r} (it has model_id): the bundle was altered; "
+                                "re-export it with `thz export`")
+        same = have == want[key]
+        if not same and key in ("verification_threshold",):
+            try:
+                same = float(have) == float(want[key])
+            except ValueError:
+                same = False
+        if not same and key in ("postures", "normalisation"):
+            try:
+                same = json.loads(have) == json.loads(want[key])
+            except ValueError:
+                same = False
+        if not same:
+            raise ManifestError(f"{op}: ONNX metadata {key} = {have!r} but the manifest says {want[key]!r}: the "
+                                "bundle was altered")
+
+
 def read_manifest(bundle_dir: str | Path) -> BundleManifest:
-    """Load and validate a bundle's manifest; the model id must match the ONNX file's hash."""
+    """Load and validate a bundle's manifest; the model id must match the ONNX file's (graph or file rule), and
+    the ONNX metadata, when there is any, the manifest."""
     d = Path(bundle_dir)
     mp, op = d / MANIFEST_NAME, d / ONNX_NAME
     if not mp.is_file() or not op.is_file():
@@ -90,10 +200,13 @@ def read_manifest(bundle_dir: str | Path) -> BundleManifest:
         e = exc.errors()[0]
         loc = ".".join(str(x) for x in e["loc"]) or "manifest"
         raise ManifestError(f"{mp}: {loc}: {e['msg']}") from None
-    actual = file_model_id(op)
+    actual, rule, meta = bundle_model_id(op)
     if actual != m.model_id:
-        raise ManifestError(f"{op}: hash {actual} does not match manifest model_id {m.model_id}; "
+        what = "graph hash (metadata_props cleared)" if rule == "graph" else "hash"
+        raise ManifestError(f"{op}: {what} {actual} does not match manifest model_id {m.model_id}; "
                             "the bundle was altered")
+    if rule == "graph":
+        _check_metadata(op, meta, m)
     if m.manifest_hash != m.decision_hash():
         raise ManifestError(f"{mp}: manifest_hash {m.manifest_hash or '(missing)'} does not match its decision "
                             f"fields ({', '.join(DECISION_FIELDS)}): the manifest was altered or predates the "

@@ -76,3 +76,53 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
         got_s = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
         lines.append(f"{source}: {loc}: {msg}{got_s}")
     return "\n".join(lines)
+
+
+def _toml_key(k: str) -> str:
+    import re
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
+
+def _toml_value(v: Any) -> str:
+    import json
+    import math
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string (ASCII, \uXXXX escapes) is a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
+    """A dict of JSON-like values (a model_dump(mode="json")) as TOML: scalars and arrays first, then one [table]
+    per nested dict; None (TOML has no null) is written as a comment, `# key: not set`."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is None:
+            lines.append(f"# {k}: not set")
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    out = "\n".join(lines)
+    for k, v in tables:
+        name = f"{_prefix}{_toml_key(k)}"
+        body = to_toml(v, name + ".")
+        has_keys = any(not isinstance(x, dict) for x in v.values()) or not v
+        block = f"[{name}]\n{body}" if has_keys else body  # a table of tables needs no header of its own
+        out += ("\n\n" if out else "") + block.strip("\n")
+    return out + ("\n" if _prefix == "" else "")

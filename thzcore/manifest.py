@@ -69,7 +69,8 @@ def read_manifest(root: str | Path, check_files: bool = True) -> list[Row]:
     root = Path(root)
     p = root / MANIFEST_FILE
     if not p.is_file():
-        raise ManifestError(f"{root} has no {MANIFEST_FILE}; make one with `thz sim dataset --out {root}`")
+        raise ManifestError(f"{root} has no {MANIFEST_FILE}; make one with `thz sim dataset --out {root}` (synthetic) or "
+                            f"`thz dataset from-recordings ... --out {root}` (recordings)")
     rows: list[Row] = []
     with p.open(newline="") as fh:
         reader = csv.DictReader(fh)

@@ -479,6 +479,39 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, swmr:
             yield _frame_from_row(attrs, {name: d[name][i] for name in names})
 
 
+@dataclass
+class RecordingIndex:
+    """What a recording holds without its sample blocks: the entry attributes, the frame shape, and the
+    frame id, file index and meta of every complete frame (cheap to read for a long session)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    shape: tuple[int, int, int]
+    frame_ids: np.ndarray   # (n,) int64, complete frames in file order
+    indices: np.ndarray     # (n,) int64, their rows in /entry/data (for iter_frames' start and stop)
+    metas: list[dict[str, Any]]
+
+    def first_last(self) -> tuple[int, int] | None:
+        return None if not len(self.frame_ids) else (int(self.frame_ids.min()), int(self.frame_ids.max()))
+
+
+def recording_index(path: str | Path, swmr: bool = False) -> RecordingIndex:
+    """The RecordingIndex of a recording (RecordingError for a file that is not one)."""
+    with _open(path, swmr) as f:
+        d = f["entry/data"]
+        n, _ = frame_count(f)
+        ok = np.flatnonzero(d["complete"][:n] == 1)
+        ids = np.asarray(d["frame_id"][:n], dtype=np.int64)[ok]
+        metas: list[dict[str, Any]] = []
+        if "meta" in d:
+            raw = d["meta"][:n]
+            metas = [frame_meta_from_bytes(raw[i] if isinstance(raw[i], str) else bytes(raw[i])) for i in ok]
+        else:
+            metas = [{} for _ in ok]
+        shape = tuple(int(v) for v in d["if_samples"].shape[1:])
+        return RecordingIndex(Path(path), entry_attrs(f["entry"]), shape, ids, ok.astype(np.int64), metas)
+
+
 def write_recording(path: str | Path, frames: list[RawFrame], attrs: dict[str, Any] | None = None) -> Path:
     """Write `frames` as one closed recording (tests and hand-made files); the session's attrs on /entry."""
     if not frames:

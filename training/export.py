@@ -10,6 +10,9 @@ Verification threshold: calibrated on the dataset's `val` split with the exporte
 embeddings: the EER point (default) or the largest threshold with FAR <= target (config).
 Parity: ONNX Runtime vs torch on val images (and a batch of 1); the export fails when any output
 differs by more than `training.export_tolerance` (absolute).
+Metadata: the ONNX file carries metadata_props (thzcore.bundle.onnx_metadata: model_id, threshold, distance,
+postures, input size, normalisation, preset); the model id is the graph's hash with them cleared
+(thzcore.bundle.graph_model_id), so stamping them does not change it.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thzcore.bundle import ONNX_NAME, BundleManifest, file_model_id, write_manifest
+from thzcore.bundle import ONNX_NAME, BundleManifest, graph_model_id, stamp_metadata, write_manifest
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.provenance import source_commit
@@ -119,7 +122,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
         thr, source, facts = calibrate_threshold(emb, data.identity[val], data.concealed[val], cfg.threshold_rule,
                                                  cfg.target_far)
         manifest = BundleManifest(
-            model_id=file_model_id(tmp / ONNX_NAME), preset=info["model_config"]["preset"], input_size=64,
+            model_id=graph_model_id(tmp / ONNX_NAME), preset=info["model_config"]["preset"], input_size=64,
             embedding_size=net.cfg.embed_dim, postures=list(POSTURES), distance="cosine",
             verification_threshold=thr, threshold_source=source,
             training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
@@ -130,6 +133,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             dataset=prov | {"threshold_calibration": facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        stamp_metadata(tmp / ONNX_NAME, manifest)  # metadata_props; the graph id does not see them
         write_manifest(tmp, manifest)
         worst = parity(net, tmp, data.images[val[:64]], cfg.export_tolerance)
         test_metrics = headline(evaluate_split(OnnxPredictor(tmp), data, ("test",)))

@@ -50,6 +50,12 @@ def test_beam_recovers_waist_after_phase(settings, tmp_path):
     assert all(c.passed for c in rec.checks)  # 13 mm is within 15 % of 15 mm
     text = report.read_text()
     assert "| spot_diameter_x_edge |" in text and "![knife edge, fast axis (x)]" in text
+    # spot sizes in mm in the report's tables, as in its plots (the record keeps metres)
+    row = next(ln for ln in text.splitlines() if ln.startswith("| spot_diameter_x_edge |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(13.0, rel=0.01) and cells[2] == "mm" and cells[3].startswith("15 mm +- ")
+    row = next(ln for ln in text.splitlines() if ln.startswith("| edge_x_width_10_90 |"))
+    assert float(row.split("|")[2]) == pytest.approx(1.28155 * 6.5, rel=0.01) and "| mm |" in row
 
 
 def test_beam_without_phase_is_blurred_and_says_so(settings, tmp_path):

@@ -54,3 +54,48 @@ def test_bench_pipeline_through_the_emulator_sets_the_transfer_beside_its_limit(
     assert {"errors", "head", "frame", "feedback", "galvo", "check", "publish", "total"} <= set(parts)
     assert row["recv_into_limit_ms"] > 0
     assert float(lines[-2].split()[1][:-1]) == round(parts["frame"]["vs_limit"], 2)
+
+
+def test_bench_inference_prints_rows_as_measured_and_keeps_them_on_ctrl_c(bundle_dir, monkeypatch):
+    """Each row is printed when measured (not at the end); Ctrl-C after 3 rows exits 130 with the 3 rows printed
+    and in a JSON line, and the message says how many were kept."""
+    import thz.commands.bench_inference as bi
+
+    real = bi.time_engine
+    printed_before: list[int] = []
+    calls = {"n": 0}
+
+    def interrupted_on_the_fourth(engine, batch, reconstruction, repeats, rng):
+        calls["n"] += 1
+        printed_before.append(len([ln for ln in out_lines() if ln.startswith("onnxruntime")]))
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(engine, batch, reconstruction, repeats, rng)
+
+    runner = CliRunner()
+    captured: dict = {}
+
+    def out_lines() -> list[str]:
+        return captured["buf"].getvalue().decode().splitlines() if "buf" in captured else []
+
+    import click.testing as ct
+    orig = ct.CliRunner.isolation
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def spy(self, *a, **k):  # keep a handle on the stdout buffer while the command runs
+        with orig(self, *a, **k) as streams:
+            captured["buf"] = streams[0]  # the BytesIO behind the command's stdout
+            yield streams
+    monkeypatch.setattr(ct.CliRunner, "isolation", spy)
+    monkeypatch.setattr(bi, "time_engine", interrupted_on_the_fourth)
+    r = runner.invoke(cli, ["bench", "inference", "--bundle", str(bundle_dir), "--repeats", "3", "--batches", "1,2",
+                            "--threads", "1"])
+    assert r.exit_code == 130, r.output
+    assert printed_before == [0, 1, 2, 3]  # row k was on stdout before row k + 1 was timed
+    lines = r.stdout.strip().splitlines()
+    assert sum(ln.startswith("onnxruntime") for ln in lines) == 3
+    partial = json.loads(lines[-1])
+    assert partial["interrupted"] and len(partial["rows"]) == 3
+    assert "interrupted: 3 of 8 rows measured" in r.stderr

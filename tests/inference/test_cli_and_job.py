@@ -91,6 +91,8 @@ def _run_sim_direct(bundle_dir, tmp_path, *args) -> dict:
                                  "tcp://127.0.0.1:*", "--bundle", str(bundle_dir), "--report", str(tmp_path / "rep")],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    # start-up progress on stderr: the engine, then each stage (direct source: 4), ending "pipeline up"
+    assert "starting: 5/5 pipeline up" in r.stderr and "processing (Numba kernels)" in r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -110,7 +112,8 @@ def test_run_sim_end_to_end_small(bundle_dir, tmp_path):
     assert report.is_file() and stat.S_IMODE(os.stat(report).st_mode) == 0o600
     text = report.read_text()
     assert text.count("data:image/png;base64,") >= 4  # ROI + reconstruction of both scans
-    assert "p50 ms: transfer to processing" in text
+    assert "<th>transfer to processing</th>" in text and 'id="latency-target"' in text
+    assert 'id="distances"' in text and 'id="threshold"' in text  # the distance histogram with its threshold
     from inference.gallery import Gallery
     with Gallery(tmp_path / "rep" / "gallery.sqlite", summary["model_id"]) as g:
         assert g.subjects() == ["sim-000", "sim-001"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from pipeline.compose import Pipeline
+from pipeline.compose import Pipeline, startup_steps
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration  # starts the emulator process and the daemon
@@ -16,7 +16,12 @@ pytestmark = pytest.mark.integration  # starts the emulator process and the daem
 
 @pytest.mark.skipif(not zmq.has("ipc"), reason="this libzmq has no ipc transport")
 def test_the_daemon_hands_raw_frames_to_processing_over_a_private_ipc_socket():
-    with Pipeline(Settings(), None, sim=True, raw_source="emulator") as pipe:
+    steps: list[tuple[int, int, str]] = []
+    with Pipeline(Settings(), None, sim=True, raw_source="emulator", on_step=lambda *a: steps.append(a)) as pipe:
+        # start-up progress: each stage reported as it starts, in order, then "up"
+        assert steps == [(0, 4, "device emulators"), (1, 4, "acquisition daemon"), (2, 4, "processing (Numba kernels)"),
+                         (3, 4, "result collector"), (4, 4, "up")]
+        assert [s[2] for s in steps[:-1]] == startup_steps(True, "emulator", engine=False)
         raw = pipe.daemon.endpoints["raw"]
         assert raw.startswith("ipc://")
         folder = Path(raw[len("ipc://"):]).parent

@@ -49,3 +49,23 @@ def test_acquire_names_calibration_and_refuses_tampered_one(tmp_path):
     r = _thz("--config", str(cfg), "acquire", "--sim", "--frames", "1", "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert "refused" in r.stderr
+
+
+def test_calibration_hints_run_as_printed_with_sim(tmp_path):
+    """A --sim job's refusal names `thz calibrate KIND --sim` (the hardware command would ask for targets)."""
+    from pipeline.prescan import ScanRefused, calibrate_hint, prepare_scan
+    from pipeline.settings import Settings
+    from calibration.store import CalibrationStore
+    from tests.calibration.test_store import phase_record
+
+    assert calibrate_hint("run `thz calibrate phase` (and `thz calibrate fov --out x`)", True) == \
+        "run `thz calibrate phase --sim` (and `thz calibrate fov --sim --out x`)"
+    assert calibrate_hint("`thz calibrate phase --out y --sim`", True) == "`thz calibrate phase --out y --sim`"
+    assert calibrate_hint("run `thz calibrate phase`", False) == "run `thz calibrate phase`"
+    s = Settings.model_validate({"calibration": {"store": str(tmp_path / "cal")}})
+    CalibrationStore(tmp_path / "cal").write(phase_record(scanner=s.scanner.scanner_id))  # dated 2026-03-01: stale
+    for sim, want in ((True, "`thz calibrate phase --sim` (and `thz calibrate fov --sim`)"),
+                      (False, "`thz calibrate phase` (and `thz calibrate fov`)")):
+        with pytest.raises(ScanRefused) as ei:
+            prepare_scan(s, sim=sim)
+        assert want in str(ei.value) and "days old" in str(ei.value)

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 import urllib.request
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from inference.results import PostureResult, ResultMeta, VerificationResult
 from pipeline.view import LiveView
+from tests.inference.conftest import bundle_dir  # noqa: F401 - the tiny bundle, exported once per session
 
 pytestmark = pytest.mark.integration  # serves the live view on a loopback HTTP port
 
@@ -94,6 +96,42 @@ def test_fault_when_frames_stop_or_link_drops(view):
     assert json.loads(urllib.request.urlopen(view.url + "state").read())["scanner"] == "ok"
 
 
+def test_mode_and_the_stale_state(view):
+    """The mode the job set is shown; in a fault the page says since when its frame and decisions are stale."""
+    st = json.loads(urllib.request.urlopen(view.url + "state").read())
+    assert st["mode"] == {"mode": "waiting", "detail": ""} and st["stale_since"] is None
+    view.on_mode("enrolling", "sim-000, front-left, unconcealed")
+    view.on_frame(3, np.zeros((64, 256), np.float32), {})
+    view.on_result(3, _meta(3), None, None)
+    st = json.loads(urllib.request.urlopen(view.url + "state").read())
+    assert st["mode"] == {"mode": "enrolling", "detail": "sim-000, front-left, unconcealed"}
+    assert st["scanner"] == "ok" and st["stale_since"] is None
+    view.clock.t += 7.5
+    st = json.loads(urllib.request.urlopen(view.url + "state").read())
+    assert st["scanner"] == "fault" and st["stale_for_s"] == 7.5
+    assert st["stale_since"] == time.strftime("%H:%M:%S", time.localtime(1000.0))  # the last frame's time
+    with pytest.raises(ValueError, match="not one of"):
+        view.on_mode("dancing")
+
+
+def test_view_port_option(bundle_dir, tmp_path):  # noqa: F811
+    """`thz run --view-port N` (alias --port) serves the view there; a port in use is a usage error naming it."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from thz.cli import cli
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for opt in ("--view-port", "--port"):
+            r = CliRunner().invoke(cli, ["run", "--sim", opt, str(port), "--bundle", str(bundle_dir), "--no-progress",
+                                         "--report", str(tmp_path / "rep")])
+            assert r.exit_code == 2, r.output
+            assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "--view-port" in r.stderr
+
+
 def test_view_refuses_non_loopback():
     with pytest.raises(ValueError, match="not loopback"):
         LiveView(host="0.0.0.0")
@@ -127,6 +165,10 @@ def test_page_in_headless_chromium(view, tmp_path):
     html = dom(hold_ms=4000)
     timer.join()
     assert '<span id="frame_id">42</span>' in html
+    view.on_mode("verifying", "sim-001, full-left, concealed: claims sim-001 (genuine) and sim-002 (impostor)")
     view.clock.t += 10.0
     html = dom()
     assert 'id="scanner" class="fault"' in html and "no frame for" in html
+    # the stale frame and decisions are greyed out and say since when; the mode is shown
+    assert '<div class="row stale" id="panels">' in html and 'id="stale" class="on">stale since ' in html
+    assert '<b id="mode" class="verifying">verifying</b>' in html and "claims sim-001 (genuine)" in html

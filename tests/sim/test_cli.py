@@ -9,7 +9,7 @@ from thz.cli import cli
 
 
 def test_demo_writes_sheet_and_summary(tmp_path):
-    res = CliRunner().invoke(cli, ["sim", "demo", "--out", str(tmp_path), "--identities", "1", "--frames", "1"])
+    res = CliRunner().invoke(cli, ["sim", "demo", "--out", str(tmp_path), "--n-identities", "1", "--frames", "1"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
     s = json.loads((tmp_path / "summary.json").read_text())
@@ -23,5 +23,7 @@ def test_demo_writes_sheet_and_summary(tmp_path):
     assert (tmp_path / "yaw_decorrelation.png").stat().st_size > 5_000 and (tmp_path / "glints.png").is_file()
     assert m["yaw_decorrelation_mean"]["0.1"] > m["yaw_decorrelation_mean"]["2.0"]
     assert "face dynamic range" in (tmp_path / "summary.md").read_text()
-    last = json.loads(res.output.strip().splitlines()[-1])
+    last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last["contact_sheet"].endswith("contact_sheet.png")
+    # progress on stderr: one step per image, then the contact sheet and the validation figures
+    assert "demo: 12/12" in res.stderr and "validation figures" in res.stderr

@@ -87,6 +87,8 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
         # calibration
         ("calibrate status: nothing recorded", ["calibrate", "status"], EXIT_NEGATIVE, ""),
         ("calibrate: --direct without --sim", ["calibrate", "beam", "--direct"], EXIT_USAGE, "needs --sim"),
+        ("calibrate: --raw-source direct without --sim", ["calibrate", "beam", "--raw-source", "direct"], EXIT_USAGE,
+         "needs --sim"),
         # acquisition
         ("acquire --identity without --sim", ["acquire", "--identity", "1", "--frames", "1"], EXIT_USAGE,
          "needs --sim"),
@@ -107,6 +109,8 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
          "bogus"),
         ("sim import-reference: no images", ["sim", "import-reference", "--thz", f["empty"], "--out",
                                              str(d / "imp")], EXIT_INPUT, "no <id>/<unit>"),
+        ("dataset from-recordings: no label sheet", ["dataset", "from-recordings", "--labels", str(d / "none.csv"),
+                                                     "--out", str(d / "dsr")], EXIT_INPUT, "does not exist"),
         ("sim scanner: bad JSON", ["sim", "scanner", "--scanner-json", "{"], EXIT_USAGE, "--scanner-json"),
         ("sim demo: no --out", ["sim", "demo"], EXIT_USAGE, "--out"),
         # benches
@@ -145,9 +149,9 @@ def test_the_table_covers_every_command():
     covered = set()
     for _, argv, _, _ in _cases(_placeholders()):
         words = [a for a in argv if not a.startswith("-") and a != "x"]
-        covered.add(words[1] if words[0] in ("sim", "bench") else words[0])
-    from thz.cli import BENCHES
-    missing = (set(COMMANDS) | set(SIM_COMMANDS) | set(BENCHES) | {"config"}) - covered
+        covered.add(words[1] if words[0] in ("sim", "bench", "dataset") else words[0])
+    from thz.cli import BENCHES, DATASET_COMMANDS
+    missing = (set(COMMANDS) | set(SIM_COMMANDS) | set(BENCHES) | set(DATASET_COMMANDS) | {"config"}) - covered
     assert not missing, f"commands without an exit-code case: {sorted(missing)}"
 
 
@@ -219,7 +223,7 @@ def test_global_options_after_the_subcommand():
     assert hoist_global_options(["run", "--log-level=DEBUG", "--", "--config", "y"]) == \
         ["--log-level=DEBUG", "run", "--", "--config", "y"]
     assert hoist_global_options(["run", "--config"]) == ["run", "--config"]  # no value: click names the error
-    r = CliRunner().invoke(cli, ["config", "show", "--no-derived", "--log-level", "WARNING"])
+    r = CliRunner().invoke(cli, ["config", "show", "--json", "--no-derived", "--log-level", "WARNING"])
     assert r.exit_code == 0 and json.loads(r.stdout)["scanner"]
 
 
@@ -249,3 +253,30 @@ def test_the_documented_codes():
                  EXIT_INTERRUPTED):
         assert f"\n| {code} |" in readme
     assert ThzError("a\nb", 4).message == "a; b"
+
+
+@pytest.mark.parametrize("argv, needle, note", [
+    # a number of identities is --n-identities; the old --identities N still means it there (hidden), with a note
+    (["sim", "dataset", "--out", "{d}/ds1", "--n-identities", "1"], "n_identities=1", False),
+    (["sim", "dataset", "--out", "{d}/ds2", "--identities", "1"], "n_identities=1", True),
+    (["sim", "dataset", "--out", "{d}/ds3", "--identities", "3", "--n-identities", "4"], "give --n-identities only",
+     False),
+    (["bench", "sim", "--identities", "1"], "--identities", False),  # refused by its range before the note
+    (["bench", "sim", "--n-identities", "1"], "--n-identities", False),
+])
+def test_counts_are_n_identities_and_the_old_spelling_still_parses(tmp_path, argv, needle, note):
+    r = CliRunner().invoke(cli, [a.replace("{d}", str(tmp_path)) for a in argv])
+    assert r.exit_code == EXIT_USAGE and needle in r.stderr, r.output
+    assert ("is spelled --n-identities" in r.stderr) == note
+
+
+def test_identities_is_a_list_wherever_it_is_shown():
+    """In every command's help, --identities takes a LIST; counts are --n-identities or --subjects."""
+    from thz.cli import BENCHES
+    for group, table in (("", COMMANDS), ("sim", SIM_COMMANDS), ("bench", BENCHES)):
+        for name in table:
+            cmd = cli.get_command(click.Context(cli), group) if group else cli
+            sub = cmd.get_command(click.Context(cmd), name)
+            for p in getattr(sub, "params", []):
+                if "--identities" in getattr(p, "opts", []) and not getattr(p, "hidden", False):
+                    assert p.metavar == "LIST" or "LIST" in (p.help or ""), f"{group} {name}: --identities {p.help}"

@@ -80,3 +80,29 @@ def test_cli_validate_exit_code_and_message(tmp_path):
     r = subprocess.run([sys.executable, "-m", "thz.cli", "config", "validate", "config/default.toml"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_config_show_prints_toml_that_reads_back(tmp_path):
+    """`thz config show` prints TOML (the derived values as comments): saved as a file it is the same config;
+    `--json` prints JSON with the derived values."""
+    import json
+    import tomllib
+
+    from click.testing import CliRunner
+
+    from thz.cli import cli
+
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[scanner]\nscanner_id = "lab-7 \\"north\\""\n[scanner.raster]\nslow_axis_hz = 2.0\n'
+                   '[processing]\nframes_averaged = 4\n')
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "config", "show"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"# effective thz-face configuration (from {cfg})")
+    assert "\n[scanner.raster]\n" in r.stdout and "#   lines_per_frame = 32" in r.stdout
+    back = tmp_path / "shown.toml"
+    back.write_text(r.stdout)
+    assert load_settings(back).model_dump(mode="json") == load_settings(cfg).model_dump(mode="json")
+    assert tomllib.loads(r.stdout)["scanner"]["scanner_id"] == 'lab-7 "north"'
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "config", "show", "--json"])
+    out = json.loads(r.stdout)
+    assert out["processing"]["frames_averaged"] == 4 and out["derived"]["lines_per_frame"] == 32

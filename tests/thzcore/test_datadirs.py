@@ -63,9 +63,10 @@ def test_a_section_alone_resolves_its_default_lazily(thz_data_dir):
 
 
 def test_config_show_names_the_data_dir(thz_data_dir):
+    import tomllib
     r = CliRunner().invoke(cli, ["config", "show", "--no-derived"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
+    out = tomllib.loads(r.stdout)  # TOML, as the config file is
     assert out["calibration"]["store"] == str(thz_data_dir / "calibration")
     assert out["inference"]["gallery"] == str(thz_data_dir / "gallery.sqlite")
 

@@ -128,8 +128,13 @@ def bundle(trained, tmp_path_factory):
 
 def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     path, out = bundle
-    m = read_manifest(path)  # validates model_id == hash of model.onnx
+    m = read_manifest(path)  # validates model_id == the graph's hash and the ONNX metadata against the manifest
     assert m.model_id == out["model_id"] and m.preset == "compact" and m.distance == "cosine"
+    from thzcore.bundle import graph_model_id, read_onnx_metadata
+    meta = read_onnx_metadata(path / "model.onnx")  # metadata_props: the file alone says how to use it
+    assert meta["model_id"] == m.model_id == graph_model_id(path / "model.onnx")
+    assert float(meta["verification_threshold"]) == m.verification_threshold and meta["preset"] == "compact"
+    assert json.loads(meta["postures"]) == m.postures and meta["input_size"] == "64"
     assert max(out["parity_max_abs"].values()) <= 1e-4
     assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
     assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]

@@ -54,7 +54,7 @@ def acquire(obj, sim: bool, frames: int | None, out_dir: str | None, seed: int |
             raise click.BadParameter(f"{identity} is outside the simulated population of sim.n_identities="
                                      f"{obj.settings.sim.n_identities}", param_hint="--identity")
         scene = Subject(identity=identity, posture=posture, concealed=concealed).model_dump(mode="json")
-    settings, _ = prepare_scan(obj.settings, allow_stale=allow_stale_calibration)  # exposure + calibration id
+    settings, _ = prepare_scan(obj.settings, allow_stale=allow_stale_calibration, sim=sim)  # exposure + calibration id
     a = settings.acquisition
     if publish:  # refuse an unauthenticated public bind before starting anything
         try:

@@ -107,6 +107,14 @@ def routing_rows(bundle, cfg, repeats: int, rng: np.random.Generator) -> list[di
     return rows
 
 
+def row_line(r: dict) -> str:
+    """One row of the latency table."""
+    spin = "-" if r["spinning"] is None else ("on" if r["spinning"] else "off")
+    return (f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{spin:>6}{'yes' if r['reconstruction'] else 'no':>7}"
+            f"{r['batch']:>6}{r['median_ms']:>11.3f}{r['p99_ms']:>9.3f}{r['min_ms']:>9.3f}{r['ms_per_roi']:>9.3f}"
+            f"{r['rois_per_s']:>9.0f}")
+
+
 def _settings_and_bundle(obj, bundle: str | None):
     """The effective settings and the bundle to bench (--bundle, else inference.bundle); a clear error if absent."""
     from inference.bundle import load_bundle
@@ -138,7 +146,8 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
     if load:
         proc = mp.get_context("spawn").Process(target=_busy, args=(time.time() + 3600,), daemon=True)
         proc.start()
-    rows = []
+    rows: list[dict] = []
+    total = 0
     try:
         probe = make_engine(b, kind, cfg, reconstruction=False)
         if probe.name == "onnxruntime":
@@ -146,6 +155,13 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
         else:
             variants = [(None, None)]
         probe.close()
+        total = len(variants) * 2 * len(batch_list)
+        # the table is printed row by row as each is measured (click.echo flushes), so a long bench shows its
+        # progress and a Ctrl-C keeps every row measured so far
+        click.echo(f"inference engine latency, bundle {b.model_id} ({b.manifest.preset}), {repeats} repeats, "
+                   f"load={'on' if load else 'off'}, {total} rows")
+        click.echo(f"{'engine':<12}{'thr':>4}{'spin':>6}{'recon':>7}{'batch':>6}{'median ms':>11}{'p99 ms':>9}"
+                   f"{'min ms':>9}{'ms/ROI':>9}{'ROI/s':>9}")
         for t, sp in variants:
             c = cfg.model_copy(update={} if t is None else {"intra_op_threads": t, "allow_spinning": sp})
             eng = make_engine(b, kind, c, reconstruction=True)
@@ -154,24 +170,21 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
                     r = time_engine(eng, bs, recon, repeats, rng)
                     r.update(engine=eng.name, threads=t, spinning=sp, reconstruction=recon)
                     rows.append(r)
+                    click.echo(row_line(r))
             eng.close()
+        click.echo("timing the configured engine at batch 1 and the reconstruction routes ...", err=True)
         default = make_engine(b, kind, cfg)
         dflt = time_engine(default, 1, cfg.reconstruction, repeats, rng)
         info = default.describe()
         routing = routing_rows(b, cfg, repeats, rng) if probe.name == "onnxruntime" else []
+    except KeyboardInterrupt:
+        click.echo(json.dumps({"interrupted": True, "load": load, "rows": rows}))
+        raise KeyboardInterrupt(f"interrupted: {len(rows)} of {total} rows measured, printed above and kept in the "
+                                "JSON line") from None
     finally:
         if proc is not None:
             proc.terminate()
             proc.join()
-    click.echo(f"inference engine latency, bundle {b.model_id} ({b.manifest.preset}), {repeats} repeats, "
-               f"load={'on' if load else 'off'}")
-    click.echo(f"{'engine':<12}{'thr':>4}{'spin':>6}{'recon':>7}{'batch':>6}{'median ms':>11}{'p99 ms':>9}"
-               f"{'min ms':>9}{'ms/ROI':>9}{'ROI/s':>9}")
-    for r in rows:
-        spin = "-" if r["spinning"] is None else ("on" if r["spinning"] else "off")
-        click.echo(f"{r['engine']:<12}{str(r['threads'] or '-'):>4}{spin:>6}"
-                   f"{'yes' if r['reconstruction'] else 'no':>7}{r['batch']:>6}{r['median_ms']:>11.3f}"
-                   f"{r['p99_ms']:>9.3f}{r['min_ms']:>9.3f}{r['ms_per_roi']:>9.3f}{r['rois_per_s']:>9.0f}")
     if routing:
         by = {r["path"]: r for r in routing}
         click.echo(f"reconstruction by route, batch 1, onnxruntime {cfg.intra_op_threads} thread(s); limit = the "

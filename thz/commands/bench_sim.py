@@ -13,27 +13,28 @@ from pathlib import Path
 import click
 
 from thz.cli import EXIT_USAGE, ThzError
+from thz.commands.options import n_identities_option
 
 
 @click.command("sim")
 @click.option("--frames", default=12, show_default=True, type=click.IntRange(3, 500), help="frames timed")
-@click.option("--identities", default=2, show_default=True, type=click.IntRange(2, 20),
-              help="identities of the small dataset build (x 5 postures x captures x 2)")
+@n_identities_option("identities of the small dataset build (x 5 postures x captures x 2)", default=2,
+                     type=click.IntRange(2, 20))
 @click.option("--captures", default=2, show_default=True, type=click.IntRange(2, 7), help="captures per posture")
 @click.option("--baseline", "baseline", type=click.Path(file_okay=False, exists=True), default=None,
               help="another tree (e.g. `git worktree add /work/v1 d2b679f`) measured right before this one")
 @click.option("--tree", "tree", type=click.Path(file_okay=False, exists=True), default=None,
               help="measure this tree instead of the installed one")
 @click.option("--json-out", "json_out", is_flag=True, help="also print the figures as one JSON line")
-def bench_sim(frames: int, identities: int, captures: int, baseline: str | None, tree: str | None,
+def bench_sim(frames: int, n_identities: int, captures: int, baseline: str | None, tree: str | None,
               json_out: bool) -> None:
     """Time the virtual scanner and `thz sim dataset` on this machine (defaults, one core)."""
     from pipeline import bench
 
     here = Path(tree) if tree else Path(bench.__file__).resolve().parents[1]
     try:
-        base = bench.run_tree(baseline, frames, identities, captures) if baseline else None
-        mine = bench.run_tree(here, frames, identities, captures)
+        base = bench.run_tree(baseline, frames, n_identities, captures) if baseline else None
+        mine = bench.run_tree(here, frames, n_identities, captures)
     except (RuntimeError, ValueError) as exc:
         raise ThzError(f"--baseline/--tree: {exc}", EXIT_USAGE) from None
     click.echo(f"tree {mine['tree']} ({mine.get('commit') or '?'})"

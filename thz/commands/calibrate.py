@@ -1,4 +1,5 @@
-"""`thz calibrate beam|focus|snr|phase|fov|exposure --sim [--out DIR]` and `thz calibrate status`.
+"""`thz calibrate beam|focus|snr|phase|fov|exposure --sim [--raw-source emulator|direct] [--out DIR]` and
+`thz calibrate status`.
 
 Each measurement prints its progress to stderr and, as the last stdout line, one JSON object of
 the fitted values and pass/fail. Exit status (README "Exit codes"): 0 all items pass, 1 an item is out
@@ -44,7 +45,7 @@ def _run(obj, kind: str, sim: bool, out: str | None, store: str | None, quick: b
     st = CalibrationStore(_store_path(obj, store))
     report_dir = Path(out) if out else st.root / "reports"
     if direct and not sim:
-        raise ThzError("--direct measures the in-process virtual scanner: it needs --sim", EXIT_USAGE)
+        raise ThzError("--raw-source direct measures the in-process virtual scanner: it needs --sim", EXIT_USAGE)
     if not sim and (sys.stdin is None or sys.stdin.closed):
         raise ThzError("stdin is closed: measuring the hardware asks the technician to place each target; run on "
                        "a terminal, or pipe one newline per target (or pass --sim for the virtual scanner)", EXIT_USAGE)
@@ -80,11 +81,16 @@ def _measure_command(kind: str, help_text: str):
     @click.option("--store", type=click.Path(file_okay=False), default=None,
                   help="calibration store (default: calibration.store, else calibration/ in the data directory)")
     @click.option("--quick", is_flag=True, help="fewer points and frames (smoke runs); said in the record")
-    @click.option("--direct", is_flag=True,
-                  help="with --sim: use the in-process virtual scanner instead of the daemon and emulators")
+    @click.option("--raw-source", type=click.Choice(["emulator", "direct"]), default=None,
+                  help="with --sim: the device emulators read by the acquisition daemon (emulator, the default), or "
+                       "the virtual scanner in-process (direct); as `thz run --raw-source`")
+    @click.option("--direct", is_flag=True, hidden=True, help="the old spelling of --raw-source direct")
     @click.pass_obj
-    def cmd(obj, sim: bool, out: str | None, store: str | None, quick: bool, direct: bool) -> None:
-        _run(obj, kind, sim, out, store, quick, direct)
+    def cmd(obj, sim: bool, out: str | None, store: str | None, quick: bool, raw_source: str | None,
+            direct: bool) -> None:
+        if direct and raw_source == "emulator":
+            raise click.UsageError("--direct is --raw-source direct: give one of them")
+        _run(obj, kind, sim, out, store, quick, direct or raw_source == "direct")
     return cmd
 
 

@@ -7,6 +7,8 @@ from dataclasses import asdict
 
 import click
 
+from thz.commands.options import n_identities_option
+
 
 @click.command("dataset")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="dataset directory")
@@ -15,7 +17,7 @@ import click
               "(default: sim.seed of the config)")
 @click.option("--population-seed", "population_seed", type=int, default=None,
               help="seed of the identities (default: sim.population_seed of the config)")
-@click.option("--identities", type=int, default=None, help="number of identities (default 20, small 4)")
+@n_identities_option("number of identities (default 20, small 4)")
 @click.option("--captures", type=int, default=None, help="captures per identity and posture (default 7, small 3)")
 @click.option("--postures", default=None, help="comma-separated subset of the postures (default: all five)")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="16", show_default=True, help="THz PNG bit depth")
@@ -29,7 +31,7 @@ import click
                    "one; its workers must run this commit and see OUT (docs/processing.md)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.pass_obj
-def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int | None, identities: int | None,
+def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int | None, n_identities: int | None,
             captures: int | None, postures: str | None, bits: str, paired_pose: bool, export_reference: bool,
             workers: int | None, scheduler: str | None, no_progress: bool) -> None:
     """Make 20 identities x 5 postures x 7 captures x {concealed, unconcealed} THz ROIs plus 200 visible
@@ -44,8 +46,8 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
     kw = {"seed": s.sim.seed if seed is None else seed,
           "population_seed": s.sim.population_seed if population_seed is None else population_seed,
           "bits": int(bits), "paired_pose": paired_pose}
-    if identities is not None:
-        kw["n_identities"] = identities
+    if n_identities is not None:
+        kw["n_identities"] = n_identities
     if captures is not None:
         kw["captures"] = captures
     if postures:

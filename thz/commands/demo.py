@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 import click
+
+from thz.commands.options import n_identities_option
 import numpy as np
 
 from thzcore.logs import get_logger
@@ -15,8 +17,9 @@ from thzcore.logs import get_logger
 log = get_logger(__name__)
 
 
-def _demo_images(settings, n_identities: int, frames: int, seed: int):
-    """THz previews (averaged power), scene maps and visible images for identities x postures x concealment."""
+def _demo_images(settings, n_identities: int, frames: int, seed: int, bar=None):
+    """THz previews (averaged power), scene maps and visible images for identities x postures x concealment;
+    `bar` (a tqdm bar) advances by one per image."""
     from sim.preview import mask_on_image, preview_image
     from sim.scanner import VirtualScanner
     from sim.scene import Subject
@@ -53,6 +56,8 @@ def _demo_images(settings, n_identities: int, frames: int, seed: int):
                 stats.append({"identity": ident, "posture": posture, "concealed": concealed, **st})
                 vis = vs.render_visible(ident, posture, concealed, size=64, capture_seed=1000 * ident + 7)
                 row.append((posture, power, vis, st["dr_spread_db"]))
+                if bar is not None:
+                    bar.update(1)
             out.append((ident, concealed, row))
     return out, stats, t_frames, scenes
 
@@ -159,24 +164,36 @@ def physics_summary(settings) -> dict:
 
 @click.command("demo")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory for the PNG and summary")
-@click.option("--identities", default=3, show_default=True, type=click.IntRange(1, 20), help="identities to show")
+@n_identities_option("identities to show (population members 0..N-1)", default=3, type=click.IntRange(1, 20))
 @click.option("--frames", default=3, show_default=True, type=click.IntRange(1, 16), help="frames averaged per image")
 @click.option("--seed", default=None, type=int, help="capture seed (default: sim.seed of the config)")
+@click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
 @click.pass_obj
-def demo(obj, out_dir: str, identities: int, frames: int, seed: int | None) -> None:
+def demo(obj, out_dir: str, n_identities: int, frames: int, seed: int | None, no_progress: bool) -> None:
     """Render identities in all postures, open and concealed, THz and visible, into a contact sheet + summary."""
     settings = obj.settings
-    identities = min(identities, settings.sim.n_identities)
+    identities = min(n_identities, settings.sim.n_identities)
     seed = settings.sim.seed if seed is None else seed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, stats, t_frames, scenes = _demo_images(settings, identities, frames, seed)
-    sheet = out / "contact_sheet.png"
-    r = settings.scanner.raster
-    aspect = r.pixel_pitch_y_m / (r.fov_x_m / 256)
-    _contact_sheet(rows, sheet, aspect=aspect)
-    valid = _validation_figures(scenes, stats, out, aspect)
+    from thzcore.labels import POSTURES
+    from tqdm import tqdm
+
+    n_images = identities * 2 * len(POSTURES)
+    with tqdm(total=n_images + 2, desc="demo", unit="step", disable=no_progress, dynamic_ncols=True,
+              bar_format="{desc}: {n}/{total} {postfix} [{elapsed}<{remaining}]") as bar:
+        bar.set_postfix_str(f"scanning {n_images} images ({frames} frames each)")
+        rows, stats, t_frames, scenes = _demo_images(settings, identities, frames, seed, bar)
+        sheet = out / "contact_sheet.png"
+        r = settings.scanner.raster
+        aspect = r.pixel_pitch_y_m / (r.fov_x_m / 256)
+        bar.set_postfix_str("contact sheet")
+        _contact_sheet(rows, sheet, aspect=aspect)
+        bar.update(1)
+        bar.set_postfix_str("validation figures")
+        valid = _validation_figures(scenes, stats, out, aspect)
+        bar.update(1)
 
     def mean(key, concealed=None):
         v = [s[key] for s in stats if concealed is None or s["concealed"] == concealed]

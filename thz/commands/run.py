@@ -106,6 +106,34 @@ def _source_options(f):
     return f
 
 
+class StartupProgress:
+    """`thz run` starting: a tqdm bar on stderr, one step per stage as it starts (the model bundle and engine, then
+    pipeline.compose.startup_steps), the stage's name beside the count; disabled with --no-progress."""
+
+    def __init__(self, steps: list[str], enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.steps = ["model bundle and engine", *steps]
+        self.bar = tqdm(total=len(self.steps), unit="stage", disable=not enabled, leave=True, dynamic_ncols=True,
+                        bar_format="{desc} [{elapsed}]")
+        self.step(0, "model bundle and engine")
+
+    def step(self, k: int, label: str) -> None:
+        self.bar.n = k
+        self.bar.set_description_str(f"starting: {k}/{len(self.steps)} {label}")  # refreshes
+
+    def pipeline_step(self, k: int, total: int, label: str) -> None:
+        """pipeline.compose.OnStep: step k of the pipeline's `total` (k == total when all are up)."""
+        if k >= total:
+            self.step(len(self.steps), "pipeline up")
+            self.close()
+        else:
+            self.step(1 + k, label)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _open_gallery(settings, gallery: str | None, engine):
     from inference.gallery import Gallery
     path = Path(gallery).expanduser() if gallery else settings.inference.gallery_path
@@ -222,10 +250,13 @@ def identify(obj, threshold, images, recording, sim, live, identity, posture, co
 @click.option("--result-endpoint", default=None, help="where results are published (default: "
                                                       "inference.result_endpoint)")
 @click.option("--view", is_flag=True, help="serve the live view on http://127.0.0.1:inference.view_port/")
+@click.option("--view-port", "--port", "view_port", type=click.IntRange(0, 65535), default=None,
+              help="loopback port of the live view (default: inference.view_port; 0: any free port); implies --view")
 @click.option("--allow-stale-calibration", is_flag=True, help="use a stale calibration record (with a warning)")
+@click.option("--no-progress", is_flag=True, help="no start-up progress bar on stderr")
 @click.pass_obj
 def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, engine, gallery, reconstruction,
-        report_dir, max_results, raw_source, result_endpoint, view, allow_stale_calibration):
+        report_dir, max_results, raw_source, result_endpoint, view, view_port, allow_stale_calibration, no_progress):
     """The main job: scanner -> acquisition -> processing -> inference -> results. Ctrl-C stops it all.
 
     With --sim: enrol the simulated subjects from unconcealed scans, scan each concealed in every
@@ -249,14 +280,26 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
     # refuse a public endpoint without CURVE now, not after the emulator and the daemon have started
     check_bind(result_endpoint or st.inference.result_endpoint, st.inference.curve_secret_key_file,
                st.inference.curve_clients_dir, "inference.result_endpoint")
-    s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration)
+    s, calibration = prepare_scan(st, allow_stale=allow_stale_calibration, sim=sim)
     if reconstruction is None:  # the sim report shows reconstructions; on hardware only when configured
         reconstruction = True if sim else s.inference.reconstruction
-    eng = _engine(s, bundle, engine, reconstruction=reconstruction)
+    from pipeline.compose import startup_steps
+    progress = StartupProgress(startup_steps(sim, raw_source), enabled=not no_progress)
+    try:
+        eng = _engine(s, bundle, engine, reconstruction=reconstruction)
+    except BaseException:
+        progress.close()
+        raise
     live = None
-    if view:
+    if view or view_port is not None:
         from pipeline.view import LiveView
-        live = LiveView(port=s.inference.view_port, fault_after_s=s.inference.view_fault_after_s).start()
+        port = s.inference.view_port if view_port is None else view_port
+        try:
+            live = LiveView(port=port, fault_after_s=s.inference.view_fault_after_s).start()
+        except OSError as exc:  # the port is taken (or not ours to bind)
+            progress.close()
+            raise ThzError(f"live view: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                           "with --view-port N (0: any free port)", EXIT_USAGE) from None
         click.echo(f"live view: {live.url}", err=True)
     try:  # a JobError reaches the CLI's table: a stage that failed 5, a job that cannot run as asked 2
         if sim:
@@ -267,11 +310,14 @@ def run(obj, sim, subjects, identity_spec, postures, scans_per_posture, bundle, 
             summary = run_sim(s, eng, n_subjects=subjects or 4, identities=identities, postures=plist,
                               scans_per_posture=scans_per_posture,
                               gallery_path=gallery, report_dir=report_dir, raw_source=raw_source,
-                              result_endpoint=result_endpoint, view=live, calibration=calibration)
+                              result_endpoint=result_endpoint, view=live, calibration=calibration,
+                              on_step=progress.pipeline_step)
         else:
             summary = run_hardware(s, eng, gallery_path=gallery, max_results=max_results,
-                                   result_endpoint=result_endpoint, view=live, calibration=calibration)
+                                   result_endpoint=result_endpoint, view=live, calibration=calibration,
+                                   on_step=progress.pipeline_step)
     finally:
+        progress.close()
         if live is not None:
             live.stop()
     click.echo(json.dumps(summary))
