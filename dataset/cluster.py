@@ -62,6 +62,30 @@ def _connect(scheduler: str, timeout_s: float) -> "Client":
 
 
 @contextmanager
+def _process_environ(env: dict[str, str | None]) -> Iterator[None]:
+    """os.environ with env applied (None unsets) while local workers are made, restored after.
+
+    distributed reads pre-spawn-environ with the OS environment taking precedence (nanny._get_env_variables),
+    so an OMP_NUM_THREADS=2 exported by the caller (CI does) would reach every worker; set here, it is the
+    environment the nannies see when they are created, and their restarts reuse it.
+    """
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
 def _sigint_ignored_by_children() -> Iterator[None]:
     """Worker processes started in this block ignore SIGINT: a terminal's Ctrl-C reaches the whole process
     group, and the build's main process, not each worker, cancels the jobs and ends the cluster."""
@@ -92,7 +116,8 @@ def open_client(workers: int, scheduler: str | None = None,
         return
     from distributed import Client, LocalCluster
 
-    with _sigint_ignored_by_children(), dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
+    with _sigint_ignored_by_children(), _process_environ(WORKER_ENV), \
+            dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
         cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, silence_logs=logging.ERROR,
                                # no dashboard; its health routes on a free loopback port, not a taken 8787

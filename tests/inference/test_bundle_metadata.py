@@ -56,8 +56,14 @@ def test_the_shipped_bundle_loads_with_the_id_its_galleries_hold():
     if not (shipped / ONNX_NAME).is_file():
         pytest.skip("no shipped bundle in this checkout")
     b = load_bundle(shipped)
-    assert b.model_id == _file_hash(shipped / ONNX_NAME) == json.loads((shipped / "manifest.json").read_text())[
-        "model_id"]
+    manifest_id = json.loads((shipped / "manifest.json").read_text())["model_id"]
+    model_id, kind, meta = bundle_model_id(shipped / ONNX_NAME)
+    assert b.model_id == model_id == manifest_id
+    if meta:   # a bundle exported with metadata: the id is the graph's and the file says it too
+        assert kind == "graph" and model_id == graph_model_id(shipped / ONNX_NAME)
+        assert meta["model_id"] == model_id
+    else:      # an older bundle: the file's hash, as its galleries hold it
+        assert kind == "file" and model_id == _file_hash(shipped / ONNX_NAME)
 
 
 def test_metadata_props_and_the_graph_id(new_bundle, tmp_path):
