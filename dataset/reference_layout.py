@@ -113,7 +113,10 @@ def export_reference(dataset_root: str | Path, ref_root: str | Path, seed: int =
     (ref / "README.txt").write_text(
         "Dataset in the layout of Bergman et al.'s code (exported by `thz sim dataset --export-reference`).\n"
         f"thz_data_dir = {ref / 'thz'}\nvisible_data_dir = {ref / 'visible'}\n"
-        "CSVs in data/: anchor,positive,negative relative to thz_data_dir; visible_* relative to visible_data_dir.\n")
+        "CSVs in data/: anchor,positive,negative relative to thz_data_dir; visible_* relative to visible_data_dir.\n"
+        "The authors' training loader opens these paths as they are, joining no data root: start it with\n"
+        f"thz/ as the working directory (cd {ref / 'thz'}), or it fails with 'No such file or directory:\n"
+        "000/thz340/...'.\n")
     summary = {"root": str(ref), "thz_images": len(paths), "visible_images": len(vis), "triplets": counts}
     log.info("reference layout written", extra=summary)
     return summary

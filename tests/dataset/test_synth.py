@@ -245,6 +245,10 @@ def test_reference_layout_round_trip(made, tmp_path):
         assert a["id"] == p["id"] != n["id"] and a["k"] == p["k"] == n["k"]
         assert (ref / "visible" / r["visible_concealed"]).is_file()
         assert (ref / "visible" / r["visible_negative"]).parts[-3] == n["id"]
+        # the paths resolve from thz/, the folder the README tells the authors' trainer to start in
+        assert all((ref / "thz" / r[c]).is_file() for c in ("anchor", "positive", "negative"))
+    readme = (ref / "README.txt").read_text()
+    assert f"cd {ref / 'thz'}" in readme and "No such file or directory" in readme
     back = tmp_path / "imported"
     imp = import_reference(ref / "thz", back, ref / "visible", ref / "data", seed=0)
     # images in a triplet CSV take its split; the rest (no face found for a partner) the seeded rule
