@@ -25,6 +25,7 @@ CALIBRATION = "calibration"
 GALLERY = "gallery.sqlite"
 REPORTS = "reports"
 RECORDINGS = "recordings"
+EVALUATIONS = "evaluations"
 
 
 def data_dir(configured: str | Path | None = None) -> Path:
@@ -40,7 +41,7 @@ def data_dir(configured: str | Path | None = None) -> Path:
 
 
 def data_path(name: str, configured: str | Path | None = None) -> Path:
-    """`name` (CALIBRATION, GALLERY, REPORTS, RECORDINGS) in the data directory."""
+    """`name` (CALIBRATION, GALLERY, REPORTS, RECORDINGS, EVALUATIONS) in the data directory."""
     return data_dir(configured) / name
 
 

@@ -549,8 +549,10 @@ def fusion_summary(fusion: dict) -> dict:
 
 def evaluate_baselines(data_dir: str | Path, split: str = "test", out: str | Path | None = None,
                        identities: list[int] | None = None, fit_dir: str | Path | None = None,
-                       progress: bool = True) -> tuple[dict, str]:
-    """`thz baselines`: every baseline on a split of a dataset, no network. Returns (metrics, report text)."""
+                       progress: bool = True, reports_root: str | Path | None = None) -> tuple[dict, str]:
+    """`thz baselines`: every baseline on a split of a dataset, no network. Returns (metrics, report text).
+
+    Without `out` the report goes to `reports_root` (default: `evaluations/` of the data directory)."""
     import json
     data = ThzData.load(data_dir)
     train_mask = data.split == "train"
@@ -561,7 +563,11 @@ def evaluate_baselines(data_dir: str | Path, split: str = "test", out: str | Pat
     b = run_baselines(data, splits, train_mask, fit_data, progress=progress)
     idx, tri, _, _ = split_protocol(data, splits)
     text = baselines_report(data, split, len(idx), len(tri), b, sorted(identities) if identities else None)
-    out = Path(out) if out is not None else Path("runs") / f"baselines_{manifest_hash(data.root)}_{split}"
+    if out is None:
+        from thzcore.datadirs import EVALUATIONS, data_path
+        root = Path(reports_root) if reports_root is not None else data_path(EVALUATIONS)
+        out = root / f"baselines_{manifest_hash(data.root)}_{split}"
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
     public = {"split": split, "n_images": int(len(idx)), "n_anchors": int(len(tri)), "dataset": str(data.root),

@@ -219,10 +219,17 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
     return ("test" if protocol == "paper" else "all"), ids, plan.to_json()
 
 
+def _reports_root(given: str | Path | None) -> Path:
+    """Where a bundle's evaluation goes without --out: `evaluations/` of the data directory, never the cwd."""
+    from thzcore.datadirs import EVALUATIONS, data_path
+    return Path(given) if given is not None else data_path(EVALUATIONS)
+
+
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
              other: str | Path | None = None, threads: int = 2, identities: list[int] | None = None,
              baselines: bool = False, fit_dir: str | Path | None = None, progress: bool = True,
-             protocol: str | None = None, fusion: tuple[int, ...] = (), weight: str = "roi_quality") -> dict:
+             protocol: str | None = None, fusion: tuple[int, ...] = (), weight: str = "roi_quality",
+             reports_root: str | Path | None = None) -> dict:
     """Evaluate a run or bundle on `split` or under `protocol`; write the report; return the metrics.
 
     test | val | train: the dataset's capture-disjoint splits (of the identities the model trained on);
@@ -275,7 +282,7 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     if out is None:
         src = Path(source)
         tag = protocol or split
-        out = (src / f"eval_{tag}") if desc["source"] == "run" else Path("runs") / f"eval_{desc['model_id']}_{tag}"
+        out = (src / f"eval_{tag}") if desc["source"] == "run" else _reports_root(reports_root) / f"eval_{desc['model_id']}_{tag}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reconstruction_panel(out / "reconstructions.png", data, m, desc, oth)

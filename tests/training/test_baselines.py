@@ -359,3 +359,14 @@ def test_cli_evaluate_with_baselines(dataset, tmp_path):
     assert m["baselines"]["verification"]["pca"]["n_triplets"] == m["n_triplets"]   # the same triplets
     res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--fit-data", str(dataset)])
     assert res.exit_code == 2 and "--baselines" in res.output
+
+
+def test_cli_baselines_without_out_writes_into_the_data_directory(dataset, tmp_path, monkeypatch):
+    data_dir, cwd = tmp_path / "thz-data", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("THZ_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(cwd)
+    res = CliRunner().invoke(_cli(), ["baselines", "--data", str(dataset), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    reports = list((data_dir / "evaluations").glob("baselines_*_test/report.md"))
+    assert len(reports) == 1 and not any(cwd.iterdir())      # nothing in the working directory

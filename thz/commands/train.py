@@ -5,6 +5,7 @@ Each prints its result as ONE JSON object on the last stdout line; logs and prog
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import warnings
 
 import click
@@ -89,7 +90,8 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
 @click.option("--other", type=click.Path(file_okay=False, exists=True), default=None,
               help="a second run or bundle (e.g. Model A beside Model B) for the reconstruction panel")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="report directory (default: RUN/eval_<split>, or runs/eval_<model_id>_<split> for a bundle)")
+              help="report directory (default: RUN/eval_<split>, or evaluations/eval_<model_id>_<split> in the data "
+                   "directory for a bundle)")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--identities", "identity_spec", default=None, metavar="LIST",
               help="only these identities, e.g. 80-99 or 0,3,5-7 (a set no compared model trained on)")
@@ -99,7 +101,8 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
               help="fit PCA / LDA / posture NN on this dataset's train split (default: the evaluated dataset's "
                    "train split minus the evaluated images)")
 @click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
-def evaluate(source: str, data_dir: str, split: str | None, protocol: str | None, fusion_spec: str | None,
+@click.pass_obj
+def evaluate(obj, source: str, data_dir: str, split: str | None, protocol: str | None, fusion_spec: str | None,
              fusion_weight: str, other, out, threads: int, identity_spec: str | None, baselines: bool, fit_dir,
              progress: bool) -> None:
     """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split or protocol."""
@@ -112,10 +115,17 @@ def evaluate(source: str, data_dir: str, split: str | None, protocol: str | None
     try:
         result = run_eval(source, data_dir, split or "test", out, other, threads, _identities(identity_spec),
                           baselines, fit_dir, progress, protocol=protocol, fusion=_fusion(fusion_spec),
-                          weight=fusion_weight)
+                          weight=fusion_weight, reports_root=_evaluations(obj))
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None   # a ProtocolError (the data does not fit the protocol): exit 2
     _echo_json(result)
+
+
+def _evaluations(obj) -> Path:
+    """`evaluations/` of the data directory in force ($THZ_DATA_DIR, the config's data_dir, the user's)."""
+    from thzcore.datadirs import EVALUATIONS, data_path
+    configured = getattr(getattr(obj, "settings", None), "data_dir", None) or None
+    return data_path(EVALUATIONS, configured)
 
 
 def _fusion(spec: str | None) -> tuple[int, ...]:
@@ -150,16 +160,18 @@ def _identities(spec: str | None) -> list[int] | None:
               help="fit PCA / LDA / posture NN on this dataset's train split (e.g. other people; default: the "
                    "train split of --data minus the evaluated images)")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="report directory (default: runs/baselines_<manifest hash>_<split>)")
+              help="report directory (default: evaluations/baselines_<manifest hash>_<split> in the data directory)")
 @click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
-def baselines(data_dir: str, split: str, identity_spec: str | None, fit_dir, out, progress: bool) -> None:
+@click.pass_obj
+def baselines(obj, data_dir: str, split: str, identity_spec: str | None, fit_dir, out, progress: bool) -> None:
     """How hard is a dataset? Classical template matching on the protocols of `thz evaluate`, no network.
 
     Prints the Markdown tables, then the JSON summary as the last line; writes report.md and metrics.json.
     """
     from training.baselines import evaluate_baselines, summary
     try:
-        result, text = evaluate_baselines(data_dir, split, out, _identities(identity_spec), fit_dir, progress)
+        result, text = evaluate_baselines(data_dir, split, out, _identities(identity_spec), fit_dir, progress,
+                                          reports_root=_evaluations(obj))
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
     click.echo(text)
