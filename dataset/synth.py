@@ -26,37 +26,66 @@ identity and posture and no capture is shared across splits. Visible images are 
 split "train" (the teacher's privileged input; they are looked up by identity, posture and
 concealment, never scored).
 
+Engine: the units run on Dask distributed (dataset.cluster): a LocalCluster of `workers` single-threaded
+processes by default, or an existing cluster (`scheduler`, e.g. one dask-jobqueue started on a SLURM
+site). Each worker process makes its scanner, processor and locator once (a WorkerPlugin), each job
+returns its row to the main process, which counts it and moves the progress bar as the futures
+complete. Units are made in plan.build_order(): visible images, then capture-major, so a build that
+stops has every identity. The bytes do not depend on the worker count or the order (tested: 1 vs 2
+workers, stopped and resumed, content hash equal), and every result carries its worker's code hash,
+so a worker running other code is refused rather than mixed in.
+
 Resumable: every unit writes its PNG then its JSON sidecar atomically (temp file + rename); a unit
 whose JSON exists is skipped. A scan where no face is found writes only the JSON (found = false)
-and is left out of the manifest, like the paper's unusable captures.
+and is left out of the manifest, like the paper's unusable captures. Ctrl-C or SIGTERM cancels the
+queue, ends the local cluster and writes the manifest and dataset.json of what is made (complete =
+false); the same command continues.
+
+Provenance (dataset.json): git_commit ('+dirty' when CODE_PATHS have uncommitted changes),
+code_sha256_16 (the sources of CODE_PATHS themselves) and libraries (NumPy, SciPy, Numba, ... versions):
+two builds of one plan whose content hashes differ differ in one of these, or in the settings recorded
+beside them.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import signal
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from dataset.contact_sheet import contact_sheet
+from dataset.errors import BuildFailed, BuildInterrupted, OutputNotShared, WorkerCodeMismatch
 from processing.config import ProcessingConfig
 from sim.config import SimConfig
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.manifest import Row, content_hash, write_manifest
-from thzcore.provenance import source_commit
+from thzcore.provenance import code_hash, library_versions, source_commit
 from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
 SUMMARY_FILE = "dataset.json"
 CONTACT_SHEET = "contact_sheet.png"
+CODE_PATHS = ("sim", "processing", "thzcore", "dataset/synth.py")  # the code an image's bytes depend on
+LIBRARIES = ("numpy", "scipy", "numba", "rocket-fft", "pillow", "dask", "distributed")  # and the libraries
+
+
+@functools.cache
+def image_code_hash() -> str:
+    """This process's sha256[:16] of CODE_PATHS' sources (thzcore.provenance.code_hash), computed once."""
+    return code_hash(CODE_PATHS)
 
 
 class DatasetSettings(Protocol):
@@ -110,8 +139,22 @@ class DatasetPlan:
         return cls(**{"n_identities": 4, "captures": 3, **kw})
 
     def units(self) -> list["Unit"]:
+        """Every THz unit in the manifest's order (identity, posture, capture, concealed first)."""
         return [Unit(i, p, k, c) for i in range(self.n_identities) for p in self.postures
                 for k in range(self.captures) for c in (True, False)]
+
+    def visible_jobs(self) -> list[tuple]:
+        return [("visible", i, p, c) for i in range(self.n_identities) for p in self.postures for c in (True, False)]
+
+    def build_order(self) -> list[tuple]:
+        """The order units are made in: the visible images (cheap, ~40 ms each), then the THz units
+        capture-major (capture, posture, identity, concealed first): after the first 2 x n_identities THz
+        units every identity has a concealed and an unconcealed scan, and at any point of a stopped build
+        no identity has more than one (capture, posture) pair more than another; no identity is left out
+        whole. The images do not depend on this order (every draw is seeded per unit)."""
+        thz = sorted(self.units(), key=lambda u: (u.capture, self.postures.index(u.posture), u.identity,
+                                                  not u.concealed))
+        return [*self.visible_jobs(), *(("thz", u) for u in thz)]
 
     def split_of(self, identity: int, posture: str, capture: int) -> str:
         ss = np.random.SeedSequence([self.seed & 0xFFFFFFFF, 0x5B1, identity, POSTURES.index(posture)])
@@ -209,6 +252,7 @@ class _Worker:
         self.processor.warm_up()
         self.locator = FaceLocator(s.scanner, self.proc_cfg)
         self.scanner = VirtualScanner(s.scanner, self.sim_cfg, plan.seed)
+        self.code = image_code_hash()
 
     def thz(self, unit: Unit) -> dict[str, Any]:
         from sim.scene import Subject
@@ -240,23 +284,73 @@ class _Worker:
         return rel
 
 
-_WORKER: _Worker | None = None
+_WORKERS: dict[str, _Worker] = {}   # this process's workers, by WorkerSpec.key (one per build it serves)
+_WORKERS_LOCK = threading.Lock()     # a worker of several threads runs one unit at a time (Numba's layer)
 
 
-def _init_worker(settings_json: str, plan: DatasetPlan, out: str) -> None:
-    global _WORKER
-    _WORKER = _Worker(settings_json, plan, out)
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to make units: the settings' sections, the plan, the output folder."""
+
+    settings_json: str
+    plan: DatasetPlan
+    out: str
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.settings_json, asdict(self.plan), self.out], sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _run_job(job: tuple) -> tuple[str, Any]:
-    if _WORKER is None:
-        raise RuntimeError("dataset worker used before _init_worker (the pool initializer) ran in this process")
-    try:
-        if job[0] == "thz":
-            return "thz", _WORKER.thz(job[1])
-        return "visible", _WORKER.visible(*job[1:])
-    except Exception as exc:  # reported and retried on the next run, never half-written
-        return "error", f"{job!r}: {type(exc).__name__}: {exc}"
+def _init_worker(settings_json: str, plan: DatasetPlan, out: str) -> _Worker:
+    """This process's worker for the build (the scanner, processor and locator are made once per process)."""
+    key = WorkerSpec(settings_json, plan, out).key
+    with _WORKERS_LOCK:
+        if key not in _WORKERS:
+            _WORKERS[key] = _Worker(settings_json, plan, out)
+        return _WORKERS[key]
+
+
+def _drop_worker(key: str) -> None:
+    """Forget this process's worker of build `key` (the build is over; a site's worker stays up)."""
+    with _WORKERS_LOCK:
+        _WORKERS.pop(key, None)
+
+
+Job = tuple  # ("thz", Unit) or ("visible", identity, posture, concealed)
+
+
+class JobResult(NamedTuple):
+    """What a worker sends back for one job."""
+
+    kind: str     # "thz", "visible" or "error"
+    value: Any    # the THz unit's meta, the visible image's path, or the error's text
+    written: str  # the file that marks the job done (relative to out): the build's main side checks it sees it
+    code: str     # the worker's image_code_hash(): every worker must run the same image code
+
+
+def _done_marker(job: Job) -> str:
+    """The file whose presence marks a job done (a THz unit's JSON sidecar, a visible image)."""
+    return f"{job[1].stem}.json" if job[0] == "thz" else visible_path(*job[1:])
+
+
+def _run_job(key: str, job: Job) -> JobResult:
+    """One job, on a worker, with the _Worker its WorkerPlugin made in this process."""
+    w = _WORKERS.get(key)
+    if w is None:
+        raise RuntimeError(f"dataset worker {key} not set up in this process (its WorkerPlugin did not run)")
+    with _WORKERS_LOCK:
+        try:
+            value = w.thz(job[1]) if job[0] == "thz" else w.visible(*job[1:])
+            return JobResult(job[0], value, _done_marker(job), w.code)
+        except Exception as exc:  # reported and retried on the next run, never half-written
+            return JobResult("error", f"{job!r}: {type(exc).__name__}: {exc}", "", w.code)
+
+
+def _job_key(job: Job, spec_key: str) -> str:
+    """The task's name on the scheduler (and its dashboard): what it makes, and which build."""
+    what = job[1].stem if job[0] == "thz" else visible_path(*job[1:])
+    return f"{what}-{spec_key}"
 
 
 # ---------------------------------------------------------------- driver
@@ -272,29 +366,26 @@ class DatasetSummary:
     skipped_done: int = 0
     seconds: float = 0.0
     workers: int = 1
+    scheduler: str = ""          # the --scheduler address; '' for the LocalCluster of this build
+    complete: bool = False       # every unit of the plan has its outputs (False after a stop or failures)
     splits: dict[str, int] = field(default_factory=dict)
     mean_quality: float = 0.0
     errors: list[str] = field(default_factory=list)
     content_sha256_16: str = ""  # manifest + every image's bytes: what a rebuild must reproduce
-    git_commit: str = ""         # the code that made the images ('+dirty': uncommitted changes)
+    git_commit: str = ""         # the code that made the images ('+dirty': uncommitted changes to it)
+    code_sha256_16: str = ""     # sha256 of that code's sources (CODE_PATHS): same value = same image code
+    libraries: dict[str, str] = field(default_factory=dict)  # versions of the numerical libraries used
 
 
-def pending_jobs(out: Path, plan: DatasetPlan) -> tuple[list[tuple], int]:
-    """Jobs whose outputs are missing, and the count already done."""
-    jobs: list[tuple] = []
+def pending_jobs(out: Path, plan: DatasetPlan) -> tuple[list[Job], int]:
+    """Jobs whose outputs are missing, in the build order (plan.build_order()), and the count already done."""
+    jobs: list[Job] = []
     done = 0
-    for u in plan.units():
-        if (out / f"{u.stem}.json").is_file():
+    for job in plan.build_order():
+        if (out / _done_marker(job)).is_file():
             done += 1
         else:
-            jobs.append(("thz", u))
-    for i in range(plan.n_identities):
-        for p in plan.postures:
-            for c in (True, False):
-                if (out / visible_path(i, p, c)).is_file():
-                    done += 1
-                else:
-                    jobs.append(("visible", i, p, c))
+            jobs.append(job)
     return jobs, done
 
 
@@ -321,56 +412,148 @@ def collect_rows(out: Path, plan: DatasetPlan) -> tuple[list[Row], list[dict]]:
     return rows, metas
 
 
-def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, workers: int = 1, progress: bool = True,
-                 on_done: Callable[[str, Any], None] | None = None) -> DatasetSummary:
-    """Make (or finish) the dataset in `out`; returns the summary also written to out/dataset.json."""
-    from tqdm import tqdm
+class _Progress:
+    """Counts results into the summary and the progress bar; checks that every worker runs this code."""
 
+    def __init__(self, out: Path, summary: DatasetSummary, total: int, progress: bool,
+                 on_done: Callable[[str, Any], None] | None) -> None:
+        self.out = out
+        self.summary = summary
+        self.total = total
+        self.progress = progress
+        self.on_done = on_done
+        self.code = image_code_hash()
+        self.bar: Any = None
+
+    def open(self) -> None:
+        """Show the bar (once the jobs can run: after the cluster answered)."""
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.summary.skipped_done, desc="dataset", unit="img",
+                        disable=not self.progress, dynamic_ncols=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, result: JobResult) -> None:
+        kind, value, written, code = result
+        if code != self.code:
+            raise WorkerCodeMismatch(f"a worker runs other image code (sources hash {code}, this checkout "
+                                     f"{self.code}): start the cluster's workers from this commit")
+        if written and not (self.out / written).is_file():
+            raise OutputNotShared(f"a worker wrote {written} where this machine does not see it: the cluster's "
+                                  f"workers must see {self.out} at the same path (a shared filesystem)")
+        if kind == "error":
+            self.summary.failed += 1
+            self.summary.errors.append(str(value))
+            log.error("dataset unit failed", extra={"error": str(value)})
+        else:
+            self.summary.made_now += 1
+            if kind == "thz" and not value["roi"]["found"]:
+                unit = (f"id{value['identity']:03d}/{value['posture']}/"
+                        f"{'concealed' if value['concealed'] else 'unconcealed'}_c{value['capture']}")
+                log.warning("no face found; capture left out", extra={"unit": unit, "reason": value["roi"]["reason"]})
+        if self.on_done is not None:
+            self.on_done(kind, value)
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def _run_here(spec: WorkerSpec, jobs: list[Job], handle: _Progress) -> None:
+    """workers=0: every job in this process, in order (benchmarks, profilers); no cluster."""
+    _init_worker(spec.settings_json, spec.plan, spec.out)
+    handle.open()
+    for job in jobs:
+        handle(_run_job(spec.key, job))
+
+
+def _run_on_cluster(spec: WorkerSpec, jobs: list[Job], handle: _Progress, summary: DatasetSummary) -> None:
+    """Every job on the Dask cluster (a LocalCluster of summary.workers, or summary.scheduler's)."""
+    from dataset.cluster import open_client, run_ordered, set_up_workers, worker_count
+
+    with open_client(summary.workers, summary.scheduler or None) as client:
+        if summary.scheduler:
+            summary.workers = worker_count(client)
+        setup = partial(_init_worker, spec.settings_json, spec.plan, spec.out)
+        with set_up_workers(client, f"thz-dataset-{spec.key}", setup, partial(_drop_worker, spec.key)):
+            handle.open()
+            run_ordered(client, partial(_run_job, spec.key), jobs, [_job_key(j, spec.key) for j in jobs], handle)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT (Ctrl-C, `kill -INT`, even where the shell started the build with SIGINT ignored) and SIGTERM
+    (a batch system's stop, `kill`) raise KeyboardInterrupt in the build's main thread while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, workers: int = 1, progress: bool = True,
+                 on_done: Callable[[str, Any], None] | None = None, scheduler: str | None = None) -> DatasetSummary:
+    """Make (or finish) the dataset in `out`; returns the summary also written to out/dataset.json.
+
+    The units run on Dask distributed: a LocalCluster of `workers` processes, or the cluster whose
+    scheduler is at `scheduler` (then `workers` is ignored); workers=0 runs them in this process.
+    Ctrl-C or SIGTERM cancels what is queued, ends the local cluster, writes the manifest and summary
+    of what was made and raises BuildInterrupted; the same call again continues."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_plan_file(out, plan)
     jobs, done = pending_jobs(out, plan)
-    summary = DatasetSummary(str(out), asdict(plan), skipped_done=done, workers=workers)
+    summary = DatasetSummary(str(out), asdict(plan), skipped_done=done, workers=max(0, workers),
+                             scheduler=scheduler or "")
     t0 = time.perf_counter()
     settings_json = settings.model_dump_json()
-    bar = tqdm(total=len(jobs) + done, initial=done, desc="dataset", unit="img", disable=not progress,
-               dynamic_ncols=True)
+    spec = WorkerSpec(_WorkerSettings.model_validate_json(settings_json).model_dump_json(), plan, str(out.resolve()))
+    handle = _Progress(out, summary, len(jobs) + done, progress, on_done)
+    try:
+        with _signals_interrupt():
+            if jobs and workers == 0 and not scheduler:
+                _run_here(spec, jobs, handle)
+            elif jobs:
+                _run_on_cluster(spec, jobs, handle, summary)
+    except KeyboardInterrupt:
+        handle.close()
+        raise BuildInterrupted(f"interrupted: {_kept(out, plan, summary, settings_json, t0)}; "
+                               "run the same command again to continue") from None
+    except BuildFailed as exc:
+        handle.close()
+        raise type(exc)(f"{exc}; {_kept(out, plan, summary, settings_json, t0)}; once that is fixed the same "
+                        "command continues") from None
+    finally:
+        handle.close()
+    return _finish(out, plan, summary, settings_json, t0)
 
-    def handle(kind: str, value: Any) -> None:
-        if kind == "error":
-            summary.failed += 1
-            summary.errors.append(str(value))
-            log.error("dataset unit failed", extra={"error": str(value)})
-        else:
-            summary.made_now += 1
-            if kind == "thz" and not value["roi"]["found"]:
-                log.warning("no face found; capture left out", extra={"unit": value["identity"],
-                                                                      "reason": value["roi"]["reason"]})
-        if on_done is not None:
-            on_done(kind, value)
-        bar.update(1)
 
-    if jobs:
-        if workers <= 1:
-            _init_worker(settings_json, plan, str(out))
-            for job in jobs:
-                handle(*_run_job(job))
-        else:
-            ctx = get_context("spawn")
-            os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-            os.environ.setdefault("OMP_NUM_THREADS", "1")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(settings_json, plan, str(out))) as ex:
-                futs = [ex.submit(_run_job, j) for j in jobs]
-                for f in as_completed(futs):
-                    handle(*f.result())
-    bar.close()
+def _kept(out: Path, plan: DatasetPlan, summary: DatasetSummary, settings_json: str, t0: float) -> str:
+    """Write the manifest and summary of a stopped build; say what is kept."""
+    _finish(out, plan, summary, settings_json, t0)
+    made = summary.thz_images + summary.no_face + summary.visible_images
+    return f"{made} of {len(plan.units()) + len(plan.visible_jobs())} images made and kept in {out}"
+
+
+def _finish(out: Path, plan: DatasetPlan, summary: DatasetSummary, settings_json: str, t0: float) -> DatasetSummary:
+    """Manifest, counts, contact sheet, content hash and provenance of what is in `out` now."""
     rows, metas = collect_rows(out, plan)
     write_manifest(out, rows)
     thz_rows = [r for r in rows if r.modality == "thz"]
     summary.thz_images = len(thz_rows)
     summary.visible_images = len(rows) - len(thz_rows)
     summary.no_face = sum(1 for m in metas if not m["roi"]["found"])
+    summary.complete = len(metas) == len(plan.units()) and summary.visible_images == len(plan.visible_jobs())
     summary.splits = {s: sum(1 for r in thz_rows if r.split == s) for s in ("train", "val", "test")}
     q = [m["roi"]["quality"] for m in metas if m["roi"]["found"]]
     summary.mean_quality = float(np.mean(q)) if q else 0.0
@@ -378,9 +561,11 @@ def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, 
     if thz_rows:
         _atomic_write_bytes(out / CONTACT_SHEET, _png_bytes(contact_sheet(out, rows, seed=plan.seed)))
     summary.content_sha256_16 = content_hash(out) if rows else ""
-    summary.git_commit = source_commit(("sim", "processing", "thzcore", "dataset/synth.py"))
-    (out / SUMMARY_FILE).write_text(json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
-                                               indent=2, default=str))
+    summary.git_commit = source_commit(CODE_PATHS)
+    summary.code_sha256_16 = image_code_hash()
+    summary.libraries = library_versions(LIBRARIES)
+    _atomic_write_bytes(out / SUMMARY_FILE, json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
+                                                       indent=2, default=str).encode())
     return summary
 
 

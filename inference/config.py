@@ -30,6 +30,14 @@ class InferenceConfig(Section):
     trt_cache_dir: str = Field("~/.cache/thz-face/tensorrt", description="directory of serialised TensorRT "
                                                                           "engines and the timing cache")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch (TensorRT optimisation profile max)")
+    # multi-scan fusion (inference/fusion.py, measured in docs/results.md "Protocols (v2 scanner)")
+    fusion_scans: int = Field(1, ge=1, le=16, description="enrol, verify and identify on the fused embedding of up "
+                                                         "to N consecutive ROIs of one subject and posture (1 = each "
+                                                         "ROI alone)")
+    fusion_weight: Literal["roi_quality", "uniform"] = Field(
+        "roi_quality", description="weights of the fused ROIs: the face locator's quality (meta.roi.quality) or equal")
+    fusion_max_gap_s: float = Field(5.0, gt=0, description="a ROI more than this after the previous one of its "
+                                                           "scanner starts a new fusion run (s)")
     # outputs and decisions
     reconstruction: bool = Field(False, description="compute the reconstruction and put it in results "
                                                     "(personal data: off unless asked for)")

@@ -66,6 +66,9 @@ class ResultMeta(_Model):
     roi_seq: int | None = None
     frame_ids: list[int] = Field(default_factory=list, description="raw frames averaged into this ROI")
     batch: int = Field(1, ge=1, description="ROIs inferred together with this one")
+    fused_frames: list[int] = Field(default_factory=list, description="frame ids of the ROIs whose embeddings were "
+                                                                      "fused for the decisions (inference.fusion_scans"
+                                                                      " > 1), this one last; empty = this ROI alone")
 
     def scan_to_result_ms(self) -> float:
         """Scan complete (acquisition's t_complete of the newest averaged frame) -> result published, ms;

@@ -21,6 +21,7 @@ import zmq
 
 from inference.config import InferenceConfig
 from inference.engines.base import Engine
+from inference.fusion import ScanFusion, roi_quality
 from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
@@ -113,6 +114,8 @@ class InferenceStage:
         self._enrol_as: str | None = None
         self._last_frame: dict[str, tuple[int, float]] = {}  # scanner -> (frame id, local receive time)
         self._warn = RateLimitedLog(log)
+        self._fusion = (ScanFusion(self.cfg.fusion_scans, self.cfg.fusion_weight, self.cfg.fusion_max_gap_s)
+                        if self.cfg.fusion_scans > 1 else None)
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -308,6 +311,12 @@ class InferenceStage:
         emb = out["embedding"][i]
         fid = r.msg.frame_id
         source = f"{r.msg.scanner_id}:{fid}"
+        fused: list[int] = []
+        if self._fusion is not None:   # one subject in one posture as far as the stage can tell (inference/fusion.py)
+            key = (posture.name, tuple(r.claims), enrol_as)
+            emb, fused = self._fusion.add(r.msg.scanner_id, key, fid, r.msg.t_acquired, emb, roi_quality(r.msg.meta))
+            if len(fused) > 1:
+                source += f" fused {','.join(map(str, fused))}"
         verifications, ident, enrolled = [], None, None
         try:
             if enrol_as is not None:
@@ -339,7 +348,7 @@ class InferenceStage:
             enrolled=enrolled, errors=errors, timestamps=ts,
             latency_ms=_latencies(ts, n_batch),
             truth=r.msg.meta.get("truth") if isinstance(r.msg.meta.get("truth"), dict) else None,
-            roi_seq=r.msg.seq, batch=n_batch, frame_ids=_frame_ids(r.msg))
+            roi_seq=r.msg.seq, batch=n_batch, frame_ids=_frame_ids(r.msg), fused_frames=fused)
         recon = out["reconstruction"][i] if self.reconstruction and "reconstruction" in out else None
         self._seq += 1
         pub.send_multipart(encode_result(self._seq, fid, r.msg.scanner_id, r.msg.t_acquired, meta, recon))

@@ -12,7 +12,7 @@ Figures (CPU time by time.process_time, medians; wall time beside it):
                    the gain drift), found by wrapping those functions; galvo likewise (servo + interpolation);
                    physics = frame - receiver - galvo (scene fields, sampling at the beam, speckle in v1)
   new scene        scene_maps() of a new capture (mesh, rasterisation, couplings), once per capture
-  dataset          make_dataset of a small plan in this process (workers=1): THz ROIs (units scanned,
+  dataset          make_dataset of a small plan in this process (workers=0, no cluster): THz ROIs (units scanned,
                    processed and cut, found or not) per CPU-second of the build without the worker's one-time start (imports, Numba cache loads, processor warm-up),
                    which a real build pays once per process; the whole build's figure is printed beside it
   gil ticker       p99 and max gap of a 1 ms Python ticker thread while another thread simulates frames:
@@ -182,7 +182,7 @@ def _time_dataset(identities: int, captures: int) -> dict[str, float]:
     plan = synth.DatasetPlan(n_identities=identities, captures=captures, seed=7)
     with tempfile.TemporaryDirectory(prefix="thz-bench-") as out:
         c, t = time.process_time(), time.perf_counter()
-        summary = synth.make_dataset(out, plan, s, workers=1, progress=False)
+        summary = synth.make_dataset(out, plan, s, workers=0, progress=False)  # in this process (v1 trees: <= 1)
         cpu, wall = time.process_time() - c, time.perf_counter() - t
         units = [json.loads(p.read_text()) for p in Path(out, "thz").rglob("*.json")]
     # a THz unit is one capture scanned, processed and cut (or reported as no face): the ROI step's output

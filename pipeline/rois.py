@@ -21,7 +21,8 @@ def rois_from_recording(path: str, settings: Settings, limit: int | None = None)
             continue
         meta = out.meta()
         yield RoiInput(np.asarray(out.roi.image, np.float32), f"recording:{path}", out.frame.frame_id,
-                       {"calibration_id": meta.get("calibration_id"), "truth": meta.get("truth")})
+                       {"calibration_id": meta.get("calibration_id"), "truth": meta.get("truth"),
+                        "roi": meta.get("roi")})
         n += 1
         if limit is not None and n >= limit:
             return
@@ -42,5 +43,6 @@ def live_rois(settings: Settings, sim: bool, identity: int | None, posture: str,
             got = pipe.clean_rois(scene, n, timeout_s)
         else:
             got = pipe.next_rois(n, timeout_s)
-        return [RoiInput(img, f"{'sim' if sim else 'live'}:{m.frame_id}", m.frame_id, {"truth": m.meta.get("truth")})
+        return [RoiInput(img, f"{'sim' if sim else 'live'}:{m.frame_id}", m.frame_id,
+                         {"truth": m.meta.get("truth"), "roi": m.meta.get("roi")})   # roi.quality: fusion weight
                 for m, img in got]

@@ -99,6 +99,7 @@ EXIT_CODES: dict[str, int] = {
     "thzcore.config:ConfigError": EXIT_USAGE,
     "thzcore.netsec:InsecureBindError": EXIT_USAGE,
     "acquisition.errors:ConfigurationError": EXIT_USAGE,
+    "training.protocols:ProtocolError": EXIT_USAGE,   # `thz evaluate --protocol` that does not fit the data
     "inference.bundle:BundleError": EXIT_INPUT,
     "thzcore.bundle:ManifestError": EXIT_INPUT,
     "inference.gallery:GalleryRequestError": EXIT_USAGE,  # not enrolled, empty gallery: the command line is wrong
@@ -111,6 +112,9 @@ EXIT_CODES: dict[str, int] = {
     "pipeline.compose:JobConfigError": EXIT_USAGE,
     "pipeline.compose:JobError": EXIT_DEVICE,
     "acquisition.errors:AcquisitionError": EXIT_DEVICE,
+    "dataset.errors:BadSchedulerAddress": EXIT_USAGE,
+    "dataset.errors:SchedulerUnreachable": EXIT_DEVICE,  # `thz sim dataset --scheduler` that does not answer
+    "dataset.errors:BuildFailed": EXIT_NEGATIVE,          # a worker died, or runs other code; made images kept
 }
 
 

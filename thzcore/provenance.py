@@ -30,3 +30,34 @@ def source_commit(paths: tuple[str, ...] = ()) -> str:
         return rev.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def code_hash(paths: tuple[str, ...]) -> str:
+    """sha256[:16] over the Python sources under `paths` (folders or files relative to the repository):
+    each file's relative path and bytes, in sorted order. Unlike the commit it names the code itself, so
+    two builds whose images differ can be told apart by code (this hash changed) or by environment
+    (it did not); '' when none of the paths exists (an installed wheel)."""
+    import hashlib
+
+    files = sorted({f for p in paths for f in ((REPO / p).rglob("*.py") if (REPO / p).is_dir()
+                                               else [REPO / p] if (REPO / p).is_file() else [])})
+    if not files:
+        return ""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the distributions `names` ('' for one that is not installed), and Python's."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            out[n] = ""
+    return out

@@ -21,12 +21,16 @@ takes the posture of its nearest fit-set image under the method's distance.
 Reconstruction baselines, on the network's reconstruction targets (each concealed anchor's paired
 unconcealed capture) and with its SSIM / PSNR (`training.metrics.reconstruction_metrics`):
 
-    oracle         the mean of the person's OTHER unconcealed train-split captures in that posture
+    oracle         the mean of the person's OTHER unconcealed captures in that posture: of the train split
+                   when a held-back split is evaluated, of any split when all are (`oracle_pool`)
     posture_mean   identity-blind: the mean unconcealed fit-set image of that posture, of the other
                    people only when the fit set holds the evaluated people (`same_people`)
     second_capture another real unconcealed capture of the same person and posture (the nearest
                    capture index to the target's, any split): how alike two real scans of one face are
     concealed      the concealed input itself
+
+Each predictor's identity score (`identity_score`): its image embedded by the evaluated network and
+verified against the anchor's own target (genuine) and the other people's targets (impostors).
 
 References: Turk & Pentland, "Eigenfaces for recognition", J. Cogn. Neurosci. 1991; Belhumeur,
 Hespanha & Kriegman, "Eigenfaces vs. Fisherfaces", IEEE TPAMI 1997; Wang et al. 2004 (SSIM).
@@ -42,8 +46,9 @@ import numpy as np
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from training.data import ThzData, manifest_hash
-from training.metrics import (cosine_distance, posture_metrics, protocol_metrics, rank1_identification,
-                              reconstruction_metrics, unit_mean, verification_metrics)
+from training.fusion import fused_metrics, unit_fuse
+from training.metrics import (cosine_distance, posture_metrics, protocol_metrics, reconstruction_metrics, unit_mean,
+                              biometrics)
 from training.pairwise_ssim import ssim_matrix
 from training.predict import split_protocol
 
@@ -149,6 +154,7 @@ class Method:
     label = ""
     distance = staticmethod(cosine_distance)
     template = staticmethod(unit_mean)
+    fuse = staticmethod(unit_fuse)   # N scans -> one representation (`thz evaluate --fusion`)
 
     def fit(self, fit: FitSet) -> None:
         """Learn from the fit set (only pca and fisher learn anything)."""
@@ -196,6 +202,11 @@ class Ssim(Method):
     @staticmethod
     def template(x):  # type: ignore[override]
         return x.mean(0)
+
+    @staticmethod
+    def fuse(x, w):  # type: ignore[override]
+        """N images -> their weighted mean image (as the template of references is their mean)."""
+        return np.tensordot(np.asarray(w, np.float64) / np.sum(w), np.asarray(x, np.float64), 1).astype(np.float32)
 
 
 class Pca(Method):
@@ -263,10 +274,16 @@ def nearest_neighbour_posture(method: Method, rep: np.ndarray, posture: np.ndarr
 
 
 def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, methods=METHODS,
-                           progress: bool = True) -> dict[str, dict]:
-    """Each method's `protocol_metrics` and nearest-neighbour posture accuracy on the images of `splits`."""
+                           progress: bool = True, fusion: tuple[int, ...] = (), weight: str = "roi_quality"
+                           ) -> dict[str, dict]:
+    """Each method's `protocol_metrics` and nearest-neighbour posture accuracy on the images of `splits`.
+
+    `fusion` (N values): also each method's `training.fusion.fused_metrics` under key "fusion" ({N: ...}),
+    fusing its own representation (`Method.fuse`) with the ROI-quality weights.
+    """
     idx, _, anchors, targets = split_protocol(data, splits)
     ident, post, conc = data.identity[idx], data.posture[idx], data.concealed[idx]
+    quality = None if data.quality is None else data.quality[idx]
     out = {}
     for key in methods:
         t0 = time.perf_counter()
@@ -276,6 +293,9 @@ def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, 
         r = {"label": m.label} | m.info() | protocol_metrics(rep, ident, post, conc, anchors, targets,
                                                              m.distance, m.template)
         r |= nearest_neighbour_posture(m, rep, post, fit, fit_rep)
+        if fusion:
+            r["fusion"] = fused_metrics(rep, ident, post, conc, data.capture[idx], quality, fusion, weight,
+                                        m.distance, m.template, m.fuse)
         r["seconds"] = time.perf_counter() - t0
         log.info("baseline done", extra={"method": key, "triplet_accuracy": round(r["triplet_accuracy"], 4),
                                          "eer": round(r["eer"], 4), "seconds": round(r["seconds"], 1)})
@@ -283,11 +303,13 @@ def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, 
     return out
 
 
-def reconstruction_predictions(data: ThzData, splits: tuple[str, ...], fit: FitSet, train_mask: np.ndarray
+def reconstruction_predictions(data: ThzData, splits: tuple[str, ...], fit: FitSet, oracle_pool: np.ndarray
                                ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The four reference predictors (module doc): key -> (anchor indices, target indices, predicted images).
 
-    An anchor for which a predictor has nothing to offer (no other train capture, no second capture)
+    `oracle_pool`: the images the oracle may average (the train split when a held-back split is evaluated,
+    every image when all are: then the person's other captures are their enrolment scans).
+    An anchor for which a predictor has nothing to offer (no other capture, no second capture)
     is left out of that predictor's rows.
     """
     _, tri, _, _ = split_protocol(data, splits)
@@ -298,7 +320,7 @@ def reconstruction_predictions(data: ThzData, splits: tuple[str, ...], fit: FitS
         i, p = data.identity[a], data.posture[a]
         cell = unc & (data.identity == i) & (data.posture == p)
         cell[t] = False
-        own = np.flatnonzero(cell & train_mask)
+        own = np.flatnonzero(cell & oracle_pool)
         if len(own):
             preds["oracle"].append((a, t, data.images[own].mean(0)))
         pool = fit_unc & (fit.posture == p) & ((fit.identity != i) if fit.same_people else True)
@@ -314,57 +336,84 @@ def reconstruction_predictions(data: ThzData, splits: tuple[str, ...], fit: FitS
             for k, rows in preds.items()}
 
 
-def identity_score(embed, data: ThzData, splits: tuple[str, ...], anchors: np.ndarray, images: np.ndarray) -> dict:
-    """Does a reconstruction show the right person? Its embedding verified against the split's references.
+def identity_score(embed, data: ThzData, anchors: np.ndarray, targets: np.ndarray, images: np.ndarray,
+                   references: np.ndarray | None = None) -> dict:
+    """Does a reconstruction show the right person? Its embedding verified against real unconcealed scans.
 
-    `embed` maps (n,1,64,64) images to unit embeddings (the evaluated network's). Each reconstruction
-    of anchor a is a probe of a's identity against the split's unconcealed captures:
-    rank-1 against the per-identity templates and all-posture ROC AUC / EER (`training.metrics`).
+    `embed` maps (n,1,64,64) images to unit embeddings (the evaluated network's); `images[k]` is the
+    prediction for concealed anchor `anchors[k]`, whose own unconcealed target is `targets[k]`. The
+    references are the evaluation's targets (`references`, default `targets`): scans no predictor used
+    (the oracle and the second capture leave the target out, the posture mean leaves the person out).
+        genuine   d(prediction k, target k): the very face it should show
+        impostor  d(prediction k, t) for every reference t of another identity
+    identity_accuracy: the paper's triplet form with the prediction as the anchor, fraction of (k, t),
+    t an impostor reference in k's posture, with d(k, target k) < d(k, t); ROC AUC and EER over genuine
+    vs every impostor pair (all postures), `training.metrics.biometrics`.
     """
-    idx = data.select(splits)
-    refs = idx[~data.concealed[idx]]
-    emb = np.concatenate([embed(images), embed(data.images[refs])])
-    ident = np.concatenate([data.identity[anchors], data.identity[refs]])
-    probes, rr = np.arange(len(anchors)), np.arange(len(anchors), len(emb))
-    v = verification_metrics(emb, ident, probes, rr)
-    return {"identity_rank1": rank1_identification(emb, ident, probes, rr), "identity_roc_auc": v["roc_auc"],
-            "identity_eer": v["eer"]}
+    refs = np.unique(np.asarray(targets if references is None else references, np.int64))
+    where = {int(r): j for j, r in enumerate(refs)}
+    missing = [int(t) for t in targets if int(t) not in where]
+    if missing:
+        raise ValueError(f"targets {missing[:3]} are not among the identity references")
+    d = cosine_distance(embed(np.asarray(images, np.float32)), embed(data.images[refs]))
+    own = np.array([where[int(t)] for t in targets], np.int64)
+    gen = d[np.arange(len(targets)), own]
+    other = data.identity[refs][None, :] != data.identity[anchors][:, None]
+    same_posture = data.posture[refs][None, :] == data.posture[anchors][:, None]
+    triplet = other & same_posture
+    b = biometrics(gen, d[other])
+    acc = float((gen[:, None] < d)[triplet].mean()) if triplet.any() else float("nan")
+    return {"identity_accuracy": acc, "identity_roc_auc": b["roc_auc"], "identity_eer": b["eer"],
+            "identity_n_genuine": b["n_genuine"], "identity_n_impostor": b["n_impostor"],
+            "identity_n_triplets": int(triplet.sum())}
 
 
-def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, train_mask: np.ndarray,
+def reconstruction_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, oracle_pool: np.ndarray,
                              embed=None) -> dict[str, dict]:
     """SSIM / PSNR of the reference predictors on the network's reconstruction targets; `n` = anchors scored.
 
-    With `embed` (a network's embedding), also each predictor's `identity_score`.
+    With `embed` (a network's embedding), also each predictor's `identity_score` against the same
+    references: every target of the split.
     """
     out = {}
-    for key, (a, t, pred) in reconstruction_predictions(data, splits, fit, train_mask).items():
+    _, tri, _, _ = split_protocol(data, splits)
+    for key, (a, t, pred) in reconstruction_predictions(data, splits, fit, oracle_pool).items():
         if not len(a):
             out[key] = {"n": 0}
             continue
         rm = reconstruction_metrics(pred, data.images[t], data.posture[a])
         out[key] = {"ssim": rm["ssim"], "psnr": rm["psnr"], "n": int(len(a)), "per_posture": rm["per_posture"]}
         if embed is not None:
-            out[key] |= identity_score(embed, data, splits, a, pred)
+            out[key] |= identity_score(embed, data, a, t, pred, tri.target)
     return out
 
 
+def oracle_pool(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray) -> np.ndarray:
+    """What the oracle averages: the train split when held-back splits are evaluated; every image when the
+    train split is evaluated too (a new dataset: the person's other captures are their enrolment scans)."""
+    return np.ones(len(data), bool) if "train" in splits else train_mask
+
+
 def run_baselines(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None = None,
-                  methods=METHODS, progress: bool = True, embed=None) -> dict:
+                  methods=METHODS, progress: bool = True, embed=None, fusion: tuple[int, ...] = (),
+                  weight: str = "roi_quality") -> dict:
     """Every baseline on `splits` of `data`: {"fit": ..., "verification": {method: ...}, "reconstruction": ...}.
 
-    `embed`: the evaluated network's embedding, for the identity score of each reconstruction predictor.
+    `embed`: the evaluated network's embedding, for the identity score of each reconstruction predictor;
+    `fusion`, `weight`: multi-scan fusion of each method (`verification_baselines`).
     """
     fit = fit_set(data, train_mask, np.isin(data.split, list(splits)), fit_data)
     log.info("baselines", extra={"splits": list(splits), "fit": fit.describe()})
-    return {"fit": fit.describe(), "verification": verification_baselines(data, splits, fit, methods, progress),
-            "reconstruction": reconstruction_baselines(data, splits, fit, train_mask, embed)}
+    return {"fit": fit.describe(),
+            "verification": verification_baselines(data, splits, fit, methods, progress, fusion, weight),
+            "reconstruction": reconstruction_baselines(data, splits, fit, oracle_pool(data, splits, train_mask),
+                                                       embed)}
 
 
 # ---- the report ---------------------------------------------------------------------------------------
 
 RECONSTRUCTION_LABELS = {
-    "oracle": "oracle: mean of the person's other unconcealed train captures (same posture)",
+    "oracle": "oracle: mean of the person's other unconcealed captures (same posture)",
     "posture_mean": "identity-blind posture mean (unconcealed fit-set images)",
     "second_capture": "a second real unconcealed capture of the same face",
     "concealed": "the concealed input itself",
@@ -379,10 +428,48 @@ def _num(v, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def tables(baselines: dict, network: dict | None = None, network_label: str = "network") -> list[str]:
-    """Markdown lines: verification, biometric and reconstruction tables, the network's row first."""
-    rows = ([(f"**{network_label}**", network)] if network is not None else []) + \
+def _rows(baselines: dict, network: dict | None, network_label: str) -> list[tuple[str, dict]]:
+    return ([(f"**{network_label}**", network)] if network is not None else []) + \
         [(v["label"], v) for v in baselines["verification"].values()]
+
+
+def posture_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Triplet accuracy per posture of the anchor, one row per method."""
+    names = [p for p in POSTURES if any(p in m.get("triplet_accuracy_per_posture", {}) for _, m in rows)]
+    if not names:
+        return []
+    lines = ["Triplet accuracy per posture (anchor's posture; same-posture negatives):", "",
+             "| method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, m in rows:
+        per = m.get("triplet_accuracy_per_posture", {})
+        lines.append(f"| {name} | " + " | ".join(_pct(per.get(p)) for p in names) + " |")
+    return lines + [""]
+
+
+def fusion_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Biometrics of fused probes vs fused references (training/fusion.py), one row per method and N."""
+    rows = [(name, m["fusion"]) for name, m in rows if m.get("fusion")]
+    if not rows:
+        return []
+    first = next(iter(rows[0][1].values()))
+    ns = sorted(int(n) for n in rows[0][1])
+    lines = [f"Multi-scan fusion (training/fusion.py): probes = windows of N consecutive concealed ROIs of one person "
+             f"and posture, references = windows of N unconcealed ROIs, each fused with the ROI-quality weights; "
+             f"every N on the same cells (those with >= {max(ns)} ROIs: {first['n_cells']} cells).", "",
+             "| method | N | probes / refs | AUC | EER | TAR@FAR1% | TAR@FAR0.1% | EER (same posture) | rank-1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, f in rows:
+        for n in sorted(f, key=int):
+            m = f[n]
+            lines.append(f"| {name} | {n} | {m['n_probes']} / {m['n_references']} | {_num(m['roc_auc'])} | "
+                         f"{_pct(m['eer'])} | {_pct(m['tar_at_far1'])} | {_pct(m['tar_at_far0p1'])} | "
+                         f"{_pct(m.get('same_posture_eer'))} | {_pct(m['rank1_identification'])} |")
+    return lines + [""]
+
+
+def tables(baselines: dict, network: dict | None = None, network_label: str = "network") -> list[str]:
+    """Markdown lines: verification, biometric, per-posture, fusion and reconstruction tables, the network first."""
+    rows = _rows(baselines, network, network_label)
     fit = baselines["fit"]
     lines = [f"Classical baselines (no network; PCA / LDA and posture NN fitted on the {fit['source']}: "
              f"{fit['n_images']} images, {fit['n_identities']} identities). Distances are each method's own "
@@ -406,16 +493,21 @@ def tables(baselines: dict, network: dict | None = None, network_label: str = "n
         lines += ["", f"Pairs: all postures {first['n_genuine']} genuine / {first['n_impostor']} impostor; same "
                       f"posture {first.get('same_posture_n_genuine')} / {first.get('same_posture_n_impostor')}; "
                       f"triplets {first.get('n_triplets')}."]
+    lines += [""] + posture_table(rows) + fusion_table(rows)
     rec = baselines["reconstruction"]
-    ident = any("identity_rank1" in r for r in rec.values())
-    lines += ["", "Reconstruction against the same targets (each concealed anchor's paired unconcealed capture)"
-              + (f"; identity = the predicted image embedded by {network_label} and identified among the split's "
-                 "unconcealed references (rank-1 against the templates, all-posture ROC AUC):" if ident else ":"), "",
-              "| predictor | SSIM | PSNR (dB) | anchors |" + (" identity rank-1 | identity AUC |" if ident else ""),
-              "|---|---:|---:|---:|" + ("---:|---:|" if ident else "")]
+    ident = any("identity_accuracy" in r for r in rec.values())
+    lines += ["Reconstruction against the same targets (each concealed anchor's paired unconcealed capture)"
+              + (f"; identity = the predicted image embedded by {network_label} and verified against the anchor's own "
+                 "target (genuine) and the other people's targets (impostors): accuracy = d(prediction, own target) < "
+                 "d(prediction, another person's target in that posture), AUC / EER over all postures:"
+                 if ident else ":"), "",
+              "| predictor | SSIM | PSNR (dB) | anchors |" + (" identity acc. | identity AUC | identity EER |"
+                                                             if ident else ""),
+              "|---|---:|---:|---:|" + ("---:|---:|---:|" if ident else "")]
 
     def cols(r: dict) -> str:
-        return f" {_pct(r.get('identity_rank1'))} | {_num(r.get('identity_roc_auc'))} |" if ident else ""
+        return (f" {_pct(r.get('identity_accuracy'))} | {_num(r.get('identity_roc_auc'))} | "
+                f"{_pct(r.get('identity_eer'))} |") if ident else ""
     if network is not None and "ssim" in network:
         lines.append(f"| **{network_label}** (predicted-posture routing) | {network['ssim']:.4f} | "
                      f"{network['psnr']:.2f} | {network['n_anchors']} |"
@@ -438,12 +530,21 @@ def baselines_report(data: ThzData, split: str, n_images: int, n_anchors: int, b
 
 def summary(baselines: dict) -> dict:
     """The headline numbers per method (for the JSON line of the CLI)."""
-    keys = ("triplet_accuracy", "roc_auc", "eer", "tar_at_far1", "same_posture_eer", "rank1_identification",
-            "posture_accuracy", "seconds")
-    return {"fit": baselines["fit"],
-            "verification": {k: {x: v[x] for x in keys} for k, v in baselines["verification"].items()},
-            "reconstruction": {k: {x: v[x] for x in ("ssim", "psnr", "n") if x in v}
+    keys = ("triplet_accuracy", "roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "same_posture_eer",
+            "rank1_identification", "posture_accuracy", "seconds")
+    verification = {k: {x: v[x] for x in keys} for k, v in baselines["verification"].items()}
+    for k, v in baselines["verification"].items():
+        if v.get("fusion"):
+            verification[k]["fusion"] = fusion_summary(v["fusion"])
+    return {"fit": baselines["fit"], "verification": verification,
+            "reconstruction": {k: {x: v[x] for x in ("ssim", "psnr", "n", "identity_accuracy", "identity_eer") if x in v}
                                for k, v in baselines["reconstruction"].items()}}
+
+
+def fusion_summary(fusion: dict) -> dict:
+    """{N: the headline biometrics} of `training.fusion.fused_metrics` (for JSON lines)."""
+    keys = ("roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "rank1_identification", "n_probes", "n_references")
+    return {int(n): {k: m[k] for k in keys} for n, m in fusion.items()}
 
 
 def evaluate_baselines(data_dir: str | Path, split: str = "test", out: str | Path | None = None,

@@ -53,6 +53,16 @@ def load_image(path: Path, channels: int) -> np.ndarray:
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
+def roi_quality(image_path: Path) -> float:
+    """The face locator's quality of a dataset ROI: `roi.quality` of its sidecar JSON (written by `thz sim
+    dataset` beside each PNG); NaN when there is no readable sidecar (an imported lab dataset)."""
+    try:
+        q = json.loads(image_path.with_suffix(".json").read_text())["roi"]["quality"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("nan")
+    return float(q) if isinstance(q, (int, float)) and not isinstance(q, bool) else float("nan")
+
+
 def manifest_hash(root: str | Path) -> str:
     return hashlib.sha256((Path(root) / MANIFEST_FILE).read_bytes()).hexdigest()[:16]
 
@@ -71,6 +81,7 @@ class ThzData:
     paths: list[str]
     visible: dict[tuple[int, int, bool], np.ndarray] = field(default_factory=dict)  # -> (Cv,64,64)
     visible_channels: int = 3
+    quality: np.ndarray | None = None  # (N,) the face locator's score of each ROI (sidecar JSON), NaN if unknown
 
     @classmethod
     def load(cls, root: str | Path, visible_channels: int = 3) -> "ThzData":
@@ -94,7 +105,8 @@ class ThzData:
                    np.array([r.posture_index for r in thz], np.int64),
                    np.array([r.concealed for r in thz], bool),
                    np.array([r.capture for r in thz], np.int64),
-                   np.array([r.split for r in thz]), [r.path for r in thz], vis, visible_channels)
+                   np.array([r.split for r in thz]), [r.path for r in thz], vis, visible_channels,
+                   np.array([roi_quality(root / r.path) for r in thz], np.float64))
         counts = {s: int((data.split == s).sum()) for s in ("train", "val", "test")}
         log.info("dataset loaded", extra={"root": str(root), "thz": len(thz), "visible": len(vis), "splits": counts})
         return data

@@ -16,6 +16,7 @@ from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from training.data import ThzData
 from training.predict import evaluate_split, headline, predictor_for
+from training.protocols import PROTOCOL_TITLES
 
 log = get_logger(__name__)
 
@@ -118,10 +119,11 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
              f"{m['n_anchors']} concealed anchors"
              + (f", identities {_ranges(m['identities'])} only" if "identities" in m else "")
              + (" (identity-disjoint: identities never seen in training)" if m["split"] == "heldout" else
-                " (capture-disjoint: identities seen in training, other captures)" if m["split"] != "all" else ""),
+                " (capture-disjoint: identities seen in training, other captures)"
+                if m["split"] in ("test", "val", "train") else ""),
              "- distance: cosine, d = 1 - a.b on L2-normalised embeddings; triplets use every same-posture "
              "negative of another identity; SSIM 11x11 Gaussian sigma 1.5 (the training loss's own).",
-             "- decoder routing: predicted posture (what runs live); other routings below.", "",
+             "- decoder routing: predicted posture (what runs live); other routings below.", *_protocol_lines(m),
              f"| metric | this project | paper Model {kind.upper()} |", "|---|---:|---:|"]
     for k, pct in (("triplet_accuracy", True), ("avg_positive_distance", False), ("avg_negative_distance", False),
                    ("posture_accuracy", True), ("avg_correct_confidence", False), ("ssim", False),
@@ -129,10 +131,12 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
         paper = PAPER[k][col]
         lines.append(f"| {k} | {_f(m[k], pct)} | {_f(paper, pct)} |")
     lines += ["", f"Weakest posture: **{m['weakest_posture']}**.", "",
-              "| posture | SSIM | PSNR (dB) | n | posture accuracy |", "|---|---:|---:|---:|---:|"]
+              "| posture | SSIM | PSNR (dB) | n | posture accuracy | triplet accuracy |",
+              "|---|---:|---:|---:|---:|---:|"]
     for p, v in m["per_posture"].items():
         lines.append(f"| {p} | {v['ssim']:.4f} | {v['psnr']:.2f} | {v['n']} | "
-                     f"{100 * m['posture_accuracy_per_posture'].get(p, float('nan')):.1f}% |")
+                     f"{100 * m['posture_accuracy_per_posture'].get(p, float('nan')):.1f}% | "
+                     f"{100 * m.get('triplet_accuracy_per_posture', {}).get(p, float('nan')):.2f}% |")
     lines += ["", "| routing | SSIM | PSNR (dB) |", "|---|---:|---:|",
               f"| predicted posture | {m['ssim']:.4f} | {m['psnr']:.2f} |"]
     for r in ("gt", "soft"):
@@ -141,10 +145,12 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
                          f"{m[f'ssim_{r}_routing']:.4f} | {m[f'psnr_{r}_routing']:.2f} |")
     if "reconstruction_identity" in m:
         ri = m["reconstruction_identity"]
-        lines += ["", f"Identity of the reconstruction (each reconstructed face embedded by the network and identified "
-                      f"among the split's unconcealed references): rank-1 {100 * ri['identity_rank1']:.2f}%, "
-                      f"ROC AUC {ri['identity_roc_auc']:.4f}, EER {100 * ri['identity_eer']:.2f}% (the concealed "
-                      f"inputs themselves: rank-1 {100 * m['rank1_identification']:.2f}%)."]
+        lines += ["", f"Identity of the reconstruction (each reconstructed face embedded by the network and verified "
+                      f"against its own unconcealed target, genuine, and the other people's targets, impostors): "
+                      f"accuracy {100 * ri['identity_accuracy']:.2f}% (d to the own target below d to another person's "
+                      f"target in the posture), ROC AUC {ri['identity_roc_auc']:.4f}, EER "
+                      f"{100 * ri['identity_eer']:.2f}% ({ri['identity_n_genuine']} genuine / "
+                      f"{ri['identity_n_impostor']} impostor pairs)."]
     lines += ["", "Biometric verification (concealed probe vs unconcealed reference):", "",
               "| pairs | ROC AUC | EER | TAR @ FAR 1% | TAR @ FAR 0.1% | rank-1 identification | genuine / impostor |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -155,6 +161,7 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
                          f"{100 * m[f'{p}tar_at_far1']:.2f}% | {100 * m[f'{p}tar_at_far0p1']:.2f}% | "
                          f"{rank1} | {m[f'{p}n_genuine']} / {m[f'{p}n_impostor']} |")
     lines.append("")
+    lines += _fusion_lines(m, _label(desc))
     if "baselines" in m:
         from training.baselines import tables
         lines += ["## Classical baselines beside the network", ""] + tables(m["baselines"], m, _label(desc))
@@ -167,21 +174,72 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
     return "\n".join(lines)
 
 
+def _protocol_lines(m: dict) -> list[str]:
+    """The report's protocol section: which protocol, and the seeds it was checked against."""
+    pr = m.get("protocol") or {}
+    if not pr.get("protocol"):
+        return ["- protocol: not checked (`--split`" + ("; the dataset or model records no seeds" if pr else "")
+                + "); `--protocol paper|heldout|openset` checks it", ""]
+    lines = [f"- protocol **{pr['protocol']}**: {pr['title']}"
+             + (" (named from the seeds; `--split` given)" if pr.get("inferred") else "")]
+    if "evaluated" in pr:
+        ev, tr = pr["evaluated"], pr["training"]
+        lines.append(f"- evaluated data: capture seed {ev['seed']}, population seed {ev['population_seed']}, "
+                     f"{ev['n_identities']} identities; the model's training data (`{tr['path']}`): capture seed "
+                     f"{tr['seed']}, population seed {tr['population_seed']}, {tr['n_identities']} identities")
+    lines += [f"- note: {n}" for n in pr.get("notes", [])]
+    return lines + [""]
+
+
+def _fusion_lines(m: dict, label: str) -> list[str]:
+    if "fusion" not in m or "baselines" in m:   # with baselines the fusion table is among theirs
+        return []
+    from training.baselines import fusion_table
+    return fusion_table([(f"**{label}**", m)])
+
+
+def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dict, pred, source,
+                      identities: list[int] | None, baselines: bool, fit_dir) -> tuple[str, list[int] | None, dict]:
+    """(split to evaluate, identities, the protocol facts for the report); ProtocolError when it does not fit."""
+    from training.protocols import check_fit_data, infer_protocol, resolve, training_provenance
+    training = training_provenance(desc["source"], desc["path"], getattr(pred, "manifest", None))
+    if protocol is None:
+        name = infer_protocol(split, data.root, training) if identities is None else None
+        return split, identities, ({"protocol": name, "title": PROTOCOL_TITLES[name], "inferred": True}
+                                   if name else {"protocol": None})
+    plan = resolve(protocol, data.root, data.identity, training, desc["heldout_identities"], str(source))
+    if identities is not None and plan.identities is not None:
+        outside = sorted(set(identities) - set(plan.identities))
+        if outside:
+            from training.protocols import ProtocolError
+            raise ProtocolError(f"--protocol {protocol} --identities: {outside} are not identities the model trained on")
+    if baselines:
+        plan.notes += check_fit_data(plan, fit_dir)
+    ids = identities if identities is not None else plan.identities
+    return ("test" if protocol == "paper" else "all"), ids, plan.to_json()
+
+
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
              other: str | Path | None = None, threads: int = 2, identities: list[int] | None = None,
-             baselines: bool = False, fit_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Evaluate a run or bundle on `split`; write the report; return the metrics.
+             baselines: bool = False, fit_dir: str | Path | None = None, progress: bool = True,
+             protocol: str | None = None, fusion: tuple[int, ...] = (), weight: str = "roi_quality") -> dict:
+    """Evaluate a run or bundle on `split` or under `protocol`; write the report; return the metrics.
 
     test | val | train: the dataset's capture-disjoint splits (of the identities the model trained on);
     heldout: every capture of the identities the run kept out of training (identity-disjoint protocol);
     all: every image.
+    `protocol` (training/protocols.py): paper | heldout | openset, checked against the seeds of the
+    dataset and of the model's training data (ProtocolError when they do not fit); it sets the split.
     `identities` restricts any of these to those identities (e.g. a set no compared model trained on).
     `baselines`: also the classical baselines (training/baselines.py) on the same images and protocols,
     fitted on the train split of the data the model trained on minus the evaluated images, or on the
     train split of `fit_dir`.
+    `fusion`: N values for multi-scan fusion (training/fusion.py), fused with `weight`.
     """
     pred, desc = predictor_for(source, threads)
     data = ThzData.load(data_dir)
+    split, identities, proto = _resolve_protocol(protocol, split, data, desc, pred, source, identities, baselines,
+                                                 fit_dir)
     held = data.hold_out(0, desc["heldout_identities"]) if split != "all" else []
     if split == "heldout" and not held:
         raise ValueError(f"{source} held no identity out of training (training.holdout_identities = 0): "
@@ -191,15 +249,23 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
         data.keep_identities(identities)
     splits = ("train", "val", "test") if split == "all" else (split,)
     m = evaluate_split(pred, data, splits, keep_outputs=True)
+    m["protocol"] = proto
     from training.baselines import identity_score
     embed = lambda x: pred(x, reconstruct=False)["embedding"]  # noqa: E731
     o = m["_outputs"]
-    m["reconstruction_identity"] = identity_score(embed, data, splits, o["anchors"],
+    m["reconstruction_identity"] = identity_score(embed, data, o["anchors"], o["targets"],
                                                   o["reconstructions"]["predicted"])
+    if fusion:
+        from training.fusion import fused_metrics
+        idx = o["idx"]
+        m["fusion"] = fused_metrics(o["embedding"], data.identity[idx], data.posture[idx], data.concealed[idx],
+                                    data.capture[idx], None if data.quality is None else data.quality[idx], fusion,
+                                    weight)
+        m["fusion_weight"] = weight
     if baselines:
         from training.baselines import run_baselines
         m["baselines"] = run_baselines(data, splits, train_mask, ThzData.load(fit_dir) if fit_dir else None,
-                                       progress=progress, embed=embed)
+                                       progress=progress, embed=embed, fusion=fusion, weight=weight)
     if identities is not None:
         m["identities"] = sorted(identities)
     oth = None
@@ -208,7 +274,8 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
         oth = (evaluate_split(opred, data, splits, routes=("predicted",), keep_outputs=True), odesc)
     if out is None:
         src = Path(source)
-        out = (src / f"eval_{split}") if desc["source"] == "run" else Path("runs") / f"eval_{desc['model_id']}_{split}"
+        tag = protocol or split
+        out = (src / f"eval_{tag}") if desc["source"] == "run" else Path("runs") / f"eval_{desc['model_id']}_{tag}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reconstruction_panel(out / "reconstructions.png", data, m, desc, oth)
@@ -217,8 +284,11 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     public = {k: v for k, v in m.items() if not k.startswith("_")}
     (out / "metrics.json").write_text(json.dumps(public | {"model": desc}, indent=2, default=float))
     log.info("evaluation written", extra={"report": str(out / "report.md")})
-    result = headline(m) | {"model": desc["kind"], "source": desc["source"], "report": str(out / "report.md")}
+    result = headline(m) | {"model": desc["kind"], "source": desc["source"], "report": str(out / "report.md"),
+                            "protocol": proto.get("protocol")}
+    from training.baselines import fusion_summary, summary
+    if fusion:
+        result["fusion"] = fusion_summary(m["fusion"])
     if baselines:
-        from training.baselines import summary
         result["baselines"] = summary(m["baselines"])
     return result

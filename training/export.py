@@ -92,7 +92,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
     """Write `out/model.onnx` and `out/manifest.json` from the best checkpoint of `run_dir`.
 
     data_dir defaults to the dataset the run was trained on (config.json); its val split calibrates
-    the threshold and feeds the parity check, its test split gives the manifest's metrics.
+    the threshold and feeds the parity check, its test split gives the manifest's metrics. The training
+    data's provenance (path, hashes, the builder's seeds) goes into `training_config.dataset`, so
+    `thz evaluate --protocol` can tell new people and new captures from the ones trained on.
     """
     run_dir, out = Path(run_dir), Path(out)
     run_cfg = json.loads((run_dir / RUN_CONFIG).read_text())
@@ -123,7 +125,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
                              "training": info["training_config"], "perceptual": info.get("perceptual", ""),
                              "heldout_identities": list(info.get("heldout_identities", [])),
-                             "run": str(run_dir), "git_commit": _git_commit()},
+                             "run": str(run_dir), "git_commit": _git_commit(),
+                             "dataset": trained_on},   # the training data's provenance and seeds (protocols)
             dataset=prov | {"threshold_calibration": facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

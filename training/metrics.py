@@ -52,24 +52,31 @@ def unit_mean(x: np.ndarray) -> np.ndarray:
 
 def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, anchors: np.ndarray,
                     positives: np.ndarray, negative_pool: np.ndarray, distance: Distance = cosine_distance
-                    ) -> dict[str, float]:
-    """Triplet accuracy and mean d(a,p), d(a,n); negatives = pool members of the anchor's posture, other id."""
+                    ) -> dict:
+    """Triplet accuracy (overall and per posture of the anchor) and mean d(a,p), d(a,n); negatives = pool
+    members of the anchor's posture, other id."""
     correct = total = 0
     d_pos, d_neg = [], []
+    per: dict[int, list[int]] = {}   # posture -> [correct, total]
     for a, p in zip(anchors, positives):
         neg = negative_pool[(posture[negative_pool] == posture[a]) & (identity[negative_pool] != identity[a])]
         if len(neg) == 0:
             continue
         d = np.asarray(distance(emb[a][None], emb[np.concatenate([[p], neg])])[0], np.float64)
         dp, dn = float(d[0]), d[1:]
-        correct += int((dp < dn).sum())
+        ok = int((dp < dn).sum())
+        correct += ok
         total += len(dn)
+        cell = per.setdefault(int(posture[a]), [0, 0])
+        cell[0] += ok
+        cell[1] += len(dn)
         d_pos.append(dp)
         d_neg.extend(dn.tolist())
     if total == 0:
         raise ValueError("no triplet could be formed: every posture needs unconcealed captures of 2 identities")
     return {"triplet_accuracy": correct / total, "avg_positive_distance": float(np.mean(d_pos)),
-            "avg_negative_distance": float(np.mean(d_neg)), "n_triplets": int(total)}
+            "avg_negative_distance": float(np.mean(d_neg)), "n_triplets": int(total),
+            "triplet_accuracy_per_posture": {POSTURES[k]: c / t for k, (c, t) in sorted(per.items())}}
 
 
 def posture_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -146,7 +153,7 @@ def _split_pairs(d: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: 
     return d[same & keep], d[~same & keep]
 
 
-def _biometrics(gen: np.ndarray, imp: np.ndarray) -> dict[str, float]:
+def biometrics(gen: np.ndarray, imp: np.ndarray) -> dict[str, float]:
     e, t_eer = eer(gen, imp)
     m = {"roc_auc": roc_auc(gen, imp), "eer": e, "eer_threshold": t_eer}
     for key, far in FAR_TARGETS.items():
@@ -163,9 +170,9 @@ def verification_metrics(emb: np.ndarray, identity: np.ndarray, probes: np.ndarr
     (one distance matrix serves both protocols).
     """
     d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
-    m = _biometrics(*_split_pairs(d, identity, probes, refs, None))
+    m = biometrics(*_split_pairs(d, identity, probes, refs, None))
     if posture is not None:
-        m |= {f"same_posture_{k}": v for k, v in _biometrics(*_split_pairs(d, identity, probes, refs, posture)).items()}
+        m |= {f"same_posture_{k}": v for k, v in biometrics(*_split_pairs(d, identity, probes, refs, posture)).items()}
     return m
 
 

@@ -1,4 +1,5 @@
-"""The synthetic dataset: counts, split rules, determinism, resume, CLI, reference layout round trip."""
+"""The synthetic dataset: counts, split rules, determinism whatever the Dask cluster, build order, stop and
+resume, CLI, reference layout round trip."""
 from __future__ import annotations
 
 import json
@@ -20,9 +21,10 @@ from pipeline.settings import Settings
 from thzcore.labels import POSTURES
 from thzcore.manifest import content_hash, read_manifest
 from dataset.reference_layout import NAME_RE, export_reference, import_reference
+from dataset.errors import BuildInterrupted
 from dataset.synth import DatasetPlan, Unit, _Worker, make_dataset
 
-pytestmark = pytest.mark.integration  # the dataset builder's worker processes
+pytestmark = pytest.mark.integration  # the dataset builder's Dask worker processes
 
 POST = ("front-center", "full-left")
 PLAN = DatasetPlan(n_identities=2, captures=3, postures=POST)  # 2 x 2 x 3 x 2 = 24 THz + 8 visible
@@ -30,9 +32,15 @@ PLAN = DatasetPlan(n_identities=2, captures=3, postures=POST)  # 2 x 2 x 3 x 2 =
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
+    """PLAN built on a 2-worker LocalCluster."""
     out = tmp_path_factory.mktemp("ds")
     summary = make_dataset(out, PLAN, Settings(), workers=2, progress=False)
     return out, summary
+
+
+def _done_thz(out: Path) -> list[Unit]:
+    """The THz units whose sidecar is written (found or not)."""
+    return [u for u in PLAN.units() if (out / f"{u.stem}.json").is_file()]
 
 
 def test_split_rules_on_the_paper_shape():
@@ -48,6 +56,23 @@ def test_split_rules_on_the_paper_shape():
                for i in range(20) for p in POSTURES for k in range(7))
     # two captures: one test, one train
     assert Counter(DatasetPlan(captures=2).split_of(0, "front-left", k) for k in range(2)) == {"test": 1, "train": 1}
+
+
+def test_build_order_reaches_every_identity_before_later_captures():
+    plan = DatasetPlan(n_identities=20, captures=7)
+    order = plan.build_order()
+    visible = [j for j in order if j[0] == "visible"]
+    thz = [j[1] for j in order if j[0] == "thz"]
+    assert order[:len(visible)] == visible and len(visible) == 200  # cheap, and the teacher needs them all
+    assert sorted(thz, key=plan.units().index) == plan.units()     # every unit once
+    assert {(u.identity, u.concealed) for u in thz[:40]} == {(i, c) for i in range(20) for c in (True, False)}
+    counts = Counter()
+    for n, u in enumerate(thz, 1):  # wherever a build stops, no identity is more than one scan pair ahead
+        counts[u.identity] += 1
+        if n % 2 == 0:
+            assert max(counts.values()) - min(counts[i] for i in range(20)) <= 2
+    # identity-major order (the manifest's) would have left identities 1..19 out of the first 70 units
+    assert {u.identity for u in plan.units()[:70]} == {0}
 
 
 def test_plan_rejects_bad_values():
@@ -94,6 +119,52 @@ def test_counts_manifest_and_images(made):
     assert len(info["git_commit"]) >= 12  # this checkout's commit (tests run from the repository)
     meta = json.loads((out / f"{Unit(1, 'full-left', 2, True).stem}.json").read_text())
     assert meta["frame_ids"] == [0, 1, 2] and meta["truth"]["identity"] == 1 and meta["truth"]["concealed"]
+
+
+def test_one_worker_builds_the_bytes_of_two(made, tmp_path):
+    """The issue's check: the 2-worker LocalCluster build and a 1-worker one have the same content hash."""
+    out, two = made
+    one = make_dataset(tmp_path / "one", PLAN, Settings(), workers=1, progress=False)
+    assert one.workers == 1 and two.workers == 2
+    assert one.content_sha256_16 == two.content_sha256_16 == content_hash(out) != ""
+    info = json.loads((tmp_path / "one" / "dataset.json").read_text())
+    assert info["complete"] and info["code_sha256_16"] == two.code_sha256_16 and len(info["code_sha256_16"]) == 16
+    assert info["libraries"]["numpy"] == np.__version__ and info["libraries"]["numba"]
+
+
+def test_stopped_build_keeps_every_identity_and_resumes_to_the_same_bytes(made, tmp_path):
+    """Stopped (as by Ctrl-C) after the visible images and 4 THz units, on a cluster of its own (--scheduler),
+    whose one worker runs two threads (the jobs of one process take turns); resumed, the bytes are the
+    2-worker build's."""
+    from distributed import LocalCluster
+
+    out, two = made
+    part = tmp_path / "part"
+    seen: list[str] = []
+
+    def stop_after_12(kind, value):
+        seen.append(kind)
+        if len(seen) == 12:
+            raise KeyboardInterrupt
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        with pytest.raises(BuildInterrupted, match=r"interrupted: \d+ of 32 images made .* run the same command"):
+            make_dataset(part, PLAN, Settings(), progress=False, on_done=stop_after_12,
+                         scheduler=cluster.scheduler_address)
+        assert seen[:8] == ["visible"] * 8
+        done = _done_thz(part)
+        assert 4 <= len(done) < 24
+        assert {u.identity for u in done} == {0, 1}  # capture-major: both identities, not all of identity 0
+        assert {u.capture for u in done} == {0}
+        info = json.loads((part / "dataset.json").read_text())
+        assert not info["complete"] and info["scheduler"] == cluster.scheduler_address
+        assert len(read_manifest(part)) == info["thz_images"] + 8
+        again = make_dataset(part, PLAN, Settings(), progress=False, scheduler=cluster.scheduler_address)
+    # a site's worker finishes the units it had started when the build stopped (two threads: two at most)
+    assert again.complete and len(done) <= again.skipped_done - 8 <= len(done) + 2
+    assert again.made_now + again.skipped_done == 32
+    assert again.content_sha256_16 == two.content_sha256_16
 
 
 def test_units_are_deterministic_whatever_the_worker(made, tmp_path):

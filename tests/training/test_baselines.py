@@ -261,15 +261,51 @@ def test_reconstruction_baselines_by_hand():
 def test_identity_score_tells_the_right_face_from_a_wrong_one():
     data = _hand_data()
     anchors = np.flatnonzero(data.concealed & (data.split == "test"))            # identities 0, 1, 2
-    own = np.stack([data.images[(data.identity == i) & ~data.concealed & (data.split == "test")][0]
-                    for i in data.identity[anchors]])
+    targets = np.array([np.flatnonzero((data.identity == i) & ~data.concealed & (data.split == "test"))[0]
+                        for i in data.identity[anchors]])
     embed = bl.Pixel().represent
-    right = bl.identity_score(embed, data, ("test",), anchors, own)
-    wrong = bl.identity_score(embed, data, ("test",), anchors, np.roll(own, 1, axis=0))   # the next person's face
-    # each prediction IS a reference of its identity: distance 0 to it, 1 to the others (disjoint blocks)
-    assert right["identity_rank1"] == 1.0 and right["identity_roc_auc"] == 1.0 and right["identity_eer"] == 0.0
-    # the wrong faces: genuine pairs all at d = 1; impostors three at 0 (the face shown) and three at 1 (ties: 1/2)
-    assert wrong["identity_rank1"] == 0.0 and wrong["identity_roc_auc"] == pytest.approx(0.25)
+    right = bl.identity_score(embed, data, anchors, targets, data.images[targets])
+    wrong = bl.identity_score(embed, data, anchors, targets, np.roll(data.images[targets], 1, axis=0))
+    # each prediction IS its target: distance 0 to it, 1 to the other people's (disjoint blocks)
+    assert right["identity_accuracy"] == 1.0 and right["identity_roc_auc"] == 1.0 and right["identity_eer"] == 0.0
+    assert right["identity_n_genuine"] == 3 and right["identity_n_impostor"] == 6
+    # the next person's face: genuine pairs all at d = 1; of the six impostors three at 0 (the face shown),
+    # three at 1 (ties count 1/2): AUC 1/4; accuracy: d = 1 is never below a d of 0 or 1
+    assert wrong["identity_accuracy"] == 0.0 and wrong["identity_roc_auc"] == pytest.approx(0.25)
+
+
+def test_identity_score_only_counts_the_own_target_as_genuine():
+    """A prediction that copies one of the person's other scans is not credited for matching that scan."""
+    data = _hand_data()
+    anchors = np.flatnonzero(data.concealed & (data.split == "test"))
+    targets = np.array([np.flatnonzero((data.identity == i) & ~data.concealed & (data.split == "test"))[0]
+                        for i in data.identity[anchors]])
+    # identity 0's target shows a fourth pattern; the prediction copies identity 0's train scan (1, 0, 0)
+    data.images[targets[0]] = _blocks((0, 0, 0, 1))
+    copy = data.images[targets].copy()
+    copy[0] = data.images[(data.identity == 0) & ~data.concealed & (data.split == "train")][0]
+    r = bl.identity_score(bl.Pixel().represent, data, anchors, targets, copy)
+    # anchor 0: d(copy, own target) = 1 ties its impostors (0,1,0), (0,0,1) at 1: both triplets fail (a score that
+    # took the copied scan as a reference would give d = 0); anchors 1 and 2 show their own target: 4 of 6 pass
+    assert r["identity_accuracy"] == pytest.approx(4 / 6) and r["identity_n_genuine"] == 3
+    with pytest.raises(ValueError, match="not among the identity references"):
+        bl.identity_score(bl.Pixel().represent, data, anchors, targets, copy, references=targets[1:])
+
+
+def test_oracle_of_a_whole_dataset_averages_the_other_captures_of_any_split():
+    flat = lambda v: np.full((1, 64, 64), v, np.float32)  # noqa: E731
+    rows = [(flat(0.5), 0, 0, False, 0, "test"), (flat(0.1), 0, 0, True, 0, "test"),
+            (flat(0.3), 0, 0, False, 1, "val"), (flat(0.9), 0, 0, False, 2, "train"),
+            (flat(0.2), 1, 0, False, 1, "train"), (flat(0.2), 1, 0, True, 1, "train")]
+    data = _data(*zip(*rows))
+    train = data.split == "train"
+    fit = bl.fit_set(data, train, np.zeros(len(data), bool))
+    a, t, pred = bl.reconstruction_predictions(data, ("test",), fit, bl.oracle_pool(data, ("test",), train))["oracle"]
+    assert pred[0].mean() == pytest.approx(0.9)                      # a held-back split: train captures only
+    splits = ("train", "val", "test")
+    a, t, pred = bl.reconstruction_predictions(data, splits, fit, bl.oracle_pool(data, splits, train))["oracle"]
+    k = int(np.flatnonzero(a == 1)[0])                               # the test anchor of identity 0
+    assert pred[k].mean() == pytest.approx((0.3 + 0.9) / 2)          # every other capture, the target left out
 
 
 # ---- the commands -------------------------------------------------------------------------------------
@@ -314,10 +350,12 @@ def test_cli_evaluate_with_baselines(dataset, tmp_path):
     assert "same_posture_eer" in s and "tar_at_far0p1" in s and set(s["baselines"]["verification"]) == set(bl.METHODS)
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| **Model A** |" in report and "| SSIM template matching |" in report and "oracle" in report
-    assert "identity rank-1" in report
+    assert "identity acc." in report and "Triplet accuracy per posture" in report
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert 0 <= m["reconstruction_identity"]["identity_rank1"] <= 1
-    assert "identity_roc_auc" in m["baselines"]["reconstruction"]["posture_mean"]
+    assert 0 <= m["reconstruction_identity"]["identity_accuracy"] <= 1
+    assert "identity_eer" in m["baselines"]["reconstruction"]["posture_mean"]
+    assert set(m["triplet_accuracy_per_posture"]) == set(m["baselines"]["verification"]["pca"]
+                                                         ["triplet_accuracy_per_posture"])
     assert m["baselines"]["verification"]["pca"]["n_triplets"] == m["n_triplets"]   # the same triplets
     res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--fit-data", str(dataset)])
     assert res.exit_code == 2 and "--baselines" in res.output

@@ -134,6 +134,8 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
     assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]
     assert len(m.dataset["content_sha256_16"]) == 16  # the images' bytes, not only their names
+    # the training data's provenance, which `thz evaluate --protocol` checks seeds against
+    assert m.training_config["dataset"]["content_sha256_16"] == m.dataset["content_sha256_16"]
     # the graph takes any batch size, and the bundle evaluates through ONNX Runtime
     import onnxruntime as ort
     s = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -22,16 +22,23 @@ import click
 @click.option("--paired-pose", is_flag=True, help="a capture's concealed and unconcealed scans share the pose")
 @click.option("--export-reference", "export_reference", is_flag=True,
               help="also write the authors' layout and triplet CSVs under OUT/reference")
-@click.option("--workers", type=int, default=None, help="processes (default: all cores)")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="worker processes of the local Dask cluster (default: all cores)")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of a local "
+                   "one; its workers must run this commit and see OUT (docs/processing.md)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.pass_obj
 def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int | None, identities: int | None,
-            captures: int | None, postures: str | None, bits: str, paired_pose: bool, export_reference: bool, workers: int | None,
-            no_progress: bool) -> None:
+            captures: int | None, postures: str | None, bits: str, paired_pose: bool, export_reference: bool,
+            workers: int | None, scheduler: str | None, no_progress: bool) -> None:
     """Make 20 identities x 5 postures x 7 captures x {concealed, unconcealed} THz ROIs plus 200 visible
-    images, manifest.csv, dataset.json and contact_sheet.png in OUT. A killed run continues where it
-    stopped when started again with the same options. Prints a JSON summary as the last line."""
+    images, manifest.csv, dataset.json and contact_sheet.png in OUT, on a Dask cluster (local by default).
+    A stopped or killed run continues where it stopped when started again with the same options; Ctrl-C
+    exits 130. Prints a JSON summary as the last line."""
+    from dataset.errors import BadSchedulerAddress, BuildInterrupted
     from dataset.synth import DatasetPlan, make_dataset
+    from thz.cli import EXIT_INTERRUPTED
 
     s = obj.settings
     kw = {"seed": s.sim.seed if seed is None else seed,
@@ -49,9 +56,14 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
         raise click.BadParameter(str(exc)) from None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     try:
-        summary = make_dataset(out, plan, s, workers=max(1, n_workers), progress=not no_progress)
+        summary = make_dataset(out, plan, s, workers=n_workers, progress=not no_progress, scheduler=scheduler)
+    except BadSchedulerAddress as exc:
+        raise click.BadParameter(str(exc), param_hint="--scheduler") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except BuildInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     result = asdict(summary)
     if export_reference:
         from dataset.reference_layout import export_reference as export

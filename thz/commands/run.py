@@ -68,7 +68,17 @@ def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, 
     eng = _engine(s, bundle, engine)
     rois = _rois(s, images, recording, sim, live, identity, posture, concealed, scans, eng.bundle.input_size)
     out = eng.infer(np.stack([r.image for r in rois]))
-    return s, eng, rois, out, softmax(out["posture_logits"])
+    probs = softmax(out["posture_logits"])
+    if s.inference.fusion_scans > 1:   # as the live stage: each ROI decides on the fusion of up to N (inference/fusion.py)
+        from inference.fusion import fuse_sequence, roi_quality
+        from thzcore.labels import POSTURES
+        out["embedding"], used = fuse_sequence(out["embedding"], [POSTURES[int(p.argmax())] for p in probs],
+                                               [roi_quality(r.meta) for r in rois], s.inference.fusion_scans,
+                                               s.inference.fusion_weight)
+        for r, idx in zip(rois, used):
+            if len(idx) > 1:
+                r.source += f" (fused with {len(idx) - 1} before)"
+    return s, eng, rois, out, probs
 
 
 def _source_options(f):

@@ -75,8 +75,17 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
 @click.argument("source", type=click.Path(file_okay=False, exists=True))
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
               help="dataset directory with manifest.csv")
-@click.option("--split", type=click.Choice(["test", "val", "train", "heldout", "all"]), default="test",
-              show_default=True, help="heldout = the identities a run kept out of training (identity-disjoint)")
+@click.option("--split", type=click.Choice(["test", "val", "train", "heldout", "all"]), default=None,
+              help="[default: test] heldout = the identities a run kept out of training (identity-disjoint)")
+@click.option("--protocol", type=click.Choice(["paper", "heldout", "openset"]), default=None,
+              help="paper = test split of the training data; heldout = new captures of the training people; "
+                   "openset = new people, new captures; checked against the seeds of the data and of the model's "
+                   "training data (exit 2 when they do not fit); sets the split")
+@click.option("--fusion", "fusion_spec", default=None, metavar="N[,N...]",
+              help="also verify with N consecutive scans fused (e.g. 3 or 1,3,5; the live N is "
+                   "inference.fusion_scans)")
+@click.option("--fusion-weight", type=click.Choice(["roi_quality", "uniform"]), default="roi_quality",
+              show_default=True, help="weights of the fused scans: the face locator's ROI quality, or equal")
 @click.option("--other", type=click.Path(file_okay=False, exists=True), default=None,
               help="a second run or bundle (e.g. Model A beside Model B) for the reconstruction panel")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -90,18 +99,35 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
               help="fit PCA / LDA / posture NN on this dataset's train split (default: the evaluated dataset's "
                    "train split minus the evaluated images)")
 @click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
-def evaluate(source: str, data_dir: str, split: str, other, out, threads: int, identity_spec: str | None,
-             baselines: bool, fit_dir, progress: bool) -> None:
-    """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split."""
+def evaluate(source: str, data_dir: str, split: str | None, protocol: str | None, fusion_spec: str | None,
+             fusion_weight: str, other, out, threads: int, identity_spec: str | None, baselines: bool, fit_dir,
+             progress: bool) -> None:
+    """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split or protocol."""
     from training.evaluate import evaluate as run_eval
     if fit_dir is not None and not baselines:
         raise click.BadParameter("--fit-data only fits the baselines: add --baselines", param_hint="--fit-data")
+    if split is not None and protocol is not None:
+        raise click.BadParameter("--protocol sets the split: give --split or --protocol, not both",
+                                 param_hint="--split")
     try:
-        result = run_eval(source, data_dir, split, out, other, threads, _identities(identity_spec), baselines,
-                          fit_dir, progress)
+        result = run_eval(source, data_dir, split or "test", out, other, threads, _identities(identity_spec),
+                          baselines, fit_dir, progress, protocol=protocol, fusion=_fusion(fusion_spec),
+                          weight=fusion_weight)
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(exc) from None
+        raise _fail(exc) from None   # a ProtocolError (the data does not fit the protocol): exit 2
     _echo_json(result)
+
+
+def _fusion(spec: str | None) -> tuple[int, ...]:
+    if spec is None:
+        return ()
+    try:
+        ns = tuple(sorted({int(v) for v in spec.split(",") if v.strip()}))
+    except ValueError:
+        ns = ()
+    if not ns or min(ns) < 1 or max(ns) > 64:
+        raise click.BadParameter(f"{spec!r}: give scan counts from 1 to 64, e.g. 3 or 1,3,5", param_hint="--fusion")
+    return ns
 
 
 def _identities(spec: str | None) -> list[int] | None:
