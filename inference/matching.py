@@ -204,6 +204,19 @@ def _k_smallest(d: np.ndarray, k: int) -> list[tuple[int, float]]:
     return [(int(i), float(d[i])) for i in order]
 
 
+class _IndexStorage:
+    """The faiss index's own copy of the vectors, as an array interface that keeps the index alive: every
+    view of the array (the gallery's per-subject templates) holds the index, so none outlives its memory."""
+
+    def __init__(self, index, n: int, dim: int) -> None:
+        import faiss
+
+        raw = faiss.rev_swig_ptr(index.get_xb(), n * dim)   # a bare pointer: owns and holds nothing
+        self._index = index
+        self.__array_interface__ = {"shape": (n, dim), "typestr": "<f4", "version": 3,
+                                    "data": (raw.__array_interface__["data"][0], False)}
+
+
 def _faiss_index(matrix: np.ndarray):
     """An exact inner-product faiss index of `matrix` and a view of the index's own copy of it."""
     try:
@@ -214,7 +227,7 @@ def _faiss_index(matrix: np.ndarray):
     n, dim = matrix.shape
     index = faiss.IndexFlatIP(dim)
     index.add(matrix)
-    return index, faiss.rev_swig_ptr(index.get_xb(), n * dim).reshape(n, dim)
+    return index, np.asarray(_IndexStorage(index, n, dim))
 
 
 def identify(embedding: np.ndarray, gallery: dict[str, np.ndarray] | TemplateMatrix, threshold: float,

@@ -231,6 +231,10 @@ def test_faiss_search_equals_the_numpy_search(k):
     fa_index = TemplateMatrix(gallery, faiss_min_templates=1)
     assert (np_index.backend, fa_index.backend) == ("numpy", "faiss")
     assert np.array_equal(np_index.matrix, fa_index.matrix)     # the index's own copy, seen through the view
+    owner = fa_index.rows(7)                       # a subject's view holds the index whose memory it shows
+    while owner is not None and not hasattr(owner, "_index"):
+        owner = owner.base
+    assert owner is not None and owner._index is fa_index._faiss
     tol = 128 * np.finfo(np.float32).eps
     probes = [gallery[s][0] + 0.05 * rng.standard_normal(128) for s in ("s0007", "s0100", "s0699")]
     probes += [rng.standard_normal(128) for _ in range(5)]      # nobody's: near-equal distances everywhere
