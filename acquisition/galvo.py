@@ -8,7 +8,7 @@ from typing import Callable
 import serial
 
 from acquisition.galvo_protocol import (
-    E_ARGUMENT, E_RANGE, GalvoCommandError, GalvoConfigError, GalvoFaultError, GalvoLinkError, GalvoProtocolError,
+    E_ARGUMENT, E_RANGE, GalvoCommandError, GalvoError, GalvoConfigError, GalvoFaultError, GalvoLinkError, GalvoProtocolError,
     GalvoStatus, GalvoTimeoutError, MAX_LINE, fmt, frame_command, parse_error_entry, parse_floats, parse_reply,
     parse_status,
 )
@@ -37,6 +37,7 @@ class GalvoController:
         self._ser: serial.Serial | None = None
         self._suspect = False
         self._lock = threading.Lock()
+        self._pending: str | None = None  # a command sent with send() whose reply is not read yet
         self.idn = ""
 
     # --- link ---
@@ -53,6 +54,7 @@ class GalvoController:
 
     def close(self) -> None:
         ser, self._ser = self._ser, None
+        self._pending = None
         if ser is not None:
             try:
                 ser.close()
@@ -73,26 +75,57 @@ class GalvoController:
     # --- one exchange ---
     def query(self, command: str) -> tuple[str, ...]:
         """Send `command`, return the values of its OK reply; an ER reply raises GalvoCommandError."""
-        line = frame_command(command)
         with self._lock:
-            if self._ser is None:
-                raise GalvoLinkError(f"galvo port {self.port!r} is not open; call open() first")
-            if self._suspect:
-                raise GalvoLinkError(f"galvo link {self.port!r} is suspect after an earlier failure; reopen it")
-            self._suspect = True  # cleared only when a whole reply has been read and checked
-            try:
-                self._ser.write(line)
-                self._ser.flush()
-                reply = self._ser.read_until(b"\n", MAX_LINE + 2)
-            except serial.SerialTimeoutException as exc:
-                raise GalvoTimeoutError(f"galvo write of {command!r} timed out: {exc}") from exc
-            except (serial.SerialException, OSError, termios.error) as exc:  # tcdrain raises termios.error
-                raise GalvoLinkError(f"galvo {command!r}: {exc}") from exc
-            if not reply.endswith(b"\n"):
-                raise GalvoTimeoutError(f"galvo {command!r}: no complete reply within {self.timeout_s} s "
-                                        f"(got {reply!r})")
-            r = parse_reply(reply, command)  # GalvoProtocolError leaves the link suspect
-            self._suspect = False
+            self._send(command)
+            return self._receive(command)
+
+    def send(self, command: str) -> None:
+        """Send `command` now and read its reply later with `receive()` (the link does other work meanwhile).
+        Until then the link takes no other command."""
+        with self._lock:
+            self._send(command)
+            self._pending = command
+
+    def receive(self) -> tuple[str, ...]:
+        """The reply to the command `send()` sent, checked as `query` checks one."""
+        with self._lock:
+            command, self._pending = self._pending, None
+            if command is None:
+                raise GalvoLinkError(f"galvo {self.port!r}: no command is waiting for its reply")
+            return self._receive(command)
+
+    @property
+    def pending(self) -> str | None:
+        """The command whose reply has not been read yet (sent with `send`), else None."""
+        return self._pending
+
+    def _send(self, command: str) -> None:
+        line = frame_command(command)
+        if self._ser is None:
+            raise GalvoLinkError(f"galvo port {self.port!r} is not open; call open() first")
+        if self._pending is not None:
+            raise GalvoLinkError(f"galvo {command!r}: the reply to {self._pending!r} has not been read yet")
+        if self._suspect:
+            raise GalvoLinkError(f"galvo link {self.port!r} is suspect after an earlier failure; reopen it")
+        self._suspect = True  # cleared only when a whole reply has been read and checked
+        try:
+            self._ser.write(line)
+            self._ser.flush()
+        except serial.SerialTimeoutException as exc:
+            raise GalvoTimeoutError(f"galvo write of {command!r} timed out: {exc}") from exc
+        except (serial.SerialException, OSError, termios.error) as exc:  # tcdrain raises termios.error
+            raise GalvoLinkError(f"galvo {command!r}: {exc}") from exc
+
+    def _receive(self, command: str) -> tuple[str, ...]:
+        try:
+            reply = self._ser.read_until(b"\n", MAX_LINE + 2)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise GalvoLinkError(f"galvo {command!r}: {exc}") from exc
+        if not reply.endswith(b"\n"):
+            raise GalvoTimeoutError(f"galvo {command!r}: no complete reply within {self.timeout_s} s "
+                                    f"(got {reply!r})")
+        r = parse_reply(reply, command)  # GalvoProtocolError leaves the link suspect
+        self._suspect = False
         if not r.ok:
             cls = GalvoConfigError if r.code in (E_ARGUMENT, E_RANGE) else GalvoCommandError
             raise cls(f"galvo refused {command!r}: error {r.code} {r.text!r}", r.code, r.text, command)
@@ -195,7 +228,27 @@ class GalvoController:
 
     def check_ok(self) -> GalvoStatus:
         """STAT? and, when the error-queue flag is set, ERR?; raise GalvoFaultError on a fault state."""
-        st = self.status()
+        return self._judge(self.status())
+
+    def begin_check(self) -> None:
+        """Send STAT? now; `finish_check()` reads its reply (check_ok split in two, so that the reply crosses
+        the serial line while the host reads the receiver's frame block)."""
+        self.send("STAT?")
+
+    def finish_check(self) -> GalvoStatus:
+        """The reply to `begin_check()`'s STAT?, judged as `check_ok` judges it."""
+        return self._judge(parse_status(self.receive()))
+
+    def abandon_check(self) -> None:
+        """Read and drop a pending STAT? reply (another error is on its way up): the link stays in step, or is
+        left suspect when the reply does not come."""
+        if self._pending is not None:
+            try:
+                self.receive()
+            except GalvoError:
+                pass
+
+    def _judge(self, st: GalvoStatus) -> GalvoStatus:
         errs = self.drain_errors() if st.flags & 0x08 else []
         if st.faulted or errs:
             text = "; ".join(f"{c} {t!r}" for c, t in errs)

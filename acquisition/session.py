@@ -21,8 +21,9 @@ from thzcore.scanner import ScannerConfig
 
 log = get_logger(__name__)
 
-# the exchanges of `acquire` after *OPC? returned, in order (ScannerSession.last_timings, ms)
-TIMED_PARTS = ("errors", "head", "frame", "feedback", "galvo", "check")
+# the exchanges of `acquire` after *OPC? returned, in order (ScannerSession.last_timings, ms): `galvo_send` sends
+# STAT?, `galvo` reads and judges its reply after the frame block
+TIMED_PARTS = ("galvo_send", "errors", "head", "frame", "feedback", "galvo", "check")
 
 
 class FeedbackRejected(FrameRejected):
@@ -155,17 +156,25 @@ class ScannerSession:
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
         t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
         t = [time.perf_counter()]
-        rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
+        # a stall during the frame invalidates it: STAT? goes out now (the frame is complete) and its reply
+        # crosses the serial line while the receiver's block is read; it is judged after the block
+        self.galvo.begin_check()
         t.append(time.perf_counter())
-        head = rx.head()
-        if head.shape != self.shape:
-            raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
-        t.append(time.perf_counter())
-        if_samples = rx.fetch_frame(head, out=self.if_buffers.take())
-        t.append(time.perf_counter())
-        fx, fy, direction = rx.fetch_feedback(head)
-        t.append(time.perf_counter())
-        self.galvo.check_ok()  # a stall during the frame invalidates it
+        try:
+            rx.check_errors()  # an aborted frame (no line trigger) or a pushed instrument error
+            t.append(time.perf_counter())
+            head = rx.head()
+            if head.shape != self.shape:
+                raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
+            t.append(time.perf_counter())
+            if_samples = rx.fetch_frame(head, out=self.if_buffers.take())
+            t.append(time.perf_counter())
+            fx, fy, direction = rx.fetch_feedback(head)
+            t.append(time.perf_counter())
+        except BaseException:
+            self.galvo.abandon_check()   # keep the serial line in step for the next exchange
+            raise
+        self.galvo.finish_check()
         t.append(time.perf_counter())
         self.check_frame(if_samples, fx)
         t.append(time.perf_counter())

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -100,6 +100,22 @@ def _sigint_ignored_by_children() -> Iterator[None]:
 
 
 @contextmanager
+def _environ_kept(keys: Iterable[str]) -> Iterator[None]:
+    """os.environ's `keys` as they were before the block, after it: distributed's nanny writes its
+    pre-spawn-environ into this process's environment at every (re)spawn of a worker and leaves it there, and
+    a NUMBA_NUM_THREADS left behind makes Numba's next compile here refuse to run once its threads are up."""
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
 def open_client(workers: int, scheduler: str | None = None,
                 connect_timeout_s: float | None = None) -> Iterator["Client"]:
     """A client of a fresh LocalCluster of `workers` single-threaded processes, or of `scheduler`.
@@ -116,20 +132,21 @@ def open_client(workers: int, scheduler: str | None = None,
         return
     from distributed import Client, LocalCluster
 
-    with _sigint_ignored_by_children(), _process_environ(WORKER_ENV), \
-            dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR,
-                               # no dashboard; its health routes on a free loopback port, not a taken 8787
-                               scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
-    try:
-        client = Client(cluster)
+    with _environ_kept([*WORKER_ENV, "PYTHONHASHSEED"]):   # the nanny sets PYTHONHASHSEED too
+        with _sigint_ignored_by_children(), _process_environ(WORKER_ENV), \
+                dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
+            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                                   # no dashboard; its health routes on a free loopback port, not a taken 8787
+                                   scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
         try:
-            yield client
+            client = Client(cluster)
+            try:
+                yield client
+            finally:
+                client.close(timeout=5)
         finally:
-            client.close(timeout=5)
-    finally:
-        cluster.close(timeout=10)
+            cluster.close(timeout=10)
 
 
 class _CallOnWorkers(WorkerPlugin):

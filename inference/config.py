@@ -1,6 +1,7 @@
 """The `inference` config section: engine choice and tuning, model bundle, gallery, endpoints, decisions."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,12 @@ class InferenceConfig(Section):
     identify_threshold: float | None = Field(
         None, ge=0.0, le=2.0, description="open-set rejection distance for 1:N identification "
                                           "(cosine distance); None = the bundle's verification threshold")
+    identify_threads: int = Field(1, ge=0, le=64, description="threads of the 1:N template search (BLAS for NumPy, "
+                                                               "OpenMP for faiss; 0 = the library's default): "
+                                                               "one, measured with `thz bench gallery`")
+    faiss_min_templates: int | None = Field(
+        None, ge=1, description="search with an exact faiss index (IndexFlatIP, faiss-cpu) from this many templates "
+                                "on; None = always the NumPy matrix product (docs/inference.md, `thz bench gallery`)")
     stale_after_s: float = Field(10.0, gt=0, description="a ROI acquired longer ago than this is "
                                                          "dropped as stale (s); a scanner silent this long starts "
                                                          "afresh, so a restarted daemon may renumber its frames")
@@ -88,4 +95,7 @@ class InferenceConfig(Section):
             ep = getattr(self, name)
             if not ep.startswith(("tcp://", "ipc://", "inproc://")):
                 raise ValueError(f"inference.{name}={ep!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+        if self.faiss_min_templates is not None and importlib.util.find_spec("faiss") is None:
+            raise ValueError(f"inference.faiss_min_templates={self.faiss_min_templates} needs faiss-cpu, which is not "
+                             "installed: `pip install faiss-cpu`, or remove the setting")
         return self

@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +90,13 @@ class Gallery:
     One connection per thread: open a Gallery in the thread that uses it.
     """
 
-    def __init__(self, path: str | Path, model_id: str, embedding_size: int = 128, clock=time.time) -> None:
+    def __init__(self, path: str | Path, model_id: str, embedding_size: int = 128, clock=time.time, *,
+                 faiss_min_templates: int | None = None, search_threads: int = 1) -> None:
+        """`faiss_min_templates`, `search_threads`: the 1:N search's backend choice and threads
+        (inference.faiss_min_templates, inference.identify_threads; matching.TemplateMatrix)."""
         self.path = Path(path).expanduser()
+        self.faiss_min_templates = faiss_min_templates
+        self.search_threads = search_threads
         if str(path) != ":memory:":
             if self.path.is_dir():
                 raise GalleryCorruptError(f"gallery {self.path} is a directory; give the path of a gallery file")
@@ -115,8 +122,8 @@ class Gallery:
         self._db.execute("PRAGMA secure_delete = ON")  # a removed template's bytes are overwritten, not left
         self._db.execute("PRAGMA journal_mode = WAL")    # -wal/-shm get the database file's mode
         self._db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; the audit stays cheap
-        self._cache: tuple[int, dict[str, np.ndarray], list[str]] | None = None
-        self._index: tuple[dict[str, np.ndarray], TemplateMatrix] | None = None   # for 1:N search
+        # (version, {subject: templates}, stale subjects, the 1:N search index), rebuilt when the file changed
+        self._cache: tuple[int, dict[str, np.ndarray], list[str], TemplateMatrix] | None = None
         self._edits = 0  # template changes made through this connection (data_version counts the others')
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -150,21 +157,27 @@ class Gallery:
         return t
 
     # --- enrolment -------------------------------------------------------------------------------
-    @_db_errors
-    def enroll(self, subject_id: str, embedding: np.ndarray, posture: str, source: str = "",
-               display_name: str = "", frame_id: int | None = None) -> int:
-        """Add one template for `subject_id` (created if new). Returns the template row id."""
+    def _checked(self, subject_id: str, embeddings: np.ndarray, posture: str) -> np.ndarray:
+        """Embeddings (one or a (K, E) stack) as little-endian float32 rows, or the error that says what is wrong."""
         if not subject_id or not isinstance(subject_id, str):
             raise GalleryRequestError(f"subject id {subject_id!r} must be a non-empty string")
         if posture not in POSTURES:
             raise GalleryRequestError(f"posture {posture!r} not in {POSTURES}")
-        e = np.asarray(embedding, dtype="<f4").reshape(-1)
-        if e.size != self.embedding_size or not np.all(np.isfinite(e)):
-            raise GalleryError(f"embedding of {e.size} values (finite: {bool(np.all(np.isfinite(e)))}); "
-                               f"expected {self.embedding_size} finite values")
-        n = float(np.linalg.norm(e))
-        if not 0.99 < n < 1.01:
-            raise GalleryError(f"embedding norm {n:.4f}; the model's embeddings are L2-normalised")
+        e = np.atleast_2d(np.asarray(embeddings, dtype="<f4"))
+        if e.ndim != 2 or e.shape[1] != self.embedding_size or not np.all(np.isfinite(e)):
+            raise GalleryError(f"embedding of {e.shape[-1] if e.ndim else e.size} values (finite: "
+                               f"{bool(np.all(np.isfinite(e)))}); expected {self.embedding_size} finite values")
+        n = np.linalg.norm(e, axis=1)
+        if not np.all((n > 0.99) & (n < 1.01)):
+            raise GalleryError(f"embedding norm {float(n[~((n > 0.99) & (n < 1.01))][0]):.4f}; the model's "
+                               "embeddings are L2-normalised")
+        return e
+
+    @_db_errors
+    def enroll(self, subject_id: str, embedding: np.ndarray, posture: str, source: str = "",
+               display_name: str = "", frame_id: int | None = None) -> int:
+        """Add one template for `subject_id` (created if new). Returns the template row id."""
+        e = self._checked(subject_id, np.asarray(embedding).reshape(1, -1), posture)[0]
         now = self._clock()
         with self._db:
             self._db.execute("INSERT OR IGNORE INTO subjects(subject_id, display_name, created) VALUES (?, ?, ?)",
@@ -176,6 +189,29 @@ class Gallery:
         self._edits += 1
         log.info("enrolled template", extra={"subject": subject_id, "posture": posture, "model_id": self.model_id})
         return int(cur.lastrowid)
+
+    @_db_errors
+    def enroll_many(self, entries: Iterable[tuple[str, np.ndarray, str]], source: str = "") -> int:
+        """Add (subject id, (K, E) or (E,) embeddings, posture) entries in one transaction (an import, a bench):
+        every entry is checked as `enroll` checks one, and one audit row is written per template as `enroll`
+        does. Nothing is written when an entry is refused. Returns the templates added."""
+        checked = [(sid, self._checked(sid, emb, posture), posture) for sid, emb, posture in entries]
+        now = self._clock()
+        with self._db:
+            self._db.executemany("INSERT OR IGNORE INTO subjects(subject_id, display_name, created) VALUES (?, '', ?)",
+                                 [(sid, now) for sid in dict.fromkeys(sid for sid, _, _ in checked)])
+            self._db.executemany(
+                "INSERT INTO templates(subject_id, posture, model_id, embedding, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ((sid, posture, self.model_id, row.tobytes(), source, now) for sid, e, posture in checked for row in e))
+            self._db.executemany(
+                "INSERT INTO decisions(ts, kind, model_id, subject, source) VALUES (?, 'enroll', ?, ?, ?)",
+                ((now, self.model_id, sid, source) for sid, e, _ in checked for _ in range(e.shape[0])))
+        self._edits += 1
+        n = sum(e.shape[0] for _, e, _ in checked)
+        log.info("enrolled templates", extra={"subjects": len({c[0] for c in checked}), "templates": n,
+                                              "model_id": self.model_id})
+        return n
 
     @_db_errors
     def remove(self, subject_id: str, source: str = "") -> int:
@@ -268,21 +304,63 @@ class Gallery:
 
     @_db_errors
     def current_gallery(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        """({subject: templates} for the current model, [subjects only enrolled with other models]), cached."""
+        """({subject: templates} for the current model, [subjects only enrolled with other models]), cached.
+        The templates are read-only views of the search index's matrix: one copy of them is held."""
+        return self._current()[1:3]
+
+    @_db_errors
+    def search_index(self) -> TemplateMatrix:
+        """The 1:N search index over the current model's templates (rebuilt when the file changed)."""
+        return self._current()[3]
+
+    def _current(self) -> tuple[int, dict[str, np.ndarray], list[str], TemplateMatrix]:
         v = self._version()
         if self._cache is None or self._cache[0] != v:
-            self._cache = (v, *self._load_gallery())
-        return self._cache[1], self._cache[2]
+            index, stale = self._load_index()
+            self._cache = (v, {s: index.rows(i) for i, s in enumerate(index.subjects)}, stale, index)
+        return self._cache
 
-    def _load_gallery(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        out: dict[str, list[np.ndarray]] = {}
-        stale: set[str] = set()
-        for sid, mid, blob in self._db.execute("SELECT subject_id, model_id, embedding FROM templates"):
-            if mid == self.model_id:
-                out.setdefault(sid, []).append(self._template(blob, sid))
-            else:
-                stale.add(sid)
-        return {s: np.stack(v) for s, v in out.items()}, sorted(stale - set(out))
+    def _load_index(self) -> tuple[TemplateMatrix, list[str]]:
+        """The current model's templates read straight into one float32 matrix (rows grouped by subject, in
+        subject order), and the subjects enrolled with other models only."""
+        size = 4 * self.embedding_size
+        began = not self._db.in_transaction
+        if began:
+            self._db.execute("BEGIN")   # one snapshot for the count and the rows
+        try:
+            n = self._db.execute("SELECT COUNT(*) FROM templates WHERE model_id = ?", (self.model_id,)).fetchone()[0]
+            matrix = np.empty((n, self.embedding_size), np.float32)
+            flat = memoryview(matrix.reshape(-1).view(np.uint8))
+            subjects: list[str] = []
+            counts: list[int] = []
+            i = 0
+            for sid, blob in self._db.execute("SELECT subject_id, embedding FROM templates WHERE model_id = ? "
+                                              "ORDER BY subject_id", (self.model_id,)):
+                if not (isinstance(blob, bytes) and len(blob) == size):
+                    self._template(blob, sid)   # raises, naming the subject
+                flat[i * size:(i + 1) * size] = blob
+                if subjects and subjects[-1] == sid:
+                    counts[-1] += 1
+                else:
+                    subjects.append(sid)
+                    counts.append(1)
+                i += 1
+            stale = [r[0] for r in self._db.execute(
+                "SELECT DISTINCT subject_id FROM templates WHERE model_id != ? AND subject_id NOT IN "
+                "(SELECT subject_id FROM templates WHERE model_id = ?) ORDER BY subject_id",
+                (self.model_id, self.model_id))]
+        finally:
+            if began:
+                self._db.execute("COMMIT")
+        if sys.byteorder != "little":
+            matrix.byteswap(inplace=True)   # stored little-endian
+        bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+        if bad.size:
+            owner = subjects[int(np.searchsorted(np.cumsum(counts), bad[0], side="right"))]
+            self._template(matrix[bad[0]].astype("<f4").tobytes(), owner)   # raises, naming the subject
+        index = TemplateMatrix.from_rows(subjects, np.array(counts, np.int64), matrix,
+                                         faiss_min_templates=self.faiss_min_templates, threads=self.search_threads)
+        return index, stale
 
     # --- decisions (each audited) -------------------------------------------------------------------
     @_db_errors
@@ -299,7 +377,7 @@ class Gallery:
     def identify(self, embedding: np.ndarray, threshold: float, top_k: int = 3, frame_id: int | None = None,
                  source: str = "") -> Identification:
         """1:N identification with open-set rejection over the subjects enrolled with the current model."""
-        gallery, stale = self.current_gallery()
+        _, gallery, stale, index = self._current()
         if not gallery:
             msg = f"no subject is enrolled with the current model {self.model_id}"
             if stale:
@@ -309,9 +387,7 @@ class Gallery:
         if stale:
             log.warning("subjects enrolled with another model are not searched; re-enrol them",
                         extra={"stale_subjects": len(stale)})
-        if self._index is None or self._index[0] is not gallery:
-            self._index = (gallery, TemplateMatrix(gallery))
-        ident = identify(embedding, self._index[1], threshold, top_k)
+        ident = identify(embedding, index, threshold, top_k)
         best = ident.candidates[0][1] if ident.candidates else None
         with self._db:
             self._audit("identify", frame_id=frame_id, subject=ident.identity, distance=best, threshold=threshold,

@@ -5,6 +5,10 @@ score is the distance to their nearest enrolled template (one per posture and ca
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,49 +56,185 @@ def verify(embedding: np.ndarray, claim: str, templates: np.ndarray, threshold: 
     return Verification(claim, d, float(threshold), d <= threshold)
 
 
+class SearchUnavailable(RuntimeError):
+    """The 1:N search asked for a library that is not installed (faiss-cpu)."""
+
+
+# OpenBLAS runs a matrix-vector product of fewer elements than this on the calling thread anyway
+# (interface/gemv.c: m * n < 2304 * GEMM_MULTITHREAD_THRESHOLD, 4 by default), so no limit is set there
+_GEMV_THREADED_MIN = 2304 * 4
+_BLAS_LOCK = threading.Lock()   # one limit at a time: concurrent save/restore pairs would leave the wrong count
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+@contextlib.contextmanager
+def _blas_threads(threads: int, elements: int) -> Iterator[None]:
+    """BLAS limited to `threads` threads for the block (0: the library's own choice). The limit is process-wide
+    (OpenBLAS keeps one thread count), so other threads' BLAS calls inside the block also run with it."""
+    if threads <= 0 or elements < _GEMV_THREADED_MIN:
+        yield
+        return
+    with _BLAS_LOCK, _blas_controller().limit(limits=threads):
+        yield
+
+
 class TemplateMatrix:
     """Every enrolled template of a gallery in one float32 matrix, rows grouped by subject.
 
-    1:N search is then one matrix product and a per-subject minimum (np.minimum.reduceat) instead
-    of a Python loop over subjects with a float64 copy each: the distances agree with
-    cosine_distance to float32 rounding (|d32 - d64| <= E eps32 for unit vectors of size E).
+    1:N search is one matrix-vector product and a per-subject maximum of the similarities instead of a
+    Python loop over subjects with a float64 copy each: the distances agree with cosine_distance to
+    float32 rounding (|d32 - d64| <= E eps32 for unit vectors of size E).
+
+    Two backends behind `search`, chosen by size: NumPy (`matrix @ e`, BLAS limited to `threads`), and
+    from `faiss_min_templates` templates on (None: never) an exact inner-product faiss index
+    (IndexFlatIP, OpenMP limited to `threads` for the calling thread), which returns the top templates
+    without writing every similarity; both give the same subjects in the same order, ties broken by
+    subject id. The faiss index holds the one copy of the templates (`matrix` is a view of it).
     """
 
-    def __init__(self, gallery: dict[str, np.ndarray]) -> None:
+    def __init__(self, gallery: dict[str, np.ndarray], *, faiss_min_templates: int | None = None,
+                 threads: int = 1) -> None:
         items = sorted((s, np.atleast_2d(t)) for s, t in gallery.items() if np.size(t))
-        self.subjects = [s for s, _ in items]
-        self.size = int(items[0][1].shape[1]) if items else 0
-        self.matrix = (np.ascontiguousarray(np.concatenate([t for _, t in items]), dtype=np.float32)
-                       if items else np.zeros((0, 0), np.float32))
-        counts = np.array([t.shape[0] for _, t in items], dtype=np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if items else counts
+        matrix = (np.ascontiguousarray(np.concatenate([t for _, t in items]), dtype=np.float32)
+                  if items else np.zeros((0, 0), np.float32))
+        self._adopt([s for s, _ in items], np.array([t.shape[0] for _, t in items], dtype=np.int64), matrix,
+                    faiss_min_templates, threads)
+
+    @classmethod
+    def from_rows(cls, subjects: list[str], counts: np.ndarray, matrix: np.ndarray, *,
+                  faiss_min_templates: int | None = None, threads: int = 1) -> "TemplateMatrix":
+        """Adopt `matrix` (float32, C order, rows grouped by subject in `subjects` order, `counts` rows each)
+        without copying it; `subjects` must be sorted and distinct (the order the search breaks ties by)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if any(a >= b for a, b in zip(subjects, subjects[1:])):
+            raise ValueError("subjects must be sorted and distinct")
+        if matrix.dtype != np.float32 or not matrix.flags.c_contiguous or matrix.ndim != 2 \
+                or len(counts) != len(subjects) or int(counts.sum()) != matrix.shape[0] or np.any(counts < 1):
+            raise ValueError(f"a {matrix.dtype} {matrix.shape} matrix does not hold {int(counts.sum())} rows "
+                             f"for {len(subjects)} subjects as C-ordered float32")
+        self = cls.__new__(cls)
+        self._adopt(list(subjects), counts, matrix, faiss_min_templates, threads)
+        return self
+
+    def _adopt(self, subjects: list[str], counts: np.ndarray, matrix: np.ndarray, faiss_min_templates: int | None,
+               threads: int) -> None:
+        self.subjects = subjects
+        self.size = int(matrix.shape[1]) if subjects else 0
+        self.threads = int(threads)
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if subjects else counts
+        self.max_count = int(counts.max()) if subjects else 0
+        self.backend = ("faiss" if faiss_min_templates is not None and matrix.shape[0] >= faiss_min_templates
+                        and subjects else "numpy")
+        self._faiss = None
+        if self.backend == "faiss":
+            self._faiss, matrix = _faiss_index(matrix)
+        matrix.flags.writeable = False
+        self.matrix = matrix
 
     def __len__(self) -> int:
         return len(self.subjects)
 
-    def nearest(self, embedding: np.ndarray) -> np.ndarray:
-        """Distance of each subject's nearest template to `embedding` (float64, in self.subjects order)."""
-        e = np.asarray(embedding, np.float32).ravel()
+    @property
+    def templates(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def rows(self, i: int) -> np.ndarray:
+        """The templates of subject `i` (a read-only view of the matrix)."""
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.templates
+        return self.matrix[self.starts[i]:end]
+
+    def _probe(self, embedding: np.ndarray) -> np.ndarray:
+        e = np.ascontiguousarray(np.asarray(embedding, np.float32).ravel())
         if e.size != self.size:
             raise ValueError(f"embedding sizes differ: {e.shape} vs templates of {self.size}")
-        sims = self.matrix @ e
+        return e
+
+    def nearest(self, embedding: np.ndarray) -> np.ndarray:
+        """Distance of each subject's nearest template to `embedding` (float64, in self.subjects order)."""
+        e = self._probe(embedding)
+        with _blas_threads(self.threads, self.matrix.size):
+            sims = self.matrix @ e
         return 1.0 - np.maximum.reduceat(sims, self.starts).astype(np.float64)
+
+    def search(self, embedding: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k nearest subjects as (subject index, distance), nearest first; ties broken by subject index."""
+        if not len(self) or k < 1:
+            return []
+        e = self._probe(embedding)
+        if self._faiss is not None:
+            found = self._search_faiss(e, k)
+            if found is not None:
+                return found
+        return _k_smallest(self.nearest(e), k)
+
+    def _search_faiss(self, e: np.ndarray, k: int) -> list[tuple[int, float]] | None:
+        """Top templates from faiss, reduced to subjects; None when a tie at the cut could hide a subject."""
+        import faiss
+
+        # the (k-1) max_count + 1 best templates hold at least k subjects (pigeonhole), and the first k
+        # subjects met in similarity order are the k nearest; one template more tells a tie at the cut
+        want = min(self.templates, (min(k, len(self)) - 1) * self.max_count + 2)
+        if self.threads > 0:
+            faiss.omp_set_num_threads(self.threads)   # OpenMP's count is per calling thread
+        sims, labels = self._faiss.search(e[None, :], want)
+        sims, labels = sims[0], labels[0]
+        subj = np.searchsorted(self.starts, labels, side="right") - 1
+        _, first = np.unique(subj, return_index=True)   # a subject's first row is its best template
+        d = 1.0 - sims[first].astype(np.float64)
+        cand = subj[first]
+        order = np.lexsort((cand, d))[:k]
+        if want < self.templates and sims[first][order[-1]] <= sims[-1]:
+            return None   # the k-th subject ties the last template fetched: one not fetched may tie too
+        return [(int(cand[i]), float(d[i])) for i in order]
+
+
+def _k_smallest(d: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k smallest distances as (index, distance), ties broken by index."""
+    k = min(k, d.size)
+    # every index within the k-th distance is a candidate, then an exact (distance, index) sort of those few
+    kth = np.partition(d, k - 1)[k - 1]
+    cand = np.nonzero(d <= kth)[0]
+    order = cand[np.lexsort((cand, d[cand]))][:k]
+    return [(int(i), float(d[i])) for i in order]
+
+
+class _IndexStorage:
+    """The faiss index's own copy of the vectors, as an array interface that keeps the index alive: every
+    view of the array (the gallery's per-subject templates) holds the index, so none outlives its memory."""
+
+    def __init__(self, index, n: int, dim: int) -> None:
+        import faiss
+
+        raw = faiss.rev_swig_ptr(index.get_xb(), n * dim)   # a bare pointer: owns and holds nothing
+        self._index = index
+        self.__array_interface__ = {"shape": (n, dim), "typestr": "<f4", "version": 3,
+                                    "data": (raw.__array_interface__["data"][0], False)}
+
+
+def _faiss_index(matrix: np.ndarray):
+    """An exact inner-product faiss index of `matrix` and a view of the index's own copy of it."""
+    try:
+        import faiss
+    except ImportError:
+        raise SearchUnavailable("inference.faiss_min_templates is set but faiss-cpu is not installed: "
+                                "`pip install faiss-cpu`, or unset inference.faiss_min_templates") from None
+    n, dim = matrix.shape
+    index = faiss.IndexFlatIP(dim)
+    index.add(matrix)
+    return index, np.asarray(_IndexStorage(index, n, dim))
 
 
 def identify(embedding: np.ndarray, gallery: dict[str, np.ndarray] | TemplateMatrix, threshold: float,
              top_k: int = 3) -> Identification:
     """1:N: rank subjects by nearest-template distance; open set: reject when the best is above threshold."""
     index = gallery if isinstance(gallery, TemplateMatrix) else TemplateMatrix(gallery)
-    if not len(index):
-        return Identification([], float(threshold), None)
-    d = index.nearest(embedding)
-    k = min(top_k, d.size)
-    # the k nearest, ties broken by subject id (subjects are sorted, so by index): every subject
-    # within the k-th distance is a candidate, then an exact (distance, index) sort of those few
-    kth = np.partition(d, k - 1)[k - 1]
-    cand = np.nonzero(d <= kth)[0]
-    order = cand[np.lexsort((cand, d[cand]))][:k]
-    scores = [(index.subjects[i], float(d[i])) for i in order]
+    scores = [(index.subjects[i], d) for i, d in index.search(embedding, top_k)]
     best = scores[0] if scores else None
     identity = best[0] if best is not None and best[1] <= threshold else None
     return Identification(scores, float(threshold), identity)

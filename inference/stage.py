@@ -168,7 +168,8 @@ class InferenceStage:
             self.bound_endpoint, auth = secure_bind(pub, self.result_endpoint, self.cfg.curve_secret_key_file,
                                                     self.cfg.curve_clients_dir, "inference.result_endpoint")
             sub.connect(self.roi_endpoint)
-            gallery = Gallery(self.gallery_path, self.engine.model_id, self.engine.bundle.manifest.embedding_size)
+            gallery = Gallery(self.gallery_path, self.engine.model_id, self.engine.bundle.manifest.embedding_size,
+                              faiss_min_templates=self.cfg.faiss_min_templates, search_threads=self.cfg.identify_threads)
             poller = zmq.Poller()
             poller.register(pub, zmq.POLLIN)
             log.info("inference stage up", extra={"roi": self.roi_endpoint, "result": self.bound_endpoint,

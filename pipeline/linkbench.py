@@ -16,11 +16,12 @@ import numpy as np
 
 # daemon timing keys -> what they hold (acquisition.session.TIMED_PARTS, then the daemon's own)
 PARTS = {
+    "galvo_send": "galvo STAT? sent (reply read after the blocks)",
     "errors": "SYST:ERR? (error queue)",
     "head": "FETC:HEAD? (frame header + CRCs)",
     "frame": "FETC:FRAM? block read + CRC",
     "feedback": "FETC:FEED? block read + CRC",
-    "galvo": "galvo STAT? (serial pty)",
+    "galvo": "galvo STAT? reply read + judged (serial pty)",
     "check": "sample range + feedback check",
     "truth": "sim truth (backdoor, sim only)",
     "record": "HDF5 recording",

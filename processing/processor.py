@@ -23,7 +23,7 @@ from processing.config import ProcessingConfig
 from processing.dewarp import (dewarp, dewarp_reference, lag_shift_chirps, positions_from_feedback,
                                positions_from_feedback_reference, positions_from_model)
 from processing.line_phase import LineShift, estimate_line_shift, lag_correction_s
-from processing.range_gate import gate_bins, make_window, range_gate, range_gate_reference
+from processing.range_gate import gate_bins, make_window, range_gate, range_gate_reference, threadsafe_layer
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
@@ -70,8 +70,9 @@ class ProcessedFrame:
 
 
 class FrameProcessor:
-    """Processes raw frames of one scanner configuration. Not thread-safe when `threads != 1`
-    (Numba parallel kernels must be called from a single Python thread)."""
+    """Processes raw frames of one scanner configuration. With `threads != 1` under Numba's `workqueue`
+    threading layer, call it from one Python thread only (range_gate.range_gate: its parallel kernel then
+    keeps the GIL); under `omp` or `tbb` any thread may."""
 
     def __init__(self, scanner: ScannerConfig, config: ProcessingConfig | None = None,
                  calibration: ProcessingCalibration | None = None, calibration_dir: str | None = None) -> None:
@@ -224,8 +225,12 @@ class FrameProcessor:
         tiny = RawFrame(-1, 0.0, self.scanner.scanner_id, np.zeros((lines, chirps, n), np.int16), fb,
                         np.zeros(lines, np.float32), np.array([1, -1], np.int8))
         p = self.chirp_power(tiny)
+        if self.parallel:
+            p = self.chirp_power(tiny)   # the first parallel region chose the threading layer: its kernel now
         ra = self.scanner.raster
         dewarp(p, self.positions(tiny), tiny.direction.astype(np.float32), ra.fov_x_m, ra.samples_per_line)
         dt = time.perf_counter() - t0
-        log.info("processing kernels ready", extra={"warm_up_s": round(dt, 3), "parallel": self.parallel})
+        log.info("processing kernels ready", extra={"warm_up_s": round(dt, 3), "parallel": self.parallel,
+                                                    "threading_layer": threadsafe_layer() or "workqueue or none"
+                                                    if self.parallel else None})
         return dt

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -90,6 +91,24 @@ def _gate_line(x_line, window, k0, k1, rule, scale, buf, out_line):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def power_spectrum(chirps, window):
+    """(n, N) int16 chirps -> (n, N // 2 + 1) float32 |rfft(window x chirp)|^2, without the GIL (the
+    rangefinder's spectra: NumPy's rfft of the same chirps kept the GIL, docs/processing.md "The GIL")."""
+    n_chirps, n = chirps.shape
+    buf = np.empty((n_chirps, n), np.float32)
+    for c in range(n_chirps):
+        for i in range(n):
+            buf[c, i] = chirps[c, i] * window[i]
+    spec = np.fft.rfft(buf)
+    out = np.empty(spec.shape, np.float32)
+    for c in range(n_chirps):
+        for k in range(spec.shape[1]):
+            v = spec[c, k]
+            out[c, k] = v.real * v.real + v.imag * v.imag
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _range_gate_serial(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
     out = np.empty((n_lines, n_chirps), np.float32)
@@ -109,13 +128,35 @@ def _range_gate_parallel(if_samples, window, k0, k1, rule, scale):
     return out
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)  # only under a thread-safe layer (range_gate)
+def _range_gate_parallel_nogil(if_samples, window, k0, k1, rule, scale):
+    n_lines, n_chirps, n = if_samples.shape
+    out = np.empty((n_lines, n_chirps), np.float32)
+    for line in prange(n_lines):
+        buf = np.empty((n_chirps, n), np.float32)
+        _gate_line(if_samples[line], window, k0, k1, rule, scale, buf, out[line])
+    return out
+
+
+def threadsafe_layer() -> str | None:
+    """Numba's threading layer when it is one that several Python threads may enter at once (tbb, omp), else
+    None (workqueue, or no parallel region has run yet: the layer is chosen at the first one)."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        return None
+    return layer if layer in ("tbb", "omp") else None
+
+
 def range_gate(if_samples: np.ndarray, window: np.ndarray, k0: int, k1: int, rule: str = "peak",
                parallel: bool = False) -> np.ndarray:
     """(lines, chirps, N) int16 IF samples -> (lines, chirps) float32 power in bins k0..k1 (inclusive).
 
-    `parallel=True` spreads lines over Numba threads; call it from one Python thread only. That kernel
-    keeps the GIL (the serial ones release it): Numba's default `workqueue` threading layer aborts the
-    process when two threads enter a parallel region at once, and the GIL is what serialises them.
+    `parallel=True` spreads lines over Numba threads. Under the `workqueue` threading layer that kernel
+    keeps the GIL (the serial ones release it): workqueue aborts the process when two threads enter a
+    parallel region at once, and the GIL is what serialises them. Under a thread-safe layer (`omp`, `tbb`:
+    Numba picks tbb, then omp, then workqueue, whichever loads) a kernel that releases the GIL runs instead,
+    from the second call on (the first parallel region is what chooses the layer).
     """
     if if_samples.ndim != 3 or if_samples.dtype != np.int16:
         raise ValueError(f"if_samples must be int16 (lines, chirps, N), got {if_samples.dtype} {if_samples.shape}")
@@ -129,5 +170,8 @@ def range_gate(if_samples: np.ndarray, window: np.ndarray, k0: int, k1: int, rul
     w = np.ascontiguousarray(window, dtype=np.float32)
     scale = np.float32(1.0 / float(w.sum()) ** 2)
     x = np.ascontiguousarray(if_samples)
-    kernel = _range_gate_parallel if parallel else _range_gate_serial
+    if parallel:
+        kernel = _range_gate_parallel_nogil if threadsafe_layer() else _range_gate_parallel
+    else:
+        kernel = _range_gate_serial
     return kernel(x, w, k0, k1, PIXEL_RULES[rule], scale)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from processing.range_gate import power_spectrum
 from thzcore.scanner import ScannerConfig
 
 # the part of the ROI box that holds the face, as fractions of the box (x from the left, y from the top):
@@ -58,8 +59,7 @@ def face_chirps(x_m: np.ndarray, y_m: np.ndarray, box_m: tuple[float, float, flo
 
 def peak_bins(chirps: np.ndarray, window: np.ndarray, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, N) IF samples -> fractional peak bin in [k0, k1] and its power, per chirp."""
-    spec = np.fft.rfft(chirps.astype(np.float32) * window, axis=-1)
-    p = spec.real ** 2 + spec.imag ** 2
+    p = power_spectrum(np.ascontiguousarray(chirps), np.ascontiguousarray(window, dtype=np.float32))
     gate = p[:, k0:k1 + 1]
     k = np.argmax(gate, axis=1)
     peak = gate[np.arange(len(k)), k]

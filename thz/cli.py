@@ -74,6 +74,7 @@ BENCHES: dict[str, str] = {
     "inference": "thz.commands.bench_inference:bench_inference",
     "pipeline": "thz.commands.bench_inference:bench_pipeline",
     "parity": "thz.commands.bench_inference:bench_parity",
+    "gallery": "thz.commands.bench_gallery:bench_gallery",
 }
 
 

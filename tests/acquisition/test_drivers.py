@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from acquisition.galvo import GalvoController
-from acquisition.galvo_protocol import GalvoLimitError, GalvoLinkError, GalvoTimeoutError
+from acquisition.errors import FrameRejected
+from acquisition.galvo_protocol import GalvoFaultError, GalvoLimitError, GalvoLinkError, GalvoTimeoutError
 from acquisition.raster import AxisCommand, GalvoLimits, RasterPlan, optical_angle_mapping
 from acquisition.receiver import Receiver, ReceiverSettings, resource_manager
 from acquisition.scpi import ReceiverConfigError, ReceiverInstrumentError, ReceiverLinkError, ReceiverTimeoutError
 
-from .conftest import small_settings
+from .conftest import point_at, small_settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,60 @@ def test_galvo_timeout_leaves_link_suspect_until_reopened(galvo, emu):
         galvo.identify()
     galvo.open()
     assert galvo.identify().startswith("THZLAB")
+
+
+def test_galvo_status_query_split_in_two_keeps_the_link_in_step(galvo, emu):
+    """begin_check sends STAT?, finish_check judges its reply; nothing else is sent meanwhile."""
+    galvo.reset()
+    plan = RasterPlan.from_config(small_settings().scanner, small_settings().acquisition)
+    galvo.set_axis(plan.fast)
+    galvo.set_axis(plan.slow)
+    galvo.arm()
+    galvo.start()
+    galvo.begin_check()
+    assert galvo.pending == "STAT?"
+    with pytest.raises(GalvoLinkError, match="not been read yet"):
+        galvo.identify()                          # refused before anything is written
+    assert galvo.finish_check().state == "RUNNING" and galvo.pending is None
+    galvo.begin_check()
+    galvo.abandon_check()                         # reply read and dropped
+    assert galvo.identify().startswith("THZLAB")   # the next reply is this command's, not STAT?'s
+    with pytest.raises(GalvoLinkError, match="no command is waiting"):
+        galvo.receive()
+    emu.handle({"cmd": "fault", "device": "galvo", "kind": "error", "code": 201, "text": "Coil current limit"})
+    galvo.begin_check()
+    with pytest.raises(GalvoFaultError, match="Coil current limit"):
+        galvo.finish_check()                      # judged as check_ok judges (ERR? drained)
+
+
+def test_galvo_status_reply_crosses_the_line_while_the_frame_block_is_read(emu):
+    """In ScannerSession.acquire the STAT? is out before FETC:FRAM? and read after the feedback block."""
+    from acquisition.session import TIMED_PARTS, ScannerSession
+
+    s = point_at(small_settings(), emu.endpoints())
+    session = ScannerSession(s.scanner, s.acquisition)
+    seen = []
+    fetch_frame, fetch_feedback = session.receiver.fetch_frame, session.receiver.fetch_feedback
+    session.receiver.fetch_frame = lambda *a, **k: (seen.append(("frame", session.galvo.pending)),
+                                                     fetch_frame(*a, **k))[1]
+    session.receiver.fetch_feedback = lambda *a, **k: (seen.append(("feedback", session.galvo.pending)),
+                                                        fetch_feedback(*a, **k))[1]
+    session.connect()
+    try:
+        session.apply()
+        frame, _ = session.acquire()
+        assert seen == [("frame", "STAT?"), ("feedback", "STAT?")] and session.galvo.pending is None
+        assert list(session.last_timings) == list(TIMED_PARTS)
+        emu.handle({"cmd": "fault", "device": "receiver", "kind": "corrupt", "mode": "payload",
+                    "match": "FETC:FRAM?"})
+        with pytest.raises(FrameRejected):
+            session.acquire()                     # the pending STAT? reply is read and dropped on the way up
+        assert session.galvo.pending is None
+        frame, _ = session.acquire()              # and the next frame's exchanges are in step
+        assert frame.if_samples.shape == session.shape
+    finally:
+        session.park()
+        session.close()
 
 
 def test_serial_unplug_is_a_link_error_and_replug_works(galvo, emu):

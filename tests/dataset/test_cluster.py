@@ -54,6 +54,18 @@ def test_local_workers_run_one_thread_each_without_malloc_trimming(client):
     assert list(client.nthreads().values()) == [1]
 
 
+def test_the_workers_environment_does_not_stay_in_this_process(monkeypatch):
+    """distributed's nanny writes pre-spawn-environ into the parent's os.environ; open_client puts it back (a
+    NUMBA_NUM_THREADS left here made a later Numba compile in this process refuse to run)."""
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    hash_seed = os.environ.get("PYTHONHASHSEED")
+    with cluster.open_client(1) as c:
+        assert c.run(lambda: os.environ.get("NUMBA_NUM_THREADS")) == {next(iter(c.nthreads())): "1"}
+    assert "NUMBA_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "3"
+    assert os.environ.get("PYTHONHASHSEED") == hash_seed
+
+
 def test_a_dead_worker_is_one_line_and_stops_the_queue(client):
     got: list[int] = []
     jobs = list(range(8))

@@ -99,3 +99,23 @@ def test_bench_inference_prints_rows_as_measured_and_keeps_them_on_ctrl_c(bundle
     partial = json.loads(lines[-1])
     assert partial["interrupted"] and len(partial["rows"]) == 3
     assert "interrupted: 3 of 8 rows measured" in r.stderr
+
+
+def test_bench_gallery_table_has_the_limit_and_the_last_line():
+    r = CliRunner().invoke(cli, ["bench", "gallery", "--templates", "50,300", "--repeats", "5", "--per-subject", "7"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"ms_per_identify: \d+\.\d+", lines[-1])
+    table = json.loads(lines[-2])
+    assert [x["templates"] for x in table["results"]] == [50, 300]
+    big = table["results"][-1]
+    assert big["subjects"] == 43 and big["index_bytes_per_template"] >= 4 * 128
+    paths = {row["path"]: row for row in big["rows"]}
+    assert {"limit", "numpy", "Gallery.identify", "matvec, BLAS default threads"} <= set(paths)
+    assert paths["limit"]["vs_limit"] == 1.0
+    if "faiss" in paths:
+        assert big["faiss_equals_numpy"] is True
+    assert float(lines[-1].split()[1]) == round(paths["Gallery.identify"]["median_ms"], 3)
+    bad = CliRunner().invoke(cli, ["bench", "gallery", "--templates", "ten"])
+    assert bad.exit_code == 2 and "--templates" in bad.output

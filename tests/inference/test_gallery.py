@@ -208,3 +208,127 @@ def test_template_matrix_search_equals_the_loop_over_subjects():
     assert identify(probe, TemplateMatrix({}), threshold=0.5).candidates == []
     with pytest.raises(ValueError, match="embedding sizes differ"):
         TemplateMatrix(gallery).nearest(probe[:64])
+
+
+def _random_gallery(rng: np.random.Generator, subjects: int, e: int = 128, most: int = 6) -> dict[str, np.ndarray]:
+    gallery = {}
+    for i in range(subjects):
+        t = rng.standard_normal((int(rng.integers(1, most + 1)), e)).astype(np.float32)
+        gallery[f"s{i:04d}"] = t / np.linalg.norm(t, axis=1, keepdims=True)
+    return gallery
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 50])
+def test_faiss_search_equals_the_numpy_search(k):
+    """IndexFlatIP behind TemplateMatrix: the same subjects in the same order, distances to float32 rounding."""
+    pytest.importorskip("faiss")
+    from inference.matching import TemplateMatrix, identify
+
+    rng = np.random.default_rng(5)
+    gallery = _random_gallery(rng, 700)
+    gallery["twin"] = gallery["s0007"].copy()          # an exact tie across two subjects
+    np_index = TemplateMatrix(gallery)
+    fa_index = TemplateMatrix(gallery, faiss_min_templates=1)
+    assert (np_index.backend, fa_index.backend) == ("numpy", "faiss")
+    assert np.array_equal(np_index.matrix, fa_index.matrix)     # the index's own copy, seen through the view
+    owner = fa_index.rows(7)                       # a subject's view holds the index whose memory it shows
+    while owner is not None and not hasattr(owner, "_index"):
+        owner = owner.base
+    assert owner is not None and owner._index is fa_index._faiss
+    tol = 128 * np.finfo(np.float32).eps
+    probes = [gallery[s][0] + 0.05 * rng.standard_normal(128) for s in ("s0007", "s0100", "s0699")]
+    probes += [rng.standard_normal(128) for _ in range(5)]      # nobody's: near-equal distances everywhere
+    for p in probes:
+        p = p / np.linalg.norm(p)
+        a, b = identify(p, np_index, 0.5, k), identify(p, fa_index, 0.5, k)
+        assert [s for s, _ in b.candidates] == [s for s, _ in a.candidates]
+        assert len(a.candidates) == k
+        assert all(abs(db - da) <= tol for (_, da), (_, db) in zip(a.candidates, b.candidates))
+        assert a.identity == b.identity
+    near_7 = identify(probes[0] / np.linalg.norm(probes[0]), fa_index, 0.5, 3)
+    assert [s for s, _ in near_7.candidates[:2]] == ["s0007", "twin"]
+
+
+def test_faiss_search_ties_at_the_cut_fall_back_to_the_full_product():
+    """Subjects with the same template beyond the templates faiss fetched: the lowest ids win, as in NumPy."""
+    pytest.importorskip("faiss")
+    from inference.matching import TemplateMatrix
+
+    rng = np.random.default_rng(6)
+    gallery = _random_gallery(rng, 50, most=4)
+    same = gallery["s0010"][:1]
+    twins = ("s0020", "s0025", "s0030", "s0035", "s0040", "s0045", "s0049")
+    for s in twins:
+        gallery[s] = np.concatenate([gallery[s], same])      # eight subjects at exactly the same distance
+    fa_index, np_index = TemplateMatrix(gallery, faiss_min_templates=1), TemplateMatrix(gallery)
+    fetched = (2 - 1) * fa_index.max_count + 2              # what faiss fetches for k = 2: fewer than the ties
+    assert fetched < 1 + len(twins)
+    assert fa_index._search_faiss(same[0], 2) is None        # the cut falls inside the tie: not decided there
+    got = fa_index.search(same[0], 2)
+    assert [i for i, _ in got] == [i for i, _ in np_index.search(same[0], 2)]
+    assert [fa_index.subjects[i] for i, _ in got] == ["s0010", "s0020"]
+    other = -same[0]                                          # as far from the tied template as can be
+    decided = fa_index._search_faiss(other, 2)                 # no tie there: faiss decides
+    assert decided is not None and [i for i, _ in decided] == [i for i, _ in np_index.search(other, 2)]
+
+
+def test_gallery_identify_with_faiss_and_one_copy_of_the_templates(tmp_path):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(7)
+    gallery = _random_gallery(rng, 40)
+    probe = gallery["s0013"][1] + 0.02 * rng.standard_normal(128)
+    probe /= np.linalg.norm(probe)
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        assert g.enroll_many((s, t, "front-center") for s, t in gallery.items()) == sum(map(len, gallery.values()))
+        ref = g.identify(probe, threshold=0.3, top_k=3)
+    with Gallery(path, "m", faiss_min_templates=10, search_threads=1) as g:
+        got = g.identify(probe, threshold=0.3, top_k=3)
+        cache, index = g.current_gallery()[0], g.search_index()
+        assert index.backend == "faiss"
+        assert all(np.shares_memory(t, index.matrix) for t in cache.values())   # views, not a second copy
+        assert np.array_equal(g.templates("s0013"), gallery["s0013"])
+    assert got.identity == ref.identity == "s0013"
+    assert [s for s, _ in got.candidates] == [s for s, _ in ref.candidates]
+
+
+def test_enroll_many_is_one_checked_audited_transaction(tmp_path):
+    rng = np.random.default_rng(8)
+    gallery = _random_gallery(rng, 5)
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        n = g.enroll_many([(s, t, "full-left") for s, t in gallery.items()], source="import")
+        assert n == sum(map(len, gallery.values()))
+        assert g.subjects() == sorted(gallery)
+        assert np.array_equal(g.templates("s0002"), gallery["s0002"])
+        assert sum(r["kind"] == "enroll" for r in g.audit_log(1000)) == n
+        with pytest.raises(GalleryError, match="norm"):
+            g.enroll_many([("new", gallery["s0001"], "full-left"), ("bad", np.ones((2, 128)), "full-left")])
+        assert "new" not in g.subjects()            # nothing of a refused batch is written
+        assert g.templates_by_posture("s0000") == {"full-left": len(gallery["s0000"])}
+
+
+def test_blas_threads_are_limited_inside_the_search_and_restored():
+    """NumPy's BLAS (loaded before the first search, so in the controller) runs one thread inside, as before after."""
+    from inference.matching import _blas_controller, _blas_threads
+
+    before = [i["num_threads"] for i in _blas_controller().info()]
+    assert before
+    with _blas_threads(1, 10**6):
+        assert all(i["num_threads"] == 1 for i in _blas_controller().info())
+    assert [i["num_threads"] for i in _blas_controller().info()] == before
+
+
+@pytest.mark.parametrize("blob, match", [(b"\x00" * 100, "100 bytes"),
+                                         (np.full(128, np.nan, "<f4").tobytes(), "NaN or infinity")])
+def test_a_damaged_template_is_named_when_the_index_is_read(tmp_path, blob, match):
+    from inference.gallery import GalleryCorruptError
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll_many([("a", unit(1), "front-center"), ("b", np.stack([unit(0, 1), unit(1, 1)]), "front-center")])
+        g._db.execute("UPDATE templates SET embedding = ? WHERE id = (SELECT MAX(id) FROM templates)", (blob,))
+        g._db.commit()
+    with Gallery(path, "m") as g:
+        with pytest.raises(GalleryCorruptError, match=f"a template of 'b' holds {match}"):
+            g.identify(unit(1), 0.3)
+        assert np.array_equal(g.templates("a"), unit(1)[None])

@@ -60,6 +60,38 @@ def test_range_gate_matches_reference(rule, window):
     assert np.max(np.abs(par - ref)) / np.max(ref) < 1e-5
 
 
+def test_parallel_range_gate_releases_the_gil_only_under_a_threadsafe_layer():
+    """After the first parallel region the layer is known; under omp/tbb the nogil kernel runs, equal to the
+    serial one, and two Python threads may run it at once (workqueue would abort the process)."""
+    import threading
+
+    import numba
+
+    from processing import range_gate as rg
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(-8000, 8000, (6, 40, 128)).astype(np.int16)
+    w = make_window("hann", 128)
+    serial = range_gate(x, w, 8, 57)
+    first = range_gate(x, w, 8, 57, parallel=True)      # chooses the threading layer if nothing did yet
+    layer = rg.threadsafe_layer()
+    assert layer == (numba.threading_layer() if numba.threading_layer() in ("omp", "tbb") else None)
+    np.testing.assert_allclose(first, serial, rtol=1e-6)
+    if layer is None:
+        pytest.skip(f"threading layer {numba.threading_layer()}: the parallel kernel keeps the GIL")
+    assert not rg._range_gate_parallel.targetoptions.get("nogil")
+    assert rg._range_gate_parallel_nogil.targetoptions["nogil"]
+    outs: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: outs.extend(range_gate(x, w, 8, 57, parallel=True)
+                                                          for _ in range(20))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 40 and all(np.allclose(o, serial, rtol=1e-6) for o in outs)
+    assert rg._range_gate_parallel_nogil.signatures       # the nogil kernel is the one that ran
+
+
 def test_range_gate_rect_window_tone_power():
     # rect window, tone centred on bin 10: |X_10|^2 / N^2 = (a/2)^2
     x = tone_frame(10.0, lines=1, chirps=1)
@@ -135,3 +167,16 @@ def test_dewarp_drops_wrong_direction_and_reports_empty_lines():
     assert np.all(out[1] == 0) and np.all(out[0] == 1)
     with pytest.raises(ValueError, match="must be equal"):
         dewarp(inten[:, :5], pos, np.array([1, -1], np.float32), 0.45, 32)
+
+
+def test_power_spectrum_equals_numpys():
+    from processing.range_gate import power_spectrum
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-8000, 8000, (50, 128)).astype(np.int16)
+    w = make_window("hann", 128)
+    spec = np.fft.rfft(x.astype(np.float64) * w, axis=-1)
+    ref = spec.real ** 2 + spec.imag ** 2
+    got = power_spectrum(x, w)
+    assert got.dtype == np.float32 and got.shape == (50, 65)
+    assert np.max(np.abs(got - ref)) / ref.max() < 1e-5

@@ -99,3 +99,23 @@ def test_normalise_roi_rule():
     lo, hi = np.percentile(x, [1.0, 99.5])
     np.testing.assert_allclose(n, np.clip((x - lo) / (hi - lo), 0, 1), rtol=1e-6)
     assert np.all(normalise_roi(np.full((8, 8), 3.0)) == 0)
+
+
+@pytest.mark.parametrize("seed, density", [(0, 0.002), (1, 0.05), (2, 0.3), (3, 0.9)])
+def test_the_grouping_dilation_equals_scipys(seed, density):
+    """dilate_rows paints the same set as ndimage.binary_dilation with the locator's ellipse (edges included)."""
+    from scipy import ndimage
+
+    from processing.morphology import dilate_rows, row_half_widths
+    from processing.roi import FaceLocator
+    from thzcore.scanner import ScannerConfig
+
+    loc = FaceLocator(ScannerConfig())
+    rng = np.random.default_rng(seed)
+    mask = rng.random(loc.shape) < density
+    mask[0, 0] = mask[-1, -1] = mask[0, -1] = True         # runs touching every border
+    assert np.array_equal(dilate_rows(mask, loc._group_rows), ndimage.binary_dilation(mask, loc.group_element))
+    for element in (np.ones((3, 5), bool), np.eye(1, 3, 1, dtype=bool) | np.zeros((1, 3), bool)):
+        assert np.array_equal(dilate_rows(mask, row_half_widths(element)), ndimage.binary_dilation(mask, element))
+    with pytest.raises(ValueError, match="centred"):
+        row_half_widths(np.array([[1, 0, 0]], bool))

@@ -137,7 +137,9 @@ class StartupProgress:
 def _open_gallery(settings, gallery: str | None, engine):
     from inference.gallery import Gallery
     path = Path(gallery).expanduser() if gallery else settings.inference.gallery_path
-    return Gallery(path, engine.model_id, engine.bundle.manifest.embedding_size)
+    return Gallery(path, engine.model_id, engine.bundle.manifest.embedding_size,
+                   faiss_min_templates=settings.inference.faiss_min_templates,
+                   search_threads=settings.inference.identify_threads)
 
 
 @click.command("enroll")
