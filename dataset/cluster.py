@@ -61,6 +61,15 @@ def _connect(scheduler: str, timeout_s: float) -> "Client":
         raise BadSchedulerAddress(f"{scheduler!r} is not a scheduler address (tcp://HOST:PORT): {exc}") from None
 
 
+def _apply_environ(env: dict[str, str | None]) -> None:
+    """Set each of env in os.environ; None unsets."""
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextmanager
 def _process_environ(env: dict[str, str | None]) -> Iterator[None]:
     """os.environ with env applied (None unsets) while local workers are made, restored after.
@@ -69,20 +78,9 @@ def _process_environ(env: dict[str, str | None]) -> Iterator[None]:
     so an OMP_NUM_THREADS=2 exported by the caller (CI does) would reach every worker; set here, it is the
     environment the nannies see when they are created, and their restarts reuse it.
     """
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with _environ_kept(env):
+        _apply_environ(env)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextmanager
@@ -108,11 +106,7 @@ def _environ_kept(keys: Iterable[str]) -> Iterator[None]:
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _apply_environ(saved)
 
 
 @contextmanager
