@@ -38,7 +38,10 @@ SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_
 # spawn). distributed's default also sets MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's adaptive mmap
 # threshold: every large NumPy array of a capture is then mmap'd and unmapped again, and a unit took 0.26 s
 # of CPU instead of 0.15 s (measured, 29 units, sys time most of the difference). None leaves it unset.
-WORKER_ENV: dict[str, str | None] = {**SINGLE_THREAD_ENV, "MALLOC_TRIM_THRESHOLD_": None}
+# Workers log only what is critical: their failures reach the build through the futures (one line each), and a
+# heartbeat that finds the scheduler gone while a stopped build closes printed a traceback (seen in CI).
+WORKER_ENV: dict[str, str | None] = {**SINGLE_THREAD_ENV, "MALLOC_TRIM_THRESHOLD_": None,
+                                     "DASK_LOGGING__DISTRIBUTED": "critical"}
 
 
 def _quiet_distributed() -> None:
