@@ -74,19 +74,6 @@ def _apply_environ(env: dict[str, str | None]) -> None:
 
 
 @contextmanager
-def _process_environ(env: dict[str, str | None]) -> Iterator[None]:
-    """os.environ with env applied (None unsets) while local workers are made, restored after.
-
-    distributed reads pre-spawn-environ with the OS environment taking precedence (nanny._get_env_variables),
-    so an OMP_NUM_THREADS=2 exported by the caller (CI does) would reach every worker; set here, it is the
-    environment the nannies see when they are created, and their restarts reuse it.
-    """
-    with _environ_kept(env):
-        _apply_environ(env)
-        yield
-
-
-@contextmanager
 def _sigint_ignored_by_children() -> Iterator[None]:
     """Worker processes started in this block ignore SIGINT: a terminal's Ctrl-C reaches the whole process
     group, and the build's main process, not each worker, cancels the jobs and ends the cluster."""
@@ -130,8 +117,12 @@ def open_client(workers: int, scheduler: str | None = None,
     from distributed import Client, LocalCluster
 
     with _environ_kept([*WORKER_ENV, "PYTHONHASHSEED"]):   # the nanny sets PYTHONHASHSEED too
-        with _sigint_ignored_by_children(), _process_environ(WORKER_ENV), \
-                dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
+        # distributed reads pre-spawn-environ with the OS environment taking precedence
+        # (nanny._get_env_variables): an OMP_NUM_THREADS=2 exported by the caller (CI does) would reach every
+        # worker, so the worker environment is this process's while the cluster lives (the nanny writes it
+        # here at every spawn anyway); _environ_kept puts the caller's back
+        _apply_environ(WORKER_ENV)
+        with _sigint_ignored_by_children(), dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
             cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
                                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
                                    # no dashboard; its health routes on a free loopback port, not a taken 8787

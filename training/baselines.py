@@ -564,9 +564,8 @@ def evaluate_baselines(data_dir: str | Path, split: str = "test", out: str | Pat
     idx, tri, _, _ = split_protocol(data, splits)
     text = baselines_report(data, split, len(idx), len(tri), b, sorted(identities) if identities else None)
     if out is None:
-        from thzcore.datadirs import EVALUATIONS, data_path
-        root = Path(reports_root) if reports_root is not None else data_path(EVALUATIONS)
-        out = root / f"baselines_{manifest_hash(data.root)}_{split}"
+        from thzcore.datadirs import EVALUATIONS, resolve
+        out = resolve(reports_root, EVALUATIONS) / f"baselines_{manifest_hash(data.root)}_{split}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

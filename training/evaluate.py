@@ -219,10 +219,10 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
     return ("test" if protocol == "paper" else "all"), ids, plan.to_json()
 
 
-def _reports_root(given: str | Path | None) -> Path:
-    """Where a bundle's evaluation goes without --out: `evaluations/` of the data directory, never the cwd."""
-    from thzcore.datadirs import EVALUATIONS, data_path
-    return Path(given) if given is not None else data_path(EVALUATIONS)
+def _evaluations_root(given: str | Path | None) -> Path:
+    """Where a bundle's evaluation goes without --out: `given`, else `evaluations/` of the data directory."""
+    from thzcore.datadirs import EVALUATIONS, resolve
+    return resolve(given, EVALUATIONS)
 
 
 def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out: str | Path | None = None,
@@ -282,7 +282,7 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     if out is None:
         src = Path(source)
         tag = protocol or split
-        out = (src / f"eval_{tag}") if desc["source"] == "run" else _reports_root(reports_root) / f"eval_{desc['model_id']}_{tag}"
+        out = (src / f"eval_{tag}") if desc["source"] == "run" else _evaluations_root(reports_root) / f"eval_{desc['model_id']}_{tag}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reconstruction_panel(out / "reconstructions.png", data, m, desc, oth)
