@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -64,24 +65,34 @@ class ModelBundle:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
-# the project's own bundles (models/ beside the packages): a relative bundle path that is not under
-# the working directory is looked for there, so `thz run --sim` works from any folder
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the bundles shipped with the package (inference/bundles/NAME, package data): found through the
+# installed package, not the working directory, so `thz run --sim` works from any folder and from a wheel
+SHIPPED_BUNDLES = Path(str(resources.files("inference") / "bundles"))
+SHIPPED_PARENTS = (".", "models")  # "compact" and the documented "models/compact" name the shipped bundle
+
+
+def shipped_bundle(path: str | Path) -> Path | None:
+    """The shipped bundle a relative `path` names ("compact", "models/compact"), or None."""
+    p = Path(path)
+    if p.is_absolute() or str(p.parent) not in SHIPPED_PARENTS:
+        return None
+    candidate = SHIPPED_BUNDLES / p.name
+    return candidate if (candidate / ONNX_NAME).is_file() else None
 
 
 def resolve_bundle_path(path: str | Path) -> Path:
-    """`path` as given when it exists; a relative path missing here is tried under the project root."""
+    """`path` as given when it is a directory here; else the shipped bundle it names; else `path` unchanged."""
     p = Path(path).expanduser()
-    if not p.is_dir() and not p.is_absolute() and (PROJECT_ROOT / p).is_dir():
-        return PROJECT_ROOT / p
-    return p
+    if p.is_dir():
+        return p
+    return shipped_bundle(p) or p
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
     """Read and check a bundle: manifest valid, model id = ONNX hash, graph I/O as the contract says."""
     p = resolve_bundle_path(path)
     if not p.is_dir():
-        where = f"{str(p)!r}" + ("" if p.is_absolute() else f" (looked in {Path.cwd()} and {PROJECT_ROOT})")
+        where = f"{str(p)!r}" + ("" if p.is_absolute() else f" (looked in {Path.cwd()} and the shipped {SHIPPED_BUNDLES})")
         raise BundleError(
             f"model bundle {where} not found: pass --bundle DIR (or set inference.bundle) to an existing "
             f"bundle, or make one with `thz train` then `thz export RUN --out {p}`")

@@ -52,7 +52,7 @@ def test_a_bundle_without_metadata_keeps_its_file_hash_id(bundle_dir, tmp_path):
 
 
 def test_the_shipped_bundle_loads_with_the_id_its_galleries_hold():
-    shipped = REPO / "models" / "compact"
+    shipped = REPO / "inference" / "bundles" / "compact"
     if not (shipped / ONNX_NAME).is_file():
         pytest.skip("no shipped bundle in this checkout")
     b = load_bundle(shipped)

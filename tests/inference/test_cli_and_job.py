@@ -158,7 +158,7 @@ def test_run_sim_through_emulated_devices_and_daemon(bundle_dir, tmp_path):
     assert s["inference_counters"]["dropped_malformed"] == 0
 
 
-TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "models" / "compact"))  # a trained bundle
+TRAINED = Path(os.environ.get("THZ_TEST_BUNDLE", REPO / "inference" / "bundles" / "compact"))  # a trained bundle
 
 
 @pytest.mark.skipif(not (TRAINED / ONNX_NAME).is_file(), reason=f"no trained bundle in {TRAINED}")

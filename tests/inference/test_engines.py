@@ -1,6 +1,9 @@
 """Engine contract: every engine buildable here meets the same golden outputs; the engine choice."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -164,9 +167,15 @@ def test_no_torch_at_run_time(bundle_dir):
 
 
 def test_the_shipped_bundle_is_found_from_any_working_directory(tmp_path, monkeypatch):
-    from inference.bundle import PROJECT_ROOT
+    from importlib import resources
+    shipped = Path(str(resources.files("inference") / "bundles" / "compact")).resolve()
     monkeypatch.chdir(tmp_path)                      # outside the checkout: models/compact is not here
-    b = load_bundle("models/compact")
-    assert b.path.resolve() == (PROJECT_ROOT / "models" / "compact").resolve()
+    for name in ("models/compact", "compact"):
+        assert load_bundle(name).path.resolve() == shipped
     with pytest.raises(BundleError, match="looked in"):
         load_bundle("models/no-such-bundle")
+    with pytest.raises(BundleError, match="looked in"):
+        load_bundle("elsewhere/compact")              # only a bare name or models/NAME means the shipped one
+    local = tmp_path / "models" / "compact"           # a folder of that name here wins over the shipped one
+    shutil.copytree(shipped, local)
+    assert load_bundle("models/compact").path.resolve() == local.resolve()
