@@ -188,3 +188,21 @@ def test_a_nexus_reader_opens_it(tmp_path):
     root = nx.nxload(str(tmp_path / "s.h5"))
     assert root.entry.nxclass == "NXentry" and root.entry.data.nxclass == "NXdata"
     assert root.plottable_data is not None and root.plottable_data.nxsignal.nxname == "if_samples"
+
+
+def test_silx_reads_the_default_plot(tmp_path):
+    """silx (the beamline viewer's library) opens the file and finds a valid NXdata default: signal, axes, units."""
+    pytest.importorskip("silx")
+    import silx.io
+    from silx.io import nxdata
+
+    _record(tmp_path / "s.h5")
+    with silx.io.open(str(tmp_path / "s.h5")) as f:
+        assert nxdata.is_NXroot_with_default_NXdata(f)
+        plot = nxdata.get_default(f)
+        assert plot is not None and plot.is_valid, getattr(plot, "issues", None)
+        assert plot.signal.name.endswith("/if_samples") and plot.signal.shape == (3, *SHAPE)
+        assert plot.signal_name.startswith("IF samples")                   # its long_name labels the plot
+        assert plot.axes_dataset_names[0] == "frame_id"
+        assert np.array_equal(plot.axes[0][()], np.arange(3))          # the frame axis is the frames' ids
+        assert np.array_equal(plot.signal[1], _frame(1).if_samples)     # the data, losslessly (gzip)
