@@ -38,6 +38,9 @@ class InferenceConfig(Section):
         "roi_quality", description="weights of the fused ROIs: the face locator's quality (meta.roi.quality) or equal")
     fusion_max_gap_s: float = Field(5.0, gt=0, description="a ROI more than this after the previous one of its "
                                                            "scanner starts a new fusion run (s)")
+    enroll_min_quality: float = Field(0.45, ge=0.0, le=1.0,
+                                      description="a ROI whose face-locator quality (meta.roi.quality) is below "
+                                                  "this is not enrolled: scan again (inference/quality.py)")
     # outputs and decisions
     reconstruction: bool = Field(False, description="compute the reconstruction and put it in results "
                                                     "(personal data: off unless asked for)")

@@ -118,6 +118,36 @@ def save_png_roi(path: str | Path, image: np.ndarray) -> Path:
     return p
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header (nothing decoded); ImageError if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image {str(p)!r} does not exist")
+    try:
+        with Image.open(p) as im:
+            return im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def sidecar_meta(path: str | Path) -> dict[str, Any]:
+    """The `roi` record of the JSON sidecar `thz` writes beside a ROI image (<stem>.json), or {} when there is none.
+
+    It carries the face locator's quality, which gates enrolment (inference/quality.py)."""
+    import json
+
+    side = Path(path).with_suffix(".json")
+    try:
+        d = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return {}
+    roi = d.get("roi") if isinstance(d, dict) else None
+    return {"roi": roi} if isinstance(roi, dict) else {}
+
+
 def rois_from_images(paths: list[str], size: int = 64, resize: bool = False) -> Iterator[RoiInput]:
     for p in paths:
-        yield RoiInput(load_png_roi(p, size, resize), f"image:{p}" + (" (resized)" if resize else ""))
+        yield RoiInput(load_png_roi(p, size, resize), f"image:{p}" + (" (resized)" if resize else ""),
+                       meta=sidecar_meta(p))

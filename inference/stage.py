@@ -22,6 +22,7 @@ import zmq
 from inference.config import InferenceConfig
 from inference.engines.base import Engine
 from inference.fusion import ScanFusion, roi_quality
+from inference.quality import enrolment_refusal
 from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
@@ -319,7 +320,10 @@ class InferenceStage:
                 source += f" fused {','.join(map(str, fused))}"
         verifications, ident, enrolled = [], None, None
         try:
-            if enrol_as is not None:
+            refusal = enrolment_refusal(r.msg.meta, self.cfg.enroll_min_quality) if enrol_as is not None else None
+            if refusal is not None:
+                errors.append(f"enrol {enrol_as}: {refusal}")
+            elif enrol_as is not None:
                 gallery.enroll(enrol_as, emb, posture.name, source=source, frame_id=fid)
                 enrolled = enrol_as
                 self.counters.enrolled += 1

@@ -5,11 +5,38 @@ from typing import Iterator
 
 import numpy as np
 
-from inference.sources import RoiInput
+from inference.sources import ImageError, RoiInput, image_size, rois_from_images
 from pipeline.compose import JobConfigError, Pipeline
 from pipeline.run import subject_scene
 from pipeline.settings import Settings
+from processing.roi import extract_face_roi
 from processing.stage import ProcessingStage
+from thzcore.frameimage import load_frame_image
+
+
+def rois_from_image_files(paths: list[str], settings: Settings, size: int, resize: bool = False) -> list[RoiInput]:
+    """`--image` files: a size x size THz ROI as it is (its sidecar's quality kept), or a processed frame
+    (lines x samples_per_line of the scanner, in dB: thzcore/frameimage.py) through the face finder,
+    as the processing stage would; anything else is refused with the shapes that are accepted."""
+    raster = settings.scanner.raster
+    frame_wh = (raster.samples_per_line, raster.lines_per_frame)
+    out: list[RoiInput] = []
+    for p in paths:
+        wh = image_size(p)
+        if wh == frame_wh and wh != (size, size):
+            db, fid = load_frame_image(p)
+            roi = extract_face_roi(db, settings.scanner, settings.processing, scale="db")
+            if not roi.found or roi.image is None:
+                raise ImageError(f"image {p}: a frame in which the face finder found no face ({roi.reason})")
+            out.append(RoiInput(np.asarray(roi.image, np.float32), f"frame:{p}", fid, {"roi": roi.meta()}))
+        elif wh == (size, size) or (resize and wh[0] == wh[1]):
+            out.extend(rois_from_images([p], size, resize))
+        else:
+            shape = f"{wh[0]}x{wh[1]}" + (" is not square" if wh[0] != wh[1] else "")
+            raise ImageError(f"image {p}: {shape}; --image takes a {size}x{size} THz ROI (grayscale) or a "
+                             f"{frame_wh[0]}x{frame_wh[1]} processed frame in dB (float TIFF, or 16-bit PNG with its "
+                             "dB scale: thzcore/frameimage.py)" + ("" if resize else "; --resize resamples a square ROI"))
+    return out
 
 
 def rois_from_recording(path: str, settings: Settings, limit: int | None = None) -> Iterator[RoiInput]:

@@ -12,6 +12,7 @@ import numpy as np
 from inference.engines.base import Engine
 from inference.gallery import Gallery
 from pipeline.collector import Collected
+from inference.quality import enrolment_refusal
 from pipeline.compose import JobConfigError, JobError, NoCleanResult, OnStep, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings
@@ -90,13 +91,18 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
             echo(f"pipeline up: {info['raw_source']} -> processing -> {engine.name} -> results at "
                  f"{pipe.stage.bound_endpoint}")
             # 1) enrolment from unconcealed scans, the posture told by the operator (the scene)
-            def acquire(i: int, p: str, concealed: bool, n: int) -> list[Collected]:
-                """Scan a pose; when no face shows, the subject faces the scanner again (a new capture),
-                up to `repose_attempts` times; then the posture counts as a failure to acquire."""
+            def acquire(i: int, p: str, concealed: bool, n: int, enrol: bool = False) -> list[Collected]:
+                """Scan a pose; when no face shows (or, to enrol, the ROI is below the quality gate), the
+                subject faces the scanner again (a new capture), up to `repose_attempts` times; then the
+                posture counts as a failure to acquire."""
                 for _ in range(repose_attempts):
                     scene = subject_scene(i, p, concealed, int(rng.integers(1 << 31)))
                     try:
-                        return pipe.clean_results(scene, n, scene_timeout_s, max_frames=repose_after_frames)
+                        got = pipe.clean_results(scene, n, scene_timeout_s, max_frames=repose_after_frames)
+                        why = enrolment_refusal(got[0].msg.meta, settings.inference.enroll_min_quality) if enrol else None
+                        if why is None:
+                            return got
+                        raise NoCleanResult(why)
                     except NoCleanResult as exc:
                         log.info("no face in this pose; re-posing", extra={"subject": subject_id(i), "posture": p,
                                                                           "concealed": concealed, "why": str(exc)})
@@ -114,7 +120,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
                     enrolled = 0
                     for p in postures:
                         mode("enrolling", f"{subject_id(i)}, {p}, unconcealed")
-                        got = acquire(i, p, False, 1)
+                        got = acquire(i, p, False, 1, enrol=True)
                         if not got:
                             continue
                         roi = got[0].roi

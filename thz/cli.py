@@ -17,7 +17,8 @@ EXIT_NEGATIVE = 1     # ran to the end, and the answer is no: a claim rejected, 
 #                       out of tolerance or not current, a parity contract broken, a build with images that failed
 EXIT_USAGE = 2        # the command line or the configuration is wrong (the message names the option or field),
 #                       including a subject that is not enrolled and a prompt that cannot be answered (stdin closed)
-EXIT_REFUSED = 3      # refused by a safety gate: exposure limit, stale or tampered calibration record
+EXIT_REFUSED = 3      # refused by a gate: exposure limit, stale or tampered calibration record, an enrolment ROI below
+#                       inference.enroll_min_quality
 EXIT_INPUT = 4        # an input file is unusable: model bundle, gallery, recording, image, dataset, calibration store
 EXIT_DEVICE = 5       # a device, link or stage failed: galvo, receiver (absent, or lost after the retries), a stage
 #                       of `thz run` that died or went silent
@@ -108,6 +109,7 @@ EXIT_CODES: dict[str, int] = {
     "inference.gallery:GalleryRequestError": EXIT_USAGE,  # not enrolled, empty gallery: the command line is wrong
     "inference.gallery:GalleryError": EXIT_INPUT,
     "inference.sources:ImageError": EXIT_INPUT,
+    "thzcore.frameimage:FrameImageError": EXIT_INPUT,
     "thzcore.recording:RecordingError": EXIT_INPUT,
     "thzcore.manifest:ManifestError": EXIT_INPUT,
     "sqlite3:DatabaseError": EXIT_INPUT,

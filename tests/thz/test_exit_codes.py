@@ -42,10 +42,12 @@ def files(tmp_path_factory, bundle_dir):  # noqa: F811
     bad.write_text("[acquisition]\nbogus = 1\n")
     (d / "empty").mkdir()
     (d / "hw.toml").write_text('[acquisition]\ngalvo_port = "/dev/ttyUSB-thz-absent"\n')
+    poor = save_png_roi(d / "poor.png", rng.random((64, 64)))
+    poor.with_suffix(".json").write_text('{"roi": {"found": true, "quality": 0.1}}')   # the face locator's score
     sheet = d / "sheet.png"
     Image.fromarray((rng.random((145, 209, 3)) * 255).astype(np.uint8)).save(sheet)
     return {"dir": d, "bundle": str(bundle_dir), "g": str(g), "empty_g": str(empty_g), "a": a, "b": b,
-            "bad": str(bad), "empty": str(d / "empty"), "sheet": str(sheet), "hw": str(d / "hw.toml")}
+            "bad": str(bad), "empty": str(d / "empty"), "sheet": str(sheet), "poor": str(poor), "hw": str(d / "hw.toml")}
 
 
 def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
@@ -62,6 +64,8 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
         # gallery decisions
         ("enroll: a contact sheet", ["enroll", "--subject", "bob", "--image", f["sheet"], *src], EXIT_INPUT,
          "not square"),
+        ("enroll: every ROI below the quality gate", ["enroll", "--subject", "bob", "--image", f["poor"], *src],
+         EXIT_REFUSED, "below inference.enroll_min_quality"),
         ("enroll: no source", ["enroll", "--subject", "bob", *src], EXIT_USAGE, "exactly one source"),
         ("verify: accepted", ["verify", "--claim", "alice", "--image", f["a"], *src], EXIT_OK, ""),
         ("verify: rejected", ["verify", "--claim", "alice", "--threshold", "1e-9", "--image", f["b"], *src],
@@ -125,7 +129,7 @@ def _cases(f: dict) -> list[tuple[str, list[str], int, str]]:
 
 
 def _placeholders() -> dict:
-    return {k: "x" for k in ("bundle", "g", "empty_g", "a", "b", "bad", "empty", "sheet", "hw")} | {"dir": Path("x")}
+    return {k: "x" for k in ("bundle", "g", "empty_g", "a", "b", "bad", "empty", "sheet", "poor", "hw")} | {"dir": Path("x")}
 
 
 _NAMES = [c[0] for c in _cases(_placeholders())]

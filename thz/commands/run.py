@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from thz.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, ThzError
+from thz.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NEGATIVE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ThzError
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,15 +36,14 @@ def _engine(settings, bundle: str | None, engine: str | None, reconstruction: bo
 
 def _rois(settings, images: tuple[str, ...], recording: str | None, sim: bool, live: bool, identity: int | None,
           posture: str | None, concealed: bool, scans: int, size: int):
-    from inference.sources import rois_from_images
-    from pipeline.rois import live_rois, rois_from_recording
+    from pipeline.rois import live_rois, rois_from_image_files, rois_from_recording
 
     chosen = sum([bool(images), recording is not None, sim or live])
     if chosen != 1:
         raise click.UsageError("give exactly one source: --image PNG (repeatable), --recording H5, --sim or --live")
     if images:
         resize = bool(click.get_current_context().meta.get("thz.resize", False))
-        return list(rois_from_images(list(images), size, resize))
+        return rois_from_image_files(list(images), settings, size, resize)
     if recording is not None:
         if not Path(recording).is_file():
             raise ThzError(f"recording {recording!r} does not exist", EXIT_INPUT)
@@ -154,16 +153,28 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
         raise click.BadParameter(f"{posture!r} is not one of {POSTURES}", param_hint="--posture")
     s, eng, rois, out, probs = _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, concealed,
                                      scans)
+    from inference.quality import enrolment_refusal, quality_known
+
+    gate = s.inference.enroll_min_quality
+    refused = [(r, why) for r in rois if (why := enrolment_refusal(r.meta, gate)) is not None]
+    for r, why in refused:
+        click.echo(f"not enrolled from {r.source}: {why}", err=True)
+    if len(refused) == len(rois):
+        raise ThzError(f"{subject} not enrolled: every ROI ({len(rois)}) below inference.enroll_min_quality="
+                       f"{gate:g}; scan again", EXIT_REFUSED)
     added = []
     with _open_gallery(s, gallery, eng) as g:
         for r, e, p in zip(rois, out["embedding"], probs):
+            if enrolment_refusal(r.meta, gate) is not None:
+                continue
             pst = posture or POSTURES[int(p.argmax())]
             g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)  # GalleryError: the CLI's table
             added.append(pst)
-            click.echo(f"enrolled {subject}: posture {pst} from {r.source}", err=True)
+            note = "" if quality_known(r.meta) else " (quality unknown: no sidecar, not gated)"
+            click.echo(f"enrolled {subject}: posture {pst} from {r.source}{note}", err=True)
         per_posture = g.templates_by_posture(subject)
-    click.echo(json.dumps({"subject": subject, "templates_added": len(added), "postures": per_posture,
-                           "model_id": eng.model_id}))
+    click.echo(json.dumps({"subject": subject, "templates_added": len(added), "refused_low_quality": len(refused),
+                           "postures": per_posture, "model_id": eng.model_id}))
 
 
 def _decide(kind: str, obj, claim, images, recording, sim, live, identity, posture, concealed, scans, bundle, engine,
