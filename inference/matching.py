@@ -5,6 +5,7 @@ score is the distance to their nearest enrolled template (one per posture and ca
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import threading
@@ -124,6 +125,8 @@ class TemplateMatrix:
 
     def _adopt(self, subjects: list[str], counts: np.ndarray, matrix: np.ndarray, faiss_min_templates: int | None,
                threads: int) -> None:
+        self.faiss_min_templates = faiss_min_templates
+        self.counts = counts
         self.subjects = subjects
         self.size = int(matrix.shape[1]) if subjects else 0
         self.threads = int(threads)
@@ -139,6 +142,29 @@ class TemplateMatrix:
 
     def __len__(self) -> int:
         return len(self.subjects)
+
+    def with_rows(self, subject: str, rows: np.ndarray) -> "TemplateMatrix":
+        """A new index with `rows` (K, E) appended to `subject`'s templates (a new subject in its sorted
+        place): one copy of the matrix and nothing read from the gallery's file, which is what an enrolment
+        costs instead of a rebuild (`thz bench gallery`). This index is left as it was."""
+        rows = np.atleast_2d(np.asarray(rows, np.float32))
+        if self.templates and rows.shape[1] != self.size:
+            raise ValueError(f"embedding sizes differ: {rows.shape} vs templates of {self.size}")
+        i = bisect.bisect_left(self.subjects, subject)
+        known = i < len(self.subjects) and self.subjects[i] == subject
+        at = int(self.starts[i] + self.counts[i]) if known else (int(self.starts[i]) if i < len(self.subjects)
+                                                                 else self.templates)
+        matrix = (np.concatenate([self.matrix[:at], rows, self.matrix[at:]]) if self.templates
+                  else np.array(rows, np.float32, order="C"))
+        counts = self.counts.copy()
+        subjects = list(self.subjects)
+        if known:
+            counts[i] += rows.shape[0]
+        else:
+            subjects.insert(i, subject)
+            counts = np.insert(counts, i, rows.shape[0])
+        return TemplateMatrix.from_rows(subjects, counts, np.ascontiguousarray(matrix, np.float32),
+                                        faiss_min_templates=self.faiss_min_templates, threads=self.threads)
 
     @property
     def templates(self) -> int:

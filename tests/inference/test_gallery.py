@@ -332,3 +332,54 @@ def test_a_damaged_template_is_named_when_the_index_is_read(tmp_path, blob, matc
         with pytest.raises(GalleryCorruptError, match=f"a template of 'b' holds {match}"):
             g.identify(unit(1), 0.3)
         assert np.array_equal(g.templates("a"), unit(1)[None])
+
+
+@pytest.mark.parametrize("faiss_min", [None, 1])
+def test_with_rows_equals_an_index_built_from_scratch(faiss_min):
+    """An enrolment's in-memory update: a known subject at the start, middle and end, a new one in each place."""
+    from inference.matching import TemplateMatrix
+
+    rng = np.random.default_rng(5)
+
+    def units(k):
+        t = rng.standard_normal((k, 128)).astype(np.float32)
+        return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+    gallery = {s: units(k) for s, k in [("b", 2), ("d", 1), ("f", 3)]}
+    index = TemplateMatrix({}, faiss_min_templates=faiss_min)
+    for s, t in gallery.items():                          # grown from empty, one subject at a time
+        index = index.with_rows(s, t)
+    for s in ["b", "d", "f", "a", "c", "g"]:
+        new = units(1 + len(s) % 2)
+        before = index.matrix.copy()
+        grown = index.with_rows(s, new)
+        gallery[s] = np.concatenate([gallery[s], new]) if s in gallery else new
+        want = TemplateMatrix(gallery, faiss_min_templates=faiss_min)
+        assert np.array_equal(index.matrix, before)      # the old index is untouched
+        assert grown.subjects == want.subjects and np.array_equal(grown.starts, want.starts)
+        assert np.array_equal(grown.matrix, want.matrix) and grown.backend == want.backend
+        p = units(1)[0]
+        assert grown.search(p, 3) == want.search(p, 3)
+        index = grown
+    with pytest.raises(ValueError, match="sizes differ"):
+        index.with_rows("z", np.ones((1, 64), np.float32))
+
+
+def test_an_enrolment_updates_the_cached_index_without_reading_the_file(tmp_path, monkeypatch):
+    p = tmp_path / "g.sqlite"
+    with Gallery(p, "m") as g, Gallery(p, "m") as other:
+        g.enroll("s1", unit(1, 0), "front-center")
+        other.enroll("s0", unit(0, 1), "front-center")
+        assert g.identify(unit(1, 0), 0.2).identity == "s1"           # the index is built once here
+        reads = []
+        real = g._load_index
+        monkeypatch.setattr(g, "_load_index", lambda: reads.append(1) or real())
+        g.enroll("s2", unit(0, 0, 1), "front-left")
+        g.enroll("s1", unit(1, 1), "front-right")
+        assert g.identify(unit(0, 0, 1), 0.2).identity == "s2" and g.identify(unit(1, 1), 0.2).identity == "s1"
+        assert reads == []                                 # the two enrolments updated it in memory
+        with Gallery(p, "m") as fresh:                     # and it equals the file read afresh
+            assert fresh.search_index().subjects == g.search_index().subjects
+            assert np.array_equal(fresh.search_index().matrix, g.search_index().matrix)
+        other.enroll("s3", unit(0, 0, 0, 1), "front-center")   # another connection: the file is read again
+        assert g.identify(unit(0, 0, 0, 1), 0.2).identity == "s3" and reads == [1]
