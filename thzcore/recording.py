@@ -181,7 +181,10 @@ def _as_vlen_strings(group: h5py.Group, name: str) -> None:
     if name not in group or group[name].dtype.kind != "S":
         return
     old = group[name]
-    values = [bytes(v).rstrip(b"\0").decode("utf-8", "replace") for v in old[:]]
+    # a row is a C string: it ends at its first NUL. A writer killed inside a row leaves text, NULs and then
+    # older bytes (a torn row), which a variable-length string cannot hold; the text before the NUL is kept
+    # (not valid JSON: frame_meta_from_bytes reads it as no meta, as it did before the rewrite)
+    values = [bytes(v).split(b"\0", 1)[0].decode("utf-8", "replace") for v in old[:]]
     attrs = dict(old.attrs)
     del group[name]
     new = group.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(),

@@ -206,3 +206,19 @@ def test_silx_reads_the_default_plot(tmp_path):
         assert plot.axes_dataset_names[0] == "frame_id"
         assert np.array_equal(plot.axes[0][()], np.arange(3))          # the frame axis is the frames' ids
         assert np.array_equal(plot.signal[1], _frame(1).if_samples)     # the data, losslessly (gzip)
+
+
+def test_a_torn_meta_row_is_rewritten_as_the_text_before_its_nul(tmp_path):
+    """Seen in the kill -9 test: a writer killed inside a fixed-length meta row leaves NULs and then old bytes;
+    the closed layout's variable-length strings cannot hold an embedded NUL, so recovery failed."""
+    from thzcore.recording import finish_layout, frame_meta_from_bytes
+
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f.create_group("entry/data").create_dataset("meta", data=np.array([b'{"a": 1}', b'{"b": \x00\x00"old"}'],
+                                                                          dtype="S24"))
+        f.create_group("entry/gaps").create_dataset("reason", data=np.array([b"link\x00"], dtype="S8"))
+        finish_layout(f)
+        meta = [v.decode() if isinstance(v, bytes) else v for v in f["entry/data/meta"][:]]
+        assert meta == ['{"a": 1}', '{"b": '] and h5py.check_string_dtype(f["entry/data/meta"].dtype)
+        assert frame_meta_from_bytes(meta[0]) == {"a": 1} and frame_meta_from_bytes(meta[1]) == {}
+        assert f["entry/gaps/reason"][0] in (b"link", "link")
