@@ -7,6 +7,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from thzcore.imagefile import opened_image
+
 
 @dataclass
 class RoiInput:
@@ -76,29 +78,20 @@ def load_png_roi(path: str | Path, size: int = 64, resize: bool = False) -> np.n
     a side other than `size` unless `resize` (bicubic; a resampled image is not what processing
     produces), a non-square image always, and above MAX_IMAGE_PIXELS before it is decoded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image {str(p)!r} does not exist")
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise ImageError(f"image {p}: {w}x{h} pixels, above the {MAX_IMAGE_PIXELS} accepted for a ROI")
-            if w != h:
-                raise ImageError(f"image {p}: {w}x{h} is not square; a THz ROI is {size}x{size}")
-            if w != size and not resize:
-                raise ImageError(f"image {p}: {w}x{h}, a ROI is {size}x{size}; pass --resize to resample it "
-                                 "(a resampled image is not what processing produces)")
-            if w != size and w < MIN_RESIZE_SIDE:
-                raise ImageError(f"image {p}: {w}x{h} is too small to resample into a {size}x{size} ROI")
-            im.load()
-            a = _as_gray(im, p)
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+    with opened_image(p, MAX_IMAGE_PIXELS, ImageError) as im:
+        w, h = im.size
+        if w != h:
+            raise ImageError(f"image {p}: {w}x{h} is not square; a THz ROI is {size}x{size}")
+        if w != size and not resize:
+            raise ImageError(f"image {p}: {w}x{h}, a ROI is {size}x{size}; pass --resize to resample it "
+                             "(a resampled image is not what processing produces)")
+        if w != size and w < MIN_RESIZE_SIDE:
+            raise ImageError(f"image {p}: {w}x{h} is too small to resample into a {size}x{size} ROI")
+        im.load()
+        a = _as_gray(im, p)
     if not np.all(np.isfinite(a)):
         raise ImageError(f"image {p}: holds NaN or infinite pixels")
     if a.size and float(a.max() - a.min()) < 1.0 / 255:
@@ -120,16 +113,8 @@ def save_png_roi(path: str | Path, image: np.ndarray) -> Path:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header (nothing decoded); ImageError if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image {str(p)!r} does not exist")
-    try:
-        with Image.open(p) as im:
-            return im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+    with opened_image(path, MAX_IMAGE_PIXELS, ImageError) as im:
+        return im.size
 
 
 def sidecar_meta(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from thzcore.imagefile import opened_image
+
 KIND = "frame"
 MAX_FRAME_PIXELS = 4096 * 4096  # refused before decoding
 
@@ -63,32 +65,20 @@ def _scale(im, p: Path) -> tuple[float, float]:
 
 def load_frame_image(path: str | Path) -> tuple[np.ndarray, int | None]:
     """A frame image file -> ((lines, samples) float64 dB frame, frame id or None)."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image {str(p)!r} does not exist")
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-            if w * h > MAX_FRAME_PIXELS:
-                raise FrameImageError(f"frame image {p}: {w}x{h} pixels, above the {MAX_FRAME_PIXELS} accepted")
-            im.load()
-            if im.mode == "F":
-                db = np.asarray(im, dtype=np.float64)
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I", "L"):
-                lo, hi = _scale(im, p)
-                full = 255.0 if im.mode == "L" else 65535.0
-                db = lo + np.asarray(im, dtype=np.float64) / full * (hi - lo)
-            else:
-                raise FrameImageError(f"frame image {p}: mode {im.mode}; a frame is one channel of dB (float TIFF) "
-                                      "or 16-bit PNG with its dB scale")
-            text = getattr(im, "text", {}) or {}
-    except FrameImageError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise FrameImageError(f"frame image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+    with opened_image(path, MAX_FRAME_PIXELS, FrameImageError, "frame image") as im:
+        p = Path(path)
+        im.load()
+        if im.mode == "F":
+            db = np.asarray(im, dtype=np.float64)
+        elif im.mode in ("I;16", "I;16B", "I;16L", "I", "L"):
+            lo, hi = _scale(im, p)
+            full = 255.0 if im.mode == "L" else 65535.0
+            db = lo + np.asarray(im, dtype=np.float64) / full * (hi - lo)
+        else:
+            raise FrameImageError(f"frame image {p}: mode {im.mode}; a frame is one channel of dB (float TIFF) "
+                                  "or 16-bit PNG with its dB scale")
+        text = getattr(im, "text", {}) or {}
     if not np.all(np.isfinite(db)):
-        raise FrameImageError(f"frame image {p}: holds NaN or infinite pixels")
+        raise FrameImageError(f"frame image {path}: holds NaN or infinite pixels")
     fid = text.get("thz:frame_id")
     return db, (int(fid) if fid is not None and str(fid).lstrip("-").isdigit() else None)
