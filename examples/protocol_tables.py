@@ -33,7 +33,7 @@ print("| protocol | method | triplet | ROC AUC | EER | TAR@FAR1% | TAR@FAR0.1% |
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, n in protos:
     m = load(n)
-    rows = [(NET, m)] + [(NAMES[k], v) for k, v in m["baselines"]["verification"].items()]
+    rows = [(NET, m)] + [(v.get("label") or NAMES[k], v) for k, v in m["baselines"]["verification"].items()]
     for i, (name, r) in enumerate(rows):
         lab = f"{label} ({m['n_images']} images)" if i == 0 else ""
         print(f"| {lab} | {name} | {pct(r['triplet_accuracy'])} | {num(r['roc_auc'])} | {pct(r['eer'])} | "
@@ -50,7 +50,7 @@ m = load("paper")
 P = list(m["per_posture"])
 print("| method | " + " | ".join(P) + " |")
 print("|---|" + "---:|" * len(P))
-rows = [(NET, m)] + [(NAMES[k], v) for k, v in m["baselines"]["verification"].items()]
+rows = [(NET, m)] + [(v.get("label") or NAMES[k], v) for k, v in m["baselines"]["verification"].items()]
 for name, r in rows:
     print(f"| {name} triplet | " + " | ".join(pct(r["triplet_accuracy_per_posture"].get(p)) for p in P) + " |")
 print(f"| {NET} posture | " + " | ".join(pct(m["posture_accuracy_per_posture"].get(p)) for p in P) + " |")
@@ -61,14 +61,14 @@ print()
 print("| protocol | method | weights | N | probes / refs | ROC AUC | EER | TAR@FAR1% | TAR@FAR0.1% | same-posture EER | rank-1 |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, n in protos:
-    if n == "paper":
-        continue
     m = load(n)
+    if n == "paper" or "fusion" not in m:
+        continue
     rows = [(NET, "ROI quality", m["fusion"])]
     u = E / f"{n}_uniform" / "metrics.json"
     if u.exists():
         rows.append((NET, "uniform", json.loads(u.read_text())["fusion"]))
-    rows += [(NAMES[k], "ROI quality", v["fusion"]) for k, v in m["baselines"]["verification"].items()]
+    rows += [(v.get("label") or NAMES[k], "ROI quality", v["fusion"]) for k, v in m["baselines"]["verification"].items()]
     first = True
     for name, w, f in rows:
         for N in sorted(f, key=int):
