@@ -206,6 +206,28 @@ def test_enrolment_mode_then_verification(ort_engine, tmp_path, ctx):
         stage.stop()
 
 
+def test_enrolment_refuses_a_roi_below_the_quality_gate(ort_engine, tmp_path, ctx):
+    """inference.enroll_min_quality: a poor ROI is not enrolled, the result says why; a good one and one without
+    a quality score are."""
+    src = RoiSource(ctx)
+    stage = _stage(ort_engine, tmp_path, src)
+    try:
+        src.wait_subscribed()
+        sub = _subscriber(ctx, stage.bound_endpoint)
+        assert stage.subscribed.wait(10)
+        stage.set_enrolment("erin")
+        src.send(1, _image(1), meta={"roi": {"quality": 0.2}})
+        meta = _recv(sub)[1]
+        assert meta.enrolled is None and len(meta.errors) == 1
+        assert "enrol erin: ROI quality 0.20 below inference.enroll_min_quality=0.45" in meta.errors[0]
+        src.send(2, _image(2), meta={"roi": {"quality": 0.8}})
+        src.send(3, _image(3))
+        assert [_recv(sub)[1].enrolled for _ in range(2)] == ["erin", "erin"]
+        assert stage.counters.enrolled == 2
+    finally:
+        stage.stop()
+
+
 def test_non_loopback_bind_refused_without_curve(ctx, ort_engine, tmp_path):
     assert is_loopback_endpoint("tcp://127.0.0.1:5558") and is_loopback_endpoint("tcp://[::1]:5") \
         and is_loopback_endpoint("ipc:///tmp/x") and is_loopback_endpoint("tcp://localhost:1")
