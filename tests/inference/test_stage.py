@@ -1,6 +1,8 @@
 """The inference stage over real ZMQ: result schema, no missed first result, malformed/stale drops, security."""
 from __future__ import annotations
 
+import contextlib
+
 import math
 import time
 
@@ -71,6 +73,20 @@ def _stage(ort_engine, tmp_path, src, **kw):
 
 def _image(seed):
     return np.random.default_rng(seed).random((64, 64), dtype=np.float32)
+
+@contextlib.contextmanager
+def _running(ort_engine, tmp_path, ctx):
+    """A started stage fed by a RoiSource, with a result subscriber it has seen connect; stopped at the end."""
+    src = RoiSource(ctx)
+    stage = _stage(ort_engine, tmp_path, src)
+    try:
+        src.wait_subscribed()
+        sub = _subscriber(ctx, stage.bound_endpoint)
+        assert stage.subscribed.wait(10)
+        yield stage, src, sub
+    finally:
+        stage.stop()
+
 
 
 def test_subscriber_connected_before_the_run_gets_the_first_result(ort_engine, tmp_path, ctx):
@@ -157,12 +173,7 @@ def test_reconstruction_only_when_asked(ort_engine, tmp_path, ctx, golden):
 
 
 def test_malformed_and_stale_rois_are_counted_and_dropped(ort_engine, tmp_path, ctx):
-    src = RoiSource(ctx)
-    stage = _stage(ort_engine, tmp_path, src)
-    try:
-        src.wait_subscribed()
-        sub = _subscriber(ctx, stage.bound_endpoint)
-        assert stage.subscribed.wait(10)
+    with _running(ort_engine, tmp_path, ctx) as (stage, src, sub):
         good = encode(Message("roi", 1, 1, "s1", time.time(), {"roi": _image(1)}, {}))
         src.send_raw([b"roi", b"{not json"])                                   # malformed header
         src.send_raw([good[0], good[1], good[2][:100]])                        # truncated payload
@@ -182,17 +193,10 @@ def test_malformed_and_stale_rois_are_counted_and_dropped(ort_engine, tmp_path, 
         c = stage.counters
         assert (c.received, c.dropped_malformed, c.dropped_stale, c.published) == (10, 5, 3, 2)
         assert stage._thread.is_alive()
-    finally:
-        stage.stop()
 
 
 def test_enrolment_mode_then_verification(ort_engine, tmp_path, ctx):
-    src = RoiSource(ctx)
-    stage = _stage(ort_engine, tmp_path, src)
-    try:
-        src.wait_subscribed()
-        sub = _subscriber(ctx, stage.bound_endpoint)
-        assert stage.subscribed.wait(10)
+    with _running(ort_engine, tmp_path, ctx) as (stage, src, sub):
         stage.set_enrolment("carol")
         src.send(1, _image(1))
         assert _recv(sub)[1].enrolled == "carol"
@@ -202,19 +206,12 @@ def test_enrolment_mode_then_verification(ort_engine, tmp_path, ctx):
         assert meta.enrolled is None
         assert [v.claim for v in meta.verification] == ["carol"] and meta.verification[0].accepted
         assert len(meta.errors) == 1 and "dave" in meta.errors[0] and "not enrolled" in meta.errors[0]
-    finally:
-        stage.stop()
 
 
 def test_enrolment_refuses_a_roi_below_the_quality_gate(ort_engine, tmp_path, ctx):
     """inference.enroll_min_quality: a poor ROI is not enrolled, the result says why; a good one and one without
     a quality score are."""
-    src = RoiSource(ctx)
-    stage = _stage(ort_engine, tmp_path, src)
-    try:
-        src.wait_subscribed()
-        sub = _subscriber(ctx, stage.bound_endpoint)
-        assert stage.subscribed.wait(10)
+    with _running(ort_engine, tmp_path, ctx) as (stage, src, sub):
         stage.set_enrolment("erin")
         src.send(1, _image(1), meta={"roi": {"quality": 0.2}})
         meta = _recv(sub)[1]
@@ -224,8 +221,6 @@ def test_enrolment_refuses_a_roi_below_the_quality_gate(ort_engine, tmp_path, ct
         src.send(3, _image(3))
         assert [_recv(sub)[1].enrolled for _ in range(2)] == ["erin", "erin"]
         assert stage.counters.enrolled == 2
-    finally:
-        stage.stop()
 
 
 def test_non_loopback_bind_refused_without_curve(ctx, ort_engine, tmp_path):
