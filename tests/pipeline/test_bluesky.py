@@ -103,3 +103,26 @@ def test_a_bad_mode_or_a_missing_subject_is_refused(emulator, bundle_dir, tmp_pa
         RE(face_scan(thz, mode="verify"))  # no subject
     assert docs and docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
     assert "needs a subject" in docs[-1][1]["reason"]
+
+
+def test_an_enrolment_below_the_quality_gate_is_refused_in_the_event(emulator, bundle_dir, tmp_path):  # noqa: F811
+    """inference.enroll_min_quality gates the plan's enrolment as every other: the event says so, nothing enrolled."""
+    from inference.bundle import load_bundle
+    from inference.engines.onnxrt import OnnxRuntimeEngine
+    from inference.gallery import Gallery
+    from pipeline.bluesky_scan import FaceScanner, face_scan
+
+    _, settings = emulator
+    strict = settings.model_copy(update={"inference": settings.inference.model_copy(
+        update={"enroll_min_quality": 1.0})})           # no real ROI scores 1: every enrolment is refused
+    engine = OnnxRuntimeEngine(load_bundle(bundle_dir), intra_op_threads=1)
+    RE = RunEngine({})
+    with init_devices():
+        thz = FaceScanner(strict, engine, tmp_path / "g.sqlite", sim=True)
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(face_scan(thz, num=1, mode="enroll", subject="sim-000"))
+    (event,) = [d["data"] for n, d in docs if n == "event"]
+    assert event["thz-decision"] == "refused (low quality)" and 0 < event["thz-roi_quality"] < 1.0
+    with Gallery(tmp_path / "g.sqlite", engine.model_id) as g:
+        assert not g.has_templates() and [a["kind"] for a in g.audit_log(10)].count("enroll") == 0
