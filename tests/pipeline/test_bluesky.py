@@ -28,18 +28,26 @@ def emulator():
         yield emu, emu.settings_for(s)
 
 
-def test_face_scan_plan_emits_start_descriptor_events_stop(emulator, bundle_dir, tmp_path):  # noqa: F811
+def _scanner(settings, bundle, gallery):
+    """A RunEngine recording its documents, the FaceScanner devices on the emulators, and the engine."""
     from inference.bundle import load_bundle
     from inference.engines.onnxrt import OnnxRuntimeEngine
-    from pipeline.bluesky_scan import FaceScanner, face_scan
+    from pipeline.bluesky_scan import FaceScanner
 
-    emu, settings = emulator
-    engine = OnnxRuntimeEngine(load_bundle(bundle_dir), intra_op_threads=1)
+    engine = OnnxRuntimeEngine(load_bundle(bundle), intra_op_threads=1)
     RE = RunEngine({})
     with init_devices():
-        thz = FaceScanner(settings, engine, tmp_path / "g.sqlite", sim=True)
+        thz = FaceScanner(settings, engine, gallery, sim=True)
     docs: list[tuple[str, dict]] = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    return RE, thz, docs, engine
+
+
+def test_face_scan_plan_emits_start_descriptor_events_stop(emulator, bundle_dir, tmp_path):  # noqa: F811
+    from pipeline.bluesky_scan import face_scan
+
+    emu, settings = emulator
+    RE, thz, docs, engine = _scanner(settings, bundle_dir, tmp_path / "g.sqlite")
 
     RE(face_scan(thz, num=1, mode="enroll", subject="sim-000"))
     (uid,) = RE(face_scan(thz, num=2, mode="verify", subject="sim-000", md={"operator": "test"}))
@@ -107,20 +115,13 @@ def test_a_bad_mode_or_a_missing_subject_is_refused(emulator, bundle_dir, tmp_pa
 
 def test_an_enrolment_below_the_quality_gate_is_refused_in_the_event(emulator, bundle_dir, tmp_path):  # noqa: F811
     """inference.enroll_min_quality gates the plan's enrolment as every other: the event says so, nothing enrolled."""
-    from inference.bundle import load_bundle
-    from inference.engines.onnxrt import OnnxRuntimeEngine
     from inference.gallery import Gallery
-    from pipeline.bluesky_scan import FaceScanner, face_scan
+    from pipeline.bluesky_scan import face_scan
 
     _, settings = emulator
     strict = settings.model_copy(update={"inference": settings.inference.model_copy(
         update={"enroll_min_quality": 1.0})})           # no real ROI scores 1: every enrolment is refused
-    engine = OnnxRuntimeEngine(load_bundle(bundle_dir), intra_op_threads=1)
-    RE = RunEngine({})
-    with init_devices():
-        thz = FaceScanner(strict, engine, tmp_path / "g.sqlite", sim=True)
-    docs: list[tuple[str, dict]] = []
-    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE, thz, docs, engine = _scanner(strict, bundle_dir, tmp_path / "g.sqlite")
     RE(face_scan(thz, num=1, mode="enroll", subject="sim-000"))
     (event,) = [d["data"] for n, d in docs if n == "event"]
     assert event["thz-decision"] == "refused (low quality)" and 0 < event["thz-roi_quality"] < 1.0
