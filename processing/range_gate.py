@@ -128,6 +128,10 @@ def _range_gate_parallel(if_samples, window, k0, k1, rule, scale):
     return out
 
 
+# The same body as _range_gate_parallel, written twice on purpose: njit(...) of one Python function with two
+# sets of flags would share Numba's on-disk cache, whose index key is the signature, the CPU and the function's
+# bytecode and closure, not the flags (numba.core.caching._CacheImpl._index_key), so one variant could load
+# the other's machine code.
 @njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)  # only under a thread-safe layer (range_gate)
 def _range_gate_parallel_nogil(if_samples, window, k0, k1, rule, scale):
     n_lines, n_chirps, n = if_samples.shape
