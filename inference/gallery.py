@@ -323,15 +323,19 @@ class Gallery:
         rebuilds as before."""
         if self._cache is None or self._cache[0] != before or self._version() != before + 1:
             return
-        index = self._cache[3].with_rows(subject_id, rows)
         stale = [s for s in self._cache[2] if s != subject_id]
-        self._cache = (before + 1, {s: index.rows(i) for i, s in enumerate(index.subjects)}, stale, index)
+        self._cache = self._cache_entry(before + 1, self._cache[3].with_rows(subject_id, rows), stale)
+
+    @staticmethod
+    def _cache_entry(version: int, index: TemplateMatrix,
+                     stale: list[str]) -> tuple[int, dict[str, np.ndarray], list[str], TemplateMatrix]:
+        """(version, {subject: read-only view of its templates}, stale subjects, index): what _current caches."""
+        return version, {s: index.rows(i) for i, s in enumerate(index.subjects)}, stale, index
 
     def _current(self) -> tuple[int, dict[str, np.ndarray], list[str], TemplateMatrix]:
         v = self._version()
         if self._cache is None or self._cache[0] != v:
-            index, stale = self._load_index()
-            self._cache = (v, {s: index.rows(i) for i, s in enumerate(index.subjects)}, stale, index)
+            self._cache = self._cache_entry(v, *self._load_index())
         return self._cache
 
     def _load_index(self) -> tuple[TemplateMatrix, list[str]]:

@@ -152,8 +152,7 @@ class TemplateMatrix:
             raise ValueError(f"embedding sizes differ: {rows.shape} vs templates of {self.size}")
         i = bisect.bisect_left(self.subjects, subject)
         known = i < len(self.subjects) and self.subjects[i] == subject
-        at = int(self.starts[i] + self.counts[i]) if known else (int(self.starts[i]) if i < len(self.subjects)
-                                                                 else self.templates)
+        at = int(self.counts[:i + known].sum())           # after the templates of every subject up to this one
         matrix = (np.concatenate([self.matrix[:at], rows, self.matrix[at:]]) if self.templates
                   else np.array(rows, np.float32, order="C"))
         counts = self.counts.copy()

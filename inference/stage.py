@@ -22,9 +22,9 @@ import zmq
 from inference.config import InferenceConfig
 from inference.engines.base import Engine
 from inference.fusion import ScanFusion, roi_quality
-from inference.quality import enrolment_refusal
 from inference.gallery import Gallery, GalleryError
 from inference.matching import softmax
+from inference.quality import enrolment_refusal
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
                                encode_result)
 from thzcore.labels import POSTURES

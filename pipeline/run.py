@@ -11,8 +11,8 @@ import numpy as np
 
 from inference.engines.base import Engine
 from inference.gallery import Gallery
-from pipeline.collector import Collected
 from inference.quality import enrolment_refusal
+from pipeline.collector import Collected
 from pipeline.compose import JobConfigError, JobError, NoCleanResult, OnStep, Pipeline
 from pipeline.report import RowSpool, write_report
 from pipeline.settings import Settings

@@ -156,16 +156,18 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
     from inference.quality import enrolment_refusal, quality_known
 
     gate = s.inference.enroll_min_quality
-    refused = [(r, why) for r in rois if (why := enrolment_refusal(r.meta, gate)) is not None]
-    for r, why in refused:
-        click.echo(f"not enrolled from {r.source}: {why}", err=True)
-    if len(refused) == len(rois):
+    refusals = [enrolment_refusal(r.meta, gate) for r in rois]
+    for r, why in zip(rois, refusals):
+        if why is not None:
+            click.echo(f"not enrolled from {r.source}: {why}", err=True)
+    n_refused = sum(why is not None for why in refusals)
+    if n_refused == len(rois):
         raise ThzError(f"{subject} not enrolled: every ROI ({len(rois)}) below inference.enroll_min_quality="
                        f"{gate:g}; scan again", EXIT_REFUSED)
     added = []
     with _open_gallery(s, gallery, eng) as g:
-        for r, e, p in zip(rois, out["embedding"], probs):
-            if enrolment_refusal(r.meta, gate) is not None:
+        for r, e, p, why in zip(rois, out["embedding"], probs, refusals):
+            if why is not None:
                 continue
             pst = posture or POSTURES[int(p.argmax())]
             g.enroll(subject, e, pst, source=r.source, frame_id=r.frame_id)  # GalleryError: the CLI's table
@@ -173,7 +175,7 @@ def enroll(obj, subject, images, recording, sim, live, identity, posture, concea
             note = "" if quality_known(r.meta) else " (quality unknown: no sidecar, not gated)"
             click.echo(f"enrolled {subject}: posture {pst} from {r.source}{note}", err=True)
         per_posture = g.templates_by_posture(subject)
-    click.echo(json.dumps({"subject": subject, "templates_added": len(added), "refused_low_quality": len(refused),
+    click.echo(json.dumps({"subject": subject, "templates_added": len(added), "refused_low_quality": n_refused,
                            "postures": per_posture, "model_id": eng.model_id}))
 
 
