@@ -103,7 +103,6 @@ class FaceScanner(StandardReadable, Triggerable):
         self.gallery_path = Path(gallery_path) if gallery_path else settings.inference.gallery_path
         self.sim = sim
         self.allow_stale = allow_stale_calibration
-        self._min_quality = settings.inference.enroll_min_quality
         n_avg = settings.processing.frames_averaged
         self.max_frames = max_frames or 4 * n_avg
         self.session = ScannerSession(settings.scanner, settings.acquisition)  # the raster checked here, nothing opened
@@ -250,7 +249,8 @@ class FaceScanner(StandardReadable, Triggerable):
         fid = int(out.frame.frame_id)
         thr = float(self.engine.bundle.threshold)
         source = f"bluesky:{self.name}:{fid}"
-        refusal = enrolment_refusal({"roi": out.roi.meta()}, self._min_quality) if mode == "enroll" else None
+        refusal = (enrolment_refusal({"roi": out.roi.meta()}, self.settings.inference.enroll_min_quality)
+                   if mode == "enroll" else None)
         if refusal is not None:   # the quality gate of every enrolment (inference/quality.py)
             log.warning("not enrolled", extra={"subject": subject, "why": refusal})
             decision, identity, distance = "refused (low quality)", subject, math.nan
