@@ -39,7 +39,9 @@ Resumable: every unit writes its PNG then its JSON sidecar atomically (temp file
 whose JSON exists is skipped. A scan where no face is found writes only the JSON (found = false)
 and is left out of the manifest, like the paper's unusable captures. Ctrl-C or SIGTERM cancels the
 queue, ends the local cluster and writes the manifest and dataset.json of what is made (complete =
-false); the same command continues.
+false); the same command continues. The same command with a larger --identities grows a build (the
+units are seeded per identity, so the grown build has a fresh build's bytes); any other change of plan
+is refused.
 
 Provenance (dataset.json): git_commit ('+dirty' when CODE_PATHS have uncommitted changes),
 code_sha256_16 (the sources of CODE_PATHS themselves) and libraries (NumPy, SciPy, Numba, ... versions):
@@ -570,13 +572,21 @@ def _finish(out: Path, plan: DatasetPlan, summary: DatasetSummary, settings_json
 
 
 def _check_plan_file(out: Path, plan: DatasetPlan) -> None:
-    """Refuse to resume a directory made with a different plan (seeds, sizes): it would mix datasets."""
+    """Refuse to resume a directory made with a different plan (seeds, sizes): it would mix datasets.
+
+    A plan that differs only in having more identities grows the build: every unit and split is seeded
+    per identity (Unit.draws, DatasetPlan.split_of, Population.identity), so the units already made are
+    the ones the larger plan would make, and the grown build has the bytes of a fresh one."""
     p = out / "plan.json"
-    mine = json.dumps(asdict(plan), sort_keys=True)
+    mine = json.loads(json.dumps(asdict(plan)))   # as it reads back (tuples become lists)
     if p.is_file():
-        theirs = p.read_text()
-        if json.loads(theirs) != json.loads(mine):
+        theirs = json.loads(p.read_text())
+        if theirs == mine:
+            return
+        grows = ({k: v for k, v in theirs.items() if k != "n_identities"}
+                 == {k: v for k, v in mine.items() if k != "n_identities"}
+                 and plan.n_identities > int(theirs.get("n_identities", 0)))
+        if not grows:
             raise ValueError(f"{out} holds a dataset made with a different plan ({p}); choose another --out "
-                             "or delete it to start over")
-    else:
-        _atomic_write_bytes(p, mine.encode())
+                             "or delete it to start over (only --identities may grow)")
+    _atomic_write_bytes(p, json.dumps(mine, sort_keys=True).encode())

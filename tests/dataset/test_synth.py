@@ -194,6 +194,23 @@ def test_resume_remakes_only_what_is_missing(made):
         make_dataset(out, DatasetPlan(n_identities=2, captures=3, postures=POST, seed=5), Settings(), progress=False)
 
 
+def test_a_build_grows_to_the_bytes_of_a_fresh_one(tmp_path):
+    """Two identities built, then the same plan with three: the grown folder has the bytes of a fresh
+    3-identity build (every unit is seeded per identity); fewer identities, or another change, is refused."""
+    plan2 = DatasetPlan(n_identities=2, captures=2, postures=POST[:1])
+    plan3 = DatasetPlan(n_identities=3, captures=2, postures=POST[:1])
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    make_dataset(grown, plan2, Settings(), workers=0, progress=False)
+    g = make_dataset(grown, plan3, Settings(), workers=0, progress=False)
+    f = make_dataset(fresh, plan3, Settings(), workers=0, progress=False)
+    assert g.complete and g.skipped_done == 12 and g.made_now == 6  # 8 THz + 4 visible kept, 4 + 2 made
+    assert g.content_sha256_16 == f.content_sha256_16 != ""
+    assert (grown / "manifest.csv").read_text() == (fresh / "manifest.csv").read_text()
+    for other in (plan2, DatasetPlan(n_identities=4, captures=3, postures=POST[:1])):
+        with pytest.raises(ValueError, match="only --identities may grow"):
+            make_dataset(grown, other, Settings(), progress=False)
+
+
 def test_content_hash_sees_what_the_manifest_hash_does_not(made, tmp_path):
     import shutil
     from training.data import manifest_hash

@@ -37,7 +37,8 @@ def dataset(obj, out: str, small: bool, seed: int | None, population_seed: int |
     """Make 20 identities x 5 postures x 7 captures x {concealed, unconcealed} THz ROIs plus 200 visible
     images, manifest.csv, dataset.json and contact_sheet.png in OUT, on a Dask cluster (local by default).
     A stopped or killed run continues where it stopped when started again with the same options; Ctrl-C
-    exits 130. Prints a JSON summary as the last line."""
+    exits 130. The same command with a larger --identities grows a finished or partial build to the
+    bytes a fresh build of that size would have. Prints a JSON summary as the last line."""
     from dataset.errors import BadSchedulerAddress, BuildInterrupted
     from dataset.synth import DatasetPlan, make_dataset
     from thz.cli import EXIT_INTERRUPTED
