@@ -38,6 +38,10 @@ class AcquisitionConfig(Section):
     frame_buffers: int = Field(4, ge=1, le=64, description="preallocated raw-frame buffers the IF blocks are "
                                "received into; one is reused once no frame built on it is alive (more in use: "
                                "a fresh one, not kept)")
+    stream_lines: int = Field(0, ge=0, le=1024, description="fetch each frame in parts of this many lines "
+                              "(FETC:PART?) while the galvo still sweeps, publishing each on `lines` as it arrives, "
+                              "so that at scan complete only the last part is left to read and gate; 0 reads the "
+                              "whole frame after *OPC? (FETC:FRAM?)")
     line_trigger_timeout_s: float = Field(0.5, gt=0, description="receiver aborts a frame when no galvo line "
                                           "trigger arrives for this long (s)")
     # --- I/O policy ---

@@ -203,7 +203,7 @@ class AcquisitionDaemon:
     def _step(self) -> None:
         self._require_session()
         try:
-            frame, head = self.session.acquire()
+            frame, head = self.session.acquire(on_part=self._publish_part if self._raw is not None else None)
         except ConfigurationError:
             raise
         except LinkSuspect as exc:
@@ -378,6 +378,12 @@ class AcquisitionDaemon:
                      f"last error: {last}", EXIT_FAILED)
 
     # --- frames ---
+    def _publish_part(self, first_line: int, if_samples) -> None:
+        """A part of the frame being scanned, on `lines` under the seq its `raw` frame will have."""
+        if self._raw is not None:
+            self._raw.publish_part(self.seq, self.scanner.scanner_id, first_line, self.scanner.raw_frame_shape[0],
+                                   if_samples, self.wall())
+
     def _deliver(self, frame: RawFrame, instrument_frame_no: int) -> None:
         # daemon frame ids only grow and skip the frames lost in a gap (counted in frame periods)
         if self._last_id is None:

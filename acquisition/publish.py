@@ -1,4 +1,4 @@
-"""ZMQ publishing of the daemon: `raw` frames (caller's thread) and `status` with heartbeats (own thread).
+"""ZMQ publishing of the daemon: `raw` frames and `lines` parts (caller's thread) and `status` with heartbeats (own thread).
 
 Endpoints bind to loopback by default; any other address is refused unless ZMQ CURVE is configured
 (a server certificate and a directory of authorised client certificates).
@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Callable
 
+import numpy as np
 import zmq
 
 from acquisition.errors import ConfigurationError
@@ -99,7 +100,7 @@ class StatusPublisher:
 
 
 class RawPublisher:
-    """PUB of `raw` frames; never blocks (PUB drops beyond the high-water mark, counted by ZMQ not here)."""
+    """PUB of `raw` frames and of the `lines` parts streamed before them; never blocks (PUB drops beyond the high-water mark, counted by ZMQ not here)."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int, curve_secret_key_file: str = "",
                  curve_clients_dir: str = "") -> None:
@@ -109,10 +110,21 @@ class RawPublisher:
         self.endpoint, self._lease = bind(self._sock, endpoint, curve_secret_key_file, curve_clients_dir,
                                           "raw_endpoint")
         self.sent = 0
+        self.parts_sent = 0
 
     def publish(self, frame: RawFrame, seq: int) -> None:
         self._sock.send_multipart(encode(frame.to_message(seq)), copy=False)
         self.sent += 1
+
+    def publish_part(self, seq: int, scanner_id: str, first_line: int, lines: int, if_samples: np.ndarray,
+                     t_received: float) -> None:
+        """Lines first_line .. of the frame being scanned (topic `lines`, zero-copy), under `seq`, the seq the
+        frame's `raw` message will carry; t_acquired is when they arrived (the frame's start is known only
+        once it is complete)."""
+        msg = Message("lines", seq, -1, scanner_id, t_received, {"if_samples": if_samples.astype("<i2", copy=False)},
+                      {"first_line": int(first_line), "lines": int(lines)})
+        self._sock.send_multipart(encode(msg), copy=False)
+        self.parts_sent += 1
 
     def close(self) -> None:
         self._sock.close(0)

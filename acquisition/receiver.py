@@ -208,11 +208,17 @@ class Receiver:
         terminator set, ends a read call at every 0x0A byte of the data (tens of thousands of calls
         for a frame: seconds per 8 MB block); it is kept as the conformance path.
         """
-        return self.query_block_crc(command, datatype, count, timeout_s, out)[0]
+        arr = self.query_block_crc(command, datatype, count, timeout_s, out)[0]
+        assert arr is not None  # empty_ok is False: an empty block raised BlockError
+        return arr
 
     def query_block_crc(self, command: str, datatype: str, count: int, timeout_s: float | None = None,
-                        out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """`query_block` and the CRC-32 of the block's bytes (computed as the chunks arrived, "exact")."""
+                        out: np.ndarray | None = None, crc: int = 0,
+                        empty_ok: bool = False) -> tuple[np.ndarray | None, int]:
+        """`query_block` and the CRC-32 of the block's bytes (computed as the chunks arrived, "exact"),
+        continued from `crc` (the CRC of the bytes before this block, for a frame read in parts).
+        `empty_ok`: an empty block (`#10`, what FETC:PART? answers for an aborted frame) gives (None, crc)
+        instead of a BlockError; the reason is then in the instrument's error queue."""
         dt = np.dtype(datatype).newbyteorder("<")
         nbytes = count * dt.itemsize
         if out is not None and (out.dtype != dt or out.size != count or not out.flags.c_contiguous
@@ -224,7 +230,9 @@ class Receiver:
             a = r.query_binary_values(command, datatype=datatype, is_big_endian=False, container=np.ndarray,
                                       header_fmt="ieee", expect_termination=True, chunk_size=self.chunk_size,
                                       length_before_block=0, raise_on_late_block=True)
-            return a, crc32(a)
+            if empty_ok and a.size == 0:
+                return None, crc
+            return a, crc32(a, crc)
 
         def exact_reader(r, deadline):
             r.write(command)
@@ -238,26 +246,31 @@ class Receiver:
                     raise BlockError(f"receiver {command!r}: block header starts {head!r}, not '#<1-9>'")
                 digits = read_exact(src, int(nd), deadline)
                 _, length = parse_block_header(head + digits)
-                if length != nbytes:
+                if length == 0 and empty_ok:
+                    arr, value = None, crc
+                elif length != nbytes:
                     raise BlockError(f"receiver {command!r}: block announces {length} bytes, expected "
                                      f"{nbytes} ({count} x {datatype})")
-                arr = np.empty(count, dt) if out is None else out
-                crc = read_exact_into(src, memoryview(arr).cast("B"), deadline, self.chunk_size, crc=0)
+                else:
+                    arr = np.empty(count, dt) if out is None else out
+                    value = read_exact_into(src, memoryview(arr).cast("B"), deadline, self.chunk_size, crc=crc)
                 tail = read_exact(src, len(term), deadline) if term else b""
             finally:
                 r.read_termination = term
             if term and tail != term.encode():
                 raise BlockError(f"receiver {command!r}: block not followed by the terminator {term!r}")
-            return arr, crc
+            return arr, value
 
-        arr, crc = self._io(command, exact_reader if self.block_reader == "exact" else pyvisa_reader, timeout_s)
+        arr, value = self._io(command, exact_reader if self.block_reader == "exact" else pyvisa_reader, timeout_s)
+        if arr is None:
+            return None, value
         if arr.size != count:
             # the whole announced block was read, so the stream is in step: a shape error, not a link error
             raise FrameCorruptError(f"receiver {command!r}: block holds {arr.size} values, expected {count}")
         if out is not None and arr is not out:  # the pyvisa reader makes its own array
             out[...] = arr
             arr = out
-        return arr, crc
+        return arr, value
 
     # --- instrument ---
     def identify(self) -> str:
@@ -341,6 +354,17 @@ class Receiver:
         if crc != head.crc_if:
             raise FrameCorruptError(f"frame {head.frame_no}: IF block CRC-32 {crc:08x} != head {head.crc_if:08x}")
         return a.reshape(head.shape)
+
+    def fetch_part(self, first: int, out: np.ndarray, crc: int, timeout_s: float) -> int | None:
+        """FETC:PART? first,count -> lines first .. first + count - 1 of the frame being recorded, received
+        into `out` (int16, (count, chirps, samples), C-contiguous) as soon as the receiver has digitized
+        them. Returns the CRC-32 continued from `crc` over these bytes, or None when the frame was aborted
+        while waiting (the instrument's error queue says why: call check_errors)."""
+        if out.ndim != 3 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous (lines, chirps, samples) array")
+        got = self.query_block_crc(f"FETC:PART? {first},{out.shape[0]}", "h", out.size, timeout_s,
+                                   out.reshape(-1), crc=crc, empty_ok=True)
+        return None if got[0] is None else got[1]
 
     def fetch_line(self, head: FrameHead, line: int) -> np.ndarray:
         """FETC:LINE? n -> int16 (chirps, samples) of one line of the last frame."""

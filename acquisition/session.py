@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from acquisition.galvo import GalvoController
 from acquisition.galvo_protocol import GalvoError
 from acquisition.raster import GalvoLimits, RasterPlan, optical_angle_mapping
 from acquisition.receiver import Receiver, ReceiverSettings
-from acquisition.scpi import FrameHead
+from acquisition.scpi import FrameCorruptError, FrameHead
 from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 from thzcore.scanner import ScannerConfig
@@ -148,11 +149,38 @@ class ScannerSession:
         return False
 
     # --- frames ---
-    def acquire(self) -> tuple[RawFrame, FrameHead]:
-        """Arm, wait, fetch and check one frame. frame_id is the receiver's frame number (the daemon renumbers)."""
+    def parts(self) -> list[tuple[int, int]]:
+        """(first line, count) of each FETC:PART? of a frame (acquisition.stream_lines; [] = whole frames)."""
+        n, k = self.shape[0], self.acq.stream_lines
+        return [(f, min(k, n - f)) for f in range(0, n, k)] if k else []
+
+    def _fetch_part(self, buf: np.ndarray, first: int, count: int, crc: int) -> int:
+        """One part into its lines of `buf`; the CRC continued over it. An aborted frame raises its error."""
+        rx = self.receiver
+        got = rx.fetch_part(first, buf[first:first + count], crc, 2.0 * self.frame_s + self.acq.timeout_s)
+        if got is None:
+            rx.check_errors()   # the reason of the abort (-231 no line trigger, ...): a DeviceFault
+            raise FrameRejected(f"the receiver aborted the frame while lines {first}..{first + count - 1} "
+                                "were awaited, and queued no reason")
+        return got
+
+    def acquire(self, on_part: Callable[[int, np.ndarray], None] | None = None) -> tuple[RawFrame, FrameHead]:
+        """Arm, wait, fetch and check one frame. frame_id is the receiver's frame number (the daemon renumbers).
+
+        With acquisition.stream_lines, every part but the last is fetched while the galvo still sweeps,
+        its samples checked and handed to `on_part(first_line, lines)` (a view of the frame buffer) as it
+        arrives; after *OPC? only the last part is left. A problem found in a part is raised once the
+        frame is complete, so the receiver is never left armed."""
         self.galvo.check_ok()
         rx = self.receiver
         rx.arm()
+        buf = self.if_buffers.take()
+        parts, crc, bad = self.parts(), 0, None
+        for first, count in parts[:-1]:
+            crc = self._fetch_part(buf, first, count, crc)
+            bad = bad or self._sample_problem(buf[first:first + count])
+            if on_part is not None and bad is None:
+                on_part(first, buf[first:first + count])
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
         t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
         t = [time.perf_counter()]
@@ -167,7 +195,18 @@ class ScannerSession:
             if head.shape != self.shape:
                 raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
             t.append(time.perf_counter())
-            if_samples = rx.fetch_frame(head, out=self.if_buffers.take())
+            if parts:
+                first, count = parts[-1]
+                crc = self._fetch_part(buf, first, count, crc)
+                if crc != head.crc_if:
+                    raise FrameCorruptError(f"frame {head.frame_no}: IF parts' CRC-32 {crc:08x} != head "
+                                            f"{head.crc_if:08x}")
+                bad = bad or self._sample_problem(buf[first:first + count])
+                if on_part is not None and bad is None:
+                    on_part(first, buf[first:first + count])
+                if_samples = buf
+            else:
+                if_samples = rx.fetch_frame(head, out=buf)
             t.append(time.perf_counter())
             fx, fy, direction = rx.fetch_feedback(head)
             t.append(time.perf_counter())
@@ -176,7 +215,12 @@ class ScannerSession:
             raise
         self.galvo.finish_check()
         t.append(time.perf_counter())
-        self.check_frame(if_samples, fx)
+        if bad is not None:
+            raise bad
+        if parts:
+            self.check_feedback(fx)   # the samples were checked part by part
+        else:
+            self.check_frame(if_samples, fx)
         t.append(time.perf_counter())
         self.last_timings = {k: 1e3 * (t[i + 1] - t[i]) for i, k in enumerate(TIMED_PARTS)}
         self.last_head = head
@@ -185,11 +229,22 @@ class ScannerSession:
         return frame, head
 
     def check_frame(self, if_samples: np.ndarray, feedback_x: np.ndarray) -> None:
+        bad = self._sample_problem(if_samples)
+        if bad is not None:
+            raise bad
+        self.check_feedback(feedback_x)
+
+    def _sample_problem(self, if_samples: np.ndarray) -> SampleRejected | None:
+        """SampleRejected when IF samples lie outside the digitizer's range, else None."""
         full = 1 << (self.scanner.fmcw.adc_bits - 1)
         lo, hi = int(if_samples.min()), int(if_samples.max())
         if lo < -full or hi > full - 1:
-            raise SampleRejected(f"IF samples span [{lo}, {hi}], outside the {self.scanner.fmcw.adc_bits}-bit "
-                                 f"range [{-full}, {full - 1}]")
+            return SampleRejected(f"IF samples span [{lo}, {hi}], outside the {self.scanner.fmcw.adc_bits}-bit "
+                                  f"range [{-full}, {full - 1}]")
+        return None
+
+    def check_feedback(self, feedback_x: np.ndarray) -> None:
+        """FeedbackRejected when the fast axis did not scan or reports impossible positions."""
         span = float(feedback_x.max() - feedback_x.min())
         want = 2.0 * self.plan.fast.amplitude_m
         if span < self.acq.min_feedback_span * want:

@@ -66,11 +66,15 @@ def recv_into_limit(nbytes: int, repeats: int = 20) -> np.ndarray:
     return out
 
 
-def transfer_rows(timings: list[dict[str, float]], limit_ms: np.ndarray) -> list[dict]:
-    """Median and p99 of each exchange after *OPC? over the frames, with the limit and the ratio to it."""
+def transfer_rows(timings: list[dict[str, float]], limit_ms: np.ndarray, stream_lines: int = 0) -> list[dict]:
+    """Median and p99 of each exchange after *OPC? over the frames, with the limit and the ratio to it
+    (`stream_lines`: the frame was read in parts while scanned, so `frame` is the last part only)."""
     lim = float(np.median(limit_ms))
     rows = []
-    for key, what in PARTS.items():
+    names = dict(PARTS)
+    if stream_lines:
+        names["frame"] = f"FETC:PART? last part (<= {stream_lines} lines) + CRC"
+    for key, what in names.items():
         v = np.array([t[key] for t in timings if key in t])
         if v.size == 0:
             continue

@@ -149,7 +149,12 @@ class FrameProcessor:
         self._check(raw)
         if reference:
             return range_gate_reference(raw.if_samples, self.window, self.k0, self.k1, self.config.pixel_rule)
-        return range_gate(raw.if_samples, self.window, self.k0, self.k1, self.config.pixel_rule, self.parallel)
+        return self.gate(raw.if_samples)
+
+    def gate(self, if_samples: np.ndarray) -> np.ndarray:
+        """(lines, chirps) gated power of any run of lines (int16 (lines, chirps, N)): each chirp is gated on
+        its own, so the parts of a frame give the whole frame's values."""
+        return range_gate(if_samples, self.window, self.k0, self.k1, self.config.pixel_rule, self.parallel)
 
     def power(self, raw: RawFrame, line_lag_s: float | None = None, reference: bool = False,
               chirp_power: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -171,9 +176,10 @@ class FrameProcessor:
         return (10.0 * np.log10(np.maximum(power, 0.0) + self.config.power_floor)).astype(np.float32)
 
     # ---- public API
-    def process(self, raw: RawFrame, reference: bool = False) -> ProcessedFrame:
-        """One raw frame -> one ProcessedFrame (n_averaged = 1)."""
-        pw, empty = self.power(raw, reference=reference)
+    def process(self, raw: RawFrame, reference: bool = False, chirp_power: np.ndarray | None = None) -> ProcessedFrame:
+        """One raw frame -> one ProcessedFrame (n_averaged = 1); `chirp_power`: its gated power when already
+        computed (from the parts streamed during the scan)."""
+        pw, empty = self.power(raw, reference=reference, chirp_power=chirp_power)
         if empty:
             log.warning("lines without a valid chirp (check feedback and line lag)",
                         extra={"frame_id": raw.frame_id, "empty_lines": empty})

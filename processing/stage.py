@@ -12,7 +12,10 @@ Output per averaged frame (`feed` returns a StageOutput; `serve` publishes):
 Averaging: "sliding" emits the mean of the last frames_averaged frames for every new frame once the
 window is full; "block" emits once per frames_averaged new frames. The window restarts when a
 frame id is not the previous + 1 (a dropped frame) or the scanner changes.
-Malformed `raw` messages are dropped and counted, never raised.
+Streaming (acquisition.stream_lines): `lines` parts of the frame being scanned are range-gated as they
+arrive; its `raw` frame (same seq) then skips the range gate, so at scan complete only the last part,
+de-warp, averaging and the ROI remain. A frame whose parts did not all arrive in order is gated whole.
+Malformed `raw` and `lines` messages are dropped and counted, never raised.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+
+import numpy as np
 
 from processing.calibration_model import ProcessingCalibration
 from processing.config import ProcessingConfig
@@ -59,6 +64,9 @@ class ProcessingCounters(StageCounters):
     no_face: int = 0
     errors: int = 0
     window_restarts: int = 0
+    parts: int = 0            # `lines` parts gated as they arrived
+    parts_skipped: int = 0    # parts that did not continue the frame in progress (its `raw` is gated whole)
+    streamed: int = 0         # raw frames whose gating was done from their parts
 
 
 def check_local_endpoint(endpoint: str) -> None:
@@ -84,6 +92,8 @@ class ProcessingStage:
         self._window: deque[ProcessedFrame] = deque(maxlen=self.config.frames_averaged)
         self._since_emit = 0
         self._seq = 0
+        self._part_seq, self._part_next = -1, 0             # the frame being streamed (topic `lines`)
+        self._part_power: np.ndarray | None = None
         if warm_up:
             self.processor.warm_up()
 
@@ -99,10 +109,44 @@ class ProcessingStage:
         last = self._window[-1]
         return f.frame_ids[0] != last.frame_id + 1 or f.scanner_id != last.scanner_id
 
-    def feed(self, raw: RawFrame) -> StageOutput | None:
-        """Process one raw frame; return an output when the averaging window says so."""
+    def feed_part(self, seq: int, first_line: int, lines: int, if_samples: np.ndarray) -> bool:
+        """Range-gate a part of the frame being scanned (topic `lines`, int16 (count, chirps, N)); True when
+        taken. Parts are taken in order from line 0 under one seq; a part out of order (a message lost, a
+        frame the daemon gave up) starts the frame over, and its `raw` frame is then gated whole."""
+        if if_samples.ndim != 3 or if_samples.dtype != np.int16 or first_line + if_samples.shape[0] > lines:
+            raise ValueError(f"a part of lines {first_line}..{first_line + if_samples.shape[0] - 1} "
+                             f"{if_samples.dtype}{list(if_samples.shape)} does not fit a frame of {lines} lines")
+        if first_line == 0 or seq != self._part_seq or first_line != self._part_next:
+            self._part_seq, self._part_next, self._part_power = seq, 0, None
+            if first_line != 0:
+                self.counters.parts_skipped += 1
+                return False
+        p = self.processor.gate(if_samples)
+        if self._part_power is None:
+            self._part_power = np.empty((lines, p.shape[1]), p.dtype)
+        elif self._part_power.shape[1] != p.shape[1]:
+            raise ValueError(f"a part of {p.shape[1]} chirps per line after parts of {self._part_power.shape[1]}")
+        self._part_power[first_line:first_line + p.shape[0]] = p
+        self._part_next = first_line + p.shape[0]
+        self.counters.parts += 1
+        return True
+
+    def streamed_power(self, seq: int, raw: RawFrame) -> np.ndarray | None:
+        """The gated power of `raw` built from its parts, when every line of it arrived under `seq`."""
+        p = self._part_power
+        if (p is None or seq != self._part_seq or self._part_next != p.shape[0]
+                or p.shape != raw.if_samples.shape[:2]):
+            return None
+        self._part_power, self._part_next = None, 0
+        return p
+
+    def feed(self, raw: RawFrame, chirp_power: np.ndarray | None = None) -> StageOutput | None:
+        """Process one raw frame; return an output when the averaging window says so. `chirp_power`: its gated
+        power when already computed (streamed_power)."""
         self.counters.received += 1
-        single = self.processor.process(raw)
+        if chirp_power is not None:
+            self.counters.streamed += 1
+        single = self.processor.process(raw, chirp_power=chirp_power)
         self.counters.processed += 1
         if self._restart_needed(single):
             self.counters.window_restarts += 1
@@ -152,6 +196,13 @@ class ProcessingStage:
     def run_recording(self, path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[StageOutput]:
         yield from self.run(iter_frames(path, start, stop))
 
+    def _take_part(self, msg: Message) -> None:
+        """A `lines` message -> feed_part; a bad one raises (the caller drops and counts it)."""
+        a = msg.arrays.get("if_samples")
+        if a is None or a.dtype.str != "<i2" or a.ndim != 3:
+            raise WireError("lines message lacks 'if_samples' as <i2 (count, chirps, samples)")
+        self.feed_part(msg.seq, int(msg.meta["first_line"]), int(msg.meta["lines"]), a)
+
     # ---- wire
     def messages(self, out: StageOutput, t_received: float | None = None) -> list[Message]:
         """The `frame` message and, when a face was found, the `roi` message of one output.
@@ -188,6 +239,7 @@ class ProcessingStage:
                 s.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, 8)  # 8 raw frames = 67 MB: drop rather than fall behind
             sub.setsockopt(zmq.SUBSCRIBE, b"raw")
+            sub.setsockopt(zmq.SUBSCRIBE, b"lines")
             pub.bind(endpoint)
             sub.connect(raw_endpoint)
             log.info("processing stage up", extra={"raw": raw_endpoint, "publish": endpoint})
@@ -200,15 +252,21 @@ class ProcessingStage:
                 parts = sub.recv_multipart(copy=False)  # the arrays are views of the ZMQ messages: no 8 MB copy
                 t_received = time.time()
                 try:
-                    raw = RawFrame.from_message(decode(parts, expect_topic="raw"))
+                    msg = decode(parts)
+                    if msg.topic == "lines":
+                        self._take_part(msg)
+                        continue
+                    if msg.topic != "raw":
+                        raise WireError(f"topic {msg.topic!r} where 'raw' or 'lines' was expected")
+                    raw = RawFrame.from_message(msg)
                 except Exception as exc:  # noqa: BLE001 - WireError, or anything else: no message kills the stage
                     self.counters.dropped_malformed += 1
                     self.counters.last_error = str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}"
-                    warn.warning("dropped malformed raw message", extra={"error": self.counters.last_error},
+                    warn.warning("dropped malformed message", extra={"error": self.counters.last_error},
                                  kind="malformed")
                     continue
                 try:
-                    out = self.feed(raw)
+                    out = self.feed(raw, self.streamed_power(msg.seq, raw))
                     msgs = [] if out is None else [encode(m) for m in self.messages(out, t_received)]
                 except Exception as exc:  # noqa: BLE001 - a frame that cannot be processed is dropped, counted
                     self.counters.errors += 1

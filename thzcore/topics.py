@@ -29,6 +29,14 @@ class RawMeta(_Meta):
     truth: dict[str, Any] | None = None
 
 
+class LinesMeta(_Meta):
+    """`lines`: a part of the frame being scanned (acquisition.stream_lines), published before its `raw` frame
+    under the same seq; the payload `if_samples` holds lines first_line .. first_line + count - 1."""
+
+    first_line: Annotated[StrictInt, Field(ge=0, lt=4096)]
+    lines: Annotated[StrictInt, Field(ge=1, le=4096)]
+
+
 class FrameMeta(_Meta):
     """`frame` and `roi`: processing's facts about an averaged frame, plus what the operator side adds."""
 
@@ -57,7 +65,7 @@ class ResultMetaLoose(_Meta):
     errors: list[StrictStr] | None = None
 
 
-SCHEMAS: dict[str, type[_Meta]] = {"raw": RawMeta, "frame": FrameMeta, "roi": FrameMeta, "status": StatusMeta,
+SCHEMAS: dict[str, type[_Meta]] = {"raw": RawMeta, "lines": LinesMeta, "frame": FrameMeta, "roi": FrameMeta, "status": StatusMeta,
                                    "result": ResultMetaLoose}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from thzcore.topics import meta_error
 
 SCHEMA_VERSION = 1
-TOPICS = ("raw", "frame", "roi", "result", "status")
+TOPICS = ("raw", "lines", "frame", "roi", "result", "status")
 ALLOWED_DTYPES = ("<i2", "<u2", "<i4", "<f4", "<f8", "|u1", "|i1", "<u4", "<i8")
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024

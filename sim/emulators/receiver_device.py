@@ -20,6 +20,7 @@ import numpy as np
 
 from sim.emulators.galvo_device import GalvoDevice
 from sim.emulators.physics import Physics
+from thzcore.frames import RawFrame
 from thzcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -33,7 +34,7 @@ _NODES = {
     "RANGE": "RANG", "REFERENCE": "REF", "ACQUIRE": "ACQ", "SRATE": "SRAT", "LINES": "LINE", "LINE": "LINE",
     "TRIGGER": "TRIG", "SOURCE": "SOUR", "TIMEOUT": "TIM", "FORMAT": "FORM", "DATA": "DATA", "BORDER": "BORD",
     "INITIATE": "INIT", "IMMEDIATE": "IMM", "ABORT": "ABOR", "FETCH": "FETC", "HEADER": "HEAD", "FRAME": "FRAM",
-    "FEEDBACK": "FEED", "SYSTEM": "SYST", "ERROR": "ERR", "NEXT": "NEXT", "STATE": "STAT", "STATUS": "STAT",
+    "FEEDBACK": "FEED", "PARTIAL": "PART", "SYSTEM": "SYST", "ERROR": "ERR", "NEXT": "NEXT", "STATE": "STAT", "STATUS": "STAT",
 }
 _SHORT = set(_NODES.values())
 _DEFAULT_SENS = ("SWE:", "RANG:")  # SENSe is the default root node
@@ -131,6 +132,29 @@ class _Frame:
         return f"{self.frame_no},{self.t_start:.6f},{lines},{chirps},{samples},{self.crc_if},{self.crc_fb}"
 
 
+@dataclass
+class _Recording:
+    """The armed frame while the digitizer records it: contents fixed at its start, lines due one by one."""
+
+    gen: int
+    frame_no: int
+    t_begin: float
+    period: float
+    raw: RawFrame
+    if_bytes: bytes
+    external: bool
+    trig_timeout: float
+
+    @property
+    def t_end(self) -> float:
+        return self.t_begin + self.period
+
+    @property
+    def line_bytes(self) -> int:
+        _, chirps, samples = self.raw.if_samples.shape
+        return chirps * samples * 2
+
+
 def _swap(data: bytes, dtype: str) -> bytes:
     """Little-endian bytes of `dtype` -> the same values big-endian (FORM:BORD NORM)."""
     return np.frombuffer(data, dtype).astype(np.dtype(dtype).newbyteorder(">")).tobytes()
@@ -158,6 +182,7 @@ class ReceiverDevice:
         self._counter = 0
         self._last: tuple[float, int] = (-1.0, -1)  # (galvo start time, frame number) last delivered
         self._frame: _Frame | None = None
+        self._recording: _Recording | None = None
         self.frames_served = 0
         self.produced: deque[tuple[int, int, int]] = deque(maxlen=4096)  # (frame_no, crc_if, crc_fb) as made
 
@@ -224,6 +249,8 @@ class ReceiverDevice:
         if c == "ACQ:STAT?":
             with self._lock:
                 return self.state
+        if c == "FETC:PART?":
+            return self._lines(arg, self.settings["FORM:BORD"] == "NORM")
         if c in ("FETC:HEAD?", "FETC:FRAM?", "FETC:FEED?", "FETC:LINE?"):
             self._complete()
             with self._lock:
@@ -289,9 +316,29 @@ class ReceiverDevice:
 
     def _complete(self) -> None:
         """Block until the armed frame is done or aborted (no line trigger for TRIG:TIM)."""
+        p = self._begin()
+        if p is None or not self._record_until(p, p.t_end):
+            return
+        lines_, chirps, samples = p.raw.if_samples.shape
+        fb = np.concatenate([p.raw.feedback_x.ravel(), p.raw.feedback_y.ravel(),
+                             p.raw.direction.astype(np.float32).ravel()]).astype("<f4")
+        frame = _Frame(p.frame_no, self.wall() - (self.clock() - p.t_begin), (lines_, chirps, samples),
+                       p.if_bytes, fb.tobytes(), chirps * samples * 2)
+        with self._lock:
+            if self._gen == p.gen and self.state == "ARMED":
+                self._frame, self.state = frame, "DONE"
+                # the true checksums, before any injected corruption: tests compare recordings to them
+                self.produced.append((p.frame_no, frame.crc_if, frame.crc_fb))
+                self._recording = None
+
+    def _begin(self) -> "_Recording | None":
+        """The armed frame being recorded: it waits for the galvo's line triggers and fixes the frame's start
+        and contents the first time it is asked for; None when nothing is armed or the frame was aborted."""
         with self._lock:
             if self.state != "ARMED":
-                return
+                return None
+            if self._recording is not None and self._recording.gen == self._gen:
+                return self._recording
             gen, armed_t = self._gen, self._armed_t
             st = dict(self.settings)
         trig_timeout = float(st["TRIG:TIM"])
@@ -304,9 +351,9 @@ class ReceiverDevice:
                 break
             if self.clock() - t_wait0 > trig_timeout:
                 self._abort(gen, -231, f"Data questionable;no line trigger for {trig_timeout:g} s")
-                return
+                return None
             if self._gen != gen:
-                return
+                return None
             time.sleep(0.01)
         if external:
             period = 1.0 / m.slow_hz
@@ -328,7 +375,7 @@ class ReceiverDevice:
             if lines != int(st["ACQ:LINE"]):
                 self._abort(gen, -221, f"Settings conflict;ACQ:LINE {st['ACQ:LINE']} but the galvo gives {lines} "
                                        f"lines per frame (2 x {m.fast_hz:g} Hz / {m.slow_hz:g} Hz)")
-                return
+                return None
             fast_hz, slow_hz = m.fast_hz, m.slow_hz
         else:
             cfg = self.physics.scanner_cfg.raster
@@ -345,38 +392,61 @@ class ReceiverDevice:
             self.physics.ensure(fmcw, fast_hz, slow_hz)
         except ValueError as exc:
             self._abort(gen, -221, f"Settings conflict;{exc}")
-            return
+            return None
         raw = self.physics.acquire(k, m)
-        # the frame is complete one frame period after it began (realtime); watch the triggers meanwhile
-        t_end = t_begin + period
+        # frame memory holds little-endian values; FETC converts to the byte order in force then
+        rec = _Recording(gen, k, t_begin, period, raw, raw.if_samples.astype("<i2").tobytes(), external,
+                         trig_timeout)
+        with self._lock:
+            if self._gen != gen or self.state != "ARMED":
+                return None
+            self._recording = rec
+        return rec
+
+    def _record_until(self, p: "_Recording", t: float) -> bool:
+        """Let the frame record until `t` (clock) while watching the line triggers; False when it was aborted."""
         no_trig_since = None
-        while self.realtime and self.clock() < t_end:
-            if self._gen != gen:
-                return
+        while self.realtime and self.clock() < t:
+            if self._gen != p.gen:
+                return False
             m2 = self.galvo.mirror()
-            if external and not (m2.running and not m2.stalled):
+            if p.external and not (m2.running and not m2.stalled):
                 no_trig_since = no_trig_since or self.clock()
-                if self.clock() - no_trig_since > min(trig_timeout, 0.5 * period) or not m2.running:
-                    self._abort(gen, -231, "Data questionable;line triggers stopped during the frame")
-                    return
-            time.sleep(min(0.01, max(0.0, t_end - self.clock())))
-        if external and not self.realtime:
+                if self.clock() - no_trig_since > min(p.trig_timeout, 0.5 * p.period) or not m2.running:
+                    self._abort(p.gen, -231, "Data questionable;line triggers stopped during the frame")
+                    return False
+            time.sleep(min(0.01, max(0.0, t - self.clock())))
+        if p.external and not self.realtime and t >= p.t_end:
             m2 = self.galvo.mirror()
             if not (m2.running and not m2.stalled):
-                self._abort(gen, -231, "Data questionable;line triggers stopped during the frame")
-                return
-        # frame memory holds little-endian values; FETC converts to the byte order in force then
-        if_arr = raw.if_samples.astype("<i2")
-        fb = np.concatenate([raw.feedback_x.ravel(), raw.feedback_y.ravel(),
-                             raw.direction.astype(np.float32).ravel()]).astype("<f4")
-        lines_, chirps, samples = raw.if_samples.shape
-        frame = _Frame(k, self.wall() - (self.clock() - t_begin), (lines_, chirps, samples),
-                       if_arr.tobytes(), fb.tobytes(), chirps * samples * 2)
-        with self._lock:
-            if self._gen == gen and self.state == "ARMED":
-                self._frame, self.state = frame, "DONE"
-                # the true checksums, before any injected corruption: tests compare recordings to them
-                self.produced.append((k, frame.crc_if, frame.crc_fb))
+                self._abort(p.gen, -231, "Data questionable;line triggers stopped during the frame")
+                return False
+        return self._gen == p.gen
+
+    def _lines(self, arg: str, big: bool) -> Block:
+        """FETC:PART? <first>,<count>: lines of the frame being recorded, each as soon as it is digitized
+        (realtime: line n at t_begin + (n + 1) T_frame / lines), or of the last complete frame. An empty
+        block when the frame is aborted while the host waits (the reason is in the error queue)."""
+        try:
+            first, count = (int(v) for v in arg.split(","))
+        except ValueError:
+            raise _ScpiError(-104, f"Data type error;{arg!r}: FETC:PART? <first>,<count>") from None
+        n_lines = int(self.settings["ACQ:LINE"])
+        if not (0 <= first and 1 <= count and first + count <= n_lines):
+            raise _ScpiError(-222, f"Data out of range;lines {first}..{first + count - 1} of {n_lines}")
+        p = self._begin()
+        if p is not None:
+            if not self._record_until(p, p.t_begin + (first + count) * p.period / n_lines):
+                return Block(b"")
+            data, line_bytes = memoryview(p.if_bytes), p.line_bytes
+        else:
+            with self._lock:
+                f = self._frame
+            if f is None:
+                return Block(b"")  # aborted (the error is queued) or never armed
+            data, line_bytes = memoryview(f.if_bytes), f.line_bytes
+        part = data[first * line_bytes:(first + count) * line_bytes]
+        return Block(_swap(part, "<i2") if big else part)
 
     def _abort(self, gen: int, code: int, text: str) -> None:
         with self._lock:

@@ -154,6 +154,75 @@ def test_fault_recovers_with_gap_and_no_bad_frame(emu, tmp_path, fault, reason):
     assert emu.galvo.state == "PARKED"
 
 
+STREAM_FAULTS = [
+    ("part-delay", {"device": "receiver", "kind": "delay", "seconds": 1.0, "match": "FETC:PART?"}, "ReceiverTimeout"),
+    ("part-truncate", {"device": "receiver", "kind": "truncate", "match": "FETC:PART?"}, "ReceiverTimeout"),
+    ("part-corrupt-header", {"device": "receiver", "kind": "corrupt", "mode": "header", "match": "FETC:PART?"},
+     "BlockError"),
+    ("part-corrupt-payload", {"device": "receiver", "kind": "corrupt", "mode": "payload", "match": "FETC:PART?"},
+     "FrameCorruptError"),
+    ("galvo-stall", {"device": "galvo", "kind": "stall", "seconds": 0.3}, "Fault"),
+]
+
+
+@pytest.mark.parametrize("fault, reason", [(f, r) for _, f, r in STREAM_FAULTS], ids=[i for i, _, _ in STREAM_FAULTS])
+def test_streamed_parts_keep_the_fault_policy(emu, tmp_path, fault, reason):
+    """Frames read in parts of 3 lines (FETC:PART?, 8-line frames: parts 3, 3, 2): a fault in a part leaves a
+    gap and no bad frame, as a fault of the whole-frame read does; a corrupted part fails the CRC of the head."""
+    s = point_at(small_settings(stream_lines=3), emu.endpoints())
+    served = emu.receiver.frames_served
+
+    def inject(n):
+        if n == 2:
+            emu.handle({"cmd": "fault", **fault})
+
+    r, d, _ = run_daemon(s, tmp_path, 5, inject)
+    assert r.exit_code == 0, r.reason
+    assert r.frames == 5 and r.gaps >= 1
+    rec = read_recording(r.recording)
+    _check_clean(rec, emu, 5)
+    assert reason in rec.gaps["reason"][0]
+    assert emu.receiver.frames_served == served          # no frame was read whole (FETC:FRAM?)
+
+
+def test_streamed_parts_are_published_before_their_frame(emu, tmp_path):
+    """`lines` parts on ZMQ under the seq of the `raw` frame that follows them, in order; together they are its
+    samples; the frame is never fetched whole (FETC:FRAM?)."""
+    s = point_at(small_settings(stream_lines=3), emu.endpoints())
+    served = emu.receiver.frames_served
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in (b"raw", b"lines"):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    first = threading.Event()
+    d = AcquisitionDaemon(s, out_dir=tmp_path, on_frame=lambda _f: first.wait(5), record=False)
+    res: list = []
+    t = threading.Thread(target=lambda: res.append(d.run(frames=4)))
+    t.start()
+    for _ in range(200):
+        if d.endpoints:
+            break
+        threading.Event().wait(0.02)
+    sub.connect(d.endpoints["raw"])
+    threading.Event().wait(0.3)  # slow joiner: the first frame is held until the SUB is connected
+    first.set()
+    got = []
+    while t.is_alive() or sub.poll(200):
+        if sub.poll(200):
+            got.append(decode(sub.recv_multipart()))
+    t.join()
+    sub.close()
+    assert res[0].exit_code == 0, res[0].reason
+    raws = [m for m in got if m.topic == "raw"]
+    assert len(raws) >= 2 and emu.receiver.frames_served == served
+    for m in raws[1:]:          # the first frame's parts may have left before the SUB was connected
+        parts = [p for p in got[:got.index(m)] if p.topic == "lines" and p.seq == m.seq]
+        assert [p.meta["first_line"] for p in parts] == [0, 3, 6] and all(p.meta["lines"] == 8 for p in parts)
+        np.testing.assert_array_equal(np.concatenate([p.arrays["if_samples"] for p in parts]),
+                                      m.arrays["if_samples"])
+
+
 def test_link_fault_goes_through_reconnecting_and_reidentifies(emu, tmp_path):
     s = point_at(small_settings(), emu.endpoints())
     r, d, _ = run_daemon(s, tmp_path, 4, lambda n: n == 1 and emu.handle(

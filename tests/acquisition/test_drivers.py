@@ -274,3 +274,42 @@ def test_replies_are_paced_at_the_baud_rate(tmp_path):
             g.close()
         finally:
             port.stop()
+
+
+@pytest.mark.parametrize("reader", ["exact", "pyvisa"])
+def test_frame_parts_join_to_the_frame_and_its_crc(emu, galvo, reader):
+    """FETC:PART? in parts of 3 lines (3, 3, 2) with the CRC continued part to part equals the whole frame and
+    the head's CRC, with either block reader; a part of a frame aborted for want of line triggers is an
+    empty block (None), the reason in the error queue; lines beyond the frame are refused (no reply, SCPI's
+    rule for a query in error: the host's deadline ends it)."""
+    s = small_settings()
+    r = Receiver(emu.endpoints()["receiver_resource"], 2.0, block_reader=reader)
+    r.open()
+    try:
+        r.reset()
+        r.configure(ReceiverSettings.from_config(s.scanner, 0.2))
+        r.arm()                                # the raster is not running: no line trigger
+        assert r.fetch_part(0, np.empty((3, 64, 128), "<i2"), 0, 2.0) is None
+        with pytest.raises(ReceiverInstrumentError, match="-231"):
+            r.check_errors()
+        plan = RasterPlan.from_config(s.scanner, s.acquisition)
+        galvo.reset()
+        galvo.set_axis(plan.fast)
+        galvo.set_axis(plan.slow)
+        galvo.arm()
+        galvo.start()
+        r.arm()
+        buf, crc = np.empty((8, 64, 128), "<i2"), 0
+        for first in (0, 3, 6):
+            crc = r.fetch_part(first, buf[first:first + 3], crc, 2.0)
+        r.wait(2.0)
+        head = r.head()
+        assert crc == head.crc_if
+        np.testing.assert_array_equal(buf, r.fetch_frame(head))
+        with pytest.raises(ReceiverTimeoutError):        # lines 6..8 of 8: an error is queued, no reply
+            r.fetch_part(6, np.empty((3, 64, 128), "<i2"), 0, 0.3)
+        r.open()
+        with pytest.raises(ReceiverInstrumentError, match="-222"):
+            r.check_errors()
+    finally:
+        r.close()

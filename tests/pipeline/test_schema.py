@@ -35,8 +35,10 @@ def _messages() -> dict[str, list[bytes]]:
         reconstruction=np.zeros((64, 64), np.float32))
     frame = Message("frame", 3, 7, "thz340-sim-01", 1700000000.25, {"frame": np.zeros((64, 256), "<f4")},
                     {"frame_ids": [7], "n_averaged": 1})
+    lines = Message("lines", 41, -1, "thz340-sim-01", 1700000000.5,
+                    {"if_samples": rng.integers(-100, 100, (1, 4, 8), dtype=np.int16)}, {"first_line": 1, "lines": 2})
     return {"raw": encode(raw), "roi": encode(roi), "status": encode(status), "result": result,
-            "frame": encode(frame)}
+            "frame": encode(frame), "lines": encode(lines)}
 
 
 def test_the_shipped_files_are_the_generated_schemas():

@@ -15,7 +15,7 @@ from processing.stage import ProcessingStage, check_local_endpoint
 from processing.synthetic import make_raw_frame
 from tests.processing.test_roi import head_scene
 from thzcore.scanner import ScannerConfig
-from thzcore.wire import decode, encode
+from thzcore.wire import Message, decode, encode
 
 SC = ScannerConfig()
 
@@ -145,3 +145,69 @@ def test_config_rejects_public_publish_endpoint():
     with pytest.raises(ValueError, match="loopback"):
         ProcessingConfig(publish_endpoint="tcp://192.168.1.5:5557")
     assert ProcessingConfig(publish_endpoint="tcp://localhost:1").publish_endpoint == "tcp://localhost:1"
+
+
+def test_parts_gated_as_they_arrive_give_the_whole_frames_output(raws):
+    """A frame fed as `lines` parts then its `raw` skips the range gate and gives the same output, to the bit
+    (each chirp is gated on its own); parts out of order, or of another seq, leave the frame to be gated whole."""
+    cfg = ProcessingConfig(frames_averaged=1)
+    whole, streamed = ProcessingStage(SC, cfg, warm_up=False), ProcessingStage(SC, cfg, warm_up=False)
+    r = raws[0]
+    n = r.if_samples.shape[0]
+    for first in range(0, n, 24):          # parts of 24, 24 and 16 lines
+        assert streamed.feed_part(7, first, n, r.if_samples[first:first + 24])
+    p = streamed.streamed_power(7, r)
+    assert p is not None and streamed.streamed_power(7, r) is None      # handed out once
+    a, b = whole.feed(r), streamed.feed(r, p)
+    np.testing.assert_array_equal(a.frame.power, b.frame.power)
+    np.testing.assert_array_equal(a.roi.image, b.roi.image)
+    assert (streamed.counters.parts, streamed.counters.streamed, whole.counters.streamed) == (3, 1, 0)
+    # a lost part: the next one does not continue the frame, nothing is handed out for it
+    st = ProcessingStage(SC, cfg, warm_up=False)
+    assert st.feed_part(8, 0, n, r.if_samples[:24]) and not st.feed_part(8, 48, n, r.if_samples[48:])
+    assert st.streamed_power(8, r) is None and st.counters.parts_skipped == 1
+    # all parts, but under another seq than the raw frame's (a frame the daemon rejected)
+    for first in range(0, n, 32):
+        st.feed_part(9, first, n, r.if_samples[first:first + 32])
+    assert st.streamed_power(10, r) is None
+    with pytest.raises(ValueError, match="does not fit a frame of 64 lines"):
+        st.feed_part(9, 60, n, r.if_samples[:8])
+
+
+def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
+    """Over real ZMQ: `lines` parts and then the `raw` frame of the same seq; the stage gates the parts on
+    arrival, uses them for the frame, and drops a malformed part without stopping."""
+    ctx = zmq.Context.instance()
+    raw_pub = ctx.socket(zmq.PUB)
+    raw_pub.setsockopt(zmq.LINGER, 0)
+    raw_pub.bind("tcp://127.0.0.1:*")
+    raw_ep = raw_pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=1), warm_up=True)
+    runner = StageRunner("processing", lambda stop, ready: st.serve(raw_ep, "tcp://127.0.0.1:*", stop=stop,
+                                                                     max_outputs=2, ready=ready))
+    runner.start(timeout_s=10)
+    try:
+        for _ in range(200):      # until the stage's SUB is connected
+            raw_pub.send_multipart([b"lines", b"{not json"])
+            if st.counters.dropped_malformed:
+                break
+            threading.Event().wait(0.02)
+        bad = Message("lines", 0, -1, "x", 0.0, {"if_samples": raws[0].if_samples[:4].astype(np.int32)},
+                      {"first_line": 0, "lines": 64})
+        raw_pub.send_multipart(encode(bad))
+        for seq, r in enumerate(raws[:2], start=1):
+            for first in range(0, 64, 16):
+                part = Message("lines", seq, -1, r.scanner_id, 0.0, {"if_samples": r.if_samples[first:first + 16]},
+                               {"first_line": first, "lines": 64})
+                raw_pub.send_multipart(encode(part))
+            raw_pub.send_multipart(encode(r.to_message(seq=seq)))
+        for _ in range(1500):     # the stage ends after its 2 outputs
+            if not runner.alive:
+                break
+            threading.Event().wait(0.02)
+    finally:
+        runner.stop(timeout_s=10)
+        raw_pub.close(0)
+    runner.check()
+    assert st.counters.parts == 8 and st.counters.streamed == 2 and st.counters.emitted == 2
+    assert st.counters.dropped_malformed >= 2    # the probes and the int32 part

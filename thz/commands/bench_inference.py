@@ -211,8 +211,11 @@ def bench_inference(obj, bundle, kind, batches, threads, repeats, load, seed):
               help="emulator: device emulators on a pty and SCPI/TCP read by the acquisition daemon (the whole "
                    "pipeline); direct: the virtual scanner publishing raw frames itself")
 @click.option("--reconstruction/--no-reconstruction", default=False, show_default=True)
+@click.option("--stream-lines", type=click.IntRange(0, 1024), default=None,
+              help="read each frame in parts of this many lines while it is scanned (acquisition.stream_lines; "
+                   "0 = whole frames after *OPC?; default: the config's)")
 @click.pass_obj
-def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
+def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction, stream_lines):
     """Scan complete -> result published through the whole pipeline (virtual scanner, one subject)."""
     import queue as _queue
 
@@ -223,6 +226,9 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     from inference.results import STAGES
 
     s, b = _settings_and_bundle(obj, bundle)
+    if stream_lines is not None:
+        s = s.model_copy(update={"acquisition": s.acquisition.model_copy(update={"stream_lines": stream_lines})})
+    stream_lines = s.acquisition.stream_lines
     import tempfile
 
     eng = make_engine(b, kind or s.inference.engine, s.inference, reconstruction=reconstruction)
@@ -259,14 +265,15 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
     lat = rows["scan_complete_to_published"]
     click.echo(f"pipeline latency from scan complete (last line digitized) to result published: {len(lat)} results, "
                f"{frames} raw frames, raw source {raw_source}, engine {eng.name}, "
-               f"reconstruction {'on' if reconstruction else 'off'}")
+               f"reconstruction {'on' if reconstruction else 'off'}, "
+               + (f"streamed in parts of {stream_lines} lines" if stream_lines else "whole frames after *OPC?"))
     labels = {"transfer_to_processing": "raw frame to processing", "processing": "processing",
               "processing_to_inference": "ROI to inference stage", "queue": "inference queue",
               "inference": "inference", "scan_complete_to_published": "scan complete -> published"}
     for k in parts:
         v = rows[k]
         click.echo(f"  {labels[k]:<28} median {np.median(v):8.2f} ms   p99 {np.percentile(v, 99):8.2f} ms")
-    transfer = transfer_rows(timings, limit_ms) if timings else []
+    transfer = transfer_rows(timings, limit_ms, stream_lines) if timings else []
     ratio = None
     if transfer:
         click.echo(f"raw frame after *OPC? ({len(timings)} frames through the daemon); limit: plain recv_into of the "
@@ -276,7 +283,8 @@ def bench_pipeline(obj, bundle, kind, n_results, raw_source, reconstruction):
             click.echo(f"  {r['what']:<34} median {r['median_ms']:8.2f} ms   p99 {r['p99_ms']:8.2f} ms   "
                        f"{r['vs_limit']:6.2f}x limit")
         ratio = next(r["vs_limit"] for r in transfer if r["part"] == "frame")
-    click.echo(json.dumps({"raw_source": raw_source, "results": len(lat), "raw_frames": frames,
+    click.echo(json.dumps({"raw_source": raw_source, "stream_lines": stream_lines, "results": len(lat),
+                           "raw_frames": frames,
                            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
                            **{f"{k}_p50_ms": float(np.median(rows[k])) for k in parts[:-1]},
                            "recv_into_limit_ms": float(np.median(limit_ms)), "transfer": transfer}))
