@@ -5,6 +5,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyvisa
@@ -208,9 +209,8 @@ class Receiver:
         terminator set, ends a read call at every 0x0A byte of the data (tens of thousands of calls
         for a frame: seconds per 8 MB block); it is kept as the conformance path.
         """
-        arr = self.query_block_crc(command, datatype, count, timeout_s, out)[0]
-        assert arr is not None  # empty_ok is False: an empty block raised BlockError
-        return arr
+        # without empty_ok an empty block raises (BlockError, FrameCorruptError): the array is never None
+        return cast(np.ndarray, self.query_block_crc(command, datatype, count, timeout_s, out)[0])
 
     def query_block_crc(self, command: str, datatype: str, count: int, timeout_s: float | None = None,
                         out: np.ndarray | None = None, crc: int = 0,
