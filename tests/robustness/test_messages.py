@@ -103,11 +103,15 @@ def test_decode_rejects_every_case_of_the_corpus_with_a_wire_error(matrix):
 
 @pytest.mark.parametrize("topic", sorted(SCHEMAS))
 def test_meta_schema_of_every_topic_refuses_non_finite_times_and_wrong_types(topic):
-    assert meta_error(topic, {}) is None
-    assert meta_error(topic, {"some_new_key": [1, {"x": 2}]}) is None  # unknown keys pass through
+    required = {"lines": {"first_line": 0, "lines": 8}}.get(topic, {})   # a part means nothing without them
+    assert meta_error(topic, required) is None
+    assert meta_error(topic, {**required, "some_new_key": [1, {"x": 2}]}) is None  # unknown keys pass through
     bad = {"raw": {"t_complete": float("nan")}, "frame": {"timestamps": [1]}, "roi": {"claims": "x"},
-           "status": {"state": 3}, "result": {"timestamps": {"a": float("inf")}}}[topic]
+           "status": {"state": 3}, "result": {"timestamps": {"a": float("inf")}},
+           "lines": {"first_line": 0, "lines": 8.0}}[topic]
     assert "meta." in meta_error(topic, bad)
+    if required:
+        assert "meta.lines" in meta_error(topic, {"first_line": 0})
 
 
 def _stage(engine, tmp_path, endpoint, context, **cfg):
@@ -264,6 +268,23 @@ def raw_corpus() -> list[tuple[str, list[bytes]]]:
         ("truncated payload", [*parts[:2], parts[2][:10], *parts[3:]]),
         ("t_acquired NaN", with_header(t_acquired=float("nan"))),
         ("header not JSON", [b"raw", b"\x00"]),
+        *lines_corpus(),
+    ]
+
+
+def lines_corpus() -> list[tuple[str, list[bytes]]]:
+    """Malformed `lines` parts (the frame's parts streamed before it)."""
+    part = np.zeros((2, 16, 8), np.int16)
+
+    def msg(meta, a=part):
+        return encode(Message("lines", 1, -1, "s1", time.time(), {"if_samples": a}, meta))
+
+    return [
+        ("lines: first_line negative", msg({"first_line": -1, "lines": 4})),
+        ("lines: no frame size", msg({"first_line": 0})),
+        ("lines: if_samples as float", msg({"first_line": 0, "lines": 4}, part.astype(np.float32))),
+        ("lines: if_samples 2-D", msg({"first_line": 0, "lines": 4}, part[0])),
+        ("lines: part beyond the frame", msg({"first_line": 3, "lines": 4})),
     ]
 
 
@@ -282,7 +303,11 @@ def test_processing_stage_survives_the_raw_corpus(ctx, matrix):
                          kwargs={"stop": stop, "ready": lambda _endpoint: up.set()}, daemon=True)
     t.start()
     try:
-        assert up.wait(30) and pub.poll(10_000) and pub.recv() == b"\x01raw"
+        assert up.wait(30)
+        subscribed = set()
+        while len(subscribed) < 2 and pub.poll(10_000):
+            subscribed.add(pub.recv())
+        assert subscribed == {b"\x01raw", b"\x01lines"}
         corpus = raw_corpus()
         for _, parts in corpus:
             pub.send_multipart(parts)
