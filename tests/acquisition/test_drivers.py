@@ -150,6 +150,16 @@ def test_serial_unplug_is_a_link_error_and_replug_works(galvo, emu):
     assert galvo.identify().startswith("THZLAB")
 
 
+def _start_raster(galvo, s) -> None:
+    """The configured raster running: line triggers for the receiver."""
+    plan = RasterPlan.from_config(s.scanner, s.acquisition)
+    galvo.reset()
+    galvo.set_axis(plan.fast)
+    galvo.set_axis(plan.slow)
+    galvo.arm()
+    galvo.start()
+
+
 def test_receiver_configure_and_fetch(receiver, galvo, emu):
     s = small_settings()
     assert receiver.identify() == "THZLAB,FMCW-340R,SN1001,2.1.0"
@@ -163,12 +173,7 @@ def test_receiver_configure_and_fetch(receiver, galvo, emu):
     with pytest.raises(ReceiverInstrumentError, match="-231") as ei:
         receiver.check_errors()
     assert ei.value.code == -231
-    plan = RasterPlan.from_config(s.scanner, s.acquisition)
-    galvo.reset()
-    galvo.set_axis(plan.fast)
-    galvo.set_axis(plan.slow)
-    galvo.arm()
-    galvo.start()
+    _start_raster(galvo, s)
     receiver.arm()
     receiver.wait(2.0)
     receiver.check_errors()
@@ -226,12 +231,7 @@ def test_any_resource_string_accepted_and_bad_one_reported():
 def test_block_readers_agree(emu, galvo, reader):
     """Both block readers (exact reads, and pyvisa's query_binary_values) return the same frame."""
     s = small_settings()
-    plan = RasterPlan.from_config(s.scanner, s.acquisition)
-    galvo.reset()
-    galvo.set_axis(plan.fast)
-    galvo.set_axis(plan.slow)
-    galvo.arm()
-    galvo.start()
+    _start_raster(galvo, s)
     r = Receiver(emu.endpoints()["receiver_resource"], 2.0, block_reader=reader)
     r.open()
     try:
@@ -292,12 +292,7 @@ def test_frame_parts_join_to_the_frame_and_its_crc(emu, galvo, reader):
         assert r.fetch_part(0, np.empty((3, 64, 128), "<i2"), 0, 2.0) is None
         with pytest.raises(ReceiverInstrumentError, match="-231"):
             r.check_errors()
-        plan = RasterPlan.from_config(s.scanner, s.acquisition)
-        galvo.reset()
-        galvo.set_axis(plan.fast)
-        galvo.set_axis(plan.slow)
-        galvo.arm()
-        galvo.start()
+        _start_raster(galvo, s)
         r.arm()
         buf, crc = np.empty((8, 64, 128), "<i2"), 0
         for first in (0, 3, 6):

@@ -68,16 +68,23 @@ def test_recording_round_trip(raws, tmp_path):
 
 
 @pytest.mark.integration
-def test_zmq_raw_in_frame_and_roi_out(raws):
-    ctx = zmq.Context.instance()
-    raw_pub = ctx.socket(zmq.PUB)
+def _serving(cfg: ProcessingConfig, max_outputs: int):
+    """A PUB socket standing in for acquisition, and a stage serving it until max_outputs (started)."""
+    raw_pub = zmq.Context.instance().socket(zmq.PUB)
     raw_pub.setsockopt(zmq.LINGER, 0)
     raw_pub.bind("tcp://127.0.0.1:*")
     raw_ep = raw_pub.getsockopt_string(zmq.LAST_ENDPOINT)
-    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=3), warm_up=True)
+    st = ProcessingStage(SC, cfg, warm_up=True)
     runner = StageRunner("processing", lambda stop, ready: st.serve(raw_ep, "tcp://127.0.0.1:*", stop=stop,
-                                                                     max_outputs=1, ready=ready))
-    endpoint = runner.start(timeout_s=10)  # the port the stage bound
+                                                                     max_outputs=max_outputs, ready=ready))
+    runner.start(timeout_s=10)
+    return raw_pub, st, runner
+
+
+def test_zmq_raw_in_frame_and_roi_out(raws):
+    ctx = zmq.Context.instance()
+    raw_pub, st, runner = _serving(ProcessingConfig(frames_averaged=3), max_outputs=1)
+    endpoint = runner.endpoint  # the port the stage bound
     sub = None
     try:
         sub = ctx.socket(zmq.SUB)
@@ -177,15 +184,7 @@ def test_parts_gated_as_they_arrive_give_the_whole_frames_output(raws):
 def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
     """Over real ZMQ: `lines` parts and then the `raw` frame of the same seq; the stage gates the parts on
     arrival, uses them for the frame, and drops a malformed part without stopping."""
-    ctx = zmq.Context.instance()
-    raw_pub = ctx.socket(zmq.PUB)
-    raw_pub.setsockopt(zmq.LINGER, 0)
-    raw_pub.bind("tcp://127.0.0.1:*")
-    raw_ep = raw_pub.getsockopt_string(zmq.LAST_ENDPOINT)
-    st = ProcessingStage(SC, ProcessingConfig(frames_averaged=1), warm_up=True)
-    runner = StageRunner("processing", lambda stop, ready: st.serve(raw_ep, "tcp://127.0.0.1:*", stop=stop,
-                                                                     max_outputs=2, ready=ready))
-    runner.start(timeout_s=10)
+    raw_pub, st, runner = _serving(ProcessingConfig(frames_averaged=1), max_outputs=2)
     try:
         for _ in range(200):      # until the stage's SUB is connected
             raw_pub.send_multipart([b"lines", b"{not json"])
