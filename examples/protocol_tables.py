@@ -1,6 +1,6 @@
 """Markdown tables for docs/results.md from the metrics.json of the protocol evaluations.
 
-    python examples/protocol_tables.py runs/protocols paper:paper heldout:heldout "open set, 20 new people (5150)":open5150
+    python examples/protocol_tables.py runs/protocols [--net="Model B, 400 ids"] paper:paper heldout:heldout "open set, 20 new people (5150)":open5150
 
 Each argument after the folder is LABEL:NAME, NAME a `thz evaluate --out` folder under it (runs/cfg style);
 a NAME_uniform folder beside it adds the uniform-weight fusion rows. The paper protocol must be named `paper`.
@@ -13,6 +13,8 @@ E = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/protocols")
 NAMES = {"pixel": "raw-pixel cosine", "ncc": "normalised cross-correlation", "ssim": "SSIM template matching",
          "pca": "PCA-50 whitened cosine", "fisher": "Fisherfaces (PCA-50 + LDA-19)"}
 NET = "**Model B student** (shipped bundle)"
+if len(sys.argv) > 2 and sys.argv[2].startswith("--net="):   # another model than the shipped one
+    NET = f"**{sys.argv.pop(2)[len('--net='):]}**"
 def load(n):
     return json.loads((E / n / "metrics.json").read_text())
 
