@@ -69,6 +69,14 @@ class ProcessingCounters(StageCounters):
     streamed: int = 0         # raw frames whose gating was done from their parts
 
 
+@dataclass
+class _Parts:
+    """The gated power of a frame's parts so far (lines, chirps), and the next line expected."""
+
+    power: np.ndarray
+    next_line: int
+
+
 def check_local_endpoint(endpoint: str) -> None:
     """Refuse to bind anything but loopback/ipc/inproc: the stage publishes face images (biometric data)."""
     try:
@@ -92,8 +100,7 @@ class ProcessingStage:
         self._window: deque[ProcessedFrame] = deque(maxlen=self.config.frames_averaged)
         self._since_emit = 0
         self._seq = 0
-        self._part_seq, self._part_next = -1, 0             # the frame being streamed (topic `lines`)
-        self._part_power: np.ndarray | None = None
+        self._parts: dict[int, _Parts] = {}   # the frames being streamed (topic `lines`), by seq
         if warm_up:
             self.processor.warm_up()
 
@@ -111,34 +118,44 @@ class ProcessingStage:
 
     def feed_part(self, seq: int, first_line: int, lines: int, if_samples: np.ndarray) -> bool:
         """Range-gate a part of the frame being scanned (topic `lines`, int16 (count, chirps, N)); True when
-        taken. Parts are taken in order from line 0 under one seq; a part out of order (a message lost, a
-        frame the daemon gave up) starts the frame over, and its `raw` frame is then gated whole."""
+        taken. A frame's parts are taken in order from line 0 under its seq (the two newest frames are kept);
+        a part out of order (a message lost, a frame the daemon gave up) drops that frame's parts, and its
+        `raw` frame is then gated whole."""
         if if_samples.ndim != 3 or if_samples.dtype != np.int16 or first_line + if_samples.shape[0] > lines:
             raise ValueError(f"a part of lines {first_line}..{first_line + if_samples.shape[0] - 1} "
                              f"{if_samples.dtype}{list(if_samples.shape)} does not fit a frame of {lines} lines")
-        if first_line == 0 or seq != self._part_seq or first_line != self._part_next:
-            self._part_seq, self._part_next, self._part_power = seq, 0, None
-            if first_line != 0:
-                self.counters.parts_skipped += 1
-                return False
+        st = self._parts.get(seq)
+        if first_line == 0:   # a frame starts (or the same seq again: the frame before it was rejected)
+            self._parts.pop(seq, None)
+            st = self._parts[seq] = _Parts(np.empty(0, np.float32), 0)
+            while len(self._parts) > 2:
+                self._parts.pop(next(iter(self._parts)))
+        elif st is None or first_line != st.next_line:
+            self._parts.pop(seq, None)
+            self.counters.parts_skipped += 1
+            return False
         p = self.processor.gate(if_samples)
-        if self._part_power is None:
-            self._part_power = np.empty((lines, p.shape[1]), p.dtype)
-        elif self._part_power.shape[1] != p.shape[1]:
-            raise ValueError(f"a part of {p.shape[1]} chirps per line after parts of {self._part_power.shape[1]}")
-        self._part_power[first_line:first_line + p.shape[0]] = p
-        self._part_next = first_line + p.shape[0]
+        if first_line == 0:
+            st.power = np.empty((lines, p.shape[1]), p.dtype)
+        elif st.power.shape[1] != p.shape[1]:
+            raise ValueError(f"a part of {p.shape[1]} chirps per line after parts of {st.power.shape[1]}")
+        st.power[first_line:first_line + p.shape[0]] = p
+        st.next_line = first_line + p.shape[0]
         self.counters.parts += 1
         return True
 
+    def parts_missing(self, seq: int) -> bool:
+        """Whether parts of frame `seq` may still come: some arrived and not all, or none did while the
+        daemon streams (this stage has gated parts before)."""
+        st = self._parts.get(seq)
+        return st.next_line < st.power.shape[0] if st is not None else self.counters.parts > 0
+
     def streamed_power(self, seq: int, raw: RawFrame) -> np.ndarray | None:
         """The gated power of `raw` built from its parts, when every line of it arrived under `seq`."""
-        p = self._part_power
-        if (p is None or seq != self._part_seq or self._part_next != p.shape[0]
-                or p.shape != raw.if_samples.shape[:2]):
+        st = self._parts.pop(seq, None)
+        if st is None or st.next_line != st.power.shape[0] or st.power.shape != raw.if_samples.shape[:2]:
             return None
-        self._part_power, self._part_next = None, 0
-        return p
+        return st.power
 
     def feed(self, raw: RawFrame, chirp_power: np.ndarray | None = None) -> StageOutput | None:
         """Process one raw frame; return an output when the averaging window says so. `chirp_power`: its gated
@@ -196,6 +213,23 @@ class ProcessingStage:
     def run_recording(self, path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[StageOutput]:
         yield from self.run(iter_frames(path, start, stop))
 
+    def _take_parts(self, sock, warn: RateLimitedLog, seq: int | None = None) -> None:
+        """Take the `lines` parts queued on `sock`; with `seq` (a `raw` frame that just arrived), also wait, 20 ms
+        at a time while they keep coming, for its parts not in yet: the daemon sent them before the frame, but
+        on another connection. A stage that never saw a part does not wait."""
+        while True:
+            if not sock.poll(20 if seq is not None and self.parts_missing(seq) else 0):
+                return
+            try:
+                self._take_part(decode(sock.recv_multipart(copy=False), expect_topic="lines"))
+            except Exception as exc:  # noqa: BLE001 - as for `raw`: dropped and counted
+                self._dropped(exc, warn)
+
+    def _dropped(self, exc: Exception, warn: RateLimitedLog) -> None:
+        self.counters.dropped_malformed += 1
+        self.counters.last_error = str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}"
+        warn.warning("dropped malformed message", extra={"error": self.counters.last_error}, kind="malformed")
+
     def _take_part(self, msg: Message) -> None:
         """A `lines` message -> feed_part; a bad one raises (the caller drops and counts it)."""
         a = msg.arrays.get("if_samples")
@@ -223,7 +257,7 @@ class ProcessingStage:
 
     def serve(self, raw_endpoint: str, publish_endpoint: str | None = None, stop: threading.Event | None = None,
               max_outputs: int | None = None, ready: Ready | None = None, poll_ms: int = 100) -> ProcessingCounters:
-        """SUB `raw` at raw_endpoint, PUB `frame`/`roi` on publish_endpoint, until `stop` is set or
+        """SUB `raw` (and `lines`) at raw_endpoint, PUB `frame`/`roi` on publish_endpoint, until `stop` is set or
         max_outputs outputs were published. `ready(endpoint)` gets the bound endpoint (tcp://...:* resolved):
         the stage lifecycle of thzcore.stage."""
         import zmq
@@ -231,40 +265,43 @@ class ProcessingStage:
         endpoint = publish_endpoint or self.config.publish_endpoint
         check_local_endpoint(endpoint)
         ctx = zmq.Context.instance()
-        sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+        sub, sub_lines, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
         warn = RateLimitedLog(log)
         drain_ms = 0  # on stop: drop what is queued; after max_outputs: let the last messages leave
         try:
-            for s in (sub, pub):
+            for s in (sub, sub_lines, pub):
                 s.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, 8)  # 8 raw frames = 67 MB: drop rather than fall behind
             sub.setsockopt(zmq.SUBSCRIBE, b"raw")
-            sub.setsockopt(zmq.SUBSCRIBE, b"lines")
+            # the parts of the frame being scanned come on a socket of their own, so they never crowd raw
+            # frames out of its high-water mark: two frames' worth of lines at most
+            sub_lines.setsockopt(zmq.RCVHWM, 2 * self.processor.scanner.raster.lines_per_frame)
+            sub_lines.setsockopt(zmq.SUBSCRIBE, b"lines")
             pub.bind(endpoint)
             sub.connect(raw_endpoint)
+            sub_lines.connect(raw_endpoint)
+            poller = zmq.Poller()
+            poller.register(sub, zmq.POLLIN)
+            poller.register(sub_lines, zmq.POLLIN)
             log.info("processing stage up", extra={"raw": raw_endpoint, "publish": endpoint})
             if ready is not None:
                 ready(pub.getsockopt_string(zmq.LAST_ENDPOINT))
             published = 0
             while not (stop is not None and stop.is_set()):
-                if not sub.poll(poll_ms):
+                waiting = dict(poller.poll(poll_ms))
+                if sub_lines in waiting:
+                    self._take_parts(sub_lines, warn)
+                if sub not in waiting:
                     continue
                 parts = sub.recv_multipart(copy=False)  # the arrays are views of the ZMQ messages: no 8 MB copy
                 t_received = time.time()
                 try:
-                    msg = decode(parts)
-                    if msg.topic == "lines":
-                        self._take_part(msg)
-                        continue
-                    if msg.topic != "raw":
-                        raise WireError(f"topic {msg.topic!r} where 'raw' or 'lines' was expected")
+                    msg = decode(parts, expect_topic="raw")
                     raw = RawFrame.from_message(msg)
                 except Exception as exc:  # noqa: BLE001 - WireError, or anything else: no message kills the stage
-                    self.counters.dropped_malformed += 1
-                    self.counters.last_error = str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}"
-                    warn.warning("dropped malformed message", extra={"error": self.counters.last_error},
-                                 kind="malformed")
+                    self._dropped(exc, warn)
                     continue
+                self._take_parts(sub_lines, warn, seq=msg.seq)  # its last parts may still be on their way
                 try:
                     out = self.feed(raw, self.streamed_power(msg.seq, raw))
                     msgs = [] if out is None else [encode(m) for m in self.messages(out, t_received)]
@@ -284,6 +321,7 @@ class ProcessingStage:
                     break
         finally:
             sub.close(0)
+            sub_lines.close(0)
             pub.close(drain_ms)
             log.info("processing stage stopped", extra=self.counters.to_json())
         return self.counters

@@ -169,6 +169,7 @@ def test_parts_gated_as_they_arrive_give_the_whole_frames_output(raws):
     np.testing.assert_array_equal(a.frame.power, b.frame.power)
     np.testing.assert_array_equal(a.roi.image, b.roi.image)
     assert (streamed.counters.parts, streamed.counters.streamed, whole.counters.streamed) == (3, 1, 0)
+    assert not ProcessingStage(SC, cfg, warm_up=False).parts_missing(7)   # never streamed: never waits
     # a lost part: the next one does not continue the frame, nothing is handed out for it
     st = ProcessingStage(SC, cfg, warm_up=False)
     assert st.feed_part(8, 0, n, r.if_samples[:24]) and not st.feed_part(8, 48, n, r.if_samples[48:])
@@ -179,6 +180,12 @@ def test_parts_gated_as_they_arrive_give_the_whole_frames_output(raws):
     assert st.streamed_power(10, r) is None
     with pytest.raises(ValueError, match="does not fit a frame of 64 lines"):
         st.feed_part(9, 60, n, r.if_samples[:8])
+    # the next frame's first parts before this frame's raw (two frames in progress): both kept
+    for first in range(0, n, 32):
+        st.feed_part(11, first, n, r.if_samples[first:first + 32])
+    st.feed_part(12, 0, n, r.if_samples[:32])
+    assert st.parts_missing(12) and not st.parts_missing(11)
+    np.testing.assert_array_equal(st.streamed_power(11, r), p)
 
 
 def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
@@ -186,11 +193,13 @@ def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
     arrival, uses them for the frame, and drops a malformed part without stopping."""
     raw_pub, st, runner = _serving(ProcessingConfig(frames_averaged=1), max_outputs=2)
     try:
-        for _ in range(200):      # until the stage's SUB is connected
-            raw_pub.send_multipart([b"lines", b"{not json"])
-            if st.counters.dropped_malformed:
-                break
-            threading.Event().wait(0.02)
+        for topic in (b"raw", b"lines"):      # until both of the stage's SUB sockets are connected
+            before = st.counters.dropped_malformed
+            for _ in range(200):
+                raw_pub.send_multipart([topic, b"{not json"])
+                if st.counters.dropped_malformed > before:
+                    break
+                threading.Event().wait(0.02)
         bad = Message("lines", 0, -1, "x", 0.0, {"if_samples": raws[0].if_samples[:4].astype(np.int32)},
                       {"first_line": 0, "lines": 64})
         raw_pub.send_multipart(encode(bad))
@@ -199,6 +208,10 @@ def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
                 part = Message("lines", seq, -1, r.scanner_id, 0.0, {"if_samples": r.if_samples[first:first + 16]},
                                {"first_line": first, "lines": 64})
                 raw_pub.send_multipart(encode(part))
+            for _ in range(500 if seq == 1 else 0):   # the first frame's parts in before its raw; the second's
+                if st.counters.parts == 4:            # race it on the other connection (the stage waits)
+                    break
+                threading.Event().wait(0.01)
             raw_pub.send_multipart(encode(r.to_message(seq=seq)))
         for _ in range(1500):     # the stage ends after its 2 outputs
             if not runner.alive:
@@ -209,4 +222,4 @@ def test_zmq_lines_then_raw_are_gated_while_they_arrive(raws):
         raw_pub.close(0)
     runner.check()
     assert st.counters.parts == 8 and st.counters.streamed == 2 and st.counters.emitted == 2
-    assert st.counters.dropped_malformed >= 2    # the probes and the int32 part
+    assert st.counters.dropped_malformed >= 3    # the probes and the int32 part
