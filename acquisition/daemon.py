@@ -203,7 +203,7 @@ class AcquisitionDaemon:
     def _step(self) -> None:
         self._require_session()
         try:
-            frame, head = self.session.acquire(on_part=self._publish_part if self._raw is not None else None)
+            frame, head = self.session.acquire(on_part=self._publish_part)
         except ConfigurationError:
             raise
         except LinkSuspect as exc:

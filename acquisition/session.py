@@ -154,15 +154,21 @@ class ScannerSession:
         n, k = self.shape[0], self.acq.stream_lines
         return [(f, min(k, n - f)) for f in range(0, n, k)] if k else []
 
-    def _fetch_part(self, buf: np.ndarray, first: int, count: int, crc: int) -> int:
-        """One part into its lines of `buf`; the CRC continued over it. An aborted frame raises its error."""
+    def _read_part(self, buf: np.ndarray, first: int, count: int, crc: int, bad: SampleRejected | None,
+                   on_part: Callable[[int, np.ndarray], None] | None) -> tuple[int, SampleRejected | None]:
+        """One part into its lines of `buf`, its samples checked, handed to `on_part` while none was bad;
+        (the CRC continued over it, the first sample problem so far). An aborted frame raises its error."""
         rx = self.receiver
-        got = rx.fetch_part(first, buf[first:first + count], crc, 2.0 * self.frame_s + self.acq.timeout_s)
+        lines = buf[first:first + count]
+        got = rx.fetch_part(first, lines, crc, 2.0 * self.frame_s + self.acq.timeout_s)
         if got is None:
             rx.check_errors()   # the reason of the abort (-231 no line trigger, ...): a DeviceFault
             raise FrameRejected(f"the receiver aborted the frame while lines {first}..{first + count - 1} "
                                 "were awaited, and queued no reason")
-        return got
+        bad = bad or self._sample_problem(lines)
+        if on_part is not None and bad is None:
+            on_part(first, lines)
+        return got, bad
 
     def acquire(self, on_part: Callable[[int, np.ndarray], None] | None = None) -> tuple[RawFrame, FrameHead]:
         """Arm, wait, fetch and check one frame. frame_id is the receiver's frame number (the daemon renumbers).
@@ -177,10 +183,7 @@ class ScannerSession:
         buf = self.if_buffers.take()
         parts, crc, bad = self.parts(), 0, None
         for first, count in parts[:-1]:
-            crc = self._fetch_part(buf, first, count, crc)
-            bad = bad or self._sample_problem(buf[first:first + count])
-            if on_part is not None and bad is None:
-                on_part(first, buf[first:first + count])
+            crc, bad = self._read_part(buf, first, count, crc, bad, on_part)
         rx.wait(2.0 * self.frame_s + self.acq.timeout_s)
         t_complete = time.time()  # *OPC? returned: the last line is digitized (scan complete, host clock)
         t = [time.perf_counter()]
@@ -196,14 +199,10 @@ class ScannerSession:
                 raise FrameRejected(f"frame {head.frame_no} has shape {head.shape}, configured {self.shape}")
             t.append(time.perf_counter())
             if parts:
-                first, count = parts[-1]
-                crc = self._fetch_part(buf, first, count, crc)
+                crc, bad = self._read_part(buf, *parts[-1], crc, bad, on_part)
                 if crc != head.crc_if:
                     raise FrameCorruptError(f"frame {head.frame_no}: IF parts' CRC-32 {crc:08x} != head "
                                             f"{head.crc_if:08x}")
-                bad = bad or self._sample_problem(buf[first:first + count])
-                if on_part is not None and bad is None:
-                    on_part(first, buf[first:first + count])
                 if_samples = buf
             else:
                 if_samples = rx.fetch_frame(head, out=buf)
@@ -215,24 +214,16 @@ class ScannerSession:
             raise
         self.galvo.finish_check()
         t.append(time.perf_counter())
+        bad = bad if parts else self._sample_problem(if_samples)   # streamed parts were checked as they came
         if bad is not None:
             raise bad
-        if parts:
-            self.check_feedback(fx)   # the samples were checked part by part
-        else:
-            self.check_frame(if_samples, fx)
+        self.check_feedback(fx)
         t.append(time.perf_counter())
         self.last_timings = {k: 1e3 * (t[i + 1] - t[i]) for i, k in enumerate(TIMED_PARTS)}
         self.last_head = head
         frame = RawFrame(head.frame_no, head.t_start, self.scanner.scanner_id, if_samples, fx, fy, direction,
                          {"t_complete": t_complete})
         return frame, head
-
-    def check_frame(self, if_samples: np.ndarray, feedback_x: np.ndarray) -> None:
-        bad = self._sample_problem(if_samples)
-        if bad is not None:
-            raise bad
-        self.check_feedback(feedback_x)
 
     def _sample_problem(self, if_samples: np.ndarray) -> SampleRejected | None:
         """SampleRejected when IF samples lie outside the digitizer's range, else None."""

@@ -319,11 +319,10 @@ class ReceiverDevice:
         p = self._begin()
         if p is None or not self._record_until(p, p.t_end):
             return
-        lines_, chirps, samples = p.raw.if_samples.shape
         fb = np.concatenate([p.raw.feedback_x.ravel(), p.raw.feedback_y.ravel(),
                              p.raw.direction.astype(np.float32).ravel()]).astype("<f4")
-        frame = _Frame(p.frame_no, self.wall() - (self.clock() - p.t_begin), (lines_, chirps, samples),
-                       p.if_bytes, fb.tobytes(), chirps * samples * 2)
+        frame = _Frame(p.frame_no, self.wall() - (self.clock() - p.t_begin), p.raw.if_samples.shape,
+                       p.if_bytes, fb.tobytes(), p.line_bytes)
         with self._lock:
             if self._gen == p.gen and self.state == "ARMED":
                 self._frame, self.state = frame, "DONE"
