@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -67,13 +68,33 @@ def _smax(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     return np.maximum(a, b) + h * h * h * k / 6.0
 
 
+@lru_cache(maxsize=8)
 def _grid_triangles(n_rows: int, n_cols: int, wrap: bool) -> np.ndarray:
-    """Two triangles per quad of an (n_rows, n_cols) vertex grid, columns wrapping when `wrap`."""
+    """Two triangles per quad of an (n_rows, n_cols) vertex grid, columns wrapping when `wrap` (read-only)."""
     i, j = np.meshgrid(np.arange(n_rows - 1), np.arange(n_cols if wrap else n_cols - 1), indexing="ij")
     i, j = i.ravel(), j.ravel()
     j1 = (j + 1) % n_cols
     a, b, c, d = i * n_cols + j, (i + 1) * n_cols + j, (i + 1) * n_cols + j1, i * n_cols + j1
-    return np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
+    tris = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
+    tris.flags.writeable = False
+    return tris
+
+
+@lru_cache(maxsize=4)
+def _directions(n_theta: int, n_phi: int) -> tuple[np.ndarray, ...]:
+    """(theta, phi, dx, dy, dz) on the head's (n_theta, n_phi) vertex grid: unit rays from the head centre."""
+    th = np.linspace(0.0, math.pi, n_theta)
+    ph = np.linspace(-math.pi, math.pi, n_phi, endpoint=False)
+    TH, PH = np.meshgrid(th, ph, indexing="ij")
+    out = (TH, PH, np.sin(TH) * np.sin(PH), np.cos(TH), np.sin(TH) * np.cos(PH))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _pow4(x: np.ndarray) -> np.ndarray:
+    x2 = x * x
+    return x2 * x2
 
 
 def _ray_ellipsoid(dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, centre: tuple[float, float, float],
@@ -93,10 +114,7 @@ def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 
               eye_slot_w: float = 0.11, eye_slot_h: float = 0.035) -> Mesh:
     """The head surface in the head frame (m), with material attributes."""
     s = shape
-    th = np.linspace(0.0, math.pi, n_theta)
-    ph = np.linspace(-math.pi, math.pi, n_phi, endpoint=False)
-    TH, PH = np.meshgrid(th, ph, indexing="ij")
-    dx, dy, dz = np.sin(TH) * np.sin(PH), np.cos(TH), np.sin(TH) * np.cos(PH)
+    TH, PH, dx, dy, dz = _directions(n_theta, n_phi)
 
     # skull: superellipsoid, flatter at the front, tapered towards the crown
     ax = s.head_half_width * (1.0 + s.crown_taper * dy)
@@ -121,7 +139,7 @@ def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 
     g = np.exp
     dr = np.zeros_like(r)
     dr += (s.brow_projection + 0.5 * expr.brow_raise) * g(-((Y0 - s.brow_y - expr.brow_raise) / 0.012) ** 2
-                                                         - (X0 / 0.055) ** 4)
+                                                         - _pow4(X0 / 0.055))
     sockets = sum(g(-((X0 - sx) / 0.017) ** 2 - ((Y0 - s.eye_y) / 0.012) ** 2) for sx in (-s.eye_half_spacing,
                                                                                         s.eye_half_spacing))
     dr -= s.eye_socket_depth * sockets
@@ -139,7 +157,7 @@ def head_mesh(shape: HeadShape, expr: Expression = Expression(), n_theta: int = 
               * g(-((X0 - side * s.cheekbone_x) / 0.02) ** 2 - ((Y0 - y_cb) / 0.016) ** 2) for side in (-1.0, 1.0))
     dr += s.cheek_fullness * sum(g(-((X0 - sx) / 0.022) ** 2 - ((Y0 - y_m - 0.012) / 0.02) ** 2)
                                  for sx in (-0.042, 0.042))
-    lips = g(-(X0 / (0.5 * s.mouth_width)) ** 4 - ((Y0 - y_m) / 0.010) ** 2)
+    lips = g(-_pow4(X0 / (0.5 * s.mouth_width)) - ((Y0 - y_m) / 0.010) ** 2)
     dr += (s.lip_projection + expr.lip_delta) * lips
     dr += s.chin_projection * g(-(X0 / s.chin_width) ** 2 - ((Y0 - y_c) / 0.013) ** 2)
     dr *= front

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,9 @@ from sim.config import SimConfig
 from sim.head import A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh, rotation
 from sim.mesh_raster import rasterize
 from sim.motion import Sway
-from sim.physical_optics import (BeamGeometry, FacetConvolver, effective_range, facet_phase_factors, facet_phasors,
-                                 fresnel_power, index_from_reflectivity)
+from sim.physical_optics import (BeamGeometry, FacetConvolver, diffuse_pixel_variance, effective_range,
+                                 fresnel_power_at, index_from_reflectivity)
+from sim.surface import SkinOptics, fabric_facets, skin_facets
 from sim.population import HeadShape
 from sim.scene import Target
 
@@ -157,40 +159,25 @@ def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Genera
     return np.clip(n / (2.5 * n.std() + 1e-12), -1.0, 1.0)
 
 
-def _project(mesh: Mesh, rot: np.ndarray, cap: Capture, grid: MapGrid, s: float):
-    v = mesh.vertices @ rot.T
-    x = v[:, 0] + cap.x_m
-    y = v[:, 1] + cap.y_m
-    rng_v = cap.range_m - v[:, 2]                       # Z out of the face -> towards the scanner
-    px = (x * s / rng_v - grid.u0) / grid.pitch
-    py = (y * s / rng_v - grid.v0) / grid.pitch
-    return rasterize(px, py, rng_v, mesh.attrs, mesh.triangles, grid.ny, grid.nx)
+@lru_cache(maxsize=1)
+def _body() -> Mesh:
+    """Neck and shoulders as one mesh (the same for everybody; posed per capture)."""
+    return Mesh.concat(list(body_mesh()))
 
 
-def rough_surface_backscatter(cos_i: np.ndarray, gamma2: np.ndarray, k: float, rms_height_m: float,
-                              corr_length_m: float) -> np.ndarray:
-    """sigma0 of a slightly rough surface (first-order Kirchhoff / physical optics, Gaussian correlation):
-
-        sigma0(theta) = |Gamma|^2 (2 k sigma cos theta)^2 (k l)^2 exp(-(k l sin theta)^2)
-
-    sigma the rms height, l the correlation length (Ulaby, Moore, Fung, Microwave Remote Sensing II,
-    ch. 12: the incoherent term for k sigma << 1). Per unit area, dimensionless.
-    """
-    c = np.clip(cos_i, 0.0, 1.0)
-    s2 = 1.0 - c * c
-    kl2 = (k * corr_length_m) ** 2
-    return gamma2 * (2.0 * k * rms_height_m * c) ** 2 * kl2 * np.exp(-kl2 * s2)
-
-
-def diffuse_pixel_variance(sigma0: np.ndarray, wavelength_m: float, pixel_m: float) -> np.ndarray:
-    """E|rho_d|^2 per map pixel that gives the received diffuse power sigma0 lambda^2 / (4 pi^2 w^2).
-
-    The received power of an incoherent surface under a monostatic Gaussian beam is
-    P / P_plate = sigma0 lambda^2 / (4 pi^2 w^2) (radar equation with the beam's on-axis gain); a
-    white field of variance D per pixel of physical side h_phys gives D h_phys^2 / (pi w^2) through
-    eq. (1), so D = sigma0 lambda^2 / (4 pi h_phys^2).
-    """
-    return sigma0 * wavelength_m ** 2 / (4.0 * math.pi * pixel_m ** 2)
+def _rasterize_subject(head: Mesh, head_rot: np.ndarray, body: Mesh, body_rot: np.ndarray, cap: Capture,
+                       grid: MapGrid, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Head and body posed, projected and z-buffered together (the nearest surface wins; A_HEAD tells which)."""
+    px, py, depth = [], [], []
+    for mesh, rot in ((head, head_rot), (body, body_rot)):
+        v = mesh.vertices @ rot.T
+        rng_v = cap.range_m - v[:, 2]                       # Z out of the face -> towards the scanner
+        px.append(((v[:, 0] + cap.x_m) * s / rng_v - grid.u0) / grid.pitch)
+        py.append(((v[:, 1] + cap.y_m) * s / rng_v - grid.v0) / grid.pitch)
+        depth.append(rng_v)
+    tris = np.concatenate([head.triangles, body.triangles + head.vertices.shape[0]])
+    return rasterize(np.concatenate(px), np.concatenate(py), np.concatenate(depth),
+                     np.concatenate([head.attrs, body.attrs]), tris, grid.ny, grid.nx)
 
 
 def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid, optics: Optics,
@@ -201,50 +188,38 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
     s = optics.standoff_m
     k = optics.k
     head = head_mesh(shape, cap.expression(), eye_slot_w=b.eye_opening_width_m, eye_slot_h=b.eye_opening_height_m)
-    neck, shoulders = body_mesh()
-    z_head, att_head = _project(head, rotation(cap.yaw_deg, cap.pitch_deg, cap.roll_deg), cap, grid, s)
-    body = Mesh.concat([neck, shoulders])
-    z_body, att_body = _project(body, rotation(0.5 * cap.yaw_deg), cap, grid, s)
-    on_head = np.isfinite(z_head) & (z_head <= z_body)
-    on_body = np.isfinite(z_body) & ~on_head
-    zbuf = np.where(on_head, z_head, z_body)
-    att = np.where(on_head[..., None], att_head, att_body)
-    valid = on_head | on_body
+    zbuf, att = _rasterize_subject(head, rotation(cap.yaw_deg, cap.pitch_deg, cap.roll_deg), _body(),
+                                   rotation(0.5 * cap.yaw_deg), cap, grid, s)
+    valid = np.isfinite(zbuf)
+    on_head = valid & (att[..., A_HEAD] > 0.5)
 
     geom = BeamGeometry.at_range(cap.range_m, optics.w0_m, optics.waist_range_m, optics.wavelength_m, s)
     scale = cap.range_m / s                              # physical metres per map metre
-    pixel_m = grid.pitch * scale
     ref = cap.range_m
-    phasor, carrier, du, dv = facet_phasors(np.where(valid, zbuf, ref), valid, grid.pitch, k, ref)
-    slope2 = (du * du + dv * dv) / (scale * scale)       # physical |grad R|^2
-    cos_i = 1.0 / np.sqrt(1.0 + slope2)
-
-    hair, eye, cloth = att[..., A_HAIR], att[..., A_EYE], att[..., A_CLOTH]
+    cloth = np.ascontiguousarray(att[..., A_CLOTH])
+    covered = valid & (att[..., A_COVER] > 0.5) & (cloth < 0.5) if concealed else np.zeros_like(valid)
     n_skin = index_from_reflectivity(rf.skin_power_reflectivity)
     n_eye = index_from_reflectivity(rf.eye_power_reflectivity)
-    gamma2 = (rf.skin_power_reflectivity * fresnel_power(cos_i, n_skin) / fresnel_power(np.ones(1), n_skin)[0]
-              * (1.0 - eye)
-              + rf.eye_power_reflectivity * fresnel_power(cos_i, n_eye) / fresnel_power(np.ones(1), n_eye)[0] * eye)
-    t_hair = 10 ** (-2 * rf.hair_loss_db * hair / 20)   # two-way amplitude
-    t_cloth = 10 ** (-2 * rf.clothing_loss_db * cloth / 20)
-    covered = valid & (att[..., A_COVER] > 0.5) & (cloth < 0.5) if concealed else np.zeros_like(valid)
-    t_bal = np.where(covered, 10 ** (-2 * cap.loss_db / 20), 1.0)
-    trans = t_hair * t_cloth * t_bal
-
-    # coherent part: Fresnel x transmission x the roughness (Debye-Waller) loss exp(-(2 k sigma cos)^2 / 2)
-    coherent = np.sqrt(gamma2) * trans * np.exp(-0.5 * (2.0 * k * rf.skin_rms_height_m * cos_i) ** 2)
-    # diffuse part: a random facet field fixed for the capture (the same rough skin every frame)
+    skin = SkinOptics(
+        pitch=grid.pitch, k=k, ref_range_m=ref, scale2=scale * scale,
+        n_skin=n_skin, skin_r0=rf.skin_power_reflectivity / fresnel_power_at(1.0, n_skin),
+        n_eye=n_eye, eye_r0=rf.eye_power_reflectivity / fresnel_power_at(1.0, n_eye),
+        hair_t=10 ** (-2 * rf.hair_loss_db / 20), cloth_t=10 ** (-2 * rf.clothing_loss_db / 20),
+        cover_t=10 ** (-2 * cap.loss_db / 20),
+        rms_height_m=rf.skin_rms_height_m, corr_length_m=rf.skin_correlation_length_m,
+        hair_sigma0=10 ** (rf.hair_backscatter_db / 10),
+        diffuse_per_sigma0=diffuse_pixel_variance(optics.wavelength_m, grid.pitch * scale))
+    # the diffuse part: a random facet field fixed for the capture (the same rough skin every frame)
     rng = np.random.default_rng([cap.fabric_seed, 0xD1F])
-    sigma0 = rough_surface_backscatter(cos_i, gamma2, k, rf.skin_rms_height_m, rf.skin_correlation_length_m)
-    sigma0 = sigma0 * (1.0 - hair) + hair * 10 ** (rf.hair_backscatter_db / 10) * cos_i
-    dvar = diffuse_pixel_variance(sigma0, optics.wavelength_m, pixel_m)
-    white = (rng.standard_normal(zbuf.shape) + 1j * rng.standard_normal(zbuf.shape)) * math.sqrt(0.5)
-    rho_skin = np.where(valid, coherent * phasor + np.sqrt(dvar) * trans * white * carrier, 0.0)
+    white_re = rng.standard_normal(zbuf.shape)
+    white_im = rng.standard_normal(zbuf.shape)
+    rho_skin, rho_skin_r = skin_facets(np.where(valid, zbuf, ref), valid, np.ascontiguousarray(att[..., A_HAIR]),
+                                       np.ascontiguousarray(att[..., A_EYE]), cloth, covered, white_re, white_im, skin)
 
     centre = (cap.x_m * s / cap.range_m, cap.y_m * s / cap.range_m)      # the head centre on the map
-    layers = [_layer(rho_skin, zbuf, valid, on_head, grid, geom, ref, centre)]
+    layers = [_layer(rho_skin, rho_skin_r, valid, on_head, grid, geom, ref, centre)]
     maps = SceneMaps(grid, geom.w_map_m, layers=layers, k=k, range_scale=scale)
-    maps.head_mask = on_head & (att[..., A_HEAD] > 0.5)
+    maps.head_mask = on_head
     maps.surface_range = [np.where(valid, zbuf, np.nan)]
     maps.breathing_amplitude_m = cap.breathing_amplitude_m
     maps.breathing_phase_rad = cap.breathing_phase_rad
@@ -254,44 +229,58 @@ def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid,
         gap = cap.gap_mm * (0.7 + 0.3 * _smooth_noise(zbuf.shape, 15.0, frng))
         gap = np.clip(gap, 0.0, b.gap_max_mm) * 1e-3
         fr = np.where(covered, zbuf - gap - b.thickness_mm * 1e-3, np.nan)
-        fvalid = np.isfinite(fr)
-        fphasor, _, _ = facet_phase_factors(np.nan_to_num(fr, nan=ref), fvalid, grid.pitch, k, ref)
         # the knit: the fabric's reflectivity is modulated by the stitch pattern (6 mm, a few
         # wavelengths: its diffraction is the fabric's "diffuse" echo) and by uneven thickness
-        tu, tv = att[..., A_TEX_U], att[..., A_TEX_V]
-        ca, sa = math.cos(math.radians(cap.knit_angle_deg)), math.sin(math.radians(cap.knit_angle_deg))
-        tu, tv = ca * tu - sa * tv + cap.knit_shift_u_m, sa * tu + ca * tv + cap.knit_shift_v_m
-        p = b.knit_period_mm * 1e-3
-        knit = 1.0 + b.knit_depth * np.cos(2 * np.pi * tu / p) * np.cos(2 * np.pi * tv / (0.8 * p))
-        knit *= 1.0 + 0.3 * _smooth_noise(zbuf.shape, 2.0, frng)
+        grain = _smooth_noise(zbuf.shape, 2.0, frng)
+        angle = math.radians(cap.knit_angle_deg)
         echo = rf.skin_power_reflectivity * 10 ** (cap.echo_db / 10)
-        rho_fab = np.where(fvalid, math.sqrt(echo) * np.clip(knit, 0.0, None) * fphasor, 0.0)
+        rho_fab, rho_fab_r = fabric_facets(
+            np.where(covered, fr, ref), covered, np.ascontiguousarray(att[..., A_TEX_U]),
+            np.ascontiguousarray(att[..., A_TEX_V]), grain, grid.pitch, k, ref, math.sqrt(echo), math.cos(angle),
+            math.sin(angle), cap.knit_shift_u_m, cap.knit_shift_v_m, b.knit_period_mm * 1e-3, b.knit_depth)
         maps.surface_range.append(fr)
-        layers.append(_layer(rho_fab, np.nan_to_num(fr, nan=ref), fvalid, fvalid & on_head, grid, geom, ref, centre))
+        layers.append(_layer(rho_fab, rho_fab_r, covered, covered & on_head, grid, geom, ref, centre))
     maps.truth = {"capture": cap.model_dump(), "beam_radius_at_subject_m": float(optics.w(cap.range_m))}
     return maps
 
 
-def _layer(rho: np.ndarray, rng_map: np.ndarray, valid: np.ndarray, moving: np.ndarray, grid: MapGrid,
+def _box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """The bounding box of `mask`, grown by `pad` pixels (clipped to the map); None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    ny, nx = mask.shape
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ny)),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, nx)))
+
+
+def _convolver(rho: np.ndarray, rho_r: np.ndarray, mask: np.ndarray, blk: tuple[slice, slice], grid: MapGrid,
+               geom: BeamGeometry, centre: tuple[float, float]) -> FacetConvolver:
+    m = mask[blk]
+    return FacetConvolver(np.where(m, rho[blk], 0.0), np.where(m, rho_r[blk], 0.0), grid.pitch, geom,
+                          (grid.u0 + blk[1].start * grid.pitch, grid.v0 + blk[0].start * grid.pitch), centre)
+
+
+def _layer(rho: np.ndarray, rho_r: np.ndarray, valid: np.ndarray, moving: np.ndarray, grid: MapGrid,
            geom: BeamGeometry, ref: float, centre: tuple[float, float]) -> ToneLayer:
-    """Split a layer's facets into the head block (moves per frame about `centre`) and the rest (summed once)."""
-    rho_r = rho * np.where(valid, rng_map - ref, 0.0)
-    fixed = ~moving
-    static = FacetConvolver(np.where(fixed, rho, 0.0), np.where(fixed, rho_r, 0.0), grid.pitch, geom,
-                            (grid.u0, grid.v0), centre)
-    e0, e1 = static.field()
-    layer = ToneLayer(e0.copy(), e1.copy(), ref)
-    if moving.any():
-        rows = np.where(moving.any(axis=1))[0]
-        cols = np.where(moving.any(axis=0))[0]
-        pad = geom.reach_px(grid.pitch)
-        i0, i1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, grid.ny)
-        j0, j1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, grid.nx)
-        blk = (slice(i0, i1), slice(j0, j1))
-        mv = moving[blk]
-        conv = FacetConvolver(np.where(mv, rho[blk], 0.0), np.where(mv, rho_r[blk], 0.0), grid.pitch, geom,
-                              (grid.u0 + j0 * grid.pitch, grid.v0 + i0 * grid.pitch), centre)
-        layer.moving.append((conv, int(i0), int(j0)))
+    """Split a layer's facets into the head block (moves per frame about `centre`) and the rest (summed once).
+
+    Each part is summed on the bounding box of its facets grown by the beam's reach (the field is zero
+    farther out), not on the whole map.
+    """
+    pad = geom.reach_px(grid.pitch)
+    e0 = np.zeros((grid.ny, grid.nx), dtype=np.complex64)
+    e1 = np.zeros_like(e0)
+    fixed = valid & ~moving
+    blk = _box(fixed, pad)
+    if blk is not None:
+        f0, f1 = _convolver(rho, rho_r, fixed, blk, grid, geom, centre).field()
+        e0[blk], e1[blk] = f0, f1
+    layer = ToneLayer(e0, e1, ref)
+    blk = _box(moving, pad)
+    if blk is not None:
+        layer.moving.append((_convolver(rho, rho_r, moving, blk, grid, geom, centre), blk[0].start, blk[1].start))
     return layer
 
 

@@ -60,14 +60,54 @@ def wavefront_inverse_radius(z_m: float, rayleigh_m: float) -> float:
     return z_m / (z_m * z_m + rayleigh_m * rayleigh_m)
 
 
-def fresnel_power(cos_i: np.ndarray, n: float) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def fresnel_power_at(cos_i: float, n: float) -> float:
     """Mean of the s and p power reflectivities of a half-space of index n at incidence cos_i."""
-    c = np.clip(cos_i, 1e-6, 1.0)
+    c = min(max(cos_i, 1e-6), 1.0)
     s2 = 1.0 - c * c
-    ct = np.sqrt(np.maximum(1.0 - s2 / (n * n), 0.0))
+    ct = math.sqrt(max(1.0 - s2 / (n * n), 0.0))
     rs = (c - n * ct) / (c + n * ct)
     rp = (n * c - ct) / (n * c + ct)
     return 0.5 * (rs * rs + rp * rp)
+
+
+@njit(cache=True, nogil=True)
+def _fresnel_array(c: np.ndarray, n: float) -> np.ndarray:
+    out = np.empty_like(c)
+    for i in range(c.size):
+        out[i] = fresnel_power_at(c[i], n)
+    return out
+
+
+def fresnel_power(cos_i: np.ndarray, n: float) -> np.ndarray:
+    """fresnel_power_at over an array."""
+    c = np.asarray(cos_i, dtype=np.float64)
+    return _fresnel_array(np.ascontiguousarray(c).ravel(), float(n)).reshape(c.shape)
+
+
+@njit(cache=True, nogil=True)
+def rough_backscatter_at(cos_i: float, gamma2: float, k: float, rms_height_m: float, corr_length_m: float) -> float:
+    """sigma0 of a slightly rough surface (first-order Kirchhoff / physical optics, Gaussian correlation):
+
+        sigma0(theta) = |Gamma|^2 (2 k sigma cos theta)^2 (k l)^2 exp(-(k l sin theta)^2)
+
+    sigma the rms height, l the correlation length (Ulaby, Moore, Fung, Microwave Remote Sensing II,
+    ch. 12: the incoherent term for k sigma << 1). Per unit area, dimensionless.
+    """
+    c = min(max(cos_i, 0.0), 1.0)
+    kl2 = (k * corr_length_m) ** 2
+    return gamma2 * (2.0 * k * rms_height_m * c) ** 2 * kl2 * math.exp(-kl2 * (1.0 - c * c))
+
+
+def diffuse_pixel_variance(wavelength_m: float, pixel_m: float) -> float:
+    """E|rho_d|^2 per map pixel and per unit sigma0: the received diffuse power is sigma0 lambda^2 / (4 pi^2 w^2).
+
+    The received power of an incoherent surface under a monostatic Gaussian beam is
+    P / P_plate = sigma0 lambda^2 / (4 pi^2 w^2) (radar equation with the beam's on-axis gain); a
+    white field of variance D per pixel of physical side h_phys gives D h_phys^2 / (pi w^2) through
+    eq. (1), so D = sigma0 lambda^2 / (4 pi h_phys^2).
+    """
+    return wavelength_m ** 2 / (4.0 * math.pi * pixel_m ** 2)
 
 
 def index_from_reflectivity(power_reflectivity: float) -> float:
@@ -107,8 +147,8 @@ def _facet_kernel(r, valid, h, k, ref, edge):
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = _one_slope(r, valid, i, j, 0, 1, h, edge)
-            sv = _one_slope(r, valid, i, j, 1, 0, h, edge)
+            su = facet_slope(r, valid, i, j, 0, 1, h, edge)
+            sv = facet_slope(r, valid, i, j, 1, 0, h, edge)
             du[i, j] = su
             dv[i, j] = sv
             # tent-weighted facet integral of the linear phase: sinc^2 per axis, sinc t = sin t / t
@@ -124,8 +164,8 @@ def _facet_kernel(r, valid, h, k, ref, edge):
 
 
 @njit(cache=True, nogil=True)
-def _one_slope(r, valid, i, j, di, dj, h, edge):
-    """Central difference where both neighbours lie on this surface, one-sided otherwise, else edge."""
+def facet_slope(r, valid, i, j, di, dj, h, edge):
+    """dR/du (dj = 1) or dR/dv (di = 1) at pixel (i, j): central difference where both neighbours lie on this surface, one-sided otherwise, else edge."""
     ny, nx = r.shape
     fwd = math.nan
     bwd = math.nan
