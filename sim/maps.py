@@ -90,12 +90,12 @@ class Optics:
 
 @dataclass
 class ToneLayer:
-    """One return per chirp: a static field plus blocks that move with the head."""
+    """One return per chirp: a static field plus the block that moves with the head."""
 
     static_e0: np.ndarray                       # (ny, nx) complex64
     static_e1: np.ndarray                       # (ny, nx) complex64, range moment (m x field)
     ref_range_m: float                          # R_s of eq. (2)
-    moving: list[tuple[FacetConvolver, int, int]] = field(default_factory=list)   # (convolver, row, col)
+    moving: tuple[FacetConvolver, int, int] | None = None   # (convolver, first row, first column) of the head block
 
 
 @dataclass
@@ -113,6 +113,7 @@ class SceneMaps:
     k: float = 0.0
     range_scale: float = 1.0                              # R / s of the subject (physical per map metre)
     truth: dict[str, Any] = field(default_factory=dict)
+    _buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @staticmethod
     def empty(grid: MapGrid, range_m: float, w_map_m: float) -> "SceneMaps":
@@ -126,27 +127,39 @@ class SceneMaps:
     def fields(self, yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(amp (L, ny, nx) complex64, phase_r (L, ny, nx), beat_r (L, ny, nx)) for a head rotated by
         (yaw, pitch) from its capture pose (the frame's micro-motion; targets ignore it)."""
-        ny, nx = self.grid.ny, self.grid.nx
+        amps, phase_r, beat_r = self.fields_shared(yaw_rad, pitch_rad)
+        return amps.copy(), phase_r.copy(), beat_r.copy()
+
+    def fields_shared(self, yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`fields` in buffers of these maps that the next call overwrites, handed out read-only (the scanner's
+        per-frame path): outside the head's block they never change, so a frame recomputes the block only."""
+        if self._buffers is None:
+            self._buffers = self._static_fields()
+        amps, phase_r, beat_r = self._buffers
+        if self.layers is not None:
+            # eq. (4): the ramp exp(j q.(x - u_c)), q = 2k (R/s) angle, per map metre
+            q = (2.0 * self.k * self.range_scale * yaw_rad, 2.0 * self.k * self.range_scale * pitch_rad)
+            for li, layer in enumerate(self.layers):
+                if layer.moving is None:
+                    continue
+                conv, i0, j0 = layer.moving
+                m0, m1 = conv.field(q)
+                blk = (slice(i0, i0 + m0.shape[0]), slice(j0, j0 + m0.shape[1]))
+                e0 = layer.static_e0[blk] + m0
+                amps[li][blk] = e0
+                beat_r[li][blk] = effective_range(e0, layer.static_e1[blk] + m1, layer.ref_range_m)
+        views = tuple(a.view() for a in self._buffers)
+        for v in views:
+            v.flags.writeable = False
+        return views   # type: ignore[return-value]
+
+    def _static_fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.layers is None:
             a, r = self.target
-            return (a.astype(np.complex64)[None], r[None].astype(np.float64), r[None].astype(np.float64))
-        # eq. (4): the ramp exp(j q.(x - u_c)), q = 2k (R/s) angle, per map metre
-        q = (2.0 * self.k * self.range_scale * yaw_rad, 2.0 * self.k * self.range_scale * pitch_rad)
-        amps = np.empty((len(self.layers), ny, nx), dtype=np.complex64)
-        phase_r = np.empty((len(self.layers), ny, nx))
-        beat_r = np.empty((len(self.layers), ny, nx))
-        for li, layer in enumerate(self.layers):
-            e0 = layer.static_e0.copy()
-            e1 = layer.static_e1.copy()
-            for conv, i0, j0 in layer.moving:
-                m0, m1 = conv.field(q)
-                h, w = m0.shape
-                e0[i0:i0 + h, j0:j0 + w] += m0
-                e1[i0:i0 + h, j0:j0 + w] += m1
-            amps[li] = e0
-            phase_r[li] = layer.ref_range_m
-            beat_r[li] = effective_range(e0, e1, layer.ref_range_m)
-        return amps, phase_r, beat_r
+            return a.astype(np.complex64)[None], r[None].astype(np.float64), r[None].astype(np.float64)
+        return (np.stack([la.static_e0 for la in self.layers]),
+                np.stack([np.full(la.static_e0.shape, la.ref_range_m) for la in self.layers]),
+                np.stack([effective_range(la.static_e0, la.static_e1, la.ref_range_m) for la in self.layers]))
 
 
 def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -280,7 +293,7 @@ def _layer(rho: np.ndarray, rho_r: np.ndarray, valid: np.ndarray, moving: np.nda
     layer = ToneLayer(e0, e1, ref)
     blk = _box(moving, pad)
     if blk is not None:
-        layer.moving.append((_convolver(rho, rho_r, moving, blk, grid, geom, centre), blk[0].start, blk[1].start))
+        layer.moving = (_convolver(rho, rho_r, moving, blk, grid, geom, centre), blk[0].start, blk[1].start)
     return layer
 
 

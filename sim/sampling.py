@@ -23,24 +23,45 @@ def _bilinear(a: np.ndarray, fy: float, fx: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _bilinear_part(a: np.ndarray, fy: float, fx: float, imag: bool) -> float:
+    """_bilinear of the real or imaginary part of a complex map (in float64)."""
+    ny, nx = a.shape
+    i = int(math.floor(fy))
+    j = int(math.floor(fx))
+    if i < 0 or j < 0 or i >= ny - 1 or j >= nx - 1:
+        ii = min(max(int(round(fy)), 0), ny - 1)
+        jj = min(max(int(round(fx)), 0), nx - 1)
+        z = a[ii, jj]
+        return np.float64(z.imag if imag else z.real)
+    dy = fy - i
+    dx = fx - j
+    if imag:
+        a00, a01, a10, a11 = a[i, j].imag, a[i, j + 1].imag, a[i + 1, j].imag, a[i + 1, j + 1].imag
+    else:
+        a00, a01, a10, a11 = a[i, j].real, a[i, j + 1].real, a[i + 1, j].real, a[i + 1, j + 1].real
+    a00, a01, a10, a11 = np.float64(a00), np.float64(a01), np.float64(a10), np.float64(a11)
+    return (1 - dy) * ((1 - dx) * a00 + dx * a01) + dy * ((1 - dx) * a10 + dx * a11)
+
+
+@njit(cache=True, nogil=True)
 def _inside(ny: int, nx: int, fy: float, fx: float) -> bool:
     return 0.0 <= fy <= ny - 1 and 0.0 <= fx <= nx - 1
 
 
 @njit(cache=True, nogil=True)
 def sample_layers(u: np.ndarray, v: np.ndarray, dr: np.ndarray, u0: float, v0: float, pitch: float,
-                  amp_re: np.ndarray, amp_im: np.ndarray, phase_r: np.ndarray, beat_r: np.ndarray,
+                  amps: np.ndarray, phase_r: np.ndarray, beat_r: np.ndarray,
                   phase_per_m: float, cyc_per_m: float, r_ref: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tones of each chirp from L layers sampled at the beam positions.
 
     u, v:      (C,) beam position at the standoff plane (m); dr: (C,) range offset (breathing, sway; m)
-    amp_re, amp_im: (L, ny, nx) complex field coupled back (plate = 1) on the map grid (u0, v0, pitch)
+    amps:      (L, ny, nx) complex64 field coupled back (plate = 1) on the map grid (u0, v0, pitch)
     phase_r:   (L, ny, nx) range whose carrier phase multiplies the field; beat_r: range of the beat (m)
     returns amp, phase, cyc: (C, L); tone = |A| cos(2 pi cyc n + arg A + phi(R_p + dr)),
     phi(R) = 4 pi f_c (R - R_ref) / c = phase_per_m (R - R_ref); beat cyc = cyc_per_m (R_b + dr - R_ref)
     """
     n_c = u.shape[0]
-    n_l, ny, nx = amp_re.shape
+    n_l, ny, nx = amps.shape
     amp = np.zeros((n_c, n_l))
     phase = np.zeros((n_c, n_l))
     cyc = np.zeros((n_c, n_l))
@@ -53,8 +74,8 @@ def sample_layers(u: np.ndarray, v: np.ndarray, dr: np.ndarray, u0: float, v0: f
             cyc[c, l] = cyc_per_m * (rb - r_ref)
             if not inside:
                 continue
-            re = _bilinear(amp_re[l], fy, fx)
-            im = _bilinear(amp_im[l], fy, fx)
+            re = _bilinear_part(amps[l], fy, fx, False)
+            im = _bilinear_part(amps[l], fy, fx, True)
             ph = phase_per_m * (_bilinear(phase_r[l], fy, fx) + dr[c] - r_ref)
             amp[c, l] = math.sqrt(re * re + im * im)
             phase[c, l] = math.atan2(im, re) + ph

@@ -262,16 +262,15 @@ class VirtualScanner:
             t_mid = t_frame + 0.5 * n_lines * t_line
             yaw, pitch, dx, dy, dz = maps.sway.at(t_mid)
             du, dv = dx / maps.range_scale, dy / maps.range_scale
-        amps, phase_r, beat_r = maps.fields(yaw, pitch)
+        amps, phase_r, beat_r = maps.fields_shared(yaw, pitch)
         dr = dz + maps.breathing_amplitude_m * np.sin(2 * math.pi * self.sim_cfg.capture.breathing_hz * t_beam
                                                       + maps.breathing_phase_rad)
         phase_per_m = 4.0 * math.pi * self.optics.carrier_hz / SPEED_OF_LIGHT
         cyc_per_m = 2.0 * fm.slope_hz_per_s / (SPEED_OF_LIGHT * fm.sample_rate_hz)
         # a lateral sway of the head moves the whole field: sample it where the head's point under the beam was
         amp, phase, cyc = sample_layers(
-            u_beam - du, v_beam - dv, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch,
-            np.ascontiguousarray(amps.real, dtype=np.float64), np.ascontiguousarray(amps.imag, dtype=np.float64),
-            phase_r, beat_r, phase_per_m, cyc_per_m, fm.reference_range_m)
+            u_beam - du, v_beam - dv, dr, maps.grid.u0, maps.grid.v0, maps.grid.pitch, amps, phase_r, beat_r,
+            phase_per_m, cyc_per_m, fm.reference_range_m)
 
         # receiver (sim.receiver, one kernel): IF filter, gain drift, leakage with phase noise, thermal noise, ADC
         adc_max = 2 ** (fm.adc_bits - 1) - 1
