@@ -70,20 +70,27 @@ class _Clock:
         setattr(owner, name, timed)
 
 
+def _tree() -> Path:
+    """The root of the tree being measured: where its `sim` package lies (run_tree puts it first on the path).
+
+    v1 trees are told by their files, not by a failed import: a package v1 lacks (pipeline/, dataset/)
+    would otherwise be found in the installed tree, the one being compared against."""
+    import sim
+    return Path(sim.__file__).resolve().parent.parent
+
+
 def _settings() -> Any:
-    try:
+    if (_tree() / "pipeline" / "settings.py").is_file():
         from pipeline.settings import Settings
-    except ImportError:       # a v1 tree (run by run_tree): its settings lived in thz/, its builder in training/
+    else:                     # a v1 tree (run by run_tree): its settings lived in thz/, its builder in training/
         Settings = importlib.import_module("thz.settings").Settings
     return Settings()
 
 
 def _dataset_module() -> Any:
-    try:
-        import dataset.synth as synth
-    except ImportError:       # a v1 tree
-        synth = importlib.import_module("training.synth")
-    return synth
+    if (_tree() / "dataset" / "synth.py").is_file():
+        return importlib.import_module("dataset.synth")
+    return importlib.import_module("training.synth")   # a v1 tree
 
 
 def _instrument() -> tuple[_Clock, _Clock]:

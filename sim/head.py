@@ -92,6 +92,20 @@ def _directions(n_theta: int, n_phi: int) -> tuple[np.ndarray, ...]:
     return out
 
 
+@lru_cache(maxsize=4)
+def head_outward_sign(n_theta: int = 96, n_phi: int = 192) -> float:
+    """+1 when head_mesh's triangles wind so that (b - a) x (c - a) points out of the head, else -1.
+
+    Every head is a star-shaped surface r(d) > 0 over the same grid of directions d, a radial deformation
+    of the unit sphere that keeps orientation, so the sign is the sphere's: that of its signed volume.
+    """
+    _, _, dx, dy, dz = _directions(n_theta, n_phi)
+    v = np.stack([dx, dy, dz], axis=-1).reshape(-1, 3)
+    t = _grid_triangles(n_theta, n_phi, wrap=True)
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    return 1.0 if float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) > 0.0 else -1.0
+
+
 def _pow4(x: np.ndarray) -> np.ndarray:
     x2 = x * x
     return x2 * x2

@@ -34,7 +34,8 @@ from scipy.special import erfc
 from sim import beam
 from sim.capture import Capture
 from sim.config import SimConfig
-from sim.head import A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh, rotation
+from sim.head import (A_CLOTH, A_COVER, A_EYE, A_HAIR, A_HEAD, A_TEX_U, A_TEX_V, Mesh, body_mesh, head_mesh,
+                      head_outward_sign, rotation)
 from sim.mesh_raster import rasterize
 from sim.motion import Sway
 from sim.physical_optics import (BeamGeometry, FacetConvolver, diffuse_pixel_variance, effective_range,
@@ -180,7 +181,10 @@ def _body() -> Mesh:
 
 def _rasterize_subject(head: Mesh, head_rot: np.ndarray, body: Mesh, body_rot: np.ndarray, cap: Capture,
                        grid: MapGrid, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Head and body posed, projected and z-buffered together (the nearest surface wins; A_HEAD tells which)."""
+    """Head and body posed, projected and z-buffered together (the nearest surface wins; A_HEAD tells which).
+
+    The head is a closed surface: its triangles that face away from the scanner are skipped (sim.mesh_raster).
+    """
     px, py, depth = [], [], []
     for mesh, rot in ((head, head_rot), (body, body_rot)):
         v = mesh.vertices @ rot.T
@@ -190,7 +194,8 @@ def _rasterize_subject(head: Mesh, head_rot: np.ndarray, body: Mesh, body_rot: n
         depth.append(rng_v)
     tris = np.concatenate([head.triangles, body.triangles + head.vertices.shape[0]])
     return rasterize(np.concatenate(px), np.concatenate(py), np.concatenate(depth),
-                     np.concatenate([head.attrs, body.attrs]), tris, grid.ny, grid.nx)
+                     np.concatenate([head.attrs, body.attrs]), tris, grid.ny, grid.nx,
+                     n_closed=head.triangles.shape[0], outward=head_outward_sign())
 
 
 def subject_maps(shape: HeadShape, cap: Capture, concealed: bool, grid: MapGrid, optics: Optics,

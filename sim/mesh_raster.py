@@ -7,12 +7,15 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def rasterize(px: np.ndarray, py: np.ndarray, depth: np.ndarray, attrs: np.ndarray, tris: np.ndarray,
-              ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+              ny: int, nx: int, n_closed: int = 0, outward: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise triangles given in pixel coordinates.
 
     px, py: (V,) vertex positions in pixel units (pixel (i, j) has its centre at px = j, py = i)
     depth:  (V,) range of each vertex (m); the smallest range wins
     attrs:  (V, A) attributes interpolated barycentrically
+    n_closed: the first n_closed triangles form a closed surface whose winding gives its outward normal
+              along `outward` (+1 or -1) x (the projected signed area): those facing away are skipped (the
+              first surface a ray meets on a closed one faces it, so the image is the same)
     returns zbuf (ny, nx) with +inf where empty, and the attributes (ny, nx, A)
     """
     n_attr = attrs.shape[1]
@@ -22,7 +25,7 @@ def rasterize(px: np.ndarray, py: np.ndarray, depth: np.ndarray, attrs: np.ndarr
         i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
         x0, y0, x1, y1, x2, y2 = px[i0], py[i0], px[i1], py[i1], px[i2], py[i2]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if area == 0.0:
+        if area == 0.0 or (t < n_closed and area * outward < 0.0):
             continue
         jmin = max(int(np.ceil(min(x0, x1, x2))), 0)
         jmax = min(int(np.floor(max(x0, x1, x2))), nx - 1)

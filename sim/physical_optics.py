@@ -143,12 +143,13 @@ def _facet_kernel(r, valid, h, k, ref, edge):
     phasor = np.zeros((ny, nx), dtype=np.complex128)
     du = np.zeros((ny, nx))
     dv = np.zeros((ny, nx))
+    inv_h = 1.0 / h
     for i in range(ny):
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = facet_slope(r, valid, i, j, 0, 1, h, edge)
-            sv = facet_slope(r, valid, i, j, 1, 0, h, edge)
+            su = facet_slope(r, valid, i, j, 0, 1, inv_h, edge)
+            sv = facet_slope(r, valid, i, j, 1, 0, inv_h, edge)
             du[i, j] = su
             dv[i, j] = sv
             # tent-weighted facet integral of the linear phase: sinc^2 per axis, sinc t = sin t / t
@@ -163,29 +164,21 @@ def _facet_kernel(r, valid, h, k, ref, edge):
     return rho, phasor, du, dv
 
 
-@njit(cache=True, nogil=True)
-def facet_slope(r, valid, i, j, di, dj, h, edge):
-    """dR/du (dj = 1) or dR/dv (di = 1) at pixel (i, j): central difference where both neighbours lie on this surface, one-sided otherwise, else edge."""
+@njit(inline="always", nogil=True)
+def facet_slope(r, valid, i, j, di, dj, inv_h, edge):
+    """dR/du (dj = 1) or dR/dv (di = 1) at pixel (i, j), inv_h = 1 / pitch: the central difference where both
+    neighbours lie on this surface (a step of at most `edge`), one-sided otherwise, else `edge` (the rim, seen
+    at grazing). Written as selects, not branches: this is the inner loop of every facet kernel."""
     ny, nx = r.shape
-    fwd = math.nan
-    bwd = math.nan
     i1, j1 = i + di, j + dj
     i0, j0 = i - di, j - dj
-    if i1 < ny and j1 < nx and valid[i1, j1]:
-        f = (r[i1, j1] - r[i, j]) / h
-        if abs(f) <= edge:
-            fwd = f
-    if i0 >= 0 and j0 >= 0 and valid[i0, j0]:
-        b = (r[i, j] - r[i0, j0]) / h
-        if abs(b) <= edge:
-            bwd = b
-    if not math.isnan(fwd) and not math.isnan(bwd):
-        return 0.5 * (fwd + bwd)
-    if not math.isnan(fwd):
-        return fwd
-    if not math.isnan(bwd):
-        return bwd
-    return edge
+    up = i1 < ny and j1 < nx
+    down = i0 >= 0 and j0 >= 0
+    fwd = (r[i1, j1] - r[i, j]) * inv_h if up else 0.0
+    bwd = (r[i, j] - r[i0, j0]) * inv_h if down else 0.0
+    has_fwd = up and valid[i1, j1] and abs(fwd) <= edge
+    has_bwd = down and valid[i0, j0] and abs(bwd) <= edge
+    return 0.5 * (fwd + bwd) if has_fwd and has_bwd else (fwd if has_fwd else (bwd if has_bwd else edge))
 
 
 @dataclass(frozen=True)

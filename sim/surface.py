@@ -52,23 +52,29 @@ def skin_facets(r, valid, hair, eye, cloth, covered, white_re, white_im, o):
     h, k, ref = o.pitch, o.k, o.ref_range_m
     rho = np.zeros((ny, nx), dtype=np.complex128)
     rho_r = np.zeros((ny, nx), dtype=np.complex128)
+    ln_hair, ln_cloth, ln_cover = math.log(o.hair_t), math.log(o.cloth_t), math.log(o.cover_t)
     for i in range(ny):
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = facet_slope(r, valid, i, j, 0, 1, h, 5.0)
-            sv = facet_slope(r, valid, i, j, 1, 0, h, 5.0)
+            su = facet_slope(r, valid, i, j, 0, 1, 1.0 / h, 5.0)
+            sv = facet_slope(r, valid, i, j, 1, 0, 1.0 / h, 5.0)
             cos_i = 1.0 / math.sqrt(1.0 + (su * su + sv * sv) / o.scale2)
             e = eye[i, j]
-            gamma2 = (o.skin_r0 * fresnel_power_at(cos_i, o.n_skin) * (1.0 - e)
-                      + o.eye_r0 * fresnel_power_at(cos_i, o.n_eye) * e)
-            t = o.hair_t ** hair[i, j] * o.cloth_t ** cloth[i, j]
+            hr = hair[i, j]
+            gamma2 = o.skin_r0 * fresnel_power_at(cos_i, o.n_skin)
+            if e != 0.0:
+                gamma2 = gamma2 * (1.0 - e) + o.eye_r0 * fresnel_power_at(cos_i, o.n_eye) * e
+            # t = hair_t^hair cloth_t^cloth (cover_t): the two-way transmission of what lies on the skin
+            ln_t = hr * ln_hair + cloth[i, j] * ln_cloth
             if covered[i, j]:
-                t *= o.cover_t
+                ln_t += ln_cover
+            t = math.exp(ln_t) if ln_t != 0.0 else 1.0
             kc = 2.0 * k * o.rms_height_m * cos_i
             coherent = math.sqrt(gamma2) * t * math.exp(-0.5 * kc * kc)
-            sigma0 = (rough_backscatter_at(cos_i, gamma2, k, o.rms_height_m, o.corr_length_m) * (1.0 - hair[i, j])
-                      + hair[i, j] * o.hair_sigma0 * cos_i)
+            sigma0 = rough_backscatter_at(cos_i, gamma2, k, o.rms_height_m, o.corr_length_m)
+            if hr != 0.0:
+                sigma0 = sigma0 * (1.0 - hr) + hr * o.hair_sigma0 * cos_i
             diffuse = math.sqrt(0.5 * sigma0 * o.diffuse_per_sigma0) * t
             tu, tv = k * su * h, k * sv * h
             cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
@@ -97,8 +103,8 @@ def fabric_facets(r, valid, tex_u, tex_v, grain, h, k, ref, amplitude, cos_a, si
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = facet_slope(r, valid, i, j, 0, 1, h, 5.0)
-            sv = facet_slope(r, valid, i, j, 1, 0, h, 5.0)
+            su = facet_slope(r, valid, i, j, 0, 1, 1.0 / h, 5.0)
+            sv = facet_slope(r, valid, i, j, 1, 0, 1.0 / h, 5.0)
             tu, tv = k * su * h, k * sv * h
             cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
             cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
