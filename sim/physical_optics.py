@@ -143,25 +143,29 @@ def _facet_kernel(r, valid, h, k, ref, edge):
     phasor = np.zeros((ny, nx), dtype=np.complex128)
     du = np.zeros((ny, nx))
     dv = np.zeros((ny, nx))
-    inv_h = 1.0 / h
     for i in range(ny):
         for j in range(nx):
-            if not valid[i, j]:
-                continue
-            su = facet_slope(r, valid, i, j, 0, 1, inv_h, edge)
-            sv = facet_slope(r, valid, i, j, 1, 0, inv_h, edge)
-            du[i, j] = su
-            dv[i, j] = sv
-            # tent-weighted facet integral of the linear phase: sinc^2 per axis, sinc t = sin t / t
-            tu = k * su * h
-            tv = k * sv * h
-            cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
-            cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
-            ph = 2.0 * k * (r[i, j] - ref)
-            p = complex(math.cos(ph), math.sin(ph))
-            phasor[i, j] = p
-            rho[i, j] = p * (cu * cv) ** 2
+            if valid[i, j]:
+                su, sv, p, tent = facet_at(r, valid, i, j, h, k, ref, edge)
+                du[i, j] = su
+                dv[i, j] = sv
+                phasor[i, j] = p
+                rho[i, j] = p * tent
     return rho, phasor, du, dv
+
+
+@njit(inline="always", nogil=True)
+def facet_at(r, valid, i, j, h, k, ref, edge):
+    """(slope_u, slope_v, exp(j 2k (R - R_s)), sinc^2 sinc^2) of the facet at pixel (i, j), eq. (2): the
+    tent-weighted facet integral of the linear phase is sinc^2 per axis (sinc t = sin t / t)."""
+    su = facet_slope(r, valid, i, j, 0, 1, 1.0 / h, edge)
+    sv = facet_slope(r, valid, i, j, 1, 0, 1.0 / h, edge)
+    tu = k * su * h
+    tv = k * sv * h
+    cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
+    cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
+    ph = 2.0 * k * (r[i, j] - ref)
+    return su, sv, complex(math.cos(ph), math.sin(ph)), (cu * cv) ** 2
 
 
 @njit(inline="always", nogil=True)

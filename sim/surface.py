@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim.physical_optics import facet_slope, fresnel_power_at, rough_backscatter_at
+from sim.physical_optics import facet_at, fresnel_power_at, rough_backscatter_at
 
 
 class SkinOptics(NamedTuple):
@@ -57,8 +57,7 @@ def skin_facets(r, valid, hair, eye, cloth, covered, white_re, white_im, o):
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = facet_slope(r, valid, i, j, 0, 1, 1.0 / h, 5.0)
-            sv = facet_slope(r, valid, i, j, 1, 0, 1.0 / h, 5.0)
+            su, sv, carrier, tent = facet_at(r, valid, i, j, h, k, ref, 5.0)
             cos_i = 1.0 / math.sqrt(1.0 + (su * su + sv * sv) / o.scale2)
             e = eye[i, j]
             hr = hair[i, j]
@@ -76,12 +75,7 @@ def skin_facets(r, valid, hair, eye, cloth, covered, white_re, white_im, o):
             if hr != 0.0:
                 sigma0 = sigma0 * (1.0 - hr) + hr * o.hair_sigma0 * cos_i
             diffuse = math.sqrt(0.5 * sigma0 * o.diffuse_per_sigma0) * t
-            tu, tv = k * su * h, k * sv * h
-            cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
-            cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
-            ph = 2.0 * k * (r[i, j] - ref)
-            carrier = complex(math.cos(ph), math.sin(ph))
-            val = carrier * (coherent * (cu * cv) ** 2 + diffuse * complex(white_re[i, j], white_im[i, j]))
+            val = carrier * (coherent * tent + diffuse * complex(white_re[i, j], white_im[i, j]))
             rho[i, j] = val
             rho_r[i, j] = val * (r[i, j] - ref)
     return rho, rho_r
@@ -103,17 +97,12 @@ def fabric_facets(r, valid, tex_u, tex_v, grain, h, k, ref, amplitude, cos_a, si
         for j in range(nx):
             if not valid[i, j]:
                 continue
-            su = facet_slope(r, valid, i, j, 0, 1, 1.0 / h, 5.0)
-            sv = facet_slope(r, valid, i, j, 1, 0, 1.0 / h, 5.0)
-            tu, tv = k * su * h, k * sv * h
-            cu = 1.0 if tu == 0.0 else math.sin(tu) / tu
-            cv = 1.0 if tv == 0.0 else math.sin(tv) / tv
+            _, _, carrier, tent = facet_at(r, valid, i, j, h, k, ref, 5.0)
             u = cos_a * tex_u[i, j] - sin_a * tex_v[i, j] + shift_u
             v = sin_a * tex_u[i, j] + cos_a * tex_v[i, j] + shift_v
             knit = ((1.0 + depth * math.cos(2.0 * math.pi * u / period) * math.cos(2.0 * math.pi * v / (0.8 * period)))
                     * (1.0 + 0.3 * grain[i, j]))
-            ph = 2.0 * k * (r[i, j] - ref)
-            val = complex(math.cos(ph), math.sin(ph)) * (amplitude * max(knit, 0.0) * (cu * cv) ** 2)
+            val = carrier * (amplitude * max(knit, 0.0) * tent)
             rho[i, j] = val
             rho_r[i, j] = val * (r[i, j] - ref)
     return rho, rho_r
