@@ -260,14 +260,18 @@ def make_method(key: str, progress: bool = True) -> Method:
     return table[key]()
 
 
-def nearest_neighbour_posture(method: Method, rep: np.ndarray, posture: np.ndarray, fit: FitSet,
-                              fit_rep: np.ndarray) -> dict:
-    """Posture of the nearest fit-set image, scored with `posture_metrics` (logits = -distance to each class)."""
+def nearest_neighbour_logits(method: Method, rep: np.ndarray, fit: FitSet, fit_rep: np.ndarray) -> np.ndarray:
+    """Posture logits by nearest neighbour: minus the distance to the nearest fit-set image of each posture."""
     d = np.asarray(method.distance(rep, fit_rep), np.float64)
     logits = np.full((len(rep), len(POSTURES)), -np.inf)
     for k in range(len(POSTURES)):
         if (fit.posture == k).any():
             logits[:, k] = -d[:, fit.posture == k].min(1)
+    return logits
+
+
+def nearest_neighbour_posture(logits: np.ndarray, posture: np.ndarray) -> dict:
+    """The nearest-neighbour posture scored with `posture_metrics`."""
     pm = posture_metrics(logits, posture)
     return {"posture_accuracy": pm["posture_accuracy"],
             "posture_accuracy_per_posture": pm["posture_accuracy_per_posture"]}
@@ -290,12 +294,13 @@ def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, 
         m = make_method(key, progress)
         m.fit(fit)
         rep, fit_rep = m.represent(data.images[idx]), m.represent(fit.images)
+        logits = nearest_neighbour_logits(m, rep, fit, fit_rep)
         r = {"label": m.label} | m.info() | protocol_metrics(rep, ident, post, conc, anchors, targets,
-                                                             m.distance, m.template)
-        r |= nearest_neighbour_posture(m, rep, post, fit, fit_rep)
+                                                             m.distance, m.template, logits.argmax(1))
+        r |= nearest_neighbour_posture(logits, post)
         if fusion:
             r["fusion"] = fused_metrics(rep, ident, post, conc, data.capture[idx], quality, fusion, weight,
-                                        m.distance, m.template, m.fuse)
+                                        m.distance, m.template, m.fuse, logits.argmax(1))
         r["seconds"] = time.perf_counter() - t0
         log.info("baseline done", extra={"method": key, "triplet_accuracy": round(r["triplet_accuracy"], 4),
                                          "eer": round(r["eer"], 4), "seconds": round(r["seconds"], 1)})
@@ -456,14 +461,17 @@ def fusion_table(rows: list[tuple[str, dict]]) -> list[str]:
     lines = [f"Multi-scan fusion (training/fusion.py): probes = windows of N consecutive concealed ROIs of one person "
              f"and posture, references = windows of N unconcealed ROIs, each fused with the ROI-quality weights; "
              f"every N on the same cells (those with >= {max(ns)} ROIs: {first['n_cells']} cells).", "",
-             "| method | N | probes / refs | AUC | EER | TAR@FAR1% | TAR@FAR0.1% | EER (same posture) | rank-1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| method | N | probes / refs | AUC | EER | TAR@FAR1% | TAR@FAR0.1% | EER (same posture) | rank-1 | "
+             "claims (posture template): EER | TAR@FAR1% | rank-1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, f in rows:
         for n in sorted(f, key=int):
             m = f[n]
             lines.append(f"| {name} | {n} | {m['n_probes']} / {m['n_references']} | {_num(m['roc_auc'])} | "
                          f"{_pct(m['eer'])} | {_pct(m['tar_at_far1'])} | {_pct(m['tar_at_far0p1'])} | "
-                         f"{_pct(m.get('same_posture_eer'))} | {_pct(m['rank1_identification'])} |")
+                         f"{_pct(m.get('same_posture_eer'))} | {_pct(m['rank1_identification'])} | "
+                         f"{_pct(m.get('enrolled_posture_eer'))} | {_pct(m.get('enrolled_posture_tar_at_far1'))} | "
+                         f"{_pct(m.get('enrolled_posture_rank1'))} |")
     return lines + [""]
 
 
@@ -493,6 +501,23 @@ def tables(baselines: dict, network: dict | None = None, network_label: str = "n
         lines += ["", f"Pairs: all postures {first['n_genuine']} genuine / {first['n_impostor']} impostor; same "
                       f"posture {first.get('same_posture_n_genuine')} / {first.get('same_posture_n_impostor')}; "
                       f"triplets {first.get('n_triplets')}."]
+    if any("enrolled_eer" in m for _, m in rows):
+        lines += ["", "Claims against enrolled people (each concealed probe claims each person enrolled from the "
+                      "unconcealed images): scored by the nearest of the person's references | by the person's template "
+                      "in the probe's predicted posture (the network's posture head; a baseline's nearest-neighbour "
+                      "posture):", "",
+                  "| method | AUC | EER | TAR@FAR1% | TAR@FAR0.1% | rank-1 | AUC (posture) | EER (posture) | "
+                  "TAR@FAR1% (posture) | TAR@FAR0.1% (posture) | rank-1 (posture) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, m in rows:
+            g = m.get
+            lines.append(f"| {name} | {_num(g('enrolled_roc_auc'))} | {_pct(g('enrolled_eer'))} | "
+                         f"{_pct(g('enrolled_tar_at_far1'))} | {_pct(g('enrolled_tar_at_far0p1'))} | "
+                         f"{_pct(g('enrolled_rank1'))} | {_num(g('enrolled_posture_roc_auc'))} | "
+                         f"{_pct(g('enrolled_posture_eer'))} | {_pct(g('enrolled_posture_tar_at_far1'))} | "
+                         f"{_pct(g('enrolled_posture_tar_at_far0p1'))} | {_pct(g('enrolled_posture_rank1'))} |")
+        if "enrolled_n_genuine" in first:
+            lines += ["", f"Claims: {first['enrolled_n_genuine']} genuine / {first['enrolled_n_impostor']} impostor."]
     lines += [""] + posture_table(rows) + fusion_table(rows)
     rec = baselines["reconstruction"]
     ident = any("identity_accuracy" in r for r in rec.values())
@@ -531,8 +556,9 @@ def baselines_report(data: ThzData, split: str, n_images: int, n_anchors: int, b
 def summary(baselines: dict) -> dict:
     """The headline numbers per method (for the JSON line of the CLI)."""
     keys = ("triplet_accuracy", "roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "same_posture_eer",
-            "rank1_identification", "posture_accuracy", "seconds")
-    verification = {k: {x: v[x] for x in keys} for k, v in baselines["verification"].items()}
+            "rank1_identification", "posture_accuracy", "seconds", "enrolled_eer", "enrolled_tar_at_far1",
+            "enrolled_rank1", "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1")
+    verification = {k: {x: v[x] for x in keys if x in v} for k, v in baselines["verification"].items()}
     for k, v in baselines["verification"].items():
         if v.get("fusion"):
             verification[k]["fusion"] = fusion_summary(v["fusion"])
@@ -543,8 +569,9 @@ def summary(baselines: dict) -> dict:
 
 def fusion_summary(fusion: dict) -> dict:
     """{N: the headline biometrics} of `training.fusion.fused_metrics` (for JSON lines)."""
-    keys = ("roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "rank1_identification", "n_probes", "n_references")
-    return {int(n): {k: m[k] for k in keys} for n, m in fusion.items()}
+    keys = ("roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "rank1_identification", "n_probes", "n_references",
+            "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1")
+    return {int(n): {k: m[k] for k in keys if k in m} for n, m in fusion.items()}
 
 
 def evaluate_baselines(data_dir: str | Path, split: str = "test", out: str | Path | None = None,

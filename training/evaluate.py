@@ -155,11 +155,20 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
               "| pairs | ROC AUC | EER | TAR @ FAR 1% | TAR @ FAR 0.1% | rank-1 identification | genuine / impostor |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for name, p, rank1 in (("all postures", "", f"{100 * m['rank1_identification']:.2f}%"),
-                           ("same posture", "same_posture_", "-")):
+                           ("same posture", "same_posture_", "-"),
+                           ("claims vs enrolled people, nearest reference", "enrolled_",
+                            f"{100 * m.get('enrolled_rank1', float('nan')):.2f}%"),
+                           ("claims vs enrolled people, template of the predicted posture", "enrolled_posture_",
+                            f"{100 * m.get('enrolled_posture_rank1', float('nan')):.2f}%")):
         if f"{p}eer" in m:
             lines.append(f"| {name} | {m[f'{p}roc_auc']:.4f} | {100 * m[f'{p}eer']:.2f}% | "
                          f"{100 * m[f'{p}tar_at_far1']:.2f}% | {100 * m[f'{p}tar_at_far0p1']:.2f}% | "
                          f"{rank1} | {m[f'{p}n_genuine']} / {m[f'{p}n_impostor']} |")
+    if "enrolled_eer" in m:
+        lines += ["", "(Pairs: each concealed probe against each unconcealed image. Claims: each probe claims each "
+                      "person enrolled from those images, scored against the nearest of them (as `thz verify` "
+                      "decides today) or against the person's mean template in the posture the network's "
+                      "posture head gives the probe; `training.metrics.enrolled_metrics`.)"]
     lines.append("")
     lines += _fusion_lines(m, _label(desc))
     if "baselines" in m:
@@ -267,7 +276,7 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
         idx = o["idx"]
         m["fusion"] = fused_metrics(o["embedding"], data.identity[idx], data.posture[idx], data.concealed[idx],
                                     data.capture[idx], None if data.quality is None else data.quality[idx], fusion,
-                                    weight)
+                                    weight, predicted_posture=np.asarray(o["posture_logits"]).argmax(1))
         m["fusion_weight"] = weight
     if baselines:
         from training.baselines import run_baselines

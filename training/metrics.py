@@ -169,7 +169,11 @@ def verification_metrics(emb: np.ndarray, identity: np.ndarray, probes: np.ndarr
     With `posture`, the same figures over the same-posture pairs only, as `same_posture_<key>`
     (one distance matrix serves both protocols).
     """
-    d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
+    return _verification(np.asarray(distance(emb[probes], emb[refs]), np.float64), identity, probes, refs, posture)
+
+
+def _verification(d: np.ndarray, identity: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                  posture: np.ndarray | None) -> dict[str, float]:
     m = biometrics(*_split_pairs(d, identity, probes, refs, None))
     if posture is not None:
         m |= {f"same_posture_{k}": v for k, v in biometrics(*_split_pairs(d, identity, probes, refs, posture)).items()}
@@ -185,17 +189,62 @@ def rank1_identification(emb: np.ndarray, identity: np.ndarray, probes: np.ndarr
     return float((nearest == identity[probes]).mean())
 
 
+def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, probes: np.ndarray,
+                     refs: np.ndarray, predicted_posture: np.ndarray, distance: Distance = cosine_distance,
+                     template: Callable[[np.ndarray], np.ndarray] = unit_mean,
+                     d: np.ndarray | None = None) -> dict[str, float]:
+    """Claims against enrolled people, decided as a gallery decides them.
+
+    Every identity of `refs` is enrolled from its references (unconcealed scans); every probe claims every
+    enrolled identity once (genuine: its own). A claim's distance, by two rules:
+
+        enrolled_*          the nearest of the claimed person's references (inference.matching.verify)
+        enrolled_posture_*  the claimed person's template (`template` of the references) in the probe's
+                            posture as `predicted_posture` says (the network's posture head; a baseline's
+                            nearest-neighbour posture), of all references when none is in that posture
+
+    Each: ROC AUC, EER, TAR@FAR (`biometrics`) and rank-1 (the nearest enrolled identity by that rule).
+    Unlike `verification_metrics`, whose pairs are single images, a claim is scored against everything
+    the person enrolled: what an operator of the gallery sees. `d`: the probes x references distances when
+    already computed.
+    """
+    ids = np.unique(identity[refs])
+    claim = identity[probes][:, None] == ids[None, :]            # (P, I) genuine claims
+    if d is None:
+        d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
+    nearest = np.stack([d[:, identity[refs] == i].min(1) for i in ids], axis=1)
+    post_r, post_p = posture[refs], np.asarray(predicted_posture)[probes]
+    by_posture = np.empty_like(nearest)
+    for k in np.unique(post_p):
+        rows = post_p == k
+        tmpl = []
+        for i in ids:
+            own = refs[(identity[refs] == i) & (post_r == k)]
+            tmpl.append(template(emb[own if len(own) else refs[identity[refs] == i]]))
+        by_posture[rows] = np.asarray(distance(emb[probes[rows]], np.stack(tmpl)), np.float64)
+    m: dict[str, float] = {}
+    for key, s in (("enrolled", nearest), ("enrolled_posture", by_posture)):
+        m |= {f"{key}_{k}": v for k, v in biometrics(s[claim], s[~claim]).items()}
+        m[f"{key}_rank1"] = float((ids[s.argmin(1)] == identity[probes]).mean())
+    return m
+
+
 def protocol_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
                      anchors: np.ndarray, targets: np.ndarray, distance: Distance = cosine_distance,
-                     template: Callable[[np.ndarray], np.ndarray] = unit_mean) -> dict[str, float]:
+                     template: Callable[[np.ndarray], np.ndarray] = unit_mean,
+                     predicted_posture: np.ndarray | None = None) -> dict[str, float]:
     """The verification protocols of one split, on rows of `emb` (the network's and every baseline's).
 
     Triplets of (anchors, targets) with every same-posture unconcealed negative; all-posture and
     same-posture biometrics of concealed probes against unconcealed references; rank-1 against
-    per-identity templates of the references.
+    per-identity templates of the references; with `predicted_posture`, the claims against enrolled
+    people (`enrolled_metrics`).
     """
     refs, probes = np.flatnonzero(~concealed), np.flatnonzero(concealed)
     m = triplet_metrics(emb, identity, posture, anchors, targets, refs, distance)
-    m |= verification_metrics(emb, identity, probes, refs, posture, distance)
+    d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
+    m |= _verification(d, identity, probes, refs, posture)
     m["rank1_identification"] = rank1_identification(emb, identity, probes, refs, distance, template)
+    if predicted_posture is not None:
+        m |= enrolled_metrics(emb, identity, posture, probes, refs, predicted_posture, distance, template, d)
     return m

@@ -148,7 +148,8 @@ def evaluate_split(predict, data: ThzData, splits: tuple[str, ...], routes: tupl
     emb = out["embedding"]
     m: dict = {"split": "+".join(splits), "n_images": int(len(idx)), "n_anchors": int(len(anchors)),
                "distance": "cosine"}
-    m.update(protocol_metrics(emb, ident, post, conc, anchors, targets))
+    m.update(protocol_metrics(emb, ident, post, conc, anchors, targets,
+                              predicted_posture=np.asarray(out["posture_logits"]).argmax(1)))
     m.update(posture_metrics(out["posture_logits"], post))
     x_a, y_a, p_a = data.images[tri.anchors], data.images[tri.target], data.posture[tri.anchors]
     recs = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import (cosine_distance, eer, posture_metrics, rank1_identification, roc_auc,
+from training.metrics import (enrolled_metrics, cosine_distance, eer, posture_metrics, rank1_identification, roc_auc,
                               threshold_at_far, triplet_metrics, verification_metrics)
 
 
@@ -68,3 +68,37 @@ def test_verification_and_rank1_on_separable_embeddings():
     assert rank1_identification(emb, ident, probes, refs) == 1.0
     # swap the references' identities: every probe is now nearest to the wrong template
     assert rank1_identification(emb, np.array([0, 1, 1, 0]), probes, refs) == 0.0
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_enrolled_claims_by_hand():
+    # two people, two postures; each enrolled once per posture; one concealed probe each (posture 1)
+    refs_emb = _unit([[1, 0, 0], [0, 1, 0],      # person 0: posture 0 along x, posture 1 along y
+                      [0.8, 0.6, 0], [0, 0, 1]])  # person 1: posture 0 near person 0's posture 0; posture 1 along z
+    probes_emb = _unit([[0.1, 1, 0],             # person 0 in posture 1: near its own posture-1 reference
+                        [0.9, 0.1, 0.4]])        # person 1 in posture 1, but nearest to person 0's posture-0 one
+    emb = np.vstack([refs_emb, probes_emb])
+    identity = np.array([0, 0, 1, 1, 0, 1])
+    posture = np.array([0, 1, 0, 1, 1, 1])
+    refs, probes = np.arange(4), np.array([4, 5])
+    m = enrolled_metrics(emb, identity, posture, probes, refs, predicted_posture=posture)
+    d = 1 - probes_emb @ refs_emb.T
+    # nearest of the claimed person's references: (probe, claim) -> min over that person's two references
+    nearest = np.array([[d[0, :2].min(), d[0, 2:].min()], [d[1, :2].min(), d[1, 2:].min()]])
+    assert m["enrolled_n_genuine"] == 2 and m["enrolled_n_impostor"] == 2
+    assert m["enrolled_roc_auc"] == roc_auc(np.diag(nearest), nearest[[0, 1], [1, 0]])
+    assert m["enrolled_rank1"] == 0.5                       # person 1's probe lands on person 0
+    # the posture-1 templates separate them: person 1's probe is nearest to person 1's posture-1 template
+    by_posture = np.array([[d[0, 1], d[0, 3]], [d[1, 1], d[1, 3]]])
+    assert m["enrolled_posture_rank1"] == 1.0
+    assert m["enrolled_posture_roc_auc"] == roc_auc(np.diag(by_posture), by_posture[[0, 1], [1, 0]]) == 1.0
+    # a predicted posture with no template falls back to all of the person's references (their mean)
+    m2 = enrolled_metrics(emb, identity, np.array([0, 0, 1, 1, 0, 1]), probes, refs,
+                          predicted_posture=np.array([0, 0, 0, 0, 3, 3]))
+    mean0, mean1 = _unit(refs_emb[:2].sum(0)), _unit(refs_emb[2:].sum(0))
+    all_post = 1 - probes_emb @ np.stack([mean0, mean1]).T
+    assert m2["enrolled_posture_roc_auc"] == roc_auc(np.diag(all_post), all_post[[0, 1], [1, 0]])

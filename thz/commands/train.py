@@ -72,8 +72,19 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
     _echo_json(summary)
 
 
+def _run_or_bundle(ctx, param, value: str | None) -> str | None:
+    """A run or bundle directory, or the name of a shipped bundle (`models/compact`, `compact`)."""
+    if value is None:
+        return None
+    from inference.bundle import resolve_bundle_path
+    p = resolve_bundle_path(value)
+    if not p.is_dir():
+        raise click.BadParameter(f"{value!r} is neither a directory nor a shipped bundle (models/compact)")
+    return str(p)
+
+
 @click.command()
-@click.argument("source", type=click.Path(file_okay=False, exists=True))
+@click.argument("source", callback=_run_or_bundle)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
               help="dataset directory with manifest.csv")
 @click.option("--split", type=click.Choice(["test", "val", "train", "heldout", "all"]), default=None,
@@ -87,7 +98,7 @@ def train(obj, kind: str, data_dir: str, preset, epochs, seed, threads, holdout,
                    "inference.fusion_scans)")
 @click.option("--fusion-weight", type=click.Choice(["roi_quality", "uniform"]), default="roi_quality",
               show_default=True, help="weights of the fused scans: the face locator's ROI quality, or equal")
-@click.option("--other", type=click.Path(file_okay=False, exists=True), default=None,
+@click.option("--other", callback=_run_or_bundle, default=None,
               help="a second run or bundle (e.g. Model A beside Model B) for the reconstruction panel")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="report directory (default: RUN/eval_<split>, or evaluations/eval_<model_id>_<split> in the data "
