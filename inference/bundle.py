@@ -38,6 +38,13 @@ class ModelBundle:
     def threshold(self) -> float:
         return self.manifest.verification_threshold
 
+    def verification_rule(self, posture: str) -> tuple[float, str | None]:
+        """(threshold, posture for Gallery.verify) of a probe the network gives `posture`: the template of that
+        posture with posture_template_threshold when the bundle was calibrated for it, else the nearest template
+        with verification_threshold (posture None)."""
+        t = self.manifest.posture_template_threshold
+        return (float(t), posture) if t is not None else (float(self.manifest.verification_threshold), None)
+
     @property
     def input_size(self) -> int:
         return self.manifest.input_size

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.matching import Identification, TemplateMatrix, Verification, identify, verify
+from inference.matching import Identification, TemplateMatrix, Verification, identify, verify, verify_in_posture
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 
@@ -260,21 +260,26 @@ class Gallery:
     @_db_errors
     def templates(self, subject_id: str) -> np.ndarray:
         """(K, E) templates of `subject_id` for the current model; refuses other models' templates."""
-        rows = self._db.execute("SELECT model_id, embedding FROM templates WHERE subject_id = ?",
+        return self.templates_with_postures(subject_id)[0]
+
+    @_db_errors
+    def templates_with_postures(self, subject_id: str) -> tuple[np.ndarray, list[str]]:
+        """`templates` and the posture each was enrolled in."""
+        rows = self._db.execute("SELECT model_id, embedding, posture FROM templates WHERE subject_id = ? ORDER BY id",
                                 (subject_id,)).fetchall()
         if not rows:
             known = self._db.execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)).fetchone()
             raise GalleryRequestError(f"subject {subject_id!r} is " + ("enrolled without templates" if known
                                                                         else "not enrolled") + f" in {self.path}; "
                                       "run `thz enroll`")
-        mine = [r[1] for r in rows if r[0] == self.model_id]
+        mine = [r for r in rows if r[0] == self.model_id]
         if not mine:
             others = sorted({r[0] for r in rows})
             raise ModelMismatchError(
                 f"subject {subject_id!r} was enrolled with model {', '.join(others)}, not the current model "
                 f"{self.model_id}: embeddings of different models cannot be compared; re-enrol the subject "
                 f"with `thz enroll --subject {subject_id}`")
-        return np.stack([self._template(b, subject_id) for b in mine])
+        return np.stack([self._template(r[1], subject_id) for r in mine]), [r[2] for r in mine]
 
     @_db_errors
     def summary(self) -> list[dict]:
@@ -383,9 +388,16 @@ class Gallery:
     # --- decisions (each audited) -------------------------------------------------------------------
     @_db_errors
     def verify(self, embedding: np.ndarray, claim: str, threshold: float, frame_id: int | None = None,
-               source: str = "") -> Verification:
-        """1:1 verification of `claim`; raises ModelMismatchError for templates of another model."""
-        v = verify(embedding, claim, self.templates(claim), threshold)
+               source: str = "", posture: str | None = None) -> Verification:
+        """1:1 verification of `claim`; raises ModelMismatchError for templates of another model.
+
+        Without `posture`: against the nearest of the claim's templates. With the probe's predicted `posture`:
+        against the claim's template in that posture (`verify_in_posture`), whose threshold is the bundle's
+        posture_template_threshold."""
+        if posture is None:
+            v = verify(embedding, claim, self.templates(claim), threshold)
+        else:
+            v = verify_in_posture(embedding, claim, *self.templates_with_postures(claim), posture, threshold)
         with self._db:
             self._audit("verify", frame_id=frame_id, claim=claim, subject=claim if v.accepted else None,
                         distance=v.distance, threshold=threshold, accepted=v.accepted, source=source)

@@ -57,6 +57,20 @@ def verify(embedding: np.ndarray, claim: str, templates: np.ndarray, threshold: 
     return Verification(claim, d, float(threshold), d <= threshold)
 
 
+def verify_in_posture(embedding: np.ndarray, claim: str, templates: np.ndarray, template_postures: list[str],
+                      posture: str, threshold: float) -> Verification:
+    """1:1 by the claimed person's template in the probe's posture: the unit mean of their templates enrolled
+    in `posture` (all of them when none is), accepted within `threshold` (BundleManifest.posture_template_threshold;
+    training.metrics.enrolled_metrics measures this rule)."""
+    if templates.size == 0:
+        raise ValueError(f"subject {claim!r} has no templates to verify against")
+    same = np.array([p == posture for p in template_postures], bool)
+    t = np.asarray(templates, np.float64)[same if same.any() else slice(None)].sum(axis=0)
+    t /= max(float(np.linalg.norm(t)), 1e-12)
+    d = float(cosine_distance(embedding, t[None])[0])
+    return Verification(claim, d, float(threshold), d <= threshold)
+
+
 class SearchUnavailable(RuntimeError):
     """The 1:N search asked for a library that is not installed (faiss-cpu)."""
 

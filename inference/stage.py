@@ -329,7 +329,8 @@ class InferenceStage:
                 self.counters.enrolled += 1
             for claim in r.claims:
                 try:
-                    v = gallery.verify(emb, claim, self.engine.bundle.threshold, frame_id=fid, source=source)
+                    thr, by_posture = self.engine.bundle.verification_rule(posture.name)
+                    v = gallery.verify(emb, claim, thr, frame_id=fid, source=source, posture=by_posture)
                     verifications.append(VerificationResult(**v.to_json()))
                 except GalleryError as exc:
                     errors.append(f"verify {claim}: {exc}")

@@ -34,7 +34,7 @@ ONNX_NAME = "model.onnx"
 
 # the manifest fields that change a decision: covered by manifest_hash together with the ONNX hash (model_id)
 DECISION_FIELDS = ("model_id", "preset", "input_size", "embedding_size", "postures", "normalisation", "distance",
-                   "verification_threshold")
+                   "verification_threshold", "posture_template_threshold")
 
 
 class ManifestError(ValueError):
@@ -59,6 +59,11 @@ class BundleManifest(BaseModel):
     distance: str = Field("cosine", description="distance used for verification: cosine = 1 - a.b")
     verification_threshold: float = Field(description="accept a claim when distance <= threshold")
     threshold_source: str = Field("", description="how the threshold was calibrated (split, target FAR)")
+    posture_template_threshold: float | None = Field(
+        None, description="accept a claim when the distance to the claimed person's template in the probe's "
+                          "predicted posture is <= this (inference.matching.verify_in_posture); None: bundles "
+                          "calibrated before, which verify against the nearest template with verification_threshold")
+    posture_template_threshold_source: str = Field("", description="how posture_template_threshold was calibrated")
     training_config: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict, description="provenance: path, seeds, counts, hash")
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -71,15 +76,18 @@ class BundleManifest(BaseModel):
     def _ranges(self) -> "BundleManifest":
         # cosine distance 1 - a.b of unit vectors lies in [0, 2]: a threshold at or beyond an end decides
         # every claim the same way
-        if self.distance == "cosine" and not 0.0 < self.verification_threshold < 2.0:
-            raise ValueError(f"verification_threshold={self.verification_threshold} outside (0, 2), the range of "
-                             "a cosine distance: it would accept or reject every claim")
+        for name in ("verification_threshold", "posture_template_threshold"):
+            t = getattr(self, name)
+            if self.distance == "cosine" and t is not None and not 0.0 < t < 2.0:
+                raise ValueError(f"{name}={t} outside (0, 2), the range of a cosine distance: it would accept or "
+                                 "reject every claim")
         if len(set(self.postures)) != len(self.postures) or not self.postures:
             raise ValueError(f"postures {self.postures} must be distinct and not empty")
         return self
 
     def decision_hash(self) -> str:
-        fields = self.model_dump(mode="json", include=set(DECISION_FIELDS))
+        # a field left unset (None) is left out: bundles written before it existed keep their hash
+        fields = self.model_dump(mode="json", include=set(DECISION_FIELDS), exclude_none=True)
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

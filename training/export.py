@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thzcore.bundle import ONNX_NAME, BundleManifest, graph_model_id, stamp_metadata, write_manifest
+from thzcore.bundle import ONNX_NAME, BundleManifest, graph_model_id, read_manifest, stamp_metadata, write_manifest
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.provenance import source_commit
 from training.config import TrainingConfig
 from training.data import ThzData
-from training.metrics import eer, pair_distances, threshold_at_far
+from training.metrics import claim_distances, eer, pair_distances, threshold_at_far
 from training.model import ExportWrapper, MultiTaskNet
 from training.predict import RUN_CONFIG, OnnxPredictor, TorchPredictor, evaluate_split, headline, load_run
 
@@ -85,6 +85,57 @@ def calibrate_threshold(emb: np.ndarray, identity: np.ndarray, concealed: np.nda
                    f"val TAR {tar:.4f}"), facts
 
 
+def calibrate_posture_threshold(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
+                                predicted_posture: np.ndarray, rule: str, target_far: float) -> tuple[float, str, dict]:
+    """Threshold of `inference.matching.verify_in_posture` from one split's claims: every concealed probe claims
+    every person enrolled from the split's unconcealed images, scored against that person's template in the
+    probe's predicted posture (`training.metrics.claim_distances`); the same rule as `calibrate_threshold`."""
+    probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
+    _, claim, _, s = claim_distances(emb, identity, posture, probes, refs, predicted_posture)
+    gen, imp = s[claim], s[~claim]
+    e, t_eer = eer(gen, imp)
+    tar, t_far = threshold_at_far(gen, imp, target_far)
+    facts = {"val_claims_eer": e, "val_claims_eer_threshold": t_eer, "val_claims_tar_at_target_far": tar,
+             "val_genuine_claims": int(len(gen)), "val_impostor_claims": int(len(imp))}
+    if rule == "eer":
+        return t_eer, (f"EER point of the val split's claims against people enrolled from its unconcealed images "
+                       f"({len(gen)} genuine / {len(imp)} impostor), template of the predicted posture; "
+                       f"val EER {e:.4f}"), facts
+    return t_far, (f"largest threshold with FAR <= {target_far} over the val split's claims ({len(imp)} impostor), "
+                   f"template of the predicted posture; val TAR {tar:.4f}"), facts
+
+
+def add_posture_threshold(bundle_dir: str | Path, data_dir: str | Path, cfg: TrainingConfig | None = None) -> dict:
+    """Calibrate `posture_template_threshold` of an existing bundle on `data_dir`'s val split (the identities
+    its model held out stay out) with the bundle's own ONNX model, and rewrite its manifest in place.
+
+    For bundles exported before the field existed; `export_bundle` calibrates it for new ones. The model,
+    its id and verification_threshold are unchanged."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    cfg = cfg or TrainingConfig()
+    data = ThzData.load(data_dir)
+    data.hold_out(0, list(manifest.training_config.get("heldout_identities", [])))
+    val = data.select(("val",))
+    if len(val) == 0:
+        raise ValueError(f"{data_dir}: no val split to calibrate on")
+    out_val = OnnxPredictor(bundle_dir, threads=2)(data.images[val], reconstruct=False)
+    thr, source, facts = calibrate_posture_threshold(
+        out_val["embedding"], data.identity[val], data.posture[val], data.concealed[val],
+        np.asarray(out_val["posture_logits"]).argmax(1), cfg.threshold_rule, cfg.target_far)
+    cal = dict(manifest.dataset.get("threshold_calibration", {})) | facts | {
+        "posture_template_dataset": data.provenance()}
+    new = manifest.model_copy(update={"posture_template_threshold": thr, "posture_template_threshold_source": source,
+                                      "dataset": manifest.dataset | {"threshold_calibration": cal}})
+    BundleManifest.model_validate(new.model_dump())
+    with tempfile.TemporaryDirectory(dir=bundle_dir, prefix=".calibrate-") as tmp:
+        written = write_manifest(tmp, new)
+        shutil.move(str(written), str(bundle_dir / "manifest.json"))   # atomic on one file system
+    log.info("posture-template threshold written", extra={"bundle": str(bundle_dir), "threshold": thr})
+    return {"bundle": str(bundle_dir), "model_id": manifest.model_id, "posture_template_threshold": thr,
+            "threshold": manifest.verification_threshold} | facts
+
+
 def _git_commit() -> str:
     """The source commit; '+dirty' when the training code has uncommitted changes."""
     return source_commit(("training",))
@@ -118,19 +169,24 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
         tmp = Path(tmp)
         export_onnx(net, tmp / ONNX_NAME)
         val = data.select(("val",))
-        emb = TorchPredictor(net)(data.images[val], reconstruct=False)["embedding"]
+        out_val = TorchPredictor(net)(data.images[val], reconstruct=False)
+        emb = out_val["embedding"]
         thr, source, facts = calibrate_threshold(emb, data.identity[val], data.concealed[val], cfg.threshold_rule,
                                                  cfg.target_far)
+        p_thr, p_source, p_facts = calibrate_posture_threshold(
+            emb, data.identity[val], data.posture[val], data.concealed[val],
+            np.asarray(out_val["posture_logits"]).argmax(1), cfg.threshold_rule, cfg.target_far)
         manifest = BundleManifest(
             model_id=graph_model_id(tmp / ONNX_NAME), preset=info["model_config"]["preset"], input_size=64,
             embedding_size=net.cfg.embed_dim, postures=list(POSTURES), distance="cosine",
             verification_threshold=thr, threshold_source=source,
+            posture_template_threshold=p_thr, posture_template_threshold_source=p_source,
             training_config={"kind": info["kind"], "best_epoch": info["epoch"], "model_config": info["model_config"],
                              "training": info["training_config"], "perceptual": info.get("perceptual", ""),
                              "heldout_identities": list(info.get("heldout_identities", [])),
                              "run": str(run_dir), "git_commit": _git_commit(),
                              "dataset": trained_on},   # the training data's provenance and seeds (protocols)
-            dataset=prov | {"threshold_calibration": facts},
+            dataset=prov | {"threshold_calibration": facts | p_facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         stamp_metadata(tmp / ONNX_NAME, manifest)  # metadata_props; the graph id does not see them
@@ -145,5 +201,6 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
     size = (out / ONNX_NAME).stat().st_size
     log.info("bundle written", extra={"bundle": str(out), "model_id": manifest.model_id, "onnx_bytes": size})
     return {"bundle": str(out), "model_id": manifest.model_id, "onnx_mb": size / 1e6, "threshold": thr,
+            "posture_template_threshold": p_thr,
             "parity_max_abs": worst, "test_triplet_accuracy": test_metrics["triplet_accuracy"],
             "test_ssim": test_metrics["ssim"]}

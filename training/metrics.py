@@ -208,8 +208,23 @@ def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray,
     the person enrolled: what an operator of the gallery sees. `d`: the probes x references distances when
     already computed.
     """
+    ids, claim, nearest, by_posture = claim_distances(emb, identity, posture, probes, refs, predicted_posture,
+                                                      distance, template, d)
+    m: dict[str, float] = {}
+    for key, s in (("enrolled", nearest), ("enrolled_posture", by_posture)):
+        m |= {f"{key}_{k}": v for k, v in biometrics(s[claim], s[~claim]).items()}
+        m[f"{key}_rank1"] = float((ids[s.argmin(1)] == identity[probes]).mean())
+    return m
+
+
+def claim_distances(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, probes: np.ndarray, refs: np.ndarray,
+                    predicted_posture: np.ndarray, distance: Distance = cosine_distance,
+                    template: Callable[[np.ndarray], np.ndarray] = unit_mean, d: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(enrolled identities (I,), genuine claims (P, I), nearest-reference distances (P, I), posture-template
+    distances (P, I)) of `enrolled_metrics`' two rules."""
     ids = np.unique(identity[refs])
-    claim = identity[probes][:, None] == ids[None, :]            # (P, I) genuine claims
+    claim = identity[probes][:, None] == ids[None, :]
     if d is None:
         d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
     nearest = np.stack([d[:, identity[refs] == i].min(1) for i in ids], axis=1)
@@ -222,11 +237,7 @@ def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray,
             own = refs[(identity[refs] == i) & (post_r == k)]
             tmpl.append(template(emb[own if len(own) else refs[identity[refs] == i]]))
         by_posture[rows] = np.asarray(distance(emb[probes[rows]], np.stack(tmpl)), np.float64)
-    m: dict[str, float] = {}
-    for key, s in (("enrolled", nearest), ("enrolled_posture", by_posture)):
-        m |= {f"{key}_{k}": v for k, v in biometrics(s[claim], s[~claim]).items()}
-        m[f"{key}_rank1"] = float((ids[s.argmin(1)] == identity[probes]).mean())
-    return m
+    return ids, claim, nearest, by_posture
 
 
 def protocol_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,

@@ -383,3 +383,39 @@ def test_an_enrolment_updates_the_cached_index_without_reading_the_file(tmp_path
             assert np.array_equal(fresh.search_index().matrix, g.search_index().matrix)
         other.enroll("s3", unit(0, 0, 0, 1), "front-center")   # another connection: the file is read again
         assert g.identify(unit(0, 0, 0, 1), 0.2).identity == "s3" and reads == [1]
+
+
+def test_verify_in_posture_uses_the_claims_template_of_that_posture():
+    from inference.matching import verify_in_posture
+    templates = np.stack([unit(1, 0, 0), unit(1, 0.2, 0), unit(0, 1, 0)])
+    postures = ["front-center", "front-center", "full-left"]
+    probe = unit(0, 1, 0.1)
+    # in full-left: its one template, d = 1 - cos(angle to y) ~ 0.005
+    v = verify_in_posture(probe, "a", templates, postures, "full-left", 0.1)
+    assert v.accepted and v.distance == pytest.approx(float(cosine_distance(probe, unit(0, 1, 0)[None])[0]), abs=1e-6)
+    # in front-center: the unit mean of the two front-center templates, far from the probe
+    mean = templates[:2].sum(0) / np.linalg.norm(templates[:2].sum(0))
+    v = verify_in_posture(probe, "a", templates, postures, "front-center", 0.1)
+    assert not v.accepted and v.distance == pytest.approx(float(cosine_distance(probe, mean[None])[0]), abs=1e-6)
+    # a posture the person never enrolled in: the mean of all their templates
+    v = verify_in_posture(probe, "a", templates, postures, "full-right", 0.5)
+    everyone = templates.sum(0) / np.linalg.norm(templates.sum(0))
+    assert v.distance == pytest.approx(float(cosine_distance(probe, everyone[None])[0]), abs=1e-6)
+    with pytest.raises(ValueError, match="no templates"):
+        verify_in_posture(probe, "a", np.zeros((0, 128)), [], "full-left", 0.1)
+
+
+def test_gallery_verifies_by_posture_when_asked(tmp_path):
+    with Gallery(tmp_path / "g.sqlite", "model-A") as g:
+        g.enroll("s1", unit(1, 0), "front-center")
+        g.enroll("s1", unit(0, 1), "full-left")
+        probe = unit(0.05, 1)
+        # nearest template (no posture): the full-left one, accepted either way
+        assert g.verify(probe, "s1", 0.01).accepted
+        # as a front-center probe it must match the front-center template: rejected
+        v = g.verify(probe, "s1", 0.01, posture="front-center")
+        assert not v.accepted and v.distance == pytest.approx(float(cosine_distance(probe, unit(1, 0)[None])[0]))
+        assert g.verify(probe, "s1", 0.01, posture="full-left").accepted
+        emb, postures = g.templates_with_postures("s1")
+        assert postures == ["front-center", "full-left"] and emb.shape == (2, 128)
+        assert [a["kind"] for a in g.audit_log()].count("verify") == 3

@@ -137,6 +137,8 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert json.loads(meta["postures"]) == m.postures and meta["input_size"] == "64"
     assert max(out["parity_max_abs"].values()) <= 1e-4
     assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
+    assert 0 < m.posture_template_threshold < 2 and "predicted posture" in m.posture_template_threshold_source
+    assert m.dataset["threshold_calibration"]["val_genuine_claims"] > 0
     assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]
     assert len(m.dataset["content_sha256_16"]) == 16  # the images' bytes, not only their names
     # the training data's provenance, which `thz evaluate --protocol` checks seeds against
@@ -150,6 +152,29 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert res.exit_code == 0, res.output
     mb = json.loads(res.output.strip().splitlines()[-1])
     assert mb["source"] == "bundle" and mb["triplet_accuracy"] == pytest.approx(m.metrics["triplet_accuracy"])
+
+
+def test_a_bundle_without_the_posture_threshold_gets_one_in_place(bundle, dataset, tmp_path):
+    import shutil
+    from thzcore.bundle import read_manifest, write_manifest
+    old = tmp_path / "old"
+    shutil.copytree(bundle[0], old)
+    m = read_manifest(old)
+    write_manifest(old, m.model_copy(update={"posture_template_threshold": None, "posture_template_threshold_source": ""}))
+    before = read_manifest(old)      # an old bundle: valid without the field
+    assert before.posture_template_threshold is None
+    res = CliRunner().invoke(_cli(), ["export", str(old), "--posture-threshold", "--data", str(dataset)])
+    assert res.exit_code == 0, res.output
+    after = read_manifest(old)       # rewritten, still valid (hash of the decision fields)
+    # calibrated with ONNX Runtime here, with torch at export: the embeddings differ by at most the parity figure
+    # delta per component, so a distance by at most 2 sqrt(E) delta
+    delta = m.metrics["parity_max_abs"]["embedding"]
+    assert after.posture_template_threshold == pytest.approx(m.posture_template_threshold,
+                                                             abs=2 * np.sqrt(m.embedding_size) * delta + 1e-12)
+    assert (after.model_id, after.verification_threshold) == (before.model_id, before.verification_threshold)
+    assert json.loads(res.output.strip().splitlines()[-1])["posture_template_threshold"] == after.posture_template_threshold
+    res = CliRunner().invoke(_cli(), ["export", str(old), "--posture-threshold"])
+    assert res.exit_code == 2 and "--data" in res.output
 
 
 def test_export_fails_when_parity_is_violated(trained, bundle):

@@ -191,15 +191,28 @@ def baselines(obj, data_dir: str, split: str, identity_spec: str | None, fit_dir
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False, exists=True))
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle directory")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="bundle directory (required unless "
+              "--posture-threshold)")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="dataset for threshold calibration (val) and metrics (test); default: the run's dataset")
-def export(run: str, out: str, data_dir) -> None:
-    """Export RUN's student to ONNX with a manifest (threshold calibrated on val, parity checked)."""
-    from training.export import ParityError, export_bundle
+@click.option("--posture-threshold", is_flag=True,
+              help="RUN is a bundle exported before posture-template verification: calibrate its "
+                   "posture_template_threshold on --data's val split and rewrite its manifest (the model unchanged)")
+def export(run: str, out: str | None, data_dir, posture_threshold: bool) -> None:
+    """Export RUN's student to ONNX with a manifest (thresholds calibrated on val, parity checked)."""
+    from training.export import ParityError, add_posture_threshold, export_bundle
     warnings.filterwarnings("ignore", module="torch.onnx")
+    if posture_threshold and (out is not None or data_dir is None):
+        raise click.BadParameter("--posture-threshold rewrites the bundle RUN in place: give --data DIR, not --out",
+                                 param_hint="--posture-threshold")
+    if not posture_threshold and out is None:
+        raise click.BadParameter("give --out BUNDLE", param_hint="--out")
     try:
-        result = export_bundle(run, out, data_dir)
+        if posture_threshold:
+            from inference.bundle import resolve_bundle_path
+            result = add_posture_threshold(resolve_bundle_path(run), data_dir)
+        else:
+            result = export_bundle(run, out, data_dir)
     except (FileNotFoundError, ValueError, ParityError) as exc:
         raise _fail(exc) from None
     _echo_json(result)
