@@ -38,12 +38,23 @@ class ModelBundle:
     def threshold(self) -> float:
         return self.manifest.verification_threshold
 
+    @property
+    def by_posture_template(self) -> bool:
+        """Whether claims are verified against the template of the probe's posture (the bundle is calibrated
+        for it), else against the nearest template."""
+        return self.manifest.posture_template_threshold is not None
+
+    @property
+    def verify_threshold(self) -> float:
+        """The threshold claims are decided at: posture_template_threshold or verification_threshold."""
+        t = self.manifest.posture_template_threshold
+        return float(t if t is not None else self.manifest.verification_threshold)
+
     def verification_rule(self, posture: str) -> tuple[float, str | None]:
         """(threshold, posture for Gallery.verify) of a probe the network gives `posture`: the template of that
         posture with posture_template_threshold when the bundle was calibrated for it, else the nearest template
         with verification_threshold (posture None)."""
-        t = self.manifest.posture_template_threshold
-        return (float(t), posture) if t is not None else (float(self.manifest.verification_threshold), None)
+        return self.verify_threshold, (posture if self.by_posture_template else None)
 
     @property
     def input_size(self) -> int:

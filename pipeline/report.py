@@ -223,7 +223,8 @@ def _posture_rows(records: list[ScanRecord]) -> str:
 
 
 INFO_LABELS = {"engine": "inference engine", "model_id": "model id", "preset": "model preset",
-               "threshold": "verification threshold", "subjects": "subjects", "postures": "postures scanned",
+               "threshold": "verification threshold", "verification_rule": "claims verified against",
+               "subjects": "subjects", "postures": "postures scanned",
                "gallery": "gallery", "seed": "seed", "scanner_id": "scanner", "raw_source": "raw frames from",
                "enrolment_s": "enrolment took (s)", "latency_target_ms": "latency target (ms, p99)"}
 

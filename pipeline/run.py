@@ -79,7 +79,10 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
     failures: list[dict] = []
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
-                            "threshold": engine.bundle.threshold, "subjects": ", ".join(map(subject_id, identities)),
+                            "threshold": engine.bundle.verify_threshold,
+                            "verification_rule": ("template of the predicted posture" if engine.bundle.by_posture_template
+                                                  else "nearest template"),
+                            "subjects": ", ".join(map(subject_id, identities)),
                             "postures": ",".join(postures),
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}
     interrupted = False
@@ -157,7 +160,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
         echo("interrupted: all stages stopped; summary of the scans so far")
         counters, frames, proc_counters = (pipe.stage.counters.to_json() if pipe.stage else {}), \
             pipe.frames_acquired(), (pipe.processing.counters.to_json() if pipe.processing else {})
-    summary = summarise(records, engine.bundle.threshold)
+    summary = summarise(records, engine.bundle.verify_threshold)
     target = settings.inference.latency_target_ms
     p99 = summary.get("p99_latency_ms")
     summary.update(latency_target_ms=target, latency_within_target=None if p99 is None else bool(p99 <= target),
