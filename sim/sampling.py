@@ -7,17 +7,21 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
-def _bilinear(a: np.ndarray, fy: float, fx: float) -> float:
-    ny, nx = a.shape
+@njit(inline="always", nogil=True)
+def _cell(ny: int, nx: int, fy: float, fx: float) -> tuple[int, int, float, float]:
+    """(i, j, dy, dx) of the grid cell holding (fy, fx); off the interior the nearest node, with dy = -1."""
     i = int(math.floor(fy))
     j = int(math.floor(fx))
     if i < 0 or j < 0 or i >= ny - 1 or j >= nx - 1:
-        ii = min(max(int(round(fy)), 0), ny - 1)
-        jj = min(max(int(round(fx)), 0), nx - 1)
-        return a[ii, jj]
-    dy = fy - i
-    dx = fx - j
+        return min(max(int(round(fy)), 0), ny - 1), min(max(int(round(fx)), 0), nx - 1), -1.0, 0.0
+    return i, j, fy - i, fx - j
+
+
+@njit(cache=True, nogil=True)
+def _bilinear(a: np.ndarray, fy: float, fx: float) -> float:
+    i, j, dy, dx = _cell(a.shape[0], a.shape[1], fy, fx)
+    if dy < 0.0:
+        return a[i, j]
     return ((1 - dy) * ((1 - dx) * a[i, j] + dx * a[i, j + 1])
             + dy * ((1 - dx) * a[i + 1, j] + dx * a[i + 1, j + 1]))
 
@@ -25,16 +29,10 @@ def _bilinear(a: np.ndarray, fy: float, fx: float) -> float:
 @njit(cache=True, nogil=True)
 def _bilinear_part(a: np.ndarray, fy: float, fx: float, imag: bool) -> float:
     """_bilinear of the real or imaginary part of a complex map (in float64)."""
-    ny, nx = a.shape
-    i = int(math.floor(fy))
-    j = int(math.floor(fx))
-    if i < 0 or j < 0 or i >= ny - 1 or j >= nx - 1:
-        ii = min(max(int(round(fy)), 0), ny - 1)
-        jj = min(max(int(round(fx)), 0), nx - 1)
-        z = a[ii, jj]
+    i, j, dy, dx = _cell(a.shape[0], a.shape[1], fy, fx)
+    if dy < 0.0:
+        z = a[i, j]
         return np.float64(z.imag if imag else z.real)
-    dy = fy - i
-    dx = fx - j
     if imag:
         a00, a01, a10, a11 = a[i, j].imag, a[i, j + 1].imag, a[i + 1, j].imag, a[i + 1, j + 1].imag
     else:

@@ -88,6 +88,29 @@ def test_micro_motion_changes_the_glints_between_frames(scanner_cfg, sim_cfg):
     assert min(rhos) > 0.0                                # but it is the same face
 
 
+def test_the_per_frame_fields_are_the_whole_map_sum(scanner_cfg, sim_cfg):
+    # fields_shared recomputes only the head's block per frame; fields() must be the same whatever came before
+    vs = VirtualScanner(scanner_cfg, sim_cfg, seed=2)
+    vs.set_scene(Subject(identity=1, posture="front-right", concealed=True, capture_seed=5))
+    maps = vs.scene_maps()
+    first = maps.fields(0.004, -0.002)
+    maps.fields_shared(-0.01, 0.006)                     # another frame's pose in between
+    again = maps.fields(0.004, -0.002)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    # the layers' sum: the static field plus the head block, over the whole map
+    still = maps.fields()
+    for li, layer in enumerate(maps.layers):
+        conv, i0, j0 = layer.moving
+        m0, _ = conv.field((0.0, 0.0))
+        want = layer.static_e0.copy()
+        want[i0:i0 + m0.shape[0], j0:j0 + m0.shape[1]] += m0
+        np.testing.assert_array_equal(still[0][li], want)
+    shared = maps.fields_shared()
+    with pytest.raises(ValueError, match="read-only"):
+        shared[0][0, 0, 0] = 1.0
+
+
 def test_subject_out_of_population_and_bad_scene(scanner_cfg, sim_cfg):
     vs = VirtualScanner(scanner_cfg, sim_cfg, seed=0)
     with pytest.raises(ValueError, match="identity=20"):
