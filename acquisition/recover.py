@@ -9,7 +9,7 @@ from typing import Any
 
 import h5py
 
-from thzcore.h5clear import clear_consistency_flags
+from thzcore.h5clear import clear_consistency_flags, extend_eoa
 from thzcore.logs import get_logger
 from thzcore.recording import (DATA_FIELDS, GAP_FIELDS, RecordingError, create_private, entry_attrs, finish_layout,
                                frame_count, instrument_info, iso_time, make_layout)
@@ -31,19 +31,35 @@ class RecoverResult:
 
 
 def _open_crashed(path: Path) -> h5py.File:
-    """Open a crash-left file read-only: SWMR, plain, and once more after clearing the "open for write"
-    flags a killed writer leaves in the superblock (thzcore.h5clear, what `h5clear -s` does)."""
-    errors = []
-    for attempt in range(2):
-        for kw in ({"swmr": True}, {}):
+    """Open a crash-left file read-only, never in SWMR mode: an SWMR reader of a file whose writer is dead
+    retries a torn metadata block for many minutes (it waits for a writer to finish it; seen with a kill -9
+    in tests/robustness/test_kill9.py), a plain reader fails at once. A file HDF5 refuses is repaired the
+    way `h5clear` does and opened once more: its "open for write" flags cleared (`h5clear -s`), an
+    end-of-file address short of the file extended to its size (`h5clear --increment`; thzcore.h5clear)."""
+    repairs = {"already open for write": (clear_consistency_flags, "cleared the open-for-write flags a killed "
+                                                                   "writer left"),
+               "addr overflow": (extend_eoa, "extended the end-of-file address a killed writer left short")}
+    errors: list[str] = []
+    while True:
+        try:
+            f = h5py.File(path, "r")
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a superblock HDF5 cannot decode
+            errors.append(" ".join(str(exc).split()))
+        else:
             try:
-                return h5py.File(path, "r", **kw)
-            except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a superblock HDF5 cannot decode
+                if "entry" in list(f.keys()):  # a recording's group (a foreign file is told so by recover)
+                    f["entry"]                 # its header must be readable
+                return f
+            except (KeyError, OSError, RuntimeError, ValueError) as exc:   # opened, its metadata did not
+                f.close()
                 errors.append(" ".join(str(exc).split()))
-        if attempt == 0 and "already open for write" in errors[-1] and clear_consistency_flags(path):
-            log.warning("cleared the open-for-write flags a killed writer left", extra={"file": str(path)})
-            continue
-        break
+        fix = next((k for k in repairs if k in errors[-1]), None)
+        if fix is None:
+            break
+        repair, what = repairs.pop(fix)
+        if not repair(path):
+            break
+        log.warning(what, extra={"file": str(path)})
     raise RecordingError(f"{path}: HDF5 cannot open the file ({errors[-1]}); nothing can be recovered")
 
 

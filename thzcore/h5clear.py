@@ -11,6 +11,11 @@ Specification, section II.A, versions 2 and 3) is
 
 and the checksum is Bob Jenkins' lookup3 `hashlittle` (HDF5's H5_checksum_lookup3, initval 0) of the
 bytes before it. Clearing the flags rewrites one byte and the four checksum bytes, nothing else.
+
+A writer killed in SWMR mode can also leave the superblock's end-of-file address (EOA) short of what it
+wrote: plain readers then fail ("addr overflow"), and SWMR readers wait for a writer that will never
+extend it (HDF5 retries the read for minutes). `extend_eoa` sets the EOA to the file's size (what
+`h5clear --increment=0` does), again rewriting only that field and the checksum.
 """
 from __future__ import annotations
 
@@ -71,6 +76,47 @@ def superblock(head: bytes) -> tuple[int, int, int] | None:
     return head[8], head[11], end
 
 
+def _rewrite(p: Path, fixed: bytes, end: int, field: slice) -> None:
+    fd = os.open(p, os.O_WRONLY)
+    try:
+        os.pwrite(fd, fixed[field], field.start)
+        os.pwrite(fd, lookup3(fixed[:end]).to_bytes(4, "little"), end)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _intact(path: Path) -> tuple[bytes, int] | None:
+    """(the superblock's bytes, offset of its checksum) of a v2/v3 superblock whose checksum matches, else None."""
+    with path.open("rb") as fh:
+        head = fh.read(12 + 4 * 16 + 4)
+    sb = superblock(head)
+    if sb is None:
+        return None
+    end = sb[2]
+    return (head, end) if lookup3(head[:end]) == int.from_bytes(head[end:end + 4], "little") else None
+
+
+def extend_eoa(path: str | Path) -> bool:
+    """Set a v2/v3 superblock's end-of-file address to the file's size when it is short of it; True when
+    changed. Refuses (False, touches nothing) when the superblock is not v2/v3, damaged, or already at or
+    beyond the file's end."""
+    p = Path(path)
+    found = _intact(p)
+    if found is None:
+        return False
+    head, end = found
+    o = head[9]
+    at = 12 + 2 * o                                  # base address, extension address, then the EOA
+    eoa = int.from_bytes(head[at:at + o], "little")
+    size = p.stat().st_size
+    if eoa >= size:
+        return False
+    fixed = head[:at] + size.to_bytes(o, "little") + head[at + o:end]
+    _rewrite(p, fixed, end, slice(at, at + o))
+    return True
+
+
 def clear_consistency_flags(path: str | Path) -> bool:
     """Clear the flags of a v2/v3 superblock whose checksum is intact; True when a flag was cleared.
 
@@ -78,21 +124,12 @@ def clear_consistency_flags(path: str | Path) -> bool:
     clear, or its checksum does not match (then the superblock itself is damaged, not just flagged).
     """
     p = Path(path)
-    with p.open("rb") as fh:
-        head = fh.read(12 + 4 * 16 + 4)
-    sb = superblock(head)
-    if sb is None:
+    found = _intact(p)
+    if found is None:
         return False
-    _, flags, end = sb
-    stored = int.from_bytes(head[end:end + 4], "little")
-    if flags == 0 or lookup3(head[:end]) != stored:
+    head, end = found
+    if head[11] == 0:
         return False
     fixed = head[:11] + b"\0" + head[12:end]
-    fd = os.open(p, os.O_WRONLY)
-    try:
-        os.pwrite(fd, fixed[11:12], 11)
-        os.pwrite(fd, lookup3(fixed).to_bytes(4, "little"), end)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _rewrite(p, fixed, end, slice(11, 12))
     return True
