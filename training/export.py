@@ -69,20 +69,28 @@ def parity(net: MultiTaskNet, bundle: Path, images: np.ndarray, tol: float) -> d
     return worst
 
 
+def _operating_point(gen: np.ndarray, imp: np.ndarray, rule: str, target_far: float
+                     ) -> tuple[float, float, float, float, float]:
+    """(the threshold `rule` picks: "eer" its EER point, else the largest with FAR <= target_far; EER; EER
+    threshold; TAR at target_far; that threshold) of genuine and impostor distances."""
+    e, t_eer = eer(gen, imp)
+    tar, t_far = threshold_at_far(gen, imp, target_far)
+    return (t_eer if rule == "eer" else t_far), e, t_eer, tar, t_far
+
+
 def calibrate_threshold(emb: np.ndarray, identity: np.ndarray, concealed: np.ndarray, rule: str,
                         target_far: float) -> tuple[float, str, dict]:
     """Threshold on cosine distance from (concealed probe, unconcealed reference) pairs of one split."""
     probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
     gen, imp = pair_distances(emb, identity, probes, refs)
-    e, t_eer = eer(gen, imp)
-    tar, t_far = threshold_at_far(gen, imp, target_far)
+    thr, e, t_eer, tar, t_far = _operating_point(gen, imp, rule, target_far)
     facts = {"val_eer": e, "val_eer_threshold": t_eer, "val_tar_at_target_far": tar, "target_far": target_far,
              "val_genuine_pairs": int(len(gen)), "val_impostor_pairs": int(len(imp))}
     if rule == "eer":
-        return t_eer, (f"EER point on the val split ({len(gen)} genuine / {len(imp)} impostor concealed-vs-"
-                       f"unconcealed pairs, cosine distance); val EER {e:.4f}"), facts
-    return t_far, (f"largest threshold with FAR <= {target_far} on the val split ({len(imp)} impostor pairs); "
-                   f"val TAR {tar:.4f}"), facts
+        return thr, (f"EER point on the val split ({len(gen)} genuine / {len(imp)} impostor concealed-vs-"
+                     f"unconcealed pairs, cosine distance); val EER {e:.4f}"), facts
+    return thr, (f"largest threshold with FAR <= {target_far} on the val split ({len(imp)} impostor pairs); "
+                 f"val TAR {tar:.4f}"), facts
 
 
 def calibrate_posture_threshold(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
@@ -93,16 +101,15 @@ def calibrate_posture_threshold(emb: np.ndarray, identity: np.ndarray, posture: 
     probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
     _, claim, _, s = claim_distances(emb, identity, posture, probes, refs, predicted_posture)
     gen, imp = s[claim], s[~claim]
-    e, t_eer = eer(gen, imp)
-    tar, t_far = threshold_at_far(gen, imp, target_far)
+    thr, e, t_eer, tar, t_far = _operating_point(gen, imp, rule, target_far)
     facts = {"val_claims_eer": e, "val_claims_eer_threshold": t_eer, "val_claims_tar_at_target_far": tar,
              "val_genuine_claims": int(len(gen)), "val_impostor_claims": int(len(imp))}
     if rule == "eer":
-        return t_eer, (f"EER point of the val split's claims against people enrolled from its unconcealed images "
-                       f"({len(gen)} genuine / {len(imp)} impostor), template of the predicted posture; "
-                       f"val EER {e:.4f}"), facts
-    return t_far, (f"largest threshold with FAR <= {target_far} over the val split's claims ({len(imp)} impostor), "
-                   f"template of the predicted posture; val TAR {tar:.4f}"), facts
+        return thr, (f"EER point of the val split's claims against people enrolled from its unconcealed images "
+                     f"({len(gen)} genuine / {len(imp)} impostor), template of the predicted posture; "
+                     f"val EER {e:.4f}"), facts
+    return thr, (f"largest threshold with FAR <= {target_far} over the val split's claims ({len(imp)} impostor), "
+                 f"template of the predicted posture; val TAR {tar:.4f}"), facts
 
 
 def add_posture_threshold(bundle_dir: str | Path, data_dir: str | Path, cfg: TrainingConfig | None = None) -> dict:
