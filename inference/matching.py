@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thzcore.fusion import fuse
+
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """d = 1 - a.b for L2-normalised rows: a (E,) or (N, E) against b (M, E) -> (M,) or (N, M)."""
@@ -65,8 +67,7 @@ def verify_in_posture(embedding: np.ndarray, claim: str, templates: np.ndarray, 
     if templates.size == 0:
         raise ValueError(f"subject {claim!r} has no templates to verify against")
     same = np.array([p == posture for p in template_postures], bool)
-    t = np.asarray(templates, np.float64)[same if same.any() else slice(None)].sum(axis=0)
-    t /= max(float(np.linalg.norm(t)), 1e-12)
+    t = fuse(np.asarray(templates)[same if same.any() else slice(None)])   # their unit mean
     d = float(cosine_distance(embedding, t[None])[0])
     return Verification(claim, d, float(threshold), d <= threshold)
 

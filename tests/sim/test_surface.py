@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.physical_optics import facet_phase_factors, facet_phasors, fresnel_power, index_from_reflectivity
+from sim.physical_optics import facet_phase_factors, facet_phasors, index_from_reflectivity
 from sim.surface import SkinOptics, fabric_facets, skin_facets
 
 PITCH, K, R0 = 1.5e-3, 2 * math.pi / 0.88e-3, 0.6
@@ -24,11 +24,19 @@ def _scene(seed: int):
     return r, valid, attrs, covered, rng
 
 
+def _fresnel_numpy(cos_i, n):
+    """Mean of the s and p Fresnel power reflectivities, whole-array (independent of the kernel's scalar form)."""
+    c = np.clip(cos_i, 1e-6, 1.0)
+    ct = np.sqrt(np.maximum(1.0 - (1.0 - c * c) / (n * n), 0.0))
+    return 0.5 * (((c - n * ct) / (c + n * ct)) ** 2 + ((n * c - ct) / (n * c + ct)) ** 2)
+
+
 def _skin_numpy(r, valid, hair, eye, cloth, covered, w_re, w_im, o: SkinOptics, cover_t: float):
     """The skin layer as whole-array NumPy: Fresnel x transmission x Debye-Waller, plus the rough diffuse part."""
     phasor, carrier, du, dv = facet_phasors(np.where(valid, r, o.ref_range_m), valid, o.pitch, o.k, o.ref_range_m)
     cos_i = 1.0 / np.sqrt(1.0 + (du * du + dv * dv) / o.scale2)
-    gamma2 = (o.skin_r0 * fresnel_power(cos_i, o.n_skin) * (1.0 - eye) + o.eye_r0 * fresnel_power(cos_i, o.n_eye) * eye)
+    gamma2 = (o.skin_r0 * _fresnel_numpy(cos_i, o.n_skin) * (1.0 - eye)
+              + o.eye_r0 * _fresnel_numpy(cos_i, o.n_eye) * eye)
     trans = o.hair_t ** hair * o.cloth_t ** cloth * np.where(covered, cover_t, 1.0)
     coherent = np.sqrt(gamma2) * trans * np.exp(-0.5 * (2.0 * o.k * o.rms_height_m * cos_i) ** 2)
     kl2 = (o.k * o.corr_length_m) ** 2
@@ -49,8 +57,8 @@ def test_skin_kernel_matches_the_numpy_form(seed):
     r, valid, a, covered, rng = _scene(seed)
     n_skin, n_eye = index_from_reflectivity(0.155), index_from_reflectivity(0.25)
     o = SkinOptics(pitch=PITCH, k=K, ref_range_m=R0, scale2=1.02 ** 2, n_skin=n_skin,
-                   skin_r0=0.155 / fresnel_power(np.ones(1), n_skin)[0], n_eye=n_eye,
-                   eye_r0=0.25 / fresnel_power(np.ones(1), n_eye)[0], hair_t=0.7, cloth_t=0.8, cover_t=0.6,
+                   skin_r0=0.155 / float(_fresnel_numpy(1.0, n_skin)), n_eye=n_eye,
+                   eye_r0=0.25 / float(_fresnel_numpy(1.0, n_eye)), hair_t=0.7, cloth_t=0.8, cover_t=0.6,
                    rms_height_m=30e-6, corr_length_m=0.25e-3, hair_sigma0=0.1, diffuse_per_sigma0=0.027)
     w_re, w_im = rng.standard_normal(r.shape), rng.standard_normal(r.shape)
     got = skin_facets(r, valid, a["hair"], a["eye"], a["cloth"], covered, w_re, w_im, o)

@@ -190,7 +190,7 @@ def baselines(obj, data_dir: str, split: str, identity_spec: str | None, fit_dir
 
 
 @click.command()
-@click.argument("run", type=click.Path(file_okay=False, exists=True))
+@click.argument("run", callback=_run_or_bundle)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="bundle directory (required unless "
               "--posture-threshold)")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), default=None,
@@ -209,8 +209,7 @@ def export(run: str, out: str | None, data_dir, posture_threshold: bool) -> None
         raise click.BadParameter("give --out BUNDLE", param_hint="--out")
     try:
         if posture_threshold:
-            from inference.bundle import resolve_bundle_path
-            result = add_posture_threshold(resolve_bundle_path(run), data_dir)
+            result = add_posture_threshold(run, data_dir)
         else:
             result = export_bundle(run, out, data_dir)
     except (FileNotFoundError, ValueError, ParityError) as exc:
