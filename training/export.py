@@ -120,7 +120,8 @@ def add_posture_threshold(bundle_dir: str | Path, data_dir: str | Path, cfg: Tra
     its id and verification_threshold are unchanged."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
-    cfg = cfg or TrainingConfig()
+    # the calibration rule the model was exported with (its training config), as export_bundle uses
+    cfg = cfg or TrainingConfig.model_validate(manifest.training_config.get("training", {}))
     data = ThzData.load(data_dir)
     data.hold_out(0, list(manifest.training_config.get("heldout_identities", [])))
     val = data.select(("val",))
