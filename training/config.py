@@ -20,6 +20,8 @@ class LossWeights(Section):
     charbonnier: float = Field(1.0, ge=0, description="weight of the Charbonnier term inside L_rec")
     ssim: float = Field(1.0, ge=0, description="weight of the (1 - SSIM) term inside L_rec")
     perceptual: float = Field(0.1, ge=0, description="weight of LPIPS (or its fallback) inside L_rec")
+    identity: float = Field(0.0, ge=0, description="weight of the CosFace identity classification over every "
+                            "training identity (0 = the paper's objective; not in the paper)")
 
 
 class DistillConfig(Section):
@@ -69,6 +71,8 @@ class TrainingConfig(Section):
     supcon_tau: float = Field(0.07, gt=0, description="SupCon temperature tau")
     supcon_margin: float = Field(0.0, ge=0, lt=2, description="additive cosine margin on SupCon positives "
                                  "(0 = the paper's SupCon; > 0 asks positives to beat negatives by it)")
+    cosface_scale: float = Field(30.0, gt=0, description="CosFace scale s (loss.identity > 0)")
+    cosface_margin: float = Field(0.35, ge=0, lt=2, description="CosFace additive cosine margin m (loss.identity > 0)")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="posture cross-entropy label smoothing")
     charbonnier_eps: float = Field(1e-3, gt=0, description="Charbonnier epsilon (image units, [0, 1])")
     holdout_identities: int = Field(

@@ -2,6 +2,7 @@
 
 References:
     Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020 (eq. 2, L_out).
+    Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition", CVPR 2018 (eq. 4, LMCL).
     Wang et al., "Image quality assessment: from error visibility to structural similarity", IEEE TIP 2004.
     Charbonnier et al., ICIP 1994 (the robust L1: sqrt(d^2 + eps^2)).
     Bergman et al., Sensors 2026: tau = 0.07, label smoothing 0.1, eps = 1e-3, 11x11 Gaussian sigma 1.5.
@@ -56,6 +57,28 @@ def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, tau: float = 0.07,
         return emb.sum() * 0.0
     mean_log_prob_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
     return -mean_log_prob_pos.mean()
+
+
+def cosface_loss(emb: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, scale: float = 30.0,
+                 margin: float = 0.35) -> torch.Tensor:
+    """Large margin cosine loss (CosFace eq. 4): softmax over every training identity's class vector.
+
+    L = -log( e^{s (cos theta_y - m)} / (e^{s (cos theta_y - m)} + sum_{j != y} e^{s cos theta_j}) ),
+    cos theta_j = W_j . x / (|W_j| |x|). Unlike SupCon, whose negatives are the few identities of the
+    batch, every identity of the training set pushes each sample away at every step.
+
+    emb (N, E), weight (C, E) (any norms: both are normalised here), labels (N,) rows of `weight`.
+    """
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"CosFace scale {scale=} must be a positive finite number")
+    if not (0.0 <= margin < 2.0):
+        raise ValueError(f"CosFace margin {margin=} must be in [0, 2) (a cosine difference)")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= weight.shape[0]):
+        raise ValueError(f"CosFace labels must be rows of the {weight.shape[0]} class vectors, "
+                         f"got {int(labels.min())}..{int(labels.max())}")
+    cos = F.normalize(emb, dim=1) @ F.normalize(weight, dim=1).T               # (N, C) cos theta_j
+    cos = cos - margin * F.one_hot(labels, weight.shape[0]).to(cos.dtype)      # cos theta_y - m
+    return F.cross_entropy(scale * cos, labels)
 
 
 def posture_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.1) -> torch.Tensor:

@@ -28,7 +28,7 @@ from training.config import TrainingConfig
 from training.data import ThzData, TripletIndex
 from training.distill import ModelB
 from training.model import count_parameters, preset_config
-from training.objective import model_a_loss, model_b_loss
+from training.objective import IdentityClassifier, model_a_loss, model_b_loss
 from training.perceptual import build_perceptual
 from training.predict import BEST, LAST, RUN_CONFIG, TorchPredictor, build_model, evaluate_split, load_checkpoint
 from training.sampler import BalancedTripletSampler
@@ -68,7 +68,11 @@ class Trainer:
                                              cfg.seed)
         vrng = np.random.default_rng([cfg.seed, 0, 2])
         self.val_batches = [make_batch(self.val_index, tb, None, vrng) for tb in val_sampler.epoch(0)]
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # CosFace class vectors of the identities trained on (a training-only head, not in the bundle)
+        self.identity_head = (IdentityClassifier(data.identity[data.select(("train",))], self.mcfg.embed_dim)
+                              if cfg.loss.identity > 0 else None)
+        params = list(self.model.parameters()) + (list(self.identity_head.parameters()) if self.identity_head else [])
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch = 0
         self.step = 0
         self.best_value: float | None = None
@@ -85,6 +89,8 @@ class Trainer:
     def save(self, path: Path, full: bool) -> None:
         ck = {**self._facts(), "epoch": self.epoch, "model": self.model.state_dict()}
         if full:
+            if self.identity_head is not None:
+                ck["identity_head"] = self.identity_head.state_dict()
             ck.update(optimizer=self.opt.state_dict(), step=self.step, best_value=self.best_value,
                       best_epoch=self.best_epoch, bad_epochs=self.bad_epochs, history=self.history)
         else:
@@ -102,6 +108,11 @@ class Trainer:
             raise ValueError(f"{p} holds a model {ck['kind']!r}/{ck['model_config']['preset']!r}, "
                              f"not {self.kind!r}/{self.mcfg.preset!r}: use another --out or the same settings")
         self.model.load_state_dict(ck["model"])
+        if (self.identity_head is None) != ("identity_head" not in ck):
+            raise ValueError(f"{p} was trained {'with' if 'identity_head' in ck else 'without'} the identity loss "
+                             f"(training.loss.identity): resume it with the same setting")
+        if self.identity_head is not None:
+            self.identity_head.load_state_dict(ck["identity_head"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
         self.best_value, self.best_epoch = ck["best_value"], int(ck["best_epoch"])
@@ -125,13 +136,13 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             batch = make_batch(self.train_index, tb, cfg.augment, rng)
-            loss, parts, _ = self.objective(self.model, batch, cfg, self.perceptual)
+            loss, parts, _ = self.objective(self.model, batch, cfg, self.perceptual, self.identity_head)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {self.epoch + 1}, step {self.step}: "
                                          f"parts {parts}; lower training.lr")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], cfg.grad_clip)
             self.opt.step()
             self.step += 1
             parts["loss"] = float(loss.detach())
@@ -169,7 +180,7 @@ class Trainer:
         self.model.eval()
         tot = 0.0
         for b in self.val_batches:
-            loss, _, _ = self.objective(self.model, b, self.cfg, self.perceptual)
+            loss, _, _ = self.objective(self.model, b, self.cfg, self.perceptual, self.identity_head)
             tot += float(loss)
         m = evaluate_split(TorchPredictor(self.net), self.data, ("val",), routes=("predicted",))
         return {"val_loss": tot / len(self.val_batches)} | {f"val_{k}": float(m[k]) for k in VAL_KEYS}

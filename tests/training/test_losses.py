@@ -9,7 +9,7 @@ import torch
 from pytorch_msssim import ssim as reference_ssim
 
 from training.distill import feature_distill, kl_distill
-from training.losses import charbonnier, posture_ce, psnr, reconstruction_loss, ssim, supcon_loss
+from training.losses import charbonnier, cosface_loss, posture_ce, psnr, reconstruction_loss, ssim, supcon_loss
 from training.perceptual import LPIPSVGG, EdgeLoss, build_perceptual
 
 
@@ -174,3 +174,29 @@ def test_supcon_margin_by_hand_and_zero_margin_is_eq2():
     assert float(supcon_loss(e, lab, tau=tau, margin=0.0)) == float(supcon_loss(e, lab, tau=tau))
     with pytest.raises(ValueError, match="margin"):
         supcon_loss(e, lab, tau=tau, margin=-0.1)
+
+
+def test_cosface_against_the_equation_in_float64():
+    # An independent reference: eq. 4 of CosFace written with NumPy's logs and exps, unnormalised inputs.
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(6, 4)), rng.normal(size=(5, 4)) * 3.0
+    y = np.array([0, 4, 2, 2, 1, 3])
+    s, m = 30.0, 0.35
+    cos = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
+    num = np.exp(s * (cos[np.arange(6), y] - m))
+    den = num + (np.exp(s * cos).sum(1) - np.exp(s * cos[np.arange(6), y]))
+    expected = float(np.mean(-np.log(num / den)))
+    got = float(cosface_loss(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(y), s, m))
+    assert got == pytest.approx(expected, rel=64 * np.finfo(np.float64).eps * s)
+    # the margin is what separates it from a plain normalised softmax: a larger one costs more
+    assert float(cosface_loss(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(y), s, 0.0)) < got
+
+
+def test_cosface_refuses_bad_settings_and_labels_outside_the_classes():
+    x, w = torch.randn(3, 4), torch.randn(2, 4)
+    with pytest.raises(ValueError, match="scale"):
+        cosface_loss(x, w, torch.tensor([0, 1, 0]), scale=0.0)
+    with pytest.raises(ValueError, match="margin"):
+        cosface_loss(x, w, torch.tensor([0, 1, 0]), margin=2.5)
+    with pytest.raises(ValueError, match="rows of the 2 class vectors"):
+        cosface_loss(x, w, torch.tensor([0, 2, 0]))

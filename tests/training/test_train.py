@@ -277,3 +277,37 @@ def test_early_stopping_on_the_configured_metric(data, tmp_path):
     s = Trainer(data, "a", cfg, tmp_path / "e", progress=False).fit()
     assert s["epochs_run"] == 2 and s["stopped_early"] and s["best_epoch"] == 1
     assert load_checkpoint(tmp_path / "e" / "best.pt")["epoch"] == 1
+
+
+def test_identity_classifier_maps_ids_to_rows_and_skips_unknown_identities():
+    from training.objective import IdentityClassifier
+    from training.config import TrainingConfig
+    head = IdentityClassifier([7, 3, 3, 11], embed_dim=4)
+    assert head.weight.shape == (3, 4)
+    assert head.rows(torch.tensor([3, 7, 11, 5, 12, -1])).tolist() == [0, 1, 2, -1, -1, -1]
+    emb = torch.randn(4, 4)
+    cfg = TrainingConfig()
+    # a sample of an identity without a class vector (val-only, say) adds nothing
+    with_unknown = head.loss(emb, torch.tensor([3, 7, 5, 12]), cfg)
+    assert float(with_unknown) == pytest.approx(float(head.loss(emb[:2], torch.tensor([3, 7]), cfg)))
+    assert float(head.loss(emb[:1], torch.tensor([5]), cfg)) == 0.0
+    with pytest.raises(ValueError, match=">= 2"):
+        IdentityClassifier([4], embed_dim=4)
+
+
+def test_identity_loss_trains_its_head_resumes_with_it_and_stays_out_of_the_model(data, tmp_path):
+    cfg = small_config(epochs=2, bn_batches=1, loss={"perceptual": 0.0, "identity": 1.0})
+    t = Trainer(data, "b", cfg, tmp_path / "x", progress=False)
+    w0 = t.identity_head.weight.detach().clone()
+    t.fit(stop_after=1)
+    ck = load_checkpoint(tmp_path / "x" / LAST)
+    assert not torch.equal(ck["identity_head"]["weight"], w0)          # the class vectors learn
+    assert not any(k.startswith("identity") for k in ck["model"])      # not part of the exported network
+    assert "train_identity_cosface" in (tmp_path / "x" / "metrics.csv").read_text().splitlines()[0]
+    plain = Trainer(data, "b", small_config(epochs=2, bn_batches=1, loss={"perceptual": 0.0}), tmp_path / "x",
+                    progress=False)
+    with pytest.raises(ValueError, match="with the identity loss"):
+        plain.resume()
+    again = Trainer(data, "b", cfg, tmp_path / "x", progress=False)
+    assert again.resume()
+    assert torch.equal(again.identity_head.weight, ck["identity_head"]["weight"])
