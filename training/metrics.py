@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
 from training.losses import psnr, ssim
 
@@ -45,9 +46,8 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def unit_mean(x: np.ndarray) -> np.ndarray:
-    """The template of a set of unit embeddings: their mean, L2-normalised."""
-    m = np.asarray(x, np.float64).mean(0)
-    return m / np.linalg.norm(m)
+    """The template of a set of embeddings: their mean, L2-normalised (the gallery's `fuse`, unweighted)."""
+    return fuse(x)
 
 
 def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, anchors: np.ndarray,
