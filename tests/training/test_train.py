@@ -311,3 +311,16 @@ def test_identity_loss_trains_its_head_resumes_with_it_and_stays_out_of_the_mode
     again = Trainer(data, "b", cfg, tmp_path / "x", progress=False)
     assert again.resume()
     assert torch.equal(again.identity_head.weight, ck["identity_head"]["weight"])
+
+
+def test_the_shipped_recipe_file_is_the_shipped_bundles_training_config():
+    # config/train_shipped.toml plus the command line of docs/results.md must give the training config the
+    # shipped bundle records: a recipe file that drifted from the bundle would not reproduce it.
+    from pathlib import Path
+
+    from pipeline.settings import load_settings
+    root = Path(__file__).resolve().parents[2]
+    recorded = json.loads((root / "inference/bundles/compact/manifest.json").read_text())["training_config"]["training"]
+    cfg = load_settings(root / "config/train_shipped.toml").training.model_copy(
+        update={"epochs": 40, "holdout_identities": 20, "num_threads": 2})    # the flags of the command
+    assert cfg.model_dump(mode="json") == recorded
