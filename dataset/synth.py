@@ -40,13 +40,15 @@ whose JSON exists is skipped. A scan where no face is found writes only the JSON
 and is left out of the manifest, like the paper's unusable captures. Ctrl-C or SIGTERM cancels the
 queue, ends the local cluster and writes the manifest and dataset.json of what is made (complete =
 false); the same command continues. The same command with a larger --identities grows a build (the
-units are seeded per identity, so the grown build has a fresh build's bytes); any other change of plan
-is refused.
+units are seeded per identity, so the grown build has a fresh build's bytes when the code is the same);
+any other change of plan, or of the settings the images depend on, is refused.
 
 Provenance (dataset.json): git_commit ('+dirty' when CODE_PATHS have uncommitted changes),
-code_sha256_16 (the sources of CODE_PATHS themselves) and libraries (NumPy, SciPy, Numba, ... versions):
-two builds of one plan whose content hashes differ differ in one of these, or in the settings recorded
-beside them.
+code_sha256_16 (the sources of CODE_PATHS themselves) and libraries (NumPy, SciPy, Numba, ... versions)
+of the last run, and `runs`: every run that made images in the folder, with its provenance and how
+many it made. A build resumed or grown with other code or libraries warns and sets `mixed_code`: its
+earlier images keep their code's bytes, so its content hash need not be a fresh build's. Two builds of
+one plan whose content hashes differ differ in one of these, or in the settings recorded beside them.
 """
 from __future__ import annotations
 
@@ -377,6 +379,8 @@ class DatasetSummary:
     git_commit: str = ""         # the code that made the images ('+dirty': uncommitted changes to it)
     code_sha256_16: str = ""     # sha256 of that code's sources (CODE_PATHS): same value = same image code
     libraries: dict[str, str] = field(default_factory=dict)  # versions of the numerical libraries used
+    runs: list[dict[str, Any]] = field(default_factory=list)  # each run's provenance and images made, oldest first
+    mixed_code: bool = False     # the images were made by more than one code or library set (see runs)
 
 
 def pending_jobs(out: Path, plan: DatasetPlan) -> tuple[list[Job], int]:
@@ -514,11 +518,12 @@ def make_dataset(out: str | Path, plan: DatasetPlan, settings: DatasetSettings, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_plan_file(out, plan)
-    jobs, done = pending_jobs(out, plan)
-    summary = DatasetSummary(str(out), asdict(plan), skipped_done=done, workers=max(0, workers),
-                             scheduler=scheduler or "")
-    t0 = time.perf_counter()
     settings_json = settings.model_dump_json()
+    jobs, done = pending_jobs(out, plan)
+    earlier = _earlier_runs(out, settings_json) if done else []
+    summary = DatasetSummary(str(out), asdict(plan), skipped_done=done, workers=max(0, workers),
+                             scheduler=scheduler or "", runs=earlier)
+    t0 = time.perf_counter()
     spec = WorkerSpec(_WorkerSettings.model_validate_json(settings_json).model_dump_json(), plan, str(out.resolve()))
     handle = _Progress(out, summary, len(jobs) + done, progress, on_done)
     try:
@@ -566,9 +571,73 @@ def _finish(out: Path, plan: DatasetPlan, summary: DatasetSummary, settings_json
     summary.git_commit = source_commit(CODE_PATHS)
     summary.code_sha256_16 = image_code_hash()
     summary.libraries = library_versions(LIBRARIES)
+    summary.runs = _with_this_run(summary.runs, _provenance(summary), summary.made_now)
+    summary.mixed_code = len({_code_key(r) for r in summary.runs}) > 1
     _atomic_write_bytes(out / SUMMARY_FILE, json.dumps({**asdict(summary), "settings": json.loads(settings_json)},
                                                        indent=2, default=str).encode())
     return summary
+
+
+def _provenance(info: DatasetSummary | dict[str, Any]) -> dict[str, Any]:
+    d = asdict(info) if isinstance(info, DatasetSummary) else info
+    return {k: d.get(k, "") for k in ("git_commit", "code_sha256_16", "libraries")}
+
+
+def _code_key(run: dict[str, Any]) -> str:
+    """What an image's bytes depend on besides plan and settings: the image code and the library versions."""
+    return json.dumps([run.get("code_sha256_16", ""), run.get("libraries", {})], sort_keys=True)
+
+
+def _with_this_run(runs: list[dict[str, Any]], prov: dict[str, Any], made: int) -> list[dict[str, Any]]:
+    """runs + this run's entry; a run with the last entry's provenance is added to it, one that made nothing is
+    left out (unless it is the first)."""
+    runs = [dict(r) for r in runs]
+    if runs and {**runs[-1], "made": 0} == {**prov, "made": 0}:
+        runs[-1]["made"] += made
+    elif made or not runs:
+        runs.append({**prov, "made": made})
+    return runs
+
+
+def _image_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings the images depend on, without what the plan sets over them (seeds, sizes, frames)."""
+    s = _WorkerSettings.model_validate(settings).model_dump(mode="json")
+    for section, keys in (("sim", ("seed", "population_seed", "n_identities")),
+                          ("processing", ("threads", "frames_averaged", "roi_size", "publish_endpoint"))):
+        for k in keys:
+            s[section].pop(k, None)
+    return s
+
+
+def _differences(a: Any, b: Any, at: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{at}.{k}" if at else k)]
+    return [] if a == b else [at]
+
+
+def _earlier_runs(out: Path, settings_json: str) -> list[dict[str, Any]]:
+    """The runs that made the images already in `out` (its dataset.json). Refuses other image settings (a
+    different dataset); warns when the code or the libraries differ from this process's."""
+    p = out / SUMMARY_FILE
+    if not p.is_file():
+        return []
+    info = json.loads(p.read_text())
+    if "settings" in info:
+        diff = _differences(_image_settings(info["settings"]), _image_settings(json.loads(settings_json)))
+        if diff:
+            raise ValueError(f"{out} holds images made with other settings ({', '.join(diff[:3])}"
+                             f"{', ...' if len(diff) > 3 else ''}); choose another --out or use the settings of "
+                             f"{p}")
+    runs = info.get("runs") or [{**_provenance(info), "made": int(info.get("thz_images", 0))
+                                 + int(info.get("no_face", 0)) + int(info.get("visible_images", 0))}]
+    now = {"code_sha256_16": image_code_hash(), "libraries": library_versions(LIBRARIES)}
+    if any(_code_key(r) != _code_key(now) for r in runs):
+        log.warning("resuming a build made by other code or libraries: its images keep their bytes, the "
+                    "summary records each run (mixed_code)",
+                    extra={"out": str(out), "earlier": [r.get("git_commit") for r in runs],
+                           "now": source_commit(CODE_PATHS)})
+    return runs
 
 
 def _check_plan_file(out: Path, plan: DatasetPlan) -> None:

@@ -333,3 +333,31 @@ def test_killed_run_continues(tmp_path):
     last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last["thz_images"] + last["no_face"] == 40 and last["skipped_done"] >= done_before
     assert len(read_manifest(out)) == last["thz_images"] + 20   # + the visible images
+
+
+def test_a_build_resumed_by_other_code_says_so_and_other_settings_are_refused(tmp_path):
+    """dataset.json lists every run that made images; a grow by the same code is one run, one by other code (its
+    recorded code hash changed here, as a `git pull` between the two runs would) sets mixed_code and keeps both
+    entries; a resume whose image settings differ is refused, one that changes only transport settings is not."""
+    plan2 = DatasetPlan(n_identities=2, captures=2, postures=POST[:1])
+    plan3 = DatasetPlan(n_identities=3, captures=2, postures=POST[:1])
+    same, other = tmp_path / "same", tmp_path / "other"
+    for out in (same, other):
+        first = make_dataset(out, plan2, Settings(), workers=0, progress=False)
+        assert [r["made"] for r in first.runs] == [12] and not first.mixed_code
+        assert first.runs[0]["code_sha256_16"] == first.code_sha256_16 and first.runs[0]["libraries"]["numpy"]
+    g = make_dataset(same, plan3, Settings(), workers=0, progress=False)
+    assert [r["made"] for r in g.runs] == [18] and not g.mixed_code
+    info = json.loads((other / "dataset.json").read_text())
+    (other / "dataset.json").write_text(json.dumps({**info, "code_sha256_16": "0" * 16, "runs": []}))
+    m = make_dataset(other, plan3, Settings(), workers=0, progress=False)
+    assert m.mixed_code and [(r["code_sha256_16"], r["made"]) for r in m.runs] == [("0" * 16, 12),
+                                                                                   (m.code_sha256_16, 6)]
+    assert json.loads((other / "dataset.json").read_text())["mixed_code"] is True
+    assert m.content_sha256_16 == g.content_sha256_16  # this code did not change the bytes: the record says it may
+    gated = Settings().model_copy(update={"processing": Settings().processing.model_copy(update={"gate_max_m": 6.3})})
+    with pytest.raises(ValueError, match=r"other settings \(processing\.gate_max_m\)"):
+        make_dataset(same, plan3, gated, workers=0, progress=False)
+    moved = Settings().model_copy(update={"processing": Settings().processing.model_copy(
+        update={"publish_endpoint": "tcp://127.0.0.1:6001"})})
+    assert make_dataset(same, plan3, moved, workers=0, progress=False).runs == g.runs  # nothing made, same record
