@@ -74,8 +74,10 @@ def test_acquire_sim_default_size(tmp_path):
         assert np.all(t_done > t_acq)
     ev = read_runlog(res["runlog"])
     frames = [e for e in ev if e["event"] == "frame"]
-    assert [e["frame_id"] for e in frames] == [0, 1]
-    assert frames[1]["t_acquired"] - frames[0]["t_acquired"] == pytest.approx(1.0, abs=1e-3)  # 1 Hz slow axis
+    # on a loaded machine the emulator can miss a frame slot: the daemon's ids then skip it and say so
+    ids = [e["frame_id"] for e in frames]
+    assert ids[0] == 0 and ids[1] > ids[0] and frames[1]["skipped"] == ids[1] - ids[0] - 1
+    assert frames[1]["t_acquired"] - frames[0]["t_acquired"] == pytest.approx(ids[1] - ids[0], abs=1e-3)  # 1 Hz
 
 
 def test_sigkill_mid_session_then_thz_recover(tmp_path):
