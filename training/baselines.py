@@ -47,8 +47,8 @@ from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from training.data import ThzData, manifest_hash
 from training.fusion import fused_metrics, unit_fuse
-from training.metrics import (cosine_distance, posture_metrics, protocol_metrics, reconstruction_metrics, unit_mean,
-                              biometrics)
+from training.metrics import (Cohort, cosine_distance, posture_metrics, protocol_metrics, reconstruction_metrics,
+                              unit_mean, biometrics)
 from training.pairwise_ssim import ssim_matrix
 from training.predict import split_protocol
 
@@ -85,6 +85,11 @@ class FitSet:
     source: str               # what it is, for the report
     same_dataset: bool        # drawn from the evaluated dataset
     same_people: bool         # an identity number means the same person here and in the evaluated dataset
+
+    def cohort(self, rep: np.ndarray, template=unit_mean) -> Cohort:
+        """The score-normalisation cohort of a representation `rep` of these images (training.metrics.Cohort):
+        one template per person and posture from the unconcealed images."""
+        return Cohort.of(rep, self.identity, self.posture, self.concealed, template, overlap=self.same_people)
 
     def describe(self) -> dict:
         return {"source": self.source, "n_images": int(len(self.identity)),
@@ -295,12 +300,13 @@ def verification_baselines(data: ThzData, splits: tuple[str, ...], fit: FitSet, 
         m.fit(fit)
         rep, fit_rep = m.represent(data.images[idx]), m.represent(fit.images)
         logits = nearest_neighbour_logits(m, rep, fit, fit_rep)
+        cohort = fit.cohort(fit_rep, m.template)
         r = {"label": m.label} | m.info() | protocol_metrics(rep, ident, post, conc, anchors, targets,
-                                                             m.distance, m.template, logits.argmax(1))
+                                                             m.distance, m.template, logits.argmax(1), cohort)
         r |= nearest_neighbour_posture(logits, post)
         if fusion:
             r["fusion"] = fused_metrics(rep, ident, post, conc, data.capture[idx], quality, fusion, weight,
-                                        m.distance, m.template, m.fuse, logits.argmax(1))
+                                        m.distance, m.template, m.fuse, logits.argmax(1), cohort)
         r["seconds"] = time.perf_counter() - t0
         log.info("baseline done", extra={"method": key, "triplet_accuracy": round(r["triplet_accuracy"], 4),
                                          "eer": round(r["eer"], 4), "seconds": round(r["seconds"], 1)})
@@ -451,6 +457,22 @@ def posture_table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines + [""]
 
 
+def snorm_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """The claims by the posture template, raw and S-normalised against each method's cohort (its own
+    representation of the fit set's people: training.metrics.Cohort), one row per method."""
+    rows = [(name, m) for name, m in rows if "enrolled_snorm_eer" in m]
+    if not rows:
+        return []
+    lines = ["", "Claims by the posture template, raw | S-normalised against a cohort of the fit set's people "
+                 "(each method's own templates of them, one per person and posture; thzcore.score_norm):", "",
+             "| method | EER | TAR@FAR1% | TAR@FAR0.1% | rank-1 | EER (S-norm) | TAR@FAR1% (S-norm) | "
+             "TAR@FAR0.1% (S-norm) | rank-1 (S-norm) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(_pct(m.get(f"{rule}_{k}")) for rule in ("enrolled_posture",
+                     "enrolled_snorm") for k in ("eer", "tar_at_far1", "tar_at_far0p1", "rank1")) + " |")
+    return lines
+
+
 def fusion_table(rows: list[tuple[str, dict]]) -> list[str]:
     """Biometrics of fused probes vs fused references (training/fusion.py), one row per method and N."""
     rows = [(name, m["fusion"]) for name, m in rows if m.get("fusion")]
@@ -462,8 +484,8 @@ def fusion_table(rows: list[tuple[str, dict]]) -> list[str]:
              f"and posture, references = windows of N unconcealed ROIs, each fused with the ROI-quality weights; "
              f"every N on the same cells (those with >= {max(ns)} ROIs: {first['n_cells']} cells).", "",
              "| method | N | probes / refs | AUC | EER | TAR@FAR1% | TAR@FAR0.1% | EER (same posture) | rank-1 | "
-             "claims (posture template): EER | TAR@FAR1% | rank-1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "claims (posture template): EER | TAR@FAR1% | rank-1 | claims S-normalised: EER | TAR@FAR1% |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, f in rows:
         for n in sorted(f, key=int):
             m = f[n]
@@ -471,7 +493,8 @@ def fusion_table(rows: list[tuple[str, dict]]) -> list[str]:
                          f"{_pct(m['eer'])} | {_pct(m['tar_at_far1'])} | {_pct(m['tar_at_far0p1'])} | "
                          f"{_pct(m.get('same_posture_eer'))} | {_pct(m['rank1_identification'])} | "
                          f"{_pct(m.get('enrolled_posture_eer'))} | {_pct(m.get('enrolled_posture_tar_at_far1'))} | "
-                         f"{_pct(m.get('enrolled_posture_rank1'))} |")
+                         f"{_pct(m.get('enrolled_posture_rank1'))} | {_pct(m.get('enrolled_snorm_eer'))} | "
+                         f"{_pct(m.get('enrolled_snorm_tar_at_far1'))} |")
     return lines + [""]
 
 
@@ -518,6 +541,7 @@ def tables(baselines: dict, network: dict | None = None, network_label: str = "n
                          f"{_pct(g('enrolled_posture_tar_at_far0p1'))} | {_pct(g('enrolled_posture_rank1'))} |")
         if "enrolled_n_genuine" in first:
             lines += ["", f"Claims: {first['enrolled_n_genuine']} genuine / {first['enrolled_n_impostor']} impostor."]
+        lines += snorm_table(rows)
     lines += [""] + posture_table(rows) + fusion_table(rows)
     rec = baselines["reconstruction"]
     ident = any("identity_accuracy" in r for r in rec.values())
@@ -557,7 +581,8 @@ def summary(baselines: dict) -> dict:
     """The headline numbers per method (for the JSON line of the CLI)."""
     keys = ("triplet_accuracy", "roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "same_posture_eer",
             "rank1_identification", "posture_accuracy", "seconds", "enrolled_eer", "enrolled_tar_at_far1",
-            "enrolled_rank1", "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1")
+            "enrolled_rank1", "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1",
+            "enrolled_snorm_eer", "enrolled_snorm_tar_at_far1", "enrolled_snorm_rank1")
     verification = {k: {x: v[x] for x in keys if x in v} for k, v in baselines["verification"].items()}
     for k, v in baselines["verification"].items():
         if v.get("fusion"):
@@ -570,7 +595,8 @@ def summary(baselines: dict) -> dict:
 def fusion_summary(fusion: dict) -> dict:
     """{N: the headline biometrics} of `training.fusion.fused_metrics` (for JSON lines)."""
     keys = ("roc_auc", "eer", "tar_at_far1", "tar_at_far0p1", "rank1_identification", "n_probes", "n_references",
-            "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1")
+            "enrolled_posture_eer", "enrolled_posture_tar_at_far1", "enrolled_posture_rank1", "enrolled_snorm_eer",
+            "enrolled_snorm_tar_at_far1", "enrolled_snorm_rank1")
     return {int(n): {k: m[k] for k in keys if k in m} for n, m in fusion.items()}
 
 

@@ -159,7 +159,9 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
                            ("claims vs enrolled people, nearest reference", "enrolled_",
                             f"{100 * m.get('enrolled_rank1', float('nan')):.2f}%"),
                            ("claims vs enrolled people, template of the predicted posture", "enrolled_posture_",
-                            f"{100 * m.get('enrolled_posture_rank1', float('nan')):.2f}%")):
+                            f"{100 * m.get('enrolled_posture_rank1', float('nan')):.2f}%"),
+                           ("claims, posture template S-normalised against a cohort", "enrolled_snorm_",
+                            f"{100 * m.get('enrolled_snorm_rank1', float('nan')):.2f}%")):
         if f"{p}eer" in m:
             lines.append(f"| {name} | {m[f'{p}roc_auc']:.4f} | {100 * m[f'{p}eer']:.2f}% | "
                          f"{100 * m[f'{p}tar_at_far1']:.2f}% | {100 * m[f'{p}tar_at_far0p1']:.2f}% | "
@@ -168,7 +170,10 @@ def markdown_report(m: dict, desc: dict, data: ThzData, other: tuple[dict, dict]
         lines += ["", "(Pairs: each concealed probe against each unconcealed image. Claims: each probe claims each "
                       "person enrolled from those images, scored against the nearest of them (as `thz verify` "
                       "decides today) or against the person's mean template in the posture the network's "
-                      "posture head gives the probe; `training.metrics.enrolled_metrics`.)"]
+                      "posture head gives the probe; `training.metrics.enrolled_metrics`."
+                  + (f" S-normalised: that distance against a cohort of {m['score_norm']['templates']} templates of "
+                     f"{m['score_norm']['identities']} other people ({m['score_norm']['cohort']}), "
+                     f"thzcore.score_norm." if (m.get("score_norm") or {}).get("cohort") else "") + ")"]
     lines.append("")
     lines += _fusion_lines(m, _label(desc))
     if "baselines" in m:
@@ -228,6 +233,26 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
     return ("test" if protocol == "paper" else "all"), ids, plan.to_json()
 
 
+def _network_cohort(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None,
+                    embed, m: dict):
+    """The score-normalisation cohort of the network (training.metrics.Cohort): its templates of the baselines'
+    fit set (the train split of the model's training data, or of `--fit-data`, minus the evaluated images), so
+    network and baselines are normalised against the same people. None, with the reason in `m`, when there
+    is no such set."""
+    from training.baselines import fit_set
+    try:
+        fit = fit_set(data, train_mask, np.isin(data.split, list(splits)), fit_data)
+    except ValueError as e:
+        m["score_norm"] = {"cohort": None, "reason": str(e)}
+        log.info("claims not S-normalised: no cohort", extra={"reason": str(e)})
+        return None
+    cohort = fit.cohort(embed(fit.images))
+    m["score_norm"] = {"cohort": fit.source, "templates": int(len(cohort.templates)),
+                       "identities": int(len(np.unique(cohort.identity))), "top_k": cohort.top_k,
+                       "overlap": cohort.overlap}
+    return cohort
+
+
 def _evaluations_root(given: str | Path | None) -> Path:
     """Where a bundle's evaluation goes without --out: `given`, else `evaluations/` of the data directory."""
     from thzcore.datadirs import EVALUATIONS, resolve
@@ -271,16 +296,24 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
     o = m["_outputs"]
     m["reconstruction_identity"] = identity_score(embed, data, o["anchors"], o["targets"],
                                                   o["reconstructions"]["predicted"])
+    fit_data = ThzData.load(fit_dir) if fit_dir else None
+    idx, predicted = o["idx"], np.asarray(o["posture_logits"]).argmax(1)
+    cohort = _network_cohort(data, splits, train_mask, fit_data, embed, m)
+    if cohort is not None:
+        from training.metrics import enrolled_metrics
+        conc = data.concealed[idx]
+        m |= {k: v for k, v in enrolled_metrics(o["embedding"], data.identity[idx], data.posture[idx],
+                                                np.flatnonzero(conc), np.flatnonzero(~conc), predicted,
+                                                cohort=cohort).items() if k.startswith("enrolled_snorm_")}
     if fusion:
         from training.fusion import fused_metrics
-        idx = o["idx"]
         m["fusion"] = fused_metrics(o["embedding"], data.identity[idx], data.posture[idx], data.concealed[idx],
                                     data.capture[idx], None if data.quality is None else data.quality[idx], fusion,
-                                    weight, predicted_posture=np.asarray(o["posture_logits"]).argmax(1))
+                                    weight, predicted_posture=predicted, cohort=cohort)
         m["fusion_weight"] = weight
     if baselines:
         from training.baselines import run_baselines
-        m["baselines"] = run_baselines(data, splits, train_mask, ThzData.load(fit_dir) if fit_dir else None,
+        m["baselines"] = run_baselines(data, splits, train_mask, fit_data,
                                        progress=progress, embed=embed, fusion=fusion, weight=weight)
     if identities is not None:
         m["identities"] = sorted(identities)

@@ -11,7 +11,8 @@ take part, for every N including N = 1 (which is then the per-scan protocol on t
 Metrics on the fused probes and references are the per-scan ones (`training.metrics`): all-posture and
 same-posture ROC AUC / EER / TAR@FAR 1% and 0.1% over every probe x reference pair, rank-1 against
 per-identity templates of the references; with the predicted postures, the claims against people enrolled
-from the reference windows (`enrolled_metrics`; a window's posture is the one most of its ROIs are given).
+from the reference windows (`enrolled_metrics`; a window's posture is the one most of its ROIs are given;
+with a cohort, also S-normalised against it).
 
 The dataset's captures are independent draws of pose, placement and noise; consecutive live scans of
 one person are likely more alike, so the gain measured here is an upper bound for the live system.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from thzcore.fusion import fuse, fusion_weights
-from training.metrics import (Distance, cosine_distance, enrolled_metrics, rank1_identification, unit_mean,
+from training.metrics import (Cohort, Distance, cosine_distance, enrolled_metrics, rank1_identification, unit_mean,
                               verification_metrics)
 
 Fuse = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (n, ...) representations, (n,) weights -> one
@@ -58,7 +59,8 @@ def unit_fuse(rep: np.ndarray, w: np.ndarray) -> np.ndarray:
 def fused_metrics(rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
                   capture: np.ndarray, quality: np.ndarray | None, ns: Sequence[int], weight: str = "roi_quality",
                   distance: Distance = cosine_distance, template: Callable[[np.ndarray], np.ndarray] = unit_mean,
-                  fuse_fn: Fuse = unit_fuse, predicted_posture: np.ndarray | None = None) -> dict[int, dict]:
+                  fuse_fn: Fuse = unit_fuse, predicted_posture: np.ndarray | None = None,
+                  cohort: Cohort | None = None) -> dict[int, dict]:
     """{N: biometric metrics of fused probes vs fused references} for each N in `ns` (module doc)."""
     ns = sorted(set(int(n) for n in ns) | {1})
     out: dict[int, dict] = {}
@@ -80,7 +82,7 @@ def fused_metrics(rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, co
         m["rank1_identification"] = rank1_identification(fused, ident, probes, refs, distance, template)
         if predicted_posture is not None:
             pp = np.array([np.bincount(predicted_posture[w]).argmax() for w in wins])
-            m |= enrolled_metrics(fused, ident, post, probes, refs, pp, distance, template)
+            m |= enrolled_metrics(fused, ident, post, probes, refs, pp, distance, template, cohort=cohort)
         out[n] = m | {"n_probes": int(len(probes)), "n_references": int(len(refs)),
                       "n_cells": int(len({(int(i), int(p), bool(c)) for i, p, c in zip(ident, post, conc)}))}
     return out

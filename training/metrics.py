@@ -17,6 +17,9 @@ Biometric verification: genuine pairs = (concealed probe, unconcealed reference)
     |FAR - FRR|); TAR@FAR = genuines accepted at the largest t with FAR(t) <= target (1% and 0.1%).
 Rank-1 identification: each concealed probe against per-identity templates (L2-normalised mean of the
     identity's unconcealed embeddings); correct when the nearest template is the probe's identity.
+Claims against enrolled people (`enrolled_metrics`): by the nearest reference, by the template of the probe's
+    predicted posture, and that distance S-normalised against a cohort of other people's templates
+    (`thzcore.score_norm`; `Cohort`).
 
 Every function that compares images takes `distance` (default `cosine_distance` on embeddings) and,
 for templates, `template`, so the classical baselines (training/baselines.py: pixels, NCC, SSIM,
@@ -25,6 +28,7 @@ PCA, Fisherfaces) go through these same definitions with their own representatio
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +36,7 @@ from scipy.stats import rankdata
 
 from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
+from thzcore.score_norm import TOP_K, cohort_stats, s_norm
 from training.losses import psnr, ssim
 
 
@@ -48,6 +53,42 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def unit_mean(x: np.ndarray) -> np.ndarray:
     """The template of a set of embeddings: their mean, L2-normalised (the gallery's `fuse`, unweighted)."""
     return fuse(x)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Templates of people who are not scored, for score normalisation (thzcore.score_norm): `templates` (C, ...)
+    in the scored representation, their `posture` and `identity` (C,). `overlap`: the cohort's identity i is
+    the scored data's person i (one population), so a probe's or template's own person is left out of its
+    statistics; otherwise the cohort is other people whatever their ids."""
+
+    templates: np.ndarray
+    posture: np.ndarray
+    identity: np.ndarray
+    overlap: bool = False
+    top_k: int = TOP_K
+
+    @classmethod
+    def of(cls, rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
+           template: Callable[[np.ndarray], np.ndarray] = unit_mean, overlap: bool = False,
+           top_k: int = TOP_K) -> "Cohort":
+        """One template per (identity, posture) of the unconcealed rows of `rep`, by `template`."""
+        cells = sorted({(int(i), int(p)) for i, p, c in zip(identity, posture, concealed) if not c})
+        if len(cells) < 2:
+            raise ValueError(f"a score-normalisation cohort needs >= 2 unconcealed templates, got {len(cells)}")
+        reps = [template(rep[(identity == i) & (posture == p) & ~concealed]) for i, p in cells]
+        return cls(np.stack(reps), np.array([p for _, p in cells], np.int64), np.array([i for i, _ in cells], np.int64),
+                   overlap, top_k)
+
+    def stats(self, reps: np.ndarray, posture: int, identity: np.ndarray, distance: Distance
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) of `reps` (n, ...) against the cohort's templates of `posture` (all when it has none);
+        `identity` (n,) the scored rows' people, left out of their own statistics when the cohort overlaps."""
+        cols = self.posture == posture
+        cols = cols if cols.sum() >= 2 else np.ones_like(cols)
+        d = np.asarray(distance(reps, self.templates[cols]), np.float64).reshape(len(reps), -1)
+        own = identity[:, None] == self.identity[cols][None, :] if self.overlap else None
+        return cohort_stats(d, self.top_k, own)
 
 
 def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, anchors: np.ndarray,
@@ -192,7 +233,7 @@ def rank1_identification(emb: np.ndarray, identity: np.ndarray, probes: np.ndarr
 def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, probes: np.ndarray,
                      refs: np.ndarray, predicted_posture: np.ndarray, distance: Distance = cosine_distance,
                      template: Callable[[np.ndarray], np.ndarray] = unit_mean,
-                     d: np.ndarray | None = None) -> dict[str, float]:
+                     d: np.ndarray | None = None, cohort: Cohort | None = None) -> dict[str, float]:
     """Claims against enrolled people, decided as a gallery decides them.
 
     Every identity of `refs` is enrolled from its references (unconcealed scans); every probe claims every
@@ -203,6 +244,9 @@ def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray,
                             posture as `predicted_posture` says (the network's posture head; a baseline's
                             nearest-neighbour posture), of all references when none is in that posture
 
+        enrolled_snorm_*    with a `cohort`: the posture-template distance S-normalised (`Cohort`,
+                            thzcore.score_norm), as a gallery whose bundle carries a cohort decides
+
     Each: ROC AUC, EER, TAR@FAR (`biometrics`) and rank-1 (the nearest enrolled identity by that rule).
     Unlike `verification_metrics`, whose pairs are single images, a claim is scored against everything
     the person enrolled: what an operator of the gallery sees. `d`: the probes x references distances when
@@ -210,8 +254,12 @@ def enrolled_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray,
     """
     ids, claim, nearest, by_posture = claim_distances(emb, identity, posture, probes, refs, predicted_posture,
                                                       distance, template, d)
+    rules = [("enrolled", nearest), ("enrolled_posture", by_posture)]
+    if cohort is not None:
+        rules.append(("enrolled_snorm", normalised_claims(emb, identity, posture, probes, refs, predicted_posture,
+                                                          by_posture, cohort, distance, template)))
     m: dict[str, float] = {}
-    for key, s in (("enrolled", nearest), ("enrolled_posture", by_posture)):
+    for key, s in rules:
         m |= {f"{key}_{k}": v for k, v in biometrics(s[claim], s[~claim]).items()}
         m[f"{key}_rank1"] = float((ids[s.argmin(1)] == identity[probes]).mean())
     return m
@@ -228,28 +276,54 @@ def claim_distances(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, 
     if d is None:
         d = np.asarray(distance(emb[probes], emb[refs]), np.float64)
     nearest = np.stack([d[:, identity[refs] == i].min(1) for i in ids], axis=1)
-    post_r, post_p = posture[refs], np.asarray(predicted_posture)[probes]
+    post_p = np.asarray(predicted_posture)[probes]
     by_posture = np.empty_like(nearest)
     for k in np.unique(post_p):
         rows = post_p == k
-        tmpl = []
-        for i in ids:
-            own = refs[(identity[refs] == i) & (post_r == k)]
-            tmpl.append(template(emb[own if len(own) else refs[identity[refs] == i]]))
-        by_posture[rows] = np.asarray(distance(emb[probes[rows]], np.stack(tmpl)), np.float64)
+        tmpl = posture_templates(emb, identity, posture, refs, ids, int(k), template)
+        by_posture[rows] = np.asarray(distance(emb[probes[rows]], tmpl), np.float64)
     return ids, claim, nearest, by_posture
+
+
+def posture_templates(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, refs: np.ndarray, ids: np.ndarray,
+                      k: int, template: Callable[[np.ndarray], np.ndarray] = unit_mean) -> np.ndarray:
+    """Each of `ids`' template in posture `k` from its references (all of its references when none is in k)."""
+    post_r = posture[refs]
+    out = []
+    for i in ids:
+        own = refs[(identity[refs] == i) & (post_r == k)]
+        out.append(template(emb[own if len(own) else refs[identity[refs] == i]]))
+    return np.stack(out)
+
+
+def normalised_claims(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, probes: np.ndarray,
+                      refs: np.ndarray, predicted_posture: np.ndarray, by_posture: np.ndarray, cohort: Cohort,
+                      distance: Distance = cosine_distance,
+                      template: Callable[[np.ndarray], np.ndarray] = unit_mean) -> np.ndarray:
+    """The posture-template distances (P, I) of `claim_distances`, S-normalised against `cohort` in each
+    probe's predicted posture (thzcore.score_norm.s_norm)."""
+    ids = np.unique(identity[refs])
+    post_p = np.asarray(predicted_posture)[probes]
+    out = np.empty_like(by_posture)
+    for k in np.unique(post_p):
+        rows = np.flatnonzero(post_p == k)
+        tmpl = posture_templates(emb, identity, posture, refs, ids, int(k), template)
+        probe = cohort.stats(emb[probes[rows]], int(k), identity[probes[rows]], distance)
+        own = cohort.stats(tmpl, int(k), ids, distance)
+        out[rows] = s_norm(by_posture[rows], probe, own)
+    return out
 
 
 def protocol_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
                      anchors: np.ndarray, targets: np.ndarray, distance: Distance = cosine_distance,
                      template: Callable[[np.ndarray], np.ndarray] = unit_mean,
-                     predicted_posture: np.ndarray | None = None) -> dict[str, float]:
+                     predicted_posture: np.ndarray | None = None, cohort: Cohort | None = None) -> dict[str, float]:
     """The verification protocols of one split, on rows of `emb` (the network's and every baseline's).
 
     Triplets of (anchors, targets) with every same-posture unconcealed negative; all-posture and
     same-posture biometrics of concealed probes against unconcealed references; rank-1 against
     per-identity templates of the references; with `predicted_posture`, the claims against enrolled
-    people (`enrolled_metrics`).
+    people (`enrolled_metrics`; with `cohort`, also S-normalised).
     """
     refs, probes = np.flatnonzero(~concealed), np.flatnonzero(concealed)
     m = triplet_metrics(emb, identity, posture, anchors, targets, refs, distance)
@@ -257,5 +331,5 @@ def protocol_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray,
     m |= _verification(d, identity, probes, refs, posture)
     m["rank1_identification"] = rank1_identification(emb, identity, probes, refs, distance, template)
     if predicted_posture is not None:
-        m |= enrolled_metrics(emb, identity, posture, probes, refs, predicted_posture, distance, template, d)
+        m |= enrolled_metrics(emb, identity, posture, probes, refs, predicted_posture, distance, template, d, cohort)
     return m

@@ -102,3 +102,40 @@ def test_enrolled_claims_by_hand():
     mean0, mean1 = _unit(refs_emb[:2].sum(0)), _unit(refs_emb[2:].sum(0))
     all_post = 1 - probes_emb @ np.stack([mean0, mean1]).T
     assert m2["enrolled_posture_roc_auc"] == roc_auc(np.diag(all_post), all_post[[0, 1], [1, 0]])
+
+
+def test_enrolled_claims_s_normalised_against_a_cohort_by_hand():
+    from thzcore.score_norm import cohort_stats
+    from training.metrics import Cohort, unit_mean
+    rng = np.random.default_rng(11)
+    e = _unit(rng.normal(size=(24, 6)))
+    identity = np.repeat([0, 1, 2], 8)
+    posture = np.tile([0, 0, 0, 0, 1, 1, 1, 1], 3)
+    concealed = np.tile([False, False, True, True], 6)
+    probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
+    c_emb = _unit(rng.normal(size=(10, 6)))                      # 5 other people x 2 postures
+    c_id, c_post = np.repeat(np.arange(5), 2) + 10, np.tile([0, 1], 5)
+    cohort = Cohort(c_emb, c_post, c_id, overlap=False, top_k=3)
+    m = enrolled_metrics(e, identity, posture, probes, refs, posture, cohort=cohort)
+    # by hand: probe p claiming person i in p's posture k
+    s = np.empty((len(probes), 3))
+    for a, p in enumerate(probes):
+        k = posture[p]
+        for i in range(3):
+            t = unit_mean(e[refs[(identity[refs] == i) & (posture[refs] == k)]])
+            d = 1 - e[p] @ t
+            (mp, sp), (mt, st) = (cohort_stats((1 - v @ c_emb[c_post == k].T)[None], 3) for v in (e[p], t))
+            s[a, i] = 0.5 * ((d - mp[0]) / sp[0] + (d - mt[0]) / st[0])
+    claim = identity[probes][:, None] == np.arange(3)[None, :]
+    assert m["enrolled_snorm_roc_auc"] == pytest.approx(roc_auc(s[claim], s[~claim]))
+    assert m["enrolled_snorm_rank1"] == float((s.argmin(1) == identity[probes]).mean())
+    assert m["enrolled_snorm_eer"] == pytest.approx(eer(s[claim], s[~claim])[0])
+    # a cohort holding the scored people themselves (one population): each row leaves its own person out,
+    # so adding person 0's templates changes only what person 0's own rows may not see
+    own = Cohort.of(e, identity, posture, concealed)
+    assert own.templates.shape == (6, 6) and list(own.identity) == [0, 0, 1, 1, 2, 2]
+    with_self = Cohort(np.vstack([c_emb, own.templates[:2]]), np.r_[c_post, [0, 1]], np.r_[c_id, [0, 0]],
+                       overlap=True, top_k=3)
+    mu_self, _ = with_self.stats(e[probes[:1]], int(posture[probes[0]]), identity[probes[:1]], cosine_distance)
+    mu_other, _ = cohort.stats(e[probes[:1]], int(posture[probes[0]]), identity[probes[:1]], cosine_distance)
+    assert identity[probes[0]] == 0 and mu_self[0] == pytest.approx(mu_other[0])

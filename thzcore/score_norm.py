@@ -1,0 +1,55 @@
+"""Cohort score normalisation (adaptive S-norm): a claim's distance measured against what is usual for its probe
+and for its template, so that one threshold serves every person and posture.
+
+The one definition, used by the gallery (inference.gallery, when the bundle carries a cohort) and by `thz
+evaluate` (training.metrics.enrolled_metrics, rule `enrolled_snorm`). A cohort is a set of templates of people
+who are neither enrolled nor probing (the model's training identities: their unit-mean template per posture,
+from unconcealed scans). For a probe e claiming a template t, both in posture p:
+
+    d_s(e, t) = ((d - mu_e) / sigma_e + (d - mu_t) / sigma_t) / 2
+
+d the cosine distance; mu_e, sigma_e the mean and standard deviation of the probe's `top_k` smallest
+distances to the cohort templates of posture p (T-norm: how near this probe lies to people in general),
+mu_t, sigma_t the same of the template (Z-norm: how near this template lies to people in general). Negative
+d_s: the pair is nearer than the people nearest to either. Symmetric adaptive S-norm after Cumani et al.,
+"Comparison of speaker recognition approaches for real applications", Interspeech 2011, and Matejka et al.,
+"Analysis of score normalization in multilingual speaker recognition", Interspeech 2017 (top-K cohort).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TOP_K = 100           # cohort templates per posture in the statistics (all of them when fewer)
+_SIGMA_FLOOR = 1e-6   # a cohort at one distance from the vector (degenerate) still divides
+
+
+def cohort_stats(d: np.ndarray, top_k: int = TOP_K, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (n,), sigma (n,)) of each row's `top_k` smallest distances (n, C) to a cohort; all when top_k <= 0.
+
+    `exclude` (n, C) bool leaves cohort members out of a row (the row's own person, where the cohort and the
+    scored people overlap). A row needs at least two members left.
+    """
+    d = np.asarray(d, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"cohort distances must be (rows, cohort), got shape {d.shape}")
+    if exclude is not None:
+        d = np.where(exclude, np.inf, d)
+    left = np.isfinite(d).sum(1)
+    if d.shape[0] and left.min() < 2:
+        raise ValueError(f"score normalisation needs >= 2 cohort templates per row, a row has {int(left.min())}")
+    k = min(top_k, d.shape[1]) if top_k > 0 else d.shape[1]
+    near = np.sort(d, axis=1)[:, :k]               # the k nearest (inf, excluded, last)
+    kept = np.isfinite(near)
+    n = kept.sum(1)
+    near = np.where(kept, near, 0.0)
+    mu = near.sum(1) / n
+    var = (np.where(kept, near - mu[:, None], 0.0) ** 2).sum(1) / n
+    return mu, np.maximum(np.sqrt(var), _SIGMA_FLOOR)
+
+
+def s_norm(d: np.ndarray, probe: tuple[np.ndarray, np.ndarray], template: tuple[np.ndarray, np.ndarray]
+           ) -> np.ndarray:
+    """d_s = ((d - mu_e) / sigma_e + (d - mu_t) / sigma_t) / 2 for d (P, T), probe stats (P,), template stats (T,)."""
+    (mu_e, sd_e), (mu_t, sd_t) = probe, template
+    d = np.asarray(d, np.float64)
+    return 0.5 * ((d - mu_e[:, None]) / sd_e[:, None] + (d - mu_t[None, :]) / sd_t[None, :])
