@@ -9,6 +9,7 @@ import numpy as np
 
 from thzcore.bundle import ONNX_NAME, BundleManifest, read_manifest
 from thzcore.labels import POSTURES
+from thzcore.score_norm import PostureCohort
 
 INPUT_NAME = "thz"
 OUTPUTS = ("embedding", "posture_logits", "reconstruction")
@@ -25,6 +26,7 @@ class ModelBundle:
 
     path: Path
     manifest: BundleManifest
+    cohort: PostureCohort | None = None   # the manifest's score_norm cohort, read by load_bundle
 
     @property
     def onnx_path(self) -> Path:
@@ -46,15 +48,28 @@ class ModelBundle:
 
     @property
     def verify_threshold(self) -> float:
-        """The threshold claims are decided at: posture_template_threshold or verification_threshold."""
+        """The threshold claims are decided at: the S-normalised one when the bundle has a cohort, else
+        posture_template_threshold, else verification_threshold."""
+        if self.cohort is not None and self.manifest.score_norm is not None:
+            return float(self.manifest.score_norm.threshold)
         t = self.manifest.posture_template_threshold
         return float(t if t is not None else self.manifest.verification_threshold)
 
-    def verification_rule(self, posture: str) -> tuple[float, str | None]:
-        """(threshold, posture for Gallery.verify) of a probe the network gives `posture`: the template of that
-        posture with posture_template_threshold when the bundle was calibrated for it, else the nearest template
-        with verification_threshold (posture None)."""
-        return self.verify_threshold, (posture if self.by_posture_template else None)
+    @property
+    def rule_name(self) -> str:
+        """What claims are verified against, in words (run summaries and reports)."""
+        if not self.by_posture_template:
+            return "nearest template"
+        return "template of the predicted posture" + (", S-normalised against the bundle's cohort"
+                                                      if self.cohort is not None else "")
+
+    def verification_rule(self, posture: str) -> tuple[float, str | None, PostureCohort | None]:
+        """(threshold, posture, cohort for Gallery.verify) of a probe the network gives `posture`: the template of
+        that posture when the bundle was calibrated for it (its distance S-normalised against the bundle's cohort
+        when it has one), else the nearest template with verification_threshold (posture and cohort None)."""
+        if not self.by_posture_template:
+            return self.verify_threshold, None, None
+        return self.verify_threshold, posture, self.cohort
 
     @property
     def input_size(self) -> int:
@@ -124,7 +139,14 @@ def load_bundle(path: str | Path) -> ModelBundle:
     if manifest.distance != "cosine":
         raise BundleError(f"{p}: distance {manifest.distance!r} is not supported (cosine only)")
     _check_graph_io(p / ONNX_NAME, manifest)
-    return ModelBundle(p, manifest)
+    cohort = None
+    if manifest.score_norm is not None:
+        sn = manifest.score_norm
+        try:
+            cohort = PostureCohort.load(p / sn.cohort_file, sn.cohort_sha256_16, manifest.embedding_size, sn.top_k)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
+    return ModelBundle(p, manifest, cohort)
 
 
 def _check_graph_io(onnx_path: Path, manifest: BundleManifest) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.matching import Identification, TemplateMatrix, Verification, identify, verify, verify_in_posture
+from thzcore.score_norm import PostureCohort
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 
@@ -388,16 +389,17 @@ class Gallery:
     # --- decisions (each audited) -------------------------------------------------------------------
     @_db_errors
     def verify(self, embedding: np.ndarray, claim: str, threshold: float, frame_id: int | None = None,
-               source: str = "", posture: str | None = None) -> Verification:
+               source: str = "", posture: str | None = None, cohort: PostureCohort | None = None) -> Verification:
         """1:1 verification of `claim`; raises ModelMismatchError for templates of another model.
 
         Without `posture`: against the nearest of the claim's templates. With the probe's predicted `posture`:
         against the claim's template in that posture (`verify_in_posture`), whose threshold is the bundle's
-        posture_template_threshold."""
+        posture_template_threshold, or with the bundle's `cohort` its S-normalised distance, whose threshold is
+        the bundle's score_norm threshold (ModelBundle.verification_rule gives all three)."""
         if posture is None:
             v = verify(embedding, claim, self.templates(claim), threshold)
         else:
-            v = verify_in_posture(embedding, claim, *self.templates_with_postures(claim), posture, threshold)
+            v = verify_in_posture(embedding, claim, *self.templates_with_postures(claim), posture, threshold, cohort)
         with self._db:
             self._audit("verify", frame_id=frame_id, claim=claim, subject=claim if v.accepted else None,
                         distance=v.distance, threshold=threshold, accepted=v.accepted, source=source)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from thzcore.fusion import fuse
+from thzcore.labels import POSTURES
+from thzcore.score_norm import PostureCohort
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -28,14 +30,22 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Verification:
+    """A decided claim: `distance` is what the threshold was applied to (the S-normalised distance when `score`
+    is "s_norm", then `raw_distance` is the cosine distance it came from)."""
+
     claim: str
     distance: float
     threshold: float
     accepted: bool
+    score: str = "cosine"
+    raw_distance: float | None = None
 
     def to_json(self) -> dict:
-        return {"claim": self.claim, "distance": round(self.distance, 6), "threshold": self.threshold,
-                "accepted": self.accepted}
+        out = {"claim": self.claim, "distance": round(self.distance, 6), "threshold": self.threshold,
+               "accepted": self.accepted}
+        if self.score != "cosine":
+            out |= {"score": self.score, "raw_distance": round(float(self.raw_distance), 6)}
+        return out
 
 
 @dataclass(frozen=True)
@@ -60,16 +70,20 @@ def verify(embedding: np.ndarray, claim: str, templates: np.ndarray, threshold: 
 
 
 def verify_in_posture(embedding: np.ndarray, claim: str, templates: np.ndarray, template_postures: list[str],
-                      posture: str, threshold: float) -> Verification:
+                      posture: str, threshold: float, cohort: PostureCohort | None = None) -> Verification:
     """1:1 by the claimed person's template in the probe's posture: the unit mean of their templates enrolled
     in `posture` (all of them when none is), accepted within `threshold` (BundleManifest.posture_template_threshold;
-    training.metrics.enrolled_metrics measures this rule)."""
+    training.metrics.enrolled_metrics measures this rule). With a `cohort`, the distance is S-normalised against
+    it first and `threshold` is the bundle's score_norm threshold (thzcore.score_norm; the rule enrolled_snorm)."""
     if templates.size == 0:
         raise ValueError(f"subject {claim!r} has no templates to verify against")
     same = np.array([p == posture for p in template_postures], bool)
     t = fuse(np.asarray(templates)[same if same.any() else slice(None)])   # their unit mean
     d = float(cosine_distance(embedding, t[None])[0])
-    return Verification(claim, d, float(threshold), d <= threshold)
+    if cohort is None:
+        return Verification(claim, d, float(threshold), d <= threshold)
+    s = cohort.normalise(d, np.asarray(embedding, np.float64).ravel(), t, POSTURES.index(posture))
+    return Verification(claim, s, float(threshold), s <= threshold, "s_norm", d)
 
 
 class SearchUnavailable(RuntimeError):

@@ -34,9 +34,13 @@ class PostureResult(_Model):
 
 class VerificationResult(_Model):
     claim: str
-    distance: float = Field(description="cosine distance to the claimed subject's nearest template")
+    distance: float = Field(description="what the threshold was applied to: the cosine distance to the claimed "
+                                        "subject's template (nearest, or of the predicted posture), or that distance "
+                                        "S-normalised when `score` is s_norm")
     threshold: float
     accepted: bool
+    score: str = Field("cosine", description="cosine | s_norm (thzcore.score_norm)")
+    raw_distance: float | None = Field(None, description="the cosine distance, when `distance` is S-normalised")
 
 
 class Candidate(_Model):

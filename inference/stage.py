@@ -329,8 +329,8 @@ class InferenceStage:
                 self.counters.enrolled += 1
             for claim in r.claims:
                 try:
-                    thr, by_posture = self.engine.bundle.verification_rule(posture.name)
-                    v = gallery.verify(emb, claim, thr, frame_id=fid, source=source, posture=by_posture)
+                    thr, by_posture, cohort = self.engine.bundle.verification_rule(posture.name)
+                    v = gallery.verify(emb, claim, thr, frame_id=fid, source=source, posture=by_posture, cohort=cohort)
                     verifications.append(VerificationResult(**v.to_json()))
                 except GalleryError as exc:
                     errors.append(f"verify {claim}: {exc}")

@@ -258,8 +258,9 @@ class FaceScanner(StandardReadable, Triggerable):
             self._gallery.enroll(subject, emb, posture, source=source, frame_id=fid)
             decision, identity, distance = "enrolled", subject, math.nan
         elif mode == "verify":
-            v_thr, by_posture = self.engine.bundle.verification_rule(posture)
-            v = self._gallery.verify(emb, subject, v_thr, frame_id=fid, source=source, posture=by_posture)
+            v_thr, by_posture, cohort = self.engine.bundle.verification_rule(posture)
+            v = self._gallery.verify(emb, subject, v_thr, frame_id=fid, source=source, posture=by_posture,
+                                     cohort=cohort)
             decision, identity, distance = ("accepted" if v.accepted else "rejected"), subject, float(v.distance)
         else:
             ident = self._gallery.identify(emb, thr, frame_id=fid, source=source)

@@ -80,8 +80,7 @@ def run_sim(settings: Settings, engine: Engine, n_subjects: int = 4, postures: l
     t0 = time.time()
     info: dict[str, Any] = {"engine": engine.name, "model_id": engine.model_id, "preset": engine.bundle.manifest.preset,
                             "threshold": engine.bundle.verify_threshold,
-                            "verification_rule": ("template of the predicted posture" if engine.bundle.by_posture_template
-                                                  else "nearest template"),
+                            "verification_rule": engine.bundle.rule_name,
                             "subjects": ", ".join(map(subject_id, identities)),
                             "postures": ",".join(postures),
                             "gallery": str(gpath), "seed": seed, "scanner_id": settings.scanner.scanner_id}

@@ -34,7 +34,7 @@ ONNX_NAME = "model.onnx"
 
 # the manifest fields that change a decision: covered by manifest_hash together with the ONNX hash (model_id)
 DECISION_FIELDS = ("model_id", "preset", "input_size", "embedding_size", "postures", "normalisation", "distance",
-                   "verification_threshold", "posture_template_threshold")
+                   "verification_threshold", "posture_template_threshold", "score_norm")
 
 
 class ManifestError(ValueError):
@@ -45,6 +45,20 @@ class Normalisation(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     mean: float = 0.0  # x_net = (x - mean) / std, x the [0, 1] ROI
     std: float = Field(1.0, gt=0)
+
+
+class ScoreNorm(BaseModel):
+    """Claims by the posture template decided on the distance S-normalised against a cohort (thzcore.score_norm):
+    the cohort file in the bundle, its hash, and the threshold on the normalised distance."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    cohort_file: str = Field("cohort.npz", pattern=r"^[A-Za-z0-9_.-]+$", description="file in the bundle directory")
+    cohort_sha256_16: str = Field(pattern=r"^[0-9a-f]{16}$")
+    templates: int = Field(ge=2, description="cohort templates (one per person and posture)")
+    identities: int = Field(ge=1, description="people in the cohort")
+    top_k: int = Field(100, ge=0, description="nearest cohort templates per posture in the statistics (0: all)")
+    threshold: float = Field(description="accept a claim when its S-normalised distance is <= this")
+    threshold_source: str = ""
+    cohort_source: str = Field("", description="which images made the cohort")
 
 
 class BundleManifest(BaseModel):
@@ -64,6 +78,8 @@ class BundleManifest(BaseModel):
                           "predicted posture is <= this (inference.matching.verify_in_posture); None: bundles "
                           "calibrated before, which verify against the nearest template with verification_threshold")
     posture_template_threshold_source: str = Field("", description="how posture_template_threshold was calibrated")
+    score_norm: ScoreNorm | None = Field(None, description="claims by the posture template S-normalised against "
+                                         "the bundle's cohort (needs posture_template_threshold); None: raw distance")
     training_config: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict, description="provenance: path, seeds, counts, hash")
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -81,6 +97,8 @@ class BundleManifest(BaseModel):
             if self.distance == "cosine" and t is not None and not 0.0 < t < 2.0:
                 raise ValueError(f"{name}={t} outside (0, 2), the range of a cosine distance: it would accept or "
                                  "reject every claim")
+        if self.score_norm is not None and self.posture_template_threshold is None:
+            raise ValueError("score_norm needs posture_template_threshold: it normalises the posture-template rule")
         if len(set(self.postures)) != len(self.postures) or not self.postures:
             raise ValueError(f"postures {self.postures} must be distinct and not empty")
         return self

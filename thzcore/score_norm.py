@@ -17,6 +17,8 @@ d_s: the pair is nearer than the people nearest to either. Symmetric adaptive S-
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 TOP_K = 100           # cohort templates per posture in the statistics (all of them when fewer)
@@ -53,3 +55,68 @@ def s_norm(d: np.ndarray, probe: tuple[np.ndarray, np.ndarray], template: tuple[
     (mu_e, sd_e), (mu_t, sd_t) = probe, template
     d = np.asarray(d, np.float64)
     return 0.5 * ((d - mu_e[:, None]) / sd_e[:, None] + (d - mu_t[None, :]) / sd_t[None, :])
+
+
+def posture_columns(cohort_posture: np.ndarray, posture: int) -> np.ndarray:
+    """The cohort templates of `posture` (a bool mask); all of them when fewer than two are in that posture."""
+    cols = np.asarray(cohort_posture) == posture
+    return cols if cols.sum() >= 2 else np.ones_like(cols)
+
+
+class PostureCohort:
+    """A bundle's cohort (`cohort.npz`: `templates` float32 (C, E) unit rows, `posture` (C,) indices into
+    POSTURES, `identity` (C,)), read once, used by every S-normalised claim of the gallery."""
+
+    FILE = "cohort.npz"
+
+    def __init__(self, templates: np.ndarray, posture: np.ndarray, identity: np.ndarray, top_k: int = TOP_K):
+        t = np.ascontiguousarray(templates, np.float32)
+        if t.ndim != 2 or len(t) < 2 or len(posture) != len(t) or len(identity) != len(t):
+            raise ValueError(f"a cohort needs >= 2 templates (C, E) with C postures and identities, got templates "
+                             f"{t.shape}, {len(posture)} postures, {len(identity)} identities")
+        if not np.isfinite(t).all():
+            raise ValueError("cohort templates hold NaN or infinity")
+        self.templates, self.top_k = t, int(top_k)
+        self.posture, self.identity = np.asarray(posture, np.int64), np.asarray(identity, np.int64)
+        self.templates.flags.writeable = False
+
+    def save(self, path: str | Path) -> str:
+        """Write the cohort (npz, no pickles) and return its sha256, 16 hex digits."""
+        path = Path(path)
+        with path.open("wb") as f:
+            np.savez(f, templates=self.templates, posture=self.posture, identity=self.identity)
+        return file_sha256_16(path)
+
+    @classmethod
+    def load(cls, path: str | Path, sha256_16: str, embedding_size: int, top_k: int = TOP_K) -> "PostureCohort":
+        """Read a cohort file, checked against the manifest's hash and embedding size (ValueError naming the file)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: the manifest's score-normalisation cohort is missing; re-export the bundle")
+        have = file_sha256_16(path)
+        if have != sha256_16:
+            raise ValueError(f"{path}: sha256 {have} is not the manifest's {sha256_16}: the cohort was altered")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                c = cls(z["templates"], z["posture"], z["identity"], top_k)
+        except (KeyError, OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a cohort file ({type(exc).__name__}: {exc})") from None
+        if c.templates.shape[1] != embedding_size:
+            raise ValueError(f"{path}: cohort templates of size {c.templates.shape[1]}, the model's embeddings are "
+                             f"{embedding_size}")
+        return c
+
+    def stats(self, vectors: np.ndarray, posture: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) of unit `vectors` (n, E) against the cohort's templates of `posture` (cosine distance)."""
+        cols = posture_columns(self.posture, posture)
+        d = 1.0 - np.atleast_2d(np.asarray(vectors, np.float64)) @ self.templates[cols].astype(np.float64).T
+        return cohort_stats(d, self.top_k)
+
+    def normalise(self, distance: float, probe: np.ndarray, template: np.ndarray, posture: int) -> float:
+        """The S-normalised distance of one claim: `probe` and `template` unit vectors (E,), `distance` theirs."""
+        return float(s_norm(np.array([[distance]]), self.stats(probe, posture), self.stats(template, posture))[0, 0])
+
+
+def file_sha256_16(path: str | Path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

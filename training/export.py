@@ -7,7 +7,9 @@ expert; the inference engines cut it into a trunk and one graph per expert and r
 one, inference.engines.routing, so the bundle format and its model id stay as they are). torch.onnx.export with the dynamo
 exporter at opset 20 and an example batch of 2, so the batch dimension stays dynamic.
 Verification threshold: calibrated on the dataset's `val` split with the exported model's own
-embeddings: the EER point (default) or the largest threshold with FAR <= target (config).
+embeddings: the EER point (default) or the largest threshold with FAR <= target (config); likewise the
+posture-template threshold and, on the distance S-normalised against the bundle's cohort (`cohort.npz`: the
+training identities' train split, one template per person and posture; thzcore.score_norm), its threshold.
 Parity: ONNX Runtime vs torch on val images (and a batch of 1); the export fails when any output
 differs by more than `training.export_tolerance` (absolute).
 Metadata: the ONNX file carries metadata_props (thzcore.bundle.onnx_metadata: model_id, threshold, distance,
@@ -26,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thzcore.bundle import ONNX_NAME, BundleManifest, graph_model_id, read_manifest, stamp_metadata, write_manifest
+from thzcore.bundle import (ONNX_NAME, BundleManifest, ScoreNorm, graph_model_id, read_manifest, stamp_metadata,
+                            write_manifest)
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.provenance import source_commit
+from thzcore.score_norm import PostureCohort
 from training.config import TrainingConfig
 from training.data import ThzData
-from training.metrics import claim_distances, eer, pair_distances, threshold_at_far
+from training.metrics import Cohort, claim_distances, eer, normalised_claims, pair_distances, threshold_at_far
 from training.model import ExportWrapper, MultiTaskNet
 from training.predict import RUN_CONFIG, OnnxPredictor, TorchPredictor, evaluate_split, headline, load_run
 
@@ -110,6 +114,83 @@ def calibrate_posture_threshold(emb: np.ndarray, identity: np.ndarray, posture: 
                      f"val EER {e:.4f}"), facts
     return thr, (f"largest threshold with FAR <= {target_far} over the val split's claims ({len(imp)} impostor), "
                  f"template of the predicted posture; val TAR {tar:.4f}"), facts
+
+
+def score_norm_cohort(emb: np.ndarray, data: ThzData, idx: np.ndarray) -> PostureCohort:
+    """The bundle's cohort: one unit-mean template per person and posture of the unconcealed images `idx`
+    (the train split of the training identities), embedded as `emb` (rows of idx)."""
+    c = Cohort.of(emb, data.identity[idx], data.posture[idx], data.concealed[idx])
+    return PostureCohort(c.templates, c.posture, c.identity)
+
+
+def calibrate_score_norm(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
+                         predicted_posture: np.ndarray, cohort: PostureCohort, rule: str, target_far: float
+                         ) -> tuple[float, str, dict]:
+    """Threshold on the S-normalised posture-template distance from one split's claims (as
+    `calibrate_posture_threshold`); the split's people are the cohort's, so each row leaves its own person out
+    of its statistics (training.metrics.Cohort overlap), as a cohort of other people would be."""
+    probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
+    _, claim, _, by_posture = claim_distances(emb, identity, posture, probes, refs, predicted_posture)
+    c = Cohort(cohort.templates, cohort.posture, cohort.identity, overlap=True, top_k=cohort.top_k)
+    s = normalised_claims(emb, identity, posture, probes, refs, predicted_posture, by_posture, c)
+    gen, imp = s[claim], s[~claim]
+    thr, e, t_eer, tar, t_far = _operating_point(gen, imp, rule, target_far)
+    facts = {"val_snorm_claims_eer": e, "val_snorm_claims_eer_threshold": t_eer,
+             "val_snorm_claims_tar_at_target_far": tar}
+    what = "EER point" if rule == "eer" else f"largest threshold with FAR <= {target_far}"
+    return thr, (f"{what} of the val split's claims ({len(gen)} genuine / {len(imp)} impostor), template of the "
+                 f"predicted posture S-normalised against the cohort (each person left out of their own "
+                 f"statistics); val EER {e:.4f}"), facts
+
+
+def _with_score_norm(bundle_dir: Path, manifest: BundleManifest, net_embed, data: ThzData, cfg: TrainingConfig
+                     ) -> tuple[BundleManifest, dict]:
+    """Write `cohort.npz` into `bundle_dir` (the training identities' train split embedded by `net_embed`) and
+    return the manifest with its score_norm calibrated on the val split."""
+    train = data.select(("train",))
+    train = train[~data.concealed[train]]
+    cohort = score_norm_cohort(net_embed(data.images[train])["embedding"], data, train)
+    sha = cohort.save(bundle_dir / PostureCohort.FILE)
+    val = data.select(("val",))
+    out_val = net_embed(data.images[val])
+    thr, source, facts = calibrate_score_norm(out_val["embedding"], data.identity[val], data.posture[val],
+                                              data.concealed[val], np.asarray(out_val["posture_logits"]).argmax(1),
+                                              cohort, cfg.threshold_rule, cfg.target_far)
+    sn = ScoreNorm(cohort_file=PostureCohort.FILE, cohort_sha256_16=sha, templates=len(cohort.templates),
+                   identities=int(len(np.unique(cohort.identity))), top_k=cohort.top_k, threshold=thr,
+                   threshold_source=source,
+                   cohort_source=f"train split of {data.root} ({len(train)} unconcealed images of the training "
+                                 "identities), one unit-mean template per person and posture")
+    return manifest.model_copy(update={"score_norm": sn}), facts
+
+
+def add_score_norm(bundle_dir: str | Path, data_dir: str | Path, cfg: TrainingConfig | None = None) -> dict:
+    """Give an existing bundle a score-normalisation cohort (`cohort.npz`, from `data_dir`'s train split of the
+    identities its model trained on) and its S-norm threshold (val split), rewriting the manifest in place; the
+    model and its id are unchanged, so galleries enrolled with it stay valid."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    if manifest.posture_template_threshold is None:
+        raise ValueError(f"{bundle_dir}: S-normalisation normalises the posture-template rule; calibrate it first "
+                         f"with `thz export {bundle_dir} --posture-threshold --data DIR`")
+    cfg = cfg or TrainingConfig.model_validate(manifest.training_config.get("training", {}))
+    data = ThzData.load(data_dir)
+    data.hold_out(0, list(manifest.training_config.get("heldout_identities", [])))
+    if not len(data.select(("val",))) or not len(data.select(("train",))):
+        raise ValueError(f"{data_dir}: a cohort needs a train split and its threshold a val split")
+    predictor = OnnxPredictor(bundle_dir, threads=2)
+    with tempfile.TemporaryDirectory(dir=bundle_dir, prefix=".score-norm-") as tmp:
+        new, facts = _with_score_norm(Path(tmp), manifest,
+                                      lambda x: predictor(x, reconstruct=False), data, cfg)
+        new = new.model_copy(update={"dataset": manifest.dataset | {"threshold_calibration": dict(
+            manifest.dataset.get("threshold_calibration", {})) | facts | {"score_norm_dataset": data.provenance()}}})
+        BundleManifest.model_validate(new.model_dump())
+        written = write_manifest(tmp, new)
+        shutil.move(str(Path(tmp) / PostureCohort.FILE), str(bundle_dir / PostureCohort.FILE))
+        shutil.move(str(written), str(bundle_dir / "manifest.json"))   # last: the manifest names the cohort's hash
+    log.info("score normalisation written", extra={"bundle": str(bundle_dir), "threshold": new.score_norm.threshold})
+    return {"bundle": str(bundle_dir), "model_id": manifest.model_id, "score_norm_threshold": new.score_norm.threshold,
+            "cohort_templates": new.score_norm.templates, "cohort_identities": new.score_norm.identities} | facts
 
 
 def add_posture_threshold(bundle_dir: str | Path, data_dir: str | Path, cfg: TrainingConfig | None = None) -> dict:
@@ -197,6 +278,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             dataset=prov | {"threshold_calibration": facts | p_facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        manifest, sn_facts = _with_score_norm(tmp, manifest, lambda x: TorchPredictor(net)(x, reconstruct=False),
+                                              data, cfg)
+        manifest.dataset["threshold_calibration"] |= sn_facts
         stamp_metadata(tmp / ONNX_NAME, manifest)  # metadata_props; the graph id does not see them
         write_manifest(tmp, manifest)
         worst = parity(net, tmp, data.images[val[:64]], cfg.export_tolerance)
@@ -204,11 +288,11 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
         manifest.metrics = {"split": "test", "parity_max_abs": worst, "parity_tolerance": cfg.export_tolerance,
                             **test_metrics}
         write_manifest(tmp, manifest)
-        for name in (ONNX_NAME, "manifest.json"):
+        for name in (ONNX_NAME, PostureCohort.FILE, "manifest.json"):
             shutil.move(str(tmp / name), str(out / name))
     size = (out / ONNX_NAME).stat().st_size
     log.info("bundle written", extra={"bundle": str(out), "model_id": manifest.model_id, "onnx_bytes": size})
     return {"bundle": str(out), "model_id": manifest.model_id, "onnx_mb": size / 1e6, "threshold": thr,
-            "posture_template_threshold": p_thr,
+            "posture_template_threshold": p_thr, "score_norm_threshold": manifest.score_norm.threshold,
             "parity_max_abs": worst, "test_triplet_accuracy": test_metrics["triplet_accuracy"],
             "test_ssim": test_metrics["ssim"]}

@@ -36,7 +36,7 @@ from scipy.stats import rankdata
 
 from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
-from thzcore.score_norm import TOP_K, cohort_stats, s_norm
+from thzcore.score_norm import TOP_K, cohort_stats, posture_columns, s_norm
 from training.losses import psnr, ssim
 
 
@@ -84,8 +84,7 @@ class Cohort:
               ) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) of `reps` (n, ...) against the cohort's templates of `posture` (all when it has none);
         `identity` (n,) the scored rows' people, left out of their own statistics when the cohort overlaps."""
-        cols = self.posture == posture
-        cols = cols if cols.sum() >= 2 else np.ones_like(cols)
+        cols = posture_columns(self.posture, posture)
         d = np.asarray(distance(reps, self.templates[cols]), np.float64).reshape(len(reps), -1)
         own = identity[:, None] == self.identity[cols][None, :] if self.overlap else None
         return cohort_stats(d, self.top_k, own)

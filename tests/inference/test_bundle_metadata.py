@@ -141,13 +141,13 @@ def test_the_verification_rule_follows_the_bundles_calibration(bundle_dir, tmp_p
     shutil.copytree(bundle_dir, d)
     old = load_bundle(d)                   # the fixture: calibrated for the nearest template only
     assert old.manifest.posture_template_threshold is None
-    assert old.verification_rule("full-left") == (old.threshold, None)
+    assert old.verification_rule("full-left") == (old.threshold, None, None)
     m = read_manifest(d)
     with pytest.raises(ValueError, match="posture_template_threshold"):   # out of the cosine range
         BundleManifest.model_validate(m.model_dump() | {"posture_template_threshold": 2.0})
     write_manifest(d, m.model_copy(update={"posture_template_threshold": 0.25}))
     new = load_bundle(d)
-    assert new.verification_rule("full-left") == (0.25, "full-left")
+    assert new.verification_rule("full-left") == (0.25, "full-left", None)
     assert new.model_id == old.model_id and new.threshold == old.threshold
     # a decision field: changed without rewriting the hash, the bundle is an altered one
     text = (d / "manifest.json").read_text()
@@ -162,5 +162,5 @@ def test_the_shipped_bundle_verifies_by_posture_template():
     shipped = REPO / "inference" / "bundles" / "compact"
     if not (shipped / ONNX_NAME).is_file():
         pytest.skip("no shipped bundle in this checkout")
-    t, posture = load_bundle(shipped).verification_rule("front-center")
+    t, posture, _ = load_bundle(shipped).verification_rule("front-center")
     assert posture == "front-center" and 0 < t < 2

@@ -419,3 +419,33 @@ def test_gallery_verifies_by_posture_when_asked(tmp_path):
         emb, postures = g.templates_with_postures("s1")
         assert postures == ["front-center", "full-left"] and emb.shape == (2, 128)
         assert [a["kind"] for a in g.audit_log()].count("verify") == 3
+
+
+def test_gallery_verifies_by_the_s_normalised_posture_template_distance_with_a_cohort(tmp_path):
+    from thzcore.labels import POSTURES
+    from thzcore.score_norm import PostureCohort
+    rng = np.random.default_rng(8)
+    c = rng.normal(size=(12, 128))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    post = np.array([POSTURES.index("front-center")] * 6 + [POSTURES.index("full-left")] * 6)
+    cohort = PostureCohort(c, post, np.repeat(np.arange(6), 2), top_k=4)
+    with Gallery(tmp_path / "g.sqlite", "model-A") as g:
+        g.enroll("s1", unit(1, 0, 0.2), "front-center")
+        g.enroll("s1", unit(0, 1), "full-left")
+        probe = unit(1, 0.1)
+        v = g.verify(probe, "s1", -1.0, posture="front-center", cohort=cohort)
+        t = unit(1, 0, 0.2).astype(np.float64)
+        d = 1 - float(probe.astype(np.float64) @ t)
+        # by hand: the 4 nearest front-center cohort templates of the probe and of the template
+        fc = c[:6]
+        near = [np.sort(1 - fc @ x)[:4] for x in (probe.astype(np.float64), t)]
+        want = 0.5 * sum((d - n.mean()) / n.std() for n in near)
+        assert v.score == "s_norm" and v.raw_distance == pytest.approx(d, abs=1e-6)
+        assert v.distance == pytest.approx(want, rel=1e-5, abs=1e-5) and v.accepted == (want <= -1.0)
+        js = v.to_json()
+        assert js["score"] == "s_norm" and js["raw_distance"] == pytest.approx(d, abs=1e-5)
+        from inference.results import VerificationResult
+        assert VerificationResult(**js).score == "s_norm"   # what the inference stage publishes
+        # without a cohort the same claim is decided on the cosine distance, as before
+        raw = g.verify(probe, "s1", 0.05, posture="front-center")
+        assert raw.score == "cosine" and "score" not in raw.to_json() and raw.distance == pytest.approx(d, abs=1e-6)

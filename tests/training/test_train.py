@@ -139,6 +139,16 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert "EER point on the val split" in m.threshold_source and 0 < m.verification_threshold < 2
     assert 0 < m.posture_template_threshold < 2 and "predicted posture" in m.posture_template_threshold_source
     assert m.dataset["threshold_calibration"]["val_genuine_claims"] > 0
+    # the score-normalisation cohort: one template per training identity and posture of the train split
+    from inference.bundle import load_bundle
+    from training.data import ThzData
+    sn, loaded = m.score_norm, load_bundle(path)
+    d = ThzData.load(dataset)
+    tr = (d.split == "train") & ~d.concealed
+    assert sn.templates == len({(i, p) for i, p in zip(d.identity[tr], d.posture[tr])}) == len(loaded.cohort.templates)
+    assert sn.identities == len(np.unique(d.identity[tr])) and "S-normalised" in sn.threshold_source
+    assert loaded.verification_rule("front-center") == (sn.threshold, "front-center", loaded.cohort)
+    np.testing.assert_allclose(np.linalg.norm(loaded.cohort.templates, axis=1), 1.0, rtol=1e-6)
     assert m.training_config["kind"] == "a" and m.dataset["manifest_sha256_16"]
     assert len(m.dataset["content_sha256_16"]) == 16  # the images' bytes, not only their names
     # the training data's provenance, which `thz evaluate --protocol` checks seeds against
@@ -152,6 +162,38 @@ def test_export_bundle_parity_and_manifest(bundle, dataset, tmp_path):
     assert res.exit_code == 0, res.output
     mb = json.loads(res.output.strip().splitlines()[-1])
     assert mb["source"] == "bundle" and mb["triplet_accuracy"] == pytest.approx(m.metrics["triplet_accuracy"])
+    assert 0 <= mb["enrolled_snorm_eer"] <= 1   # claims S-normalised against the train split's people
+
+
+def test_a_bundle_without_score_normalisation_gets_it_in_place(bundle, dataset, tmp_path):
+    import shutil
+    from inference.bundle import BundleError, load_bundle
+    from thzcore.bundle import read_manifest, write_manifest
+    old = tmp_path / "old"
+    shutil.copytree(bundle[0], old)
+    m = read_manifest(old)
+    (old / "cohort.npz").unlink()
+    write_manifest(old, m.model_copy(update={"score_norm": None}))
+    assert load_bundle(old).cohort is None and load_bundle(old).verification_rule("full-left")[2] is None
+    res = CliRunner().invoke(_cli(), ["export", str(old), "--score-norm", "--data", str(dataset)])
+    assert res.exit_code == 0, res.output
+    after, loaded = read_manifest(old), load_bundle(old)
+    assert after.model_id == m.model_id and after.posture_template_threshold == m.posture_template_threshold
+    # the cohort made with ONNX Runtime here and with torch at export: the same templates to the parity figure
+    delta = m.metrics["parity_max_abs"]["embedding"]
+    exported = np.load(bundle[0] / "cohort.npz")
+    np.testing.assert_allclose(loaded.cohort.templates, exported["templates"], atol=4 * delta + 1e-6)
+    assert after.score_norm.templates == m.score_norm.templates and np.isfinite(after.score_norm.threshold)
+    assert json.loads(res.output.strip().splitlines()[-1])["score_norm_threshold"] == after.score_norm.threshold
+    # an altered or missing cohort is refused by name
+    z = dict(np.load(old / "cohort.npz"))
+    z["templates"] = z["templates"][::-1].copy()
+    np.savez(old / "cohort.npz", **z)
+    with pytest.raises(BundleError, match="cohort was altered"):
+        load_bundle(old)
+    (old / "cohort.npz").unlink()
+    with pytest.raises(BundleError, match="cohort is missing"):
+        load_bundle(old)
 
 
 def test_a_bundle_without_the_posture_threshold_gets_one_in_place(bundle, dataset, tmp_path):
@@ -160,7 +202,8 @@ def test_a_bundle_without_the_posture_threshold_gets_one_in_place(bundle, datase
     old = tmp_path / "old"
     shutil.copytree(bundle[0], old)
     m = read_manifest(old)
-    write_manifest(old, m.model_copy(update={"posture_template_threshold": None, "posture_template_threshold_source": ""}))
+    write_manifest(old, m.model_copy(update={"posture_template_threshold": None, "posture_template_threshold_source": "",
+                                             "score_norm": None}))   # an old bundle had neither
     before = read_manifest(old)      # an old bundle: valid without the field
     assert before.posture_template_threshold is None
     res = CliRunner().invoke(_cli(), ["export", str(old), "--posture-threshold", "--data", str(dataset)])

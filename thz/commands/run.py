@@ -192,9 +192,9 @@ def _decide(kind: str, obj, claim, images, recording, sim, live, identity, postu
                    "posture_probability": round(float(p.max()), 4)}
             # a GalleryError goes to the CLI's table: not enrolled / empty gallery 2, a damaged or stale one 4
             if kind == "verify":
-                t, by_posture = eng.bundle.verification_rule(rec["posture"])
+                t, by_posture, cohort = eng.bundle.verification_rule(rec["posture"])
                 t = t if threshold is None else threshold
-                v = g.verify(e, claim, t, frame_id=r.frame_id, source=r.source, posture=by_posture)
+                v = g.verify(e, claim, t, frame_id=r.frame_id, source=r.source, posture=by_posture, cohort=cohort)
                 rec.update(v.to_json())
                 click.echo(f"{r.source}: claim {claim} {'ACCEPTED' if v.accepted else 'REJECTED'} "
                            f"(distance {v.distance:.4f}, threshold {t:.4f})", err=True)

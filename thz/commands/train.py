@@ -198,18 +198,23 @@ def baselines(obj, data_dir: str, split: str, identity_spec: str | None, fit_dir
 @click.option("--posture-threshold", is_flag=True,
               help="RUN is a bundle exported before posture-template verification: calibrate its "
                    "posture_template_threshold on --data's val split and rewrite its manifest (the model unchanged)")
-def export(run: str, out: str | None, data_dir, posture_threshold: bool) -> None:
+@click.option("--score-norm", is_flag=True,
+              help="RUN is a bundle exported before score normalisation: give it a cohort (the train split of --data's "
+                   "training identities) and its S-norm threshold (val), rewriting it in place (the model unchanged)")
+def export(run: str, out: str | None, data_dir, posture_threshold: bool, score_norm: bool) -> None:
     """Export RUN's student to ONNX with a manifest (thresholds calibrated on val, parity checked)."""
-    from training.export import ParityError, add_posture_threshold, export_bundle
+    from training.export import ParityError, add_posture_threshold, add_score_norm, export_bundle
     warnings.filterwarnings("ignore", module="torch.onnx")
-    if posture_threshold and (out is not None or data_dir is None):
-        raise click.BadParameter("--posture-threshold rewrites the bundle RUN in place: give --data DIR, not --out",
-                                 param_hint="--posture-threshold")
-    if not posture_threshold and out is None:
+    for flag, given in (("--posture-threshold", posture_threshold), ("--score-norm", score_norm)):
+        if given and (out is not None or data_dir is None):
+            raise click.BadParameter(f"{flag} rewrites the bundle RUN in place: give --data DIR, not --out",
+                                     param_hint=flag)
+    if not (posture_threshold or score_norm) and out is None:
         raise click.BadParameter("give --out BUNDLE", param_hint="--out")
     try:
-        if posture_threshold:
-            result = add_posture_threshold(run, data_dir)
+        if posture_threshold or score_norm:
+            result = add_posture_threshold(run, data_dir) if posture_threshold else {}
+            result |= add_score_norm(run, data_dir) if score_norm else {}
         else:
             result = export_bundle(run, out, data_dir)
     except (FileNotFoundError, ValueError, ParityError) as exc:
