@@ -365,5 +365,5 @@ def test_the_shipped_recipe_file_is_the_shipped_bundles_training_config():
     root = Path(__file__).resolve().parents[2]
     recorded = json.loads((root / "inference/bundles/compact/manifest.json").read_text())["training_config"]["training"]
     cfg = load_settings(root / "config/train_shipped.toml").training.model_copy(
-        update={"epochs": 40, "holdout_identities": 20, "num_threads": 2})    # the flags of the command
+        update={"epochs": 60, "holdout_identities": 20, "num_threads": 2})    # the flags of the command
     assert cfg.model_dump(mode="json") == recorded
