@@ -162,5 +162,9 @@ def test_the_shipped_bundle_verifies_by_posture_template():
     shipped = REPO / "inference" / "bundles" / "compact"
     if not (shipped / ONNX_NAME).is_file():
         pytest.skip("no shipped bundle in this checkout")
-    t, posture, _ = load_bundle(shipped).verification_rule("front-center")
-    assert posture == "front-center" and 0 < t < 2
+    b = load_bundle(shipped)
+    t, posture, cohort = b.verification_rule("front-center")
+    # S-normalised against the shipped cohort: the threshold is a normalised distance, not a cosine one
+    assert posture == "front-center" and cohort is not None and t == b.manifest.score_norm.threshold
+    assert cohort.templates.shape == (b.manifest.score_norm.templates, b.manifest.embedding_size)
+    assert 0 < b.manifest.posture_template_threshold < 2
