@@ -9,7 +9,7 @@ import numpy as np
 
 from thzcore.bundle import ONNX_NAME, BundleManifest, read_manifest
 from thzcore.labels import POSTURES
-from thzcore.score_norm import PostureCohort
+from thzcore.score_norm import Cohort
 
 INPUT_NAME = "thz"
 OUTPUTS = ("embedding", "posture_logits", "reconstruction")
@@ -26,7 +26,7 @@ class ModelBundle:
 
     path: Path
     manifest: BundleManifest
-    cohort: PostureCohort | None = None   # the manifest's score_norm cohort, read by load_bundle
+    cohort: Cohort | None = None   # the manifest's score_norm cohort, read by load_bundle
 
     @property
     def onnx_path(self) -> Path:
@@ -63,7 +63,7 @@ class ModelBundle:
         return "template of the predicted posture" + (", S-normalised against the bundle's cohort"
                                                       if self.cohort is not None else "")
 
-    def verification_rule(self, posture: str) -> tuple[float, str | None, PostureCohort | None]:
+    def verification_rule(self, posture: str) -> tuple[float, str | None, Cohort | None]:
         """(threshold, posture, cohort for Gallery.verify) of a probe the network gives `posture`: the template of
         that posture when the bundle was calibrated for it (its distance S-normalised against the bundle's cohort
         when it has one), else the nearest template with verification_threshold (posture and cohort None)."""
@@ -143,7 +143,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     if manifest.score_norm is not None:
         sn = manifest.score_norm
         try:
-            cohort = PostureCohort.load(p / sn.cohort_file, sn.cohort_sha256_16, manifest.embedding_size, sn.top_k)
+            cohort = Cohort.load(p / sn.cohort_file, sn.cohort_sha256_16, manifest.embedding_size, sn.top_k)
         except ValueError as exc:
             raise BundleError(str(exc)) from None
     return ModelBundle(p, manifest, cohort)

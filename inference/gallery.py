@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.matching import Identification, TemplateMatrix, Verification, identify, verify, verify_in_posture
-from thzcore.score_norm import PostureCohort
+from thzcore.score_norm import Cohort
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 
@@ -389,7 +389,7 @@ class Gallery:
     # --- decisions (each audited) -------------------------------------------------------------------
     @_db_errors
     def verify(self, embedding: np.ndarray, claim: str, threshold: float, frame_id: int | None = None,
-               source: str = "", posture: str | None = None, cohort: PostureCohort | None = None) -> Verification:
+               source: str = "", posture: str | None = None, cohort: Cohort | None = None) -> Verification:
         """1:1 verification of `claim`; raises ModelMismatchError for templates of another model.
 
         Without `posture`: against the nearest of the claim's templates. With the probe's predicted `posture`:

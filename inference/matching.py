@@ -16,7 +16,7 @@ import numpy as np
 
 from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
-from thzcore.score_norm import PostureCohort
+from thzcore.score_norm import Cohort
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def verify(embedding: np.ndarray, claim: str, templates: np.ndarray, threshold: 
 
 
 def verify_in_posture(embedding: np.ndarray, claim: str, templates: np.ndarray, template_postures: list[str],
-                      posture: str, threshold: float, cohort: PostureCohort | None = None) -> Verification:
+                      posture: str, threshold: float, cohort: Cohort | None = None) -> Verification:
     """1:1 by the claimed person's template in the probe's posture: the unit mean of their templates enrolled
     in `posture` (all of them when none is), accepted within `threshold` (BundleManifest.posture_template_threshold;
     training.metrics.enrolled_metrics measures this rule). With a `cohort`, the distance is S-normalised against

@@ -17,9 +17,15 @@ d_s: the pair is nearer than the people nearest to either. Symmetric adaptive S-
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from thzcore.bundle import file_model_id   # sha256 of a file, 16 hex digits: the cohort's hash too
+from thzcore.fusion import fuse
 
 TOP_K = 100           # cohort templates per posture in the statistics (all of them when fewer)
 _SIGMA_FLOOR = 1e-6   # a cohort at one distance from the vector (degenerate) still divides
@@ -63,60 +69,81 @@ def posture_columns(cohort_posture: np.ndarray, posture: int) -> np.ndarray:
     return cols if cols.sum() >= 2 else np.ones_like(cols)
 
 
-class PostureCohort:
-    """A bundle's cohort (`cohort.npz`: `templates` float32 (C, E) unit rows, `posture` (C,) indices into
-    POSTURES, `identity` (C,)), read once, used by every S-normalised claim of the gallery."""
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, E) x (m, E) unit vectors -> (n, m) distances 1 - a.b (float64): a bundle's cohort's distance."""
+    return 1.0 - np.atleast_2d(np.asarray(a, np.float64)) @ np.asarray(b, np.float64).T
 
-    FILE = "cohort.npz"
 
-    def __init__(self, templates: np.ndarray, posture: np.ndarray, identity: np.ndarray, top_k: int = TOP_K):
-        t = np.ascontiguousarray(templates, np.float32)
-        if t.ndim != 2 or len(t) < 2 or len(posture) != len(t) or len(identity) != len(t):
-            raise ValueError(f"a cohort needs >= 2 templates (C, E) with C postures and identities, got templates "
-                             f"{t.shape}, {len(posture)} postures, {len(identity)} identities")
-        if not np.isfinite(t).all():
-            raise ValueError("cohort templates hold NaN or infinity")
-        self.templates, self.top_k = t, int(top_k)
-        self.posture, self.identity = np.asarray(posture, np.int64), np.asarray(identity, np.int64)
-        self.templates.flags.writeable = False
+@dataclass(frozen=True, eq=False)
+class Cohort:
+    """Templates of people who are not scored: `templates` (C, ...) in the scored representation (a bundle's:
+    unit embeddings (C, E); a baseline's: its own), their `posture` (indices into POSTURES) and `identity` (C,).
+    `overlap`: the cohort's identity i is the scored data's person i (one population), so a probe's or template's
+    own person is left out of its statistics; otherwise the cohort is other people whatever their ids. A bundle
+    keeps its cohort in `cohort.npz` (`save`, `load`), read once and used by every claim the gallery decides."""
 
-    def save(self, path: str | Path) -> str:
-        """Write the cohort (npz, no pickles) and return its sha256, 16 hex digits."""
-        path = Path(path)
-        with path.open("wb") as f:
-            np.savez(f, templates=self.templates, posture=self.posture, identity=self.identity)
-        return file_sha256_16(path)
+    templates: np.ndarray
+    posture: np.ndarray
+    identity: np.ndarray
+    overlap: bool = False
+    top_k: int = TOP_K
+    FILE: ClassVar[str] = "cohort.npz"
 
     @classmethod
-    def load(cls, path: str | Path, sha256_16: str, embedding_size: int, top_k: int = TOP_K) -> "PostureCohort":
-        """Read a cohort file, checked against the manifest's hash and embedding size (ValueError naming the file)."""
+    def of(cls, rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
+           template: Callable[[np.ndarray], np.ndarray] = fuse, overlap: bool = False, top_k: int = TOP_K
+           ) -> "Cohort":
+        """One template per (identity, posture) of the unconcealed rows of `rep`, by `template` (default: the
+        unit mean)."""
+        cells = sorted({(int(i), int(p)) for i, p, c in zip(identity, posture, concealed) if not c})
+        if len(cells) < 2:
+            raise ValueError(f"a score-normalisation cohort needs >= 2 unconcealed templates, got {len(cells)}")
+        reps = [template(rep[(identity == i) & (posture == p) & ~concealed]) for i, p in cells]
+        return cls(np.stack(reps), np.array([p for _, p in cells], np.int64), np.array([i for i, _ in cells], np.int64),
+                   overlap, top_k)
+
+    def stats(self, reps: np.ndarray, posture: int, identity: np.ndarray | None = None,
+              distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = _cosine) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) of `reps` (n, ...) against the cohort's templates of `posture` (all when it has < 2);
+        `identity` (n,) the scored rows' people, left out of their own statistics when the cohort overlaps."""
+        cols = posture_columns(self.posture, posture)
+        d = np.asarray(distance(reps, self.templates[cols]), np.float64).reshape(len(reps), -1)
+        own = np.asarray(identity)[:, None] == self.identity[cols][None, :] if self.overlap else None
+        return cohort_stats(d, self.top_k, own)
+
+    def normalise(self, distance: float, probe: np.ndarray, template: np.ndarray, posture: int) -> float:
+        """The S-normalised cosine distance of one claim: `probe` and `template` unit vectors (E,), `distance` theirs."""
+        return float(s_norm(np.array([[distance]]), self.stats(probe[None], posture),
+                            self.stats(template[None], posture))[0, 0])
+
+    def save(self, path: str | Path) -> str:
+        """Write the cohort (npz, no pickles; templates as float32) and return its sha256, 16 hex digits."""
+        path = Path(path)
+        with path.open("wb") as f:
+            np.savez(f, templates=np.asarray(self.templates, np.float32), posture=self.posture, identity=self.identity)
+        return file_model_id(path)
+
+    @classmethod
+    def load(cls, path: str | Path, sha256_16: str, embedding_size: int, top_k: int = TOP_K) -> "Cohort":
+        """Read a bundle's cohort file, checked against the manifest's hash and embedding size (ValueError naming
+        the file); the templates as float64, converted once here rather than at every claim."""
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"{path}: the manifest's score-normalisation cohort is missing; re-export the bundle")
-        have = file_sha256_16(path)
+        have = file_model_id(path)
         if have != sha256_16:
             raise ValueError(f"{path}: sha256 {have} is not the manifest's {sha256_16}: the cohort was altered")
         try:
             with np.load(path, allow_pickle=False) as z:
-                c = cls(z["templates"], z["posture"], z["identity"], top_k)
+                t, post, ident = (np.asarray(z[k]) for k in ("templates", "posture", "identity"))
         except (KeyError, OSError, ValueError) as exc:
             raise ValueError(f"{path}: not a cohort file ({type(exc).__name__}: {exc})") from None
-        if c.templates.shape[1] != embedding_size:
-            raise ValueError(f"{path}: cohort templates of size {c.templates.shape[1]}, the model's embeddings are "
-                             f"{embedding_size}")
-        return c
-
-    def stats(self, vectors: np.ndarray, posture: int) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) of unit `vectors` (n, E) against the cohort's templates of `posture` (cosine distance)."""
-        cols = posture_columns(self.posture, posture)
-        d = 1.0 - np.atleast_2d(np.asarray(vectors, np.float64)) @ self.templates[cols].astype(np.float64).T
-        return cohort_stats(d, self.top_k)
-
-    def normalise(self, distance: float, probe: np.ndarray, template: np.ndarray, posture: int) -> float:
-        """The S-normalised distance of one claim: `probe` and `template` unit vectors (E,), `distance` theirs."""
-        return float(s_norm(np.array([[distance]]), self.stats(probe, posture), self.stats(template, posture))[0, 0])
-
-
-def file_sha256_16(path: str | Path) -> str:
-    import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        if t.ndim != 2 or len(t) < 2 or len(post) != len(t) or len(ident) != len(t) or t.shape[1] != embedding_size:
+            raise ValueError(f"{path}: a cohort needs >= 2 templates of the model's embedding size {embedding_size} "
+                             f"with a posture and identity each, got templates {t.shape}, {len(post)} postures, "
+                             f"{len(ident)} identities")
+        if not np.isfinite(t).all():
+            raise ValueError(f"{path}: cohort templates hold NaN or infinity")
+        t = np.ascontiguousarray(t, np.float64)
+        t.flags.writeable = False
+        return cls(t, post.astype(np.int64), ident.astype(np.int64), False, top_k)

@@ -87,7 +87,7 @@ class FitSet:
     same_people: bool         # an identity number means the same person here and in the evaluated dataset
 
     def cohort(self, rep: np.ndarray, template=unit_mean) -> Cohort:
-        """The score-normalisation cohort of a representation `rep` of these images (training.metrics.Cohort):
+        """The score-normalisation cohort of a representation `rep` of these images (thzcore.score_norm.Cohort):
         one template per person and posture from the unconcealed images."""
         return Cohort.of(rep, self.identity, self.posture, self.concealed, template, overlap=self.same_people)
 
@@ -459,7 +459,7 @@ def posture_table(rows: list[tuple[str, dict]]) -> list[str]:
 
 def snorm_table(rows: list[tuple[str, dict]]) -> list[str]:
     """The claims by the posture template, raw and S-normalised against each method's cohort (its own
-    representation of the fit set's people: training.metrics.Cohort), one row per method."""
+    representation of the fit set's people: thzcore.score_norm.Cohort), one row per method."""
     rows = [(name, m) for name, m in rows if "enrolled_snorm_eer" in m]
     if not rows:
         return []

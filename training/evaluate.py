@@ -235,7 +235,7 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
 
 def _network_cohort(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None,
                     embed, m: dict):
-    """The score-normalisation cohort of the network (training.metrics.Cohort): its templates of the baselines'
+    """The score-normalisation cohort of the network (thzcore.score_norm.Cohort): its templates of the baselines'
     fit set (the train split of the model's training data, or of `--fit-data`, minus the evaluated images), so
     network and baselines are normalised against the same people. None, with the reason in `m`, when there
     is no such set."""

@@ -18,7 +18,9 @@ postures, input size, normalisation, preset); the model id is the graph's hash w
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 import shutil
 import tempfile
@@ -33,7 +35,6 @@ from thzcore.bundle import (ONNX_NAME, BundleManifest, ScoreNorm, graph_model_id
 from thzcore.labels import POSTURES
 from thzcore.logs import get_logger
 from thzcore.provenance import source_commit
-from thzcore.score_norm import PostureCohort
 from training.config import TrainingConfig
 from training.data import ThzData
 from training.metrics import Cohort, claim_distances, eer, normalised_claims, pair_distances, threshold_at_far
@@ -116,23 +117,16 @@ def calibrate_posture_threshold(emb: np.ndarray, identity: np.ndarray, posture: 
                  f"template of the predicted posture; val TAR {tar:.4f}"), facts
 
 
-def score_norm_cohort(emb: np.ndarray, data: ThzData, idx: np.ndarray) -> PostureCohort:
-    """The bundle's cohort: one unit-mean template per person and posture of the unconcealed images `idx`
-    (the train split of the training identities), embedded as `emb` (rows of idx)."""
-    c = Cohort.of(emb, data.identity[idx], data.posture[idx], data.concealed[idx])
-    return PostureCohort(c.templates, c.posture, c.identity)
-
-
 def calibrate_score_norm(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
-                         predicted_posture: np.ndarray, cohort: PostureCohort, rule: str, target_far: float
+                         predicted_posture: np.ndarray, cohort: Cohort, rule: str, target_far: float
                          ) -> tuple[float, str, dict]:
     """Threshold on the S-normalised posture-template distance from one split's claims (as
     `calibrate_posture_threshold`); the split's people are the cohort's, so each row leaves its own person out
-    of its statistics (training.metrics.Cohort overlap), as a cohort of other people would be."""
+    of its statistics (Cohort.overlap), as a cohort of other people would be."""
     probes, refs = np.flatnonzero(concealed), np.flatnonzero(~concealed)
     _, claim, _, by_posture = claim_distances(emb, identity, posture, probes, refs, predicted_posture)
-    c = Cohort(cohort.templates, cohort.posture, cohort.identity, overlap=True, top_k=cohort.top_k)
-    s = normalised_claims(emb, identity, posture, probes, refs, predicted_posture, by_posture, c)
+    s = normalised_claims(emb, identity, posture, probes, refs, predicted_posture, by_posture,
+                          dataclasses.replace(cohort, overlap=True))
     gen, imp = s[claim], s[~claim]
     thr, e, t_eer, tar, t_far = _operating_point(gen, imp, rule, target_far)
     facts = {"val_snorm_claims_eer": e, "val_snorm_claims_eer_threshold": t_eer,
@@ -143,20 +137,20 @@ def calibrate_score_norm(emb: np.ndarray, identity: np.ndarray, posture: np.ndar
                  f"statistics); val EER {e:.4f}"), facts
 
 
-def _with_score_norm(bundle_dir: Path, manifest: BundleManifest, net_embed, data: ThzData, cfg: TrainingConfig
-                     ) -> tuple[BundleManifest, dict]:
+def _with_score_norm(bundle_dir: Path, manifest: BundleManifest, net_embed, data: ThzData, out_val: dict,
+                     cfg: TrainingConfig) -> tuple[BundleManifest, dict]:
     """Write `cohort.npz` into `bundle_dir` (the training identities' train split embedded by `net_embed`) and
-    return the manifest with its score_norm calibrated on the val split."""
+    return the manifest with its score_norm calibrated on the val split, whose outputs `out_val` are given."""
     train = data.select(("train",))
     train = train[~data.concealed[train]]
-    cohort = score_norm_cohort(net_embed(data.images[train])["embedding"], data, train)
-    sha = cohort.save(bundle_dir / PostureCohort.FILE)
+    cohort = Cohort.of(net_embed(data.images[train])["embedding"], data.identity[train], data.posture[train],
+                       data.concealed[train])
+    sha = cohort.save(bundle_dir / Cohort.FILE)
     val = data.select(("val",))
-    out_val = net_embed(data.images[val])
     thr, source, facts = calibrate_score_norm(out_val["embedding"], data.identity[val], data.posture[val],
                                               data.concealed[val], np.asarray(out_val["posture_logits"]).argmax(1),
                                               cohort, cfg.threshold_rule, cfg.target_far)
-    sn = ScoreNorm(cohort_file=PostureCohort.FILE, cohort_sha256_16=sha, templates=len(cohort.templates),
+    sn = ScoreNorm(cohort_file=Cohort.FILE, cohort_sha256_16=sha, templates=len(cohort.templates),
                    identities=int(len(np.unique(cohort.identity))), top_k=cohort.top_k, threshold=thr,
                    threshold_source=source,
                    cohort_source=f"train split of {data.root} ({len(train)} unconcealed images of the training "
@@ -178,15 +172,14 @@ def add_score_norm(bundle_dir: str | Path, data_dir: str | Path, cfg: TrainingCo
     data.hold_out(0, list(manifest.training_config.get("heldout_identities", [])))
     if not len(data.select(("val",))) or not len(data.select(("train",))):
         raise ValueError(f"{data_dir}: a cohort needs a train split and its threshold a val split")
-    predictor = OnnxPredictor(bundle_dir, threads=2)
+    embed = functools.partial(OnnxPredictor(bundle_dir, threads=2), reconstruct=False)
     with tempfile.TemporaryDirectory(dir=bundle_dir, prefix=".score-norm-") as tmp:
-        new, facts = _with_score_norm(Path(tmp), manifest,
-                                      lambda x: predictor(x, reconstruct=False), data, cfg)
+        new, facts = _with_score_norm(Path(tmp), manifest, embed, data, embed(data.images[data.select(("val",))]), cfg)
         new = new.model_copy(update={"dataset": manifest.dataset | {"threshold_calibration": dict(
             manifest.dataset.get("threshold_calibration", {})) | facts | {"score_norm_dataset": data.provenance()}}})
         BundleManifest.model_validate(new.model_dump())
         written = write_manifest(tmp, new)
-        shutil.move(str(Path(tmp) / PostureCohort.FILE), str(bundle_dir / PostureCohort.FILE))
+        shutil.move(str(Path(tmp) / Cohort.FILE), str(bundle_dir / Cohort.FILE))
         shutil.move(str(written), str(bundle_dir / "manifest.json"))   # last: the manifest names the cohort's hash
     log.info("score normalisation written", extra={"bundle": str(bundle_dir), "threshold": new.score_norm.threshold})
     return {"bundle": str(bundle_dir), "model_id": manifest.model_id, "score_norm_threshold": new.score_norm.threshold,
@@ -278,8 +271,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
             dataset=prov | {"threshold_calibration": facts | p_facts},
             software_version=metadata.version("thz-face"),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        manifest, sn_facts = _with_score_norm(tmp, manifest, lambda x: TorchPredictor(net)(x, reconstruct=False),
-                                              data, cfg)
+        manifest, sn_facts = _with_score_norm(tmp, manifest, functools.partial(TorchPredictor(net), reconstruct=False),
+                                              data, out_val, cfg)
         manifest.dataset["threshold_calibration"] |= sn_facts
         stamp_metadata(tmp / ONNX_NAME, manifest)  # metadata_props; the graph id does not see them
         write_manifest(tmp, manifest)
@@ -288,7 +281,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, data_dir: str | Path | N
         manifest.metrics = {"split": "test", "parity_max_abs": worst, "parity_tolerance": cfg.export_tolerance,
                             **test_metrics}
         write_manifest(tmp, manifest)
-        for name in (ONNX_NAME, PostureCohort.FILE, "manifest.json"):
+        for name in (ONNX_NAME, Cohort.FILE, "manifest.json"):
             shutil.move(str(tmp / name), str(out / name))
     size = (out / ONNX_NAME).stat().st_size
     log.info("bundle written", extra={"bundle": str(out), "model_id": manifest.model_id, "onnx_bytes": size})

@@ -19,7 +19,7 @@ Rank-1 identification: each concealed probe against per-identity templates (L2-n
     identity's unconcealed embeddings); correct when the nearest template is the probe's identity.
 Claims against enrolled people (`enrolled_metrics`): by the nearest reference, by the template of the probe's
     predicted posture, and that distance S-normalised against a cohort of other people's templates
-    (`thzcore.score_norm`; `Cohort`).
+    (`thzcore.score_norm.Cohort`).
 
 Every function that compares images takes `distance` (default `cosine_distance` on embeddings) and,
 for templates, `template`, so the classical baselines (training/baselines.py: pixels, NCC, SSIM,
@@ -28,7 +28,6 @@ PCA, Fisherfaces) go through these same definitions with their own representatio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from scipy.stats import rankdata
 
 from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
-from thzcore.score_norm import TOP_K, cohort_stats, posture_columns, s_norm
+from thzcore.score_norm import Cohort, s_norm
 from training.losses import psnr, ssim
 
 
@@ -53,41 +52,6 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def unit_mean(x: np.ndarray) -> np.ndarray:
     """The template of a set of embeddings: their mean, L2-normalised (the gallery's `fuse`, unweighted)."""
     return fuse(x)
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Templates of people who are not scored, for score normalisation (thzcore.score_norm): `templates` (C, ...)
-    in the scored representation, their `posture` and `identity` (C,). `overlap`: the cohort's identity i is
-    the scored data's person i (one population), so a probe's or template's own person is left out of its
-    statistics; otherwise the cohort is other people whatever their ids."""
-
-    templates: np.ndarray
-    posture: np.ndarray
-    identity: np.ndarray
-    overlap: bool = False
-    top_k: int = TOP_K
-
-    @classmethod
-    def of(cls, rep: np.ndarray, identity: np.ndarray, posture: np.ndarray, concealed: np.ndarray,
-           template: Callable[[np.ndarray], np.ndarray] = unit_mean, overlap: bool = False,
-           top_k: int = TOP_K) -> "Cohort":
-        """One template per (identity, posture) of the unconcealed rows of `rep`, by `template`."""
-        cells = sorted({(int(i), int(p)) for i, p, c in zip(identity, posture, concealed) if not c})
-        if len(cells) < 2:
-            raise ValueError(f"a score-normalisation cohort needs >= 2 unconcealed templates, got {len(cells)}")
-        reps = [template(rep[(identity == i) & (posture == p) & ~concealed]) for i, p in cells]
-        return cls(np.stack(reps), np.array([p for _, p in cells], np.int64), np.array([i for i, _ in cells], np.int64),
-                   overlap, top_k)
-
-    def stats(self, reps: np.ndarray, posture: int, identity: np.ndarray, distance: Distance
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) of `reps` (n, ...) against the cohort's templates of `posture` (all when it has none);
-        `identity` (n,) the scored rows' people, left out of their own statistics when the cohort overlaps."""
-        cols = posture_columns(self.posture, posture)
-        d = np.asarray(distance(reps, self.templates[cols]), np.float64).reshape(len(reps), -1)
-        own = identity[:, None] == self.identity[cols][None, :] if self.overlap else None
-        return cohort_stats(d, self.top_k, own)
 
 
 def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, anchors: np.ndarray,

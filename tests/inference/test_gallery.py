@@ -423,12 +423,12 @@ def test_gallery_verifies_by_posture_when_asked(tmp_path):
 
 def test_gallery_verifies_by_the_s_normalised_posture_template_distance_with_a_cohort(tmp_path):
     from thzcore.labels import POSTURES
-    from thzcore.score_norm import PostureCohort
+    from thzcore.score_norm import Cohort
     rng = np.random.default_rng(8)
     c = rng.normal(size=(12, 128))
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     post = np.array([POSTURES.index("front-center")] * 6 + [POSTURES.index("full-left")] * 6)
-    cohort = PostureCohort(c, post, np.repeat(np.arange(6), 2), top_k=4)
+    cohort = Cohort(c, post, np.repeat(np.arange(6), 2), top_k=4)
     with Gallery(tmp_path / "g.sqlite", "model-A") as g:
         g.enroll("s1", unit(1, 0, 0.2), "front-center")
         g.enroll("s1", unit(0, 1), "full-left")
