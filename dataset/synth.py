@@ -236,6 +236,13 @@ def visible_to_png(img: np.ndarray) -> Image.Image:
 
 
 # ---------------------------------------------------------------- worker side (one per process)
+def _plan_overrides(plan: "DatasetPlan", s: _WorkerSettings) -> dict[str, dict[str, Any]]:
+    """What the plan sets over the config in a worker, by section (so not part of the image settings)."""
+    return {"sim": {"seed": plan.seed, "population_seed": plan.population_seed,
+                    "n_identities": max(plan.n_identities, s.sim.n_identities)},
+            "processing": {"threads": 1, "frames_averaged": plan.frames_per_capture, "roi_size": plan.size}}
+
+
 class _Worker:
     """Holds the virtual scanner, processor and face locator of one process."""
 
@@ -247,10 +254,9 @@ class _Worker:
         self.settings = s
         self.plan = plan
         self.out = Path(out)
-        self.sim_cfg = s.sim.model_copy(update={"seed": plan.seed, "population_seed": plan.population_seed,
-                                                "n_identities": max(plan.n_identities, s.sim.n_identities)})
-        self.proc_cfg = s.processing.model_copy(update={"threads": 1, "frames_averaged": plan.frames_per_capture,
-                                                        "roi_size": plan.size})
+        over = _plan_overrides(plan, s)
+        self.sim_cfg = s.sim.model_copy(update=over["sim"])
+        self.proc_cfg = s.processing.model_copy(update=over["processing"])
         self.VirtualScanner = VirtualScanner
         self.processor = FrameProcessor(s.scanner, self.proc_cfg)
         self.processor.warm_up()
@@ -601,10 +607,11 @@ def _with_this_run(runs: list[dict[str, Any]], prov: dict[str, Any], made: int) 
 
 def _image_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings the images depend on, without what the plan sets over them (seeds, sizes, frames)."""
-    s = _WorkerSettings.model_validate(settings).model_dump(mode="json")
-    for section, keys in (("sim", ("seed", "population_seed", "n_identities")),
-                          ("processing", ("threads", "frames_averaged", "roi_size", "publish_endpoint"))):
-        for k in keys:
+    w = _WorkerSettings.model_validate(settings)
+    s = w.model_dump(mode="json")
+    unused = {"processing": ("publish_endpoint",)}   # the builder publishes nothing
+    for section, keys in _plan_overrides(DatasetPlan(), w).items():
+        for k in (*keys, *unused.get(section, ())):
             s[section].pop(k, None)
     return s
 
