@@ -15,8 +15,8 @@ from itertools import combinations
 
 import numpy as np
 
+from training.baselines import fit_set
 from training.data import ThzData
-from training.evaluate import network_cohort
 from training.metrics import enrolled_metrics
 from training.predict import predictor_for, split_protocol
 from thzcore.labels import parse_identity_list
@@ -44,6 +44,9 @@ def main() -> None:
     idx, *_ = split_protocol(data, splits)
     preds = [predictor_for(b, a.threads)[0] for b in a.bundles]
     outs = [p(data.images[idx], reconstruct=False) for p in preds]
+    # the cohort's images, as thz evaluate draws them (training.evaluate._network_cohort), embedded once a model
+    fit = fit_set(data, train_mask, np.isin(data.split, splits))
+    fit_emb = [unit(p(fit.images, reconstruct=False)["embedding"]) for p in preds]
     conc = data.concealed[idx]
     print("| models | posture | posture template: EER | TAR@FAR1% | TAR@FAR0.1% | rank-1 "
           "| S-normalised: EER | TAR@FAR1% | TAR@FAR0.1% | rank-1 |")
@@ -54,11 +57,7 @@ def main() -> None:
     for members in sets:
         emb = unit(sum(unit(outs[i]["embedding"]) for i in members))
         predicted = sum(np.asarray(outs[i]["posture_logits"], np.float64) for i in members).argmax(1)
-
-        def embed(x, members=members):
-            return unit(sum(unit(preds[i](x, reconstruct=False)["embedding"]) for i in members))
-
-        cohort = network_cohort(data, splits, train_mask, None, embed, {})
+        cohort = fit.cohort(unit(sum(fit_emb[i] for i in members)))
         r = enrolled_metrics(emb, data.identity[idx], data.posture[idx], np.flatnonzero(conc),
                              np.flatnonzero(~conc), predicted, cohort=cohort)
         cells = [f"{100 * r[f'{rule}_{k}']:.1f} %" for rule, ks in KEYS for k in ks]

@@ -233,7 +233,7 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
     return ("test" if protocol == "paper" else "all"), ids, plan.to_json()
 
 
-def network_cohort(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None,
+def _network_cohort(data: ThzData, splits: tuple[str, ...], train_mask: np.ndarray, fit_data: ThzData | None,
                     embed, m: dict):
     """The score-normalisation cohort of the network (thzcore.score_norm.Cohort): its templates of the baselines'
     fit set (the train split of the model's training data, or of `--fit-data`, minus the evaluated images), so
@@ -298,7 +298,7 @@ def evaluate(source: str | Path, data_dir: str | Path, split: str = "test", out:
                                                   o["reconstructions"]["predicted"])
     fit_data = ThzData.load(fit_dir) if fit_dir else None
     idx, predicted = o["idx"], np.asarray(o["posture_logits"]).argmax(1)
-    cohort = network_cohort(data, splits, train_mask, fit_data, embed, m)
+    cohort = _network_cohort(data, splits, train_mask, fit_data, embed, m)
     if cohort is not None:
         from training.metrics import enrolled_metrics
         conc = data.concealed[idx]
