@@ -152,7 +152,9 @@ def test_stopped_build_keeps_every_identity_and_resumes_to_the_same_bytes(made, 
         with pytest.raises(BuildInterrupted, match=r"interrupted: \d+ of 32 images made .* run the same command"):
             make_dataset(part, PLAN, Settings(), progress=False, on_done=stop_after_12,
                          scheduler=cluster.scheduler_address)
-        assert seen[:8] == ["visible"] * 8
+        # jobs start in build order, two at a time: the first THz unit starts once 7 visible images are done
+        # and may finish before the 8th, which ran beside it (the manifest check below wants all 8 made)
+        assert seen[:7] == ["visible"] * 7 and seen.index("thz") >= 7
         done = _done_thz(part)
         assert 4 <= len(done) < 24
         assert {u.identity for u in done} == {0, 1}  # capture-major: both identities, not all of identity 0
