@@ -72,9 +72,12 @@ def test_a_dead_worker_is_one_line_and_stops_the_queue(client):
     with pytest.raises(WorkerDied) as err:
         cluster.run_ordered(client, _die, jobs, [f"die-{j}" for j in jobs], got.append)
     msg = str(err.value)
-    # the worker held the next job too (the scheduler keeps one queued beside each running one): either is named
-    assert "\n" not in msg and re.search(r"died while making die-[34] ", msg), msg
+    named = re.search(r"died while making die-(\d) ", msg)
+    assert "\n" not in msg and named, msg
     assert got in ([0, 1], [0, 1, 2])  # a result still on the dead worker is lost (and would be made again)
+    # the job it died on (3), the one queued beside it (the scheduler keeps one beside each running one) or,
+    # when the client had not gathered it yet, the result it still held (2): any of them, never one delivered
+    assert len(got) <= int(named[1]) <= 4, (msg, got)
     deadline = time.time() + 30
     while time.time() < deadline and client.processing() and any(client.processing().values()):
         time.sleep(0.2)
