@@ -13,16 +13,12 @@ import argparse
 
 import numpy as np
 
+from inference.matching import softmax
 from thzcore.labels import POSTURES
 from training.data import ThzData
 from training.predict import predictor_for, split_protocol
 
 MIRROR = [2, 1, 0, 4, 3]   # the posture class of the mirrored scan, in POSTURES order
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def main() -> None:
