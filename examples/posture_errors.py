@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from inference.matching import softmax
+from thzcore.softmax import softmax
 from thzcore.labels import POSTURES
 from training.data import ThzData
 from training.predict import predictor_for, split_protocol

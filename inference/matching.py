@@ -292,10 +292,3 @@ def identify(embedding: np.ndarray, gallery: dict[str, np.ndarray] | TemplateMat
     best = scores[0] if scores else None
     identity = best[0] if best is not None and best[1] <= threshold else None
     return Identification(scores, float(threshold), identity)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)

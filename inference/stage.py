@@ -23,7 +23,7 @@ from inference.config import InferenceConfig
 from inference.engines.base import Engine
 from inference.fusion import ScanFusion, roi_quality
 from inference.gallery import Gallery, GalleryError
-from inference.matching import softmax
+from thzcore.softmax import softmax
 from inference.quality import enrolment_refusal
 from inference.results import (IdentificationResult, PostureResult, ResultMeta, VerificationResult,
                                encode_result)

@@ -43,7 +43,7 @@ from acquisition.galvo_protocol import GalvoFaultError
 from acquisition.session import ScannerSession
 from inference.engines.base import Engine
 from inference.gallery import Gallery
-from inference.matching import softmax
+from thzcore.softmax import softmax
 from inference.quality import enrolment_refusal
 from pipeline.prescan import prepare_scan
 from pipeline.settings import Settings

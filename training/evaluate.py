@@ -227,7 +227,7 @@ def _resolve_protocol(protocol: str | None, split: str, data: ThzData, desc: dic
         if outside:
             from training.protocols import ProtocolError
             raise ProtocolError(f"--protocol {protocol} --identities: {outside} are not identities the model trained on")
-    if baselines:
+    if baselines or fit_dir is not None:   # --fit-data alone: the network's S-normalisation cohort
         plan.notes += check_fit_data(plan, fit_dir)
     ids = identities if identities is not None else plan.identities
     return ("test" if protocol == "paper" else "all"), ids, plan.to_json()

@@ -36,6 +36,7 @@ from scipy.stats import rankdata
 from thzcore.fusion import fuse
 from thzcore.labels import POSTURES
 from thzcore.score_norm import Cohort, s_norm
+from thzcore.softmax import softmax
 from training.losses import psnr, ssim
 
 
@@ -84,9 +85,7 @@ def triplet_metrics(emb: np.ndarray, identity: np.ndarray, posture: np.ndarray, 
 
 
 def posture_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    z = np.asarray(logits, np.float64)
-    prob = np.exp(z - z.max(1, keepdims=True))
-    prob /= prob.sum(1, keepdims=True)
+    prob = softmax(logits)
     pred = prob.argmax(1)
     ok = pred == labels
     conf = float(prob[ok, labels[ok]].mean()) if ok.any() else 0.0

@@ -223,7 +223,7 @@ def check_fit_data(plan: ProtocolPlan, fit_root: str | Path | None) -> list[str]
                             "model's training data")
     if fit.known and (fit.seed, fit.population_seed) == (plan.training.seed, plan.training.population_seed):
         return []
-    return [f"the baselines are fitted on {fit_root} ({fit.describe() if fit.known else 'seeds unknown'}), not on the "
+    return [f"the baselines and the network's cohort are fitted on {fit_root} ({fit.describe() if fit.known else 'seeds unknown'}), not on the "
             f"model's training data ({plan.training.describe()})"]
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.matching import cosine_distance, softmax
+from inference.matching import cosine_distance
+from thzcore.softmax import softmax
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.gallery import Gallery, GalleryError, ModelMismatchError
-from inference.matching import cosine_distance, identify, softmax, verify
+from inference.matching import cosine_distance, identify, verify
 
 
 def unit(*v):
@@ -43,12 +43,6 @@ def test_identify_open_set():
     assert r.identity == "bob" and [c[0] for c in r.candidates] == ["bob", "alice"]
     r = identify(unit(1, 1, 1), g, threshold=0.2)  # 1 - 1/sqrt(3) = 0.4226 from everyone: rejected
     assert r.identity is None and r.candidates[0][1] == pytest.approx(1 - 1 / np.sqrt(3), abs=1e-6)
-
-
-def test_softmax_rows_sum_to_one():
-    p = softmax(np.array([[0.0, np.log(3.0)], [1000.0, 0.0]]))
-    np.testing.assert_allclose(p[0], [0.25, 0.75])
-    np.testing.assert_allclose(p.sum(1), 1.0)
 
 
 def test_round_trip_and_owner_only_file(tmp_path):

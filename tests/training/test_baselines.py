@@ -357,8 +357,13 @@ def test_cli_evaluate_with_baselines(dataset, tmp_path):
     assert set(m["triplet_accuracy_per_posture"]) == set(m["baselines"]["verification"]["pca"]
                                                          ["triplet_accuracy_per_posture"])
     assert m["baselines"]["verification"]["pca"]["n_triplets"] == m["n_triplets"]   # the same triplets
-    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--fit-data", str(dataset)])
-    assert res.exit_code == 2 and "--baselines" in res.output
+    # --fit-data alone: no baselines, but the network's claims S-normalised against that set's cohort
+    res = CliRunner().invoke(_cli(), ["evaluate", str(t.out), "--data", str(dataset), "--fit-data",
+                                      str(_copy(dataset, tmp_path)), "--out", str(tmp_path / "fit"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    alone = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert "baselines" not in alone and alone["score_norm"]["cohort"] and "enrolled_snorm_eer" in alone
+    assert alone["score_norm"]["cohort"] != m["score_norm"]["cohort"]   # the given set, not the evaluated one
 
 
 def test_cli_baselines_without_out_writes_into_the_data_directory(dataset, tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ def _scan(obj, bundle, engine, images, recording, sim, live, identity, posture, 
     """Settings, engine, the ROIs of the chosen source and their network outputs with posture probabilities."""
     import numpy as np
 
-    from inference.matching import softmax
+    from thzcore.softmax import softmax
 
     s = _settings(obj)
     eng = _engine(s, bundle, engine)

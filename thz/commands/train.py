@@ -109,8 +109,8 @@ def _run_or_bundle(ctx, param, value: str | None) -> str | None:
 @click.option("--baselines", is_flag=True,
               help="also the classical baselines (pixel cosine, NCC, SSIM, PCA, Fisherfaces) on the same protocols")
 @click.option("--fit-data", "fit_dir", type=click.Path(file_okay=False, exists=True), default=None,
-              help="fit PCA / LDA / posture NN on this dataset's train split (default: the evaluated dataset's "
-                   "train split minus the evaluated images)")
+              help="fit PCA / LDA / posture NN, and the network's S-normalisation cohort, on this dataset's "
+                   "train split (default: the evaluated dataset's train split minus the evaluated images)")
 @click.option("--progress/--no-progress", default=True, help="progress bars on stderr")
 @click.pass_obj
 def evaluate(obj, source: str, data_dir: str, split: str | None, protocol: str | None, fusion_spec: str | None,
@@ -118,8 +118,6 @@ def evaluate(obj, source: str, data_dir: str, split: str | None, protocol: str |
              progress: bool) -> None:
     """Evaluate a run directory (torch) or a model bundle (ONNX Runtime) on a dataset split or protocol."""
     from training.evaluate import evaluate as run_eval
-    if fit_dir is not None and not baselines:
-        raise click.BadParameter("--fit-data only fits the baselines: add --baselines", param_hint="--fit-data")
     if split is not None and protocol is not None:
         raise click.BadParameter("--protocol sets the split: give --split or --protocol, not both",
                                  param_hint="--split")
